@@ -1,0 +1,44 @@
+"""The Flask application factory: the web process of the bridge."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from bridge import defaults
+from bridge.config import Settings, load_settings
+from bridge.ops import logs
+from bridge.ops.metrics import Metrics
+from bridge.storage.redis import connect, redis_url
+from workers.queue import event_queue
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Create the web app from `settings` (default: the environment)."""
+    settings = settings or load_settings()
+    logs.configure()
+    app = Flask(__name__)
+    app.config.update(
+        BRIDGE_SETTINGS=settings,
+        MAX_CONTENT_LENGTH=defaults.WEBHOOK_MAX_BODY_BYTES,
+        SECRET_KEY=settings.secret_key or secrets.token_hex(32),
+        JSON_SORT_KEYS=False,
+    )
+    conn = connect(redis_url(settings))
+    app.extensions["bridge.redis"] = conn
+    app.extensions["bridge.queue"] = event_queue(conn)
+    app.extensions["bridge.metrics"] = Metrics(conn)
+
+    from bridge.intake import health, webhook
+
+    app.register_blueprint(webhook.bp)
+    app.register_blueprint(health.bp)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        """Answer HTTP errors (404, 405, 413...) as JSON, like every other answer."""
+        return jsonify(status="error", error=exc.description), exc.code
+
+    return app

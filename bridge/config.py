@@ -1,0 +1,152 @@
+"""Configuration from the environment, parsed and validated in one place.
+
+A wrong value stops the process at start with one message that names the variable
+(`ConfigError`), instead of a surprise at the first webhook.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from bridge import defaults
+from bridge.exceptions import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the bridge reads from its environment, already validated."""
+
+    redis_url: str | None = None
+    realgeeks_webhook_secret: str | None = None
+    realgeeks_partner_id: str | None = None
+    liondesk_api_url: str = defaults.LIONDESK_API_URL
+    liondesk_client_id: str | None = None
+    liondesk_client_secret: str | None = None
+    liondesk_refresh_token: str | None = None
+    liondesk_redirect_uri: str | None = None
+    liondesk_v1_url: str = defaults.LIONDESK_V1_URL
+    liondesk_v1_api_key: str | None = None
+    liondesk_v1_user_key: str | None = None
+    liondesk_max_requests_per_second: float = defaults.LIONDESK_MAX_REQUESTS_PER_SECOND
+    realgeeks_api_url: str = defaults.REALGEEKS_API_URL
+    realgeeks_api_username: str | None = None
+    realgeeks_api_password: str | None = None
+    liondesk_poll_seconds: int = defaults.LIONDESK_POLL_SECONDS
+    admin_username: str | None = None
+    admin_password: str | None = None
+    metrics_token: str | None = None
+    secret_key: str | None = None
+    bridge_config: str | None = None
+    port: int = defaults.PORT
+    rules: Mapping = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def liondesk_configured(self) -> bool:
+        """Whether OAuth app credentials for LionDesk v2 are present."""
+        return bool(self.liondesk_client_id and self.liondesk_client_secret)
+
+    @property
+    def liondesk_v1_enabled(self) -> bool:
+        """Whether activities go to the LionDesk timeline through the v1 partner API."""
+        return bool(self.liondesk_v1_api_key and self.liondesk_v1_user_key)
+
+    @property
+    def reverse_sync_enabled(self) -> bool:
+        """Whether LionDesk changes are pushed back through the Real Geeks Incoming API."""
+        return bool(self.realgeeks_api_username and self.realgeeks_api_password)
+
+    @property
+    def admin_enabled(self) -> bool:
+        """Whether the support console is switched on."""
+        return bool(self.admin_username and self.admin_password)
+
+    def __repr__(self) -> str:  # never print secrets, even by accident
+        return f"Settings(redis={'set' if self.redis_url else 'embedded'}, liondesk={self.liondesk_api_url})"
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    """Return a variable's stripped value, or None when unset or blank."""
+    value = env.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
+    """Return a URL variable after checking its scheme and host; no trailing slash."""
+    value = _text(env, name)
+    if value is None:
+        return default
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not (parsed.netloc or parsed.path and parsed.scheme == "unix"):
+        raise ConfigError(name, f"must be a {' or '.join(s + '://' for s in schemes)} URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _number(env: Mapping[str, str], name: str, default, kind, minimum, maximum=None):
+    """Return a numeric variable converted with `kind`, checked against its bounds."""
+    value = _text(env, name)
+    if value is None:
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ConfigError(name, f"must be a {kind.__name__}, got {value!r}") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigError(name, f"must be {bounds}, got {value!r}")
+    return number
+
+
+def _pair(env: Mapping[str, str], first: str, second: str) -> tuple[str | None, str | None]:
+    """Return two variables that only make sense together; one without the other is an error."""
+    a, b = _text(env, first), _text(env, second)
+    if bool(a) != bool(b):
+        present, missing = (first, second) if a else (second, first)
+        raise ConfigError(missing, f"must be set together with {present}")
+    return a, b
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the bridge's settings from `env` (default: os.environ)."""
+    from bridge.translate.rules import load_rules
+
+    env = os.environ if env is None else env
+    client_id, client_secret = _pair(env, "LIONDESK_CLIENT_ID", "LIONDESK_CLIENT_SECRET")
+    refresh_token = _text(env, "LIONDESK_REFRESH_TOKEN")
+    if refresh_token and not client_id:
+        raise ConfigError("LIONDESK_REFRESH_TOKEN", "needs LIONDESK_CLIENT_ID and LIONDESK_CLIENT_SECRET")
+    v1_key, v1_user = _pair(env, "LIONDESK_V1_API_KEY", "LIONDESK_V1_USER_KEY")
+    rg_user, rg_password = _pair(env, "REALGEEKS_API_USERNAME", "REALGEEKS_API_PASSWORD")
+    admin_user, admin_password = _pair(env, "ADMIN_USERNAME", "ADMIN_PASSWORD")
+    bridge_config = _text(env, "BRIDGE_CONFIG")
+    return Settings(
+        redis_url=_url(env, "REDIS_URL", None, ("redis", "rediss", "unix")),
+        realgeeks_webhook_secret=_text(env, "REALGEEKS_WEBHOOK_SECRET"),
+        realgeeks_partner_id=_text(env, "REALGEEKS_PARTNER_ID"),
+        liondesk_api_url=_url(env, "LIONDESK_API_URL", defaults.LIONDESK_API_URL, ("http", "https")),
+        liondesk_client_id=client_id,
+        liondesk_client_secret=client_secret,
+        liondesk_refresh_token=refresh_token,
+        liondesk_redirect_uri=_url(env, "LIONDESK_REDIRECT_URI", None, ("http", "https")),
+        liondesk_v1_url=_url(env, "LIONDESK_V1_URL", defaults.LIONDESK_V1_URL, ("http", "https")),
+        liondesk_v1_api_key=v1_key,
+        liondesk_v1_user_key=v1_user,
+        liondesk_max_requests_per_second=_number(
+            env, "LIONDESK_MAX_REQUESTS_PER_SECOND", defaults.LIONDESK_MAX_REQUESTS_PER_SECOND, float, 0.1, 1000),
+        realgeeks_api_url=_url(env, "REALGEEKS_API_URL", defaults.REALGEEKS_API_URL, ("http", "https")),
+        realgeeks_api_username=rg_user,
+        realgeeks_api_password=rg_password,
+        liondesk_poll_seconds=_number(env, "LIONDESK_POLL_SECONDS", defaults.LIONDESK_POLL_SECONDS, int, 1, 86400),
+        admin_username=admin_user,
+        admin_password=admin_password,
+        metrics_token=_text(env, "METRICS_TOKEN"),
+        secret_key=_text(env, "SECRET_KEY"),
+        bridge_config=bridge_config,
+        port=_number(env, "PORT", defaults.PORT, int, 1, 65535),
+        rules=load_rules(bridge_config),
+    )

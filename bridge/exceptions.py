@@ -1,0 +1,87 @@
+"""Named exceptions of the bridge: what failed, and whether trying again can help."""
+
+
+class BridgeError(Exception):
+    """Base class of every error the bridge raises on purpose."""
+
+
+class ConfigError(BridgeError):
+    """The environment or the mapping file holds an invalid or contradictory value."""
+
+    def __init__(self, variable: str, problem: str):
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+class RetryableError(BridgeError):
+    """A failure that may pass: the job is tried again later on the retry ladder."""
+
+    retry_after: float | None = None
+
+
+class PermanentError(BridgeError):
+    """A failure that repeating cannot fix: the job goes to the failed store at once."""
+
+
+class WaitingError(RetryableError):
+    """The bridge cannot work right now for a reason an operator must fix (for
+    example LionDesk needs re-authorisation); the job waits without spending its
+    retry budget."""
+
+
+class StorageUnavailable(RetryableError):
+    """Redis could not be reached or did not answer."""
+
+
+class LockTimeout(RetryableError):
+    """Another job held the per-lead lock for too long."""
+
+
+class EventNotFound(PermanentError):
+    """A job names an event that is no longer stored."""
+
+
+class UpstreamError(BridgeError):
+    """An HTTP call to LionDesk or Real Geeks failed; carries the service's answer."""
+
+    def __init__(self, message: str, *, service: str, status: int | None = None,
+                 method: str | None = None, path: str | None = None):
+        super().__init__(message)
+        self.service = service
+        self.status = status
+        self.method = method
+        self.path = path
+
+
+class UpstreamUnavailable(UpstreamError, RetryableError):
+    """Connection refused or reset, DNS failure, or a 5xx answer."""
+
+
+class UpstreamTimeout(UpstreamError, RetryableError):
+    """The service did not answer within the timeout."""
+
+
+class UpstreamRateLimited(UpstreamError, RetryableError):
+    """The service answered 429; `retry_after` holds its Retry-After, in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class UpstreamRejected(UpstreamError, PermanentError):
+    """The service refused the request (400/403/404/422): repeating it cannot help."""
+
+
+class UpstreamAuthError(UpstreamError, RetryableError):
+    """The service answered 401 even after a token refresh."""
+
+
+class LionDeskNeedsReauthorization(WaitingError):
+    """LionDesk refused our refresh token (invalid_grant): an operator must run
+    `bridge liondesk authorize` again. Jobs wait instead of failing one by one."""
+
+
+class LionDeskNotConfigured(WaitingError):
+    """No LionDesk credentials are configured and no sandbox is in use."""

@@ -1,0 +1,1 @@
+"""Web intake: receive Real Geeks webhooks, verify, store durably, queue, acknowledge."""

@@ -1,0 +1,69 @@
+"""Decide what a correctly signed delivery is, without any I/O: queue, ignore or reject."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from marshmallow import ValidationError
+
+from bridge.intake.signature import ACTION_HEADER
+from bridge.storage.events import IGNORED, QUEUED, REJECTED
+from bridge.translate.realgeeks import LEAD_ACTIONS, load_event, normalize_id, schema_for
+
+
+@dataclass
+class Verdict:
+    """What to do with one delivery and what to answer Real Geeks."""
+
+    status: str
+    http_status: int
+    action: str | None = None
+    lead_id: str | None = None
+    errors: dict = field(default_factory=dict)
+
+
+def action_of(headers, payload) -> str | None:
+    """The delivery's action: the X-Lead-Router-Action header wins over the body's `action`."""
+    value = headers.get(ACTION_HEADER) or (payload.get("action") if isinstance(payload, dict) else None)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _lead_id(payload: dict) -> str | None:
+    """The normalised Real Geeks lead id of a payload, if it carries a usable one."""
+    value = payload.get("id")
+    if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+        return normalize_id(str(value))
+    return None
+
+
+def classify(body: bytes, headers, partner_id: str | None) -> Verdict:
+    """Classify a signed delivery.
+
+    Not JSON or not an object → 400. Another partner's delivery → 403. A missing
+    action or a payload failing its schema → kept as rejected but acknowledged (see
+    the README: redelivering identical bytes cannot fix it, and support can replay
+    it). Actions the bridge does not act on → acknowledged and recorded as ignored.
+    """
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Verdict(REJECTED, 400, errors={"body": [f"not valid JSON: {exc}"]})
+    if not isinstance(payload, dict):
+        return Verdict(REJECTED, 400, errors={"body": ["JSON body must be an object"]})
+
+    action = action_of(headers, payload)
+    lead_id = _lead_id(payload) if action in LEAD_ACTIONS else None
+    if partner_id is not None and payload.get("partner_id") != partner_id:
+        return Verdict(REJECTED, 403, action, lead_id,
+                       {"partner_id": [f"expected {partner_id!r}, got {payload.get('partner_id')!r}"]})
+    if action is None:
+        return Verdict(REJECTED, 200, None, lead_id,
+                       {"action": ["missing: neither X-Lead-Router-Action nor body action"]})
+    if schema_for(action) is None:
+        return Verdict(IGNORED, 200, action, lead_id)
+    try:
+        load_event(action, payload)
+    except ValidationError as exc:
+        return Verdict(REJECTED, 200, action, lead_id, exc.normalized_messages())
+    return Verdict(QUEUED, 202, action, lead_id)

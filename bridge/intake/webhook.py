@@ -1,0 +1,60 @@
+"""POST /webhooks/realgeeks: verify, store durably, queue, then acknowledge."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+from flask import Blueprint, current_app, jsonify, request
+
+from bridge.intake.accept import accept
+from bridge.intake.classify import classify
+from bridge.intake.signature import SIGNATURE_HEADER, signature_ok
+from bridge.ops import logs
+
+bp = Blueprint("webhook", __name__)
+log = logging.getLogger("bridge.webhook")
+
+# Headers worth keeping with a stored event; everything else is transport noise.
+KEPT_HEADERS = ("Content-Type", "User-Agent", "X-Lead-Router-Action", "X-Lead-Router-Signature",
+                "X-Lead-Router-Timestamp", "X-Lead-Router-Message-Id", "X-Request-Id", "X-Forwarded-For")
+
+
+def _answer(http_status: int, outcome: str, started: float, **body):
+    """Build the JSON answer and write the one log line this delivery gets."""
+    logs.event_line(log, "webhook", outcome=outcome, http_status=http_status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    **{k: body.get(k) for k in ("event_id", "action", "lead_id") if body.get(k)})
+    current_app.extensions["bridge.metrics"].webhook(outcome)
+    return jsonify(status=outcome, **body), http_status
+
+
+@bp.post("/webhooks/realgeeks")
+def receive():
+    """Accept one Real Geeks Outgoing API delivery."""
+    started = time.perf_counter()
+    settings = current_app.config["BRIDGE_SETTINGS"]
+    secret = settings.realgeeks_webhook_secret
+    if not secret:
+        # Refusing with a 5xx makes Real Geeks deliver again once the operator sets it.
+        return _answer(503, "unconfigured", started, error="REALGEEKS_WEBHOOK_SECRET is not set")
+    body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    if not signature_ok(body, request.headers.get(SIGNATURE_HEADER), secret):
+        return _answer(401, "bad_signature", started, error=f"missing or wrong {SIGNATURE_HEADER}")
+
+    headers = {name: request.headers[name] for name in KEPT_HEADERS if name in request.headers}
+    verdict = classify(body, request.headers, settings.realgeeks_partner_id)
+    try:
+        receipt = accept(current_app.extensions["bridge.redis"], current_app.extensions["bridge.queue"],
+                         body, headers, verdict, time.time())
+    except redis.RedisError as exc:
+        log.error("redis unavailable, refusing delivery: %s", exc.__class__.__name__)
+        response = _answer(503, "storage_unavailable", started, error="storage unavailable, deliver again later")
+        response[0].headers["Retry-After"] = "30"
+        return response
+    outcome = "duplicate" if receipt.duplicate else receipt.status
+    http_status = 200 if receipt.duplicate and verdict.http_status == 202 else verdict.http_status
+    extra = {"errors": verdict.errors} if verdict.errors else {}
+    return _answer(http_status, outcome, started, event_id=receipt.event_id, action=verdict.action,
+                   lead_id=verdict.lead_id, **extra)

@@ -1,0 +1,44 @@
+"""Metrics kept in Redis, so every web and worker process on every machine adds to one count.
+
+The /metrics endpoint renders them with prometheus_client's collector API.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from bridge.storage import keys
+
+log = logging.getLogger(__name__)
+
+
+class Metrics:
+    """Counters shared through Redis; a Redis error never breaks the caller."""
+
+    def __init__(self, conn: redis.Redis):
+        self.conn = conn
+
+    def _incr(self, family: str, label: str, amount: float = 1) -> None:
+        """Add `amount` to one labelled counter."""
+        try:
+            self.conn.hincrbyfloat(keys.metric(family), label, amount)
+        except redis.RedisError:
+            log.debug("metric %s not recorded: redis unavailable", family)
+
+    def webhook(self, outcome: str) -> None:
+        """Count one webhook delivery by outcome (queued, duplicate, ignored, rejected, ...)."""
+        self._incr("webhooks", outcome)
+
+    def job(self, outcome: str) -> None:
+        """Count one job run by outcome (processed, retried, failed, waiting)."""
+        self._incr("jobs", outcome)
+
+    def call(self, service: str, status: str | int) -> None:
+        """Count one outbound HTTP call by service and status (or error class)."""
+        self._incr("calls", f"{service}|{status}")
+
+    def counts(self, family: str) -> dict[str, float]:
+        """Return the current counters of one family."""
+        return {k.decode(): float(v) for k, v in self.conn.hgetall(keys.metric(family)).items()}

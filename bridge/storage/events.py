@@ -1,0 +1,92 @@
+"""Stored webhook deliveries: the raw body, its headers, when it came and what became of it."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from bridge import defaults
+from bridge.storage import keys
+
+QUEUED, IGNORED, REJECTED = "queued", "ignored", "rejected"
+"""What the intake decided about a delivery."""
+
+
+def new_event_id(now: float | None = None) -> str:
+    """Return a new event id that sorts by receipt time: 12 hex digits of ms, 8 random."""
+    millis = int((time.time() if now is None else now) * 1000)
+    return f"{millis:012x}{secrets.token_hex(4)}"
+
+
+@dataclass
+class Event:
+    """One webhook delivery as stored."""
+
+    id: str
+    body: bytes
+    headers: dict
+    received_at: float
+    status: str
+    action: str | None = None
+    lead_id: str | None = None
+    errors: dict = field(default_factory=dict)
+    body_sha256: str | None = None
+
+    def payload(self) -> dict:
+        """Return the parsed JSON body (only call on events whose body was valid JSON)."""
+        return json.loads(self.body)
+
+    def to_redis(self) -> dict:
+        """Return the hash fields this event is stored as."""
+        return {
+            "id": self.id,
+            "body": self.body,
+            "headers": json.dumps(self.headers),
+            "received_at": repr(self.received_at),
+            "status": self.status,
+            "action": self.action or "",
+            "lead_id": self.lead_id or "",
+            "errors": json.dumps(self.errors),
+            "body_sha256": self.body_sha256 or "",
+        }
+
+    @classmethod
+    def from_redis(cls, fields: dict) -> "Event":
+        """Rebuild an event from its stored hash fields (bytes keys and values)."""
+        text = {k.decode(): v for k, v in fields.items()}
+        return cls(
+            id=text["id"].decode(),
+            body=text["body"],
+            headers=json.loads(text["headers"]),
+            received_at=float(text["received_at"]),
+            status=text["status"].decode(),
+            action=text["action"].decode() or None,
+            lead_id=text["lead_id"].decode() or None,
+            errors=json.loads(text["errors"]),
+            body_sha256=text.get("body_sha256", b"").decode() or None,
+        )
+
+
+def save(pipe, event: Event) -> None:
+    """Queue the commands that store `event` and index it (in the caller's transaction)."""
+    key = keys.event(event.id)
+    pipe.hset(key, mapping=event.to_redis())
+    pipe.expire(key, defaults.EVENT_TTL_SECONDS)
+    pipe.zadd(keys.events_by_time(), {event.id: event.received_at})
+    if event.status == REJECTED:
+        pipe.zadd(keys.rejected_events(), {event.id: event.received_at})
+
+
+def load(conn, event_id: str) -> Event | None:
+    """Return the stored event, or None when it does not exist (or has expired)."""
+    fields = conn.hgetall(keys.event(event_id))
+    return Event.from_redis(fields) if fields else None
+
+
+def list_rejected(conn, start: int = 0, count: int = 50) -> list[Event]:
+    """Return rejected deliveries, newest first."""
+    ids = conn.zrevrange(keys.rejected_events(), start, start + count - 1)
+    found = (load(conn, raw.decode()) for raw in ids)
+    return [event for event in found if event is not None]

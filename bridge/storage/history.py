@@ -1,0 +1,34 @@
+"""Every lead has a story: an append-only list of what happened to it, in Redis.
+
+Entries are small JSON objects with `at` (unix seconds) and `kind`; callers add the
+facts support needs (event id, call made and its status, error, who replayed).
+Tokens and secrets never go in here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from bridge import defaults
+from bridge.storage import keys
+
+
+def entry(kind: str, **facts) -> dict:
+    """Build one history entry stamped with the current time."""
+    return {"at": round(time.time(), 3), "kind": kind, **{k: v for k, v in facts.items() if v is not None}}
+
+
+def append(conn, lead_id: str, kind: str, **facts) -> dict:
+    """Append an entry to a lead's story; `conn` may be a client or an open pipeline."""
+    record = entry(kind, **facts)
+    key = keys.lead_history(lead_id)
+    conn.rpush(key, json.dumps(record, default=str, separators=(",", ":")))
+    conn.ltrim(key, -defaults.HISTORY_MAX_ENTRIES, -1)
+    conn.expire(key, defaults.HISTORY_TTL_SECONDS)
+    return record
+
+
+def read(conn, lead_id: str) -> list[dict]:
+    """Return a lead's story, oldest entry first."""
+    return [json.loads(raw) for raw in conn.lrange(keys.lead_history(lead_id), 0, -1)]

@@ -1,0 +1,136 @@
+"""The one place that names Redis keys. Every key the bridge writes is built here.
+
+RQ keeps its own keys under `rq:` (RQ_KEY_PREFIX); everything of ours under `bridge:`.
+Real Geeks lead ids are normalised (lowercase, no dashes) before they become keys.
+"""
+
+import os
+
+PREFIX = os.environ.get("BRIDGE_KEY_PREFIX", "bridge:")
+"""Prefix of every key of ours. Tests against a shared Redis set BRIDGE_KEY_PREFIX (and
+RQ's own RQ_KEY_PREFIX) to a unique value so they can clean up exactly their own keys."""
+
+
+def event(event_id: str) -> str:
+    """Hash holding one stored webhook delivery: raw body, headers, receipt time, outcome."""
+    return f"{PREFIX}event:{event_id}"
+
+
+def events_by_time() -> str:
+    """Sorted set of every stored event id, scored by receipt time (unix seconds)."""
+    return f"{PREFIX}events"
+
+
+def rejected_events() -> str:
+    """Sorted set of signed deliveries that failed validation, scored by receipt time."""
+    return f"{PREFIX}events:rejected"
+
+
+def delivery_dedupe(body_sha256: str) -> str:
+    """String holding the event id first stored for a body with this SHA-256 (7-day TTL)."""
+    return f"{PREFIX}dedupe:delivery:{body_sha256}"
+
+
+def lead_history(lead_id: str) -> str:
+    """List of JSON entries: the append-only story of one Real Geeks lead."""
+    return f"{PREFIX}lead:{lead_id}:history"
+
+
+def lead_lock(lead_id: str) -> str:
+    """Lock serialising all work on one Real Geeks lead across every worker."""
+    return f"{PREFIX}lock:lead:{lead_id}"
+
+
+def lead_mapping(lead_id: str) -> str:
+    """Hash of LionDesk ids for a Real Geeks lead: contact_id, lead_id, site_uuid, raw id."""
+    return f"{PREFIX}map:rg:{lead_id}"
+
+
+def contact_mapping(contact_id: int | str) -> str:
+    """String holding the Real Geeks lead id linked to a LionDesk contact."""
+    return f"{PREFIX}map:ld:{contact_id}"
+
+
+def lead_snapshot(lead_id: str) -> str:
+    """JSON of the fields last synced between the two systems for one lead."""
+    return f"{PREFIX}snapshot:{lead_id}"
+
+
+def lead_effects(lead_id: str) -> str:
+    """Hash of once-only effects already done for a lead (campaign started, offers made)."""
+    return f"{PREFIX}effects:{lead_id}"
+
+
+def activity_dedupe(lead_id: str, fingerprint: str) -> str:
+    """Marker that one Real Geeks activity already reached LionDesk."""
+    return f"{PREFIX}dedupe:activity:{lead_id}:{fingerprint}"
+
+
+def lead_search_index() -> str:
+    """Hash from a normalised email, phone or name token to the lead ids that carry it."""
+    return f"{PREFIX}index:lead-search"
+
+
+def liondesk_tokens() -> str:
+    """Hash holding the LionDesk OAuth access token, refresh token and expiry."""
+    return f"{PREFIX}liondesk:tokens"
+
+
+def liondesk_token_lock() -> str:
+    """Lock allowing a single LionDesk token refresh at a time across all processes."""
+    return f"{PREFIX}liondesk:tokens:lock"
+
+
+def liondesk_auth_state() -> str:
+    """Hash describing LionDesk authorisation: ok, or needs re-authorisation and why."""
+    return f"{PREFIX}liondesk:auth-state"
+
+
+def liondesk_reference(kind: str) -> str:
+    """Cached LionDesk reference list (lead-sources, campaigns, users, ...)."""
+    return f"{PREFIX}liondesk:ref:{kind}"
+
+
+def liondesk_rate_limit(window: int) -> str:
+    """Counter of LionDesk requests made in one rate-limit window."""
+    return f"{PREFIX}liondesk:rate:{window}"
+
+
+def realgeeks_users(site_uuid: str) -> str:
+    """Cached Real Geeks users list of one site."""
+    return f"{PREFIX}realgeeks:users:{site_uuid}"
+
+
+def poll_state() -> str:
+    """Hash describing the LionDesk poll: cursor, last run, outcome."""
+    return f"{PREFIX}poll:state"
+
+
+def poll_lock() -> str:
+    """Lock guaranteeing one LionDesk poll at a time across every worker and machine."""
+    return f"{PREFIX}poll:lock"
+
+
+def job_outcomes(outcome: str) -> str:
+    """Sorted set of job finish times for an outcome (processed, failed), for stats."""
+    return f"{PREFIX}stats:jobs:{outcome}"
+
+
+def failed_dismissed() -> str:
+    """Hash of failed job ids dismissed by support, with the reason."""
+    return f"{PREFIX}failed:dismissed"
+
+
+def admin_login_failures(who: str) -> str:
+    """Counter of recent failed console logins for one username or address."""
+    return f"{PREFIX}admin:login-failures:{who}"
+
+
+def webhook_secret_dev() -> str:
+    """The generated webhook secret `bridge dev` keeps for local runs."""
+    return f"{PREFIX}dev:webhook-secret"
+
+
+def metric(name: str) -> str:
+    """Hash of counters for one metric family, field = label value (shared by every process)."""
+    return f"{PREFIX}metrics:{name}"

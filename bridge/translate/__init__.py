@@ -1,0 +1,1 @@
+"""Pure translation between Real Geeks and LionDesk shapes: no I/O in this package."""

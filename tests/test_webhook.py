@@ -1,0 +1,220 @@
+"""POST /webhooks/realgeeks: every outcome of the intake, against a real Redis."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import redis
+
+from bridge.intake.signature import SIGNATURE_HEADER, sign, signature_ok
+from bridge.sample import sample_lead
+from bridge.storage import events, history, keys
+from tests.support import signed_post
+from workers.queue import event_job_id, event_queue
+
+URL = "/webhooks/realgeeks"
+FIXTURE = Path(__file__).parent / "fixtures" / "new_lead.json"
+PUBLISHED_SIGNATURE = "2c7f249af030ec39c0374c3493cfd305c89a5da3d71e0ecf84d5d60c41a618ab"
+
+
+def stored_event_count(conn):
+    """How many events the intake has stored."""
+    return conn.zcard(keys.events_by_time())
+
+
+def test_published_test_vector_signs_the_fixture_bytes():
+    body = FIXTURE.read_bytes()
+    assert len(body) == 970
+    assert hashlib.sha256(body).hexdigest() == "750808ab9af42adb6a734f7d23a3b46039fcf7121a615703702ee7e6abf6eab6"
+    assert sign(body, "seekrit") == PUBLISHED_SIGNATURE
+    assert signature_ok(body, PUBLISHED_SIGNATURE.upper(), "seekrit")
+    assert not signature_ok(body + b"\n", PUBLISHED_SIGNATURE, "seekrit")
+
+
+def test_published_test_vector_is_accepted_end_to_end(make_settings, redis_conn):
+    from bridge.app import create_app
+
+    client = create_app(make_settings(realgeeks_webhook_secret="seekrit")).test_client()
+    response = client.post(URL, data=FIXTURE.read_bytes(), headers={SIGNATURE_HEADER: PUBLISHED_SIGNATURE})
+    assert response.status_code == 202, response.json
+    event = events.load(redis_conn, response.json["event_id"])
+    assert event.body == FIXTURE.read_bytes()
+    assert event.lead_id == "a27c20af4497415d9e4e7334dd1d40d2"
+
+
+@pytest.mark.parametrize("signature", [None, "", "0" * 64, "sha256=" + "0" * 64])
+def test_missing_or_wrong_signature_is_401_and_stores_nothing(client, redis_conn, signature):
+    headers = {SIGNATURE_HEADER: signature} if signature is not None else {}
+    response = client.post(URL, data=json.dumps(sample_lead()), headers=headers)
+    assert response.status_code == 401
+    assert stored_event_count(redis_conn) == 0
+    assert event_queue(redis_conn).count == 0
+
+
+def test_signature_made_with_another_secret_is_401(client, redis_conn):
+    response = signed_post(client, URL, sample_lead(), "not-the-secret")
+    assert response.status_code == 401
+    assert stored_event_count(redis_conn) == 0
+
+
+def test_valid_delivery_is_stored_with_headers_and_queued_as_one_job(client, redis_conn, webhook_secret):
+    payload = sample_lead()
+    response = signed_post(client, URL, payload, webhook_secret, headers={
+        "X-Lead-Router-Timestamp": "2016-12-24T01:58:52.789337607Z"})
+    assert response.status_code == 202
+    assert response.json["status"] == "queued"
+    event_id = response.json["event_id"]
+
+    event = events.load(redis_conn, event_id)
+    assert event.status == events.QUEUED
+    assert json.loads(event.body) == payload
+    assert event.headers["X-Lead-Router-Timestamp"] == "2016-12-24T01:58:52.789337607Z"
+    assert event.headers[SIGNATURE_HEADER]
+    assert event.received_at > 0
+    assert event.lead_id == payload["id"]
+
+    queue = event_queue(redis_conn)
+    assert queue.job_ids == [event_job_id(event_id)]
+    job = queue.fetch_job(event_job_id(event_id))
+    assert job.args == (event_id,)
+    assert job.retries_left == 6
+    assert [entry["kind"] for entry in history.read(redis_conn, payload["id"])] == ["received"]
+
+
+def test_identical_delivery_is_acknowledged_without_a_second_job(client, redis_conn, webhook_secret):
+    body = json.dumps(sample_lead()).encode()
+    first = signed_post(client, URL, None, webhook_secret, body=body)
+    second = signed_post(client, URL, None, webhook_secret, body=body)
+    assert first.status_code == 202
+    assert second.status_code == 200
+    assert second.json == {**second.json, "status": "duplicate", "event_id": first.json["event_id"]}
+    assert event_queue(redis_conn).count == 1
+    assert stored_event_count(redis_conn) == 1
+    ttl = redis_conn.ttl(keys.delivery_dedupe(hashlib.sha256(body).hexdigest()))
+    assert 7 * 24 * 3600 - 60 < ttl <= 7 * 24 * 3600
+
+
+def test_same_lead_with_a_different_body_is_a_new_event(client, redis_conn, webhook_secret):
+    payload = sample_lead()
+    signed_post(client, URL, payload, webhook_secret)
+    signed_post(client, URL, {**payload, "action": "updated", "phone": "808-555-0101"}, webhook_secret)
+    assert event_queue(redis_conn).count == 2
+
+
+def test_action_header_wins_over_body_action(client, redis_conn, webhook_secret):
+    response = signed_post(client, URL, sample_lead(action="created"), webhook_secret, action="updated")
+    assert events.load(redis_conn, response.json["event_id"]).action == "updated"
+
+
+def test_action_falls_back_to_body(client, redis_conn, webhook_secret):
+    response = signed_post(client, URL, sample_lead(action="activity_added"), webhook_secret)
+    assert response.json["action"] == "activity_added"
+
+
+@pytest.mark.parametrize("body, reason", [(b"{not json", "not valid JSON"), (b"[1, 2]", "must be an object"),
+                                          (b"\xff\xfe", "not valid JSON"), (b"", "not valid JSON")])
+def test_signed_non_object_body_is_400_and_kept_for_support(client, redis_conn, webhook_secret, body, reason):
+    response = signed_post(client, URL, None, webhook_secret, body=body)
+    assert response.status_code == 400
+    assert reason in json.dumps(response.json["errors"])
+    (rejected,) = events.list_rejected(redis_conn)
+    assert rejected.body == body
+    assert event_queue(redis_conn).count == 0
+
+
+def test_body_over_one_mebibyte_is_413(client, redis_conn, webhook_secret):
+    payload = sample_lead(notes="x" * (1024 * 1024))
+    response = signed_post(client, URL, payload, webhook_secret)
+    assert response.status_code == 413
+    assert stored_event_count(redis_conn) == 0
+
+
+def test_body_just_under_the_limit_is_accepted(client, webhook_secret):
+    payload = sample_lead(notes="")
+    padding = 1024 * 1024 - len(json.dumps(payload).encode()) - 10
+    response = signed_post(client, URL, sample_lead(notes="x" * padding), webhook_secret)
+    assert response.status_code == 202
+
+
+def test_other_partner_id_is_403(make_settings, redis_conn, webhook_secret):
+    from bridge.app import create_app
+
+    client = create_app(make_settings(realgeeks_partner_id="our-partner")).test_client()
+    refused = signed_post(client, URL, sample_lead(partner_id="someone-else"), webhook_secret)
+    assert refused.status_code == 403
+    assert event_queue(redis_conn).count == 0
+    accepted = signed_post(client, URL, sample_lead(partner_id="our-partner"), webhook_secret)
+    assert accepted.status_code == 202
+
+
+def test_unknown_action_is_acknowledged_stored_and_ignored(client, redis_conn, webhook_secret):
+    response = signed_post(client, URL, {"action": "user_deleted", "id": "14187"}, webhook_secret)
+    assert response.status_code == 200
+    assert response.json["status"] == "ignored"
+    assert events.load(redis_conn, response.json["event_id"]).status == events.IGNORED
+    assert event_queue(redis_conn).count == 0
+
+
+def test_user_updated_is_queued(client, redis_conn, webhook_secret):
+    response = signed_post(client, URL, {"action": "user_updated", "id": "14187", "name": "Jack Johnson",
+                                         "email": "jack@music.com", "role": "Agent"}, webhook_secret)
+    assert response.status_code == 202
+    assert event_queue(redis_conn).count == 1
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"action": "created", "first_name": "No Id"}, "id"),
+    ({"action": "created", "id": "abc", "email": "not-an-email"}, "email"),
+    ({"action": "activity_added", "id": "abc", "activities": [{"description": "no type"}]}, "activities"),
+    ({"action": "updated", "id": "abc", "created": "last tuesday"}, "created"),
+    ({"id": "abc", "first_name": "No action"}, "action"),
+])
+def test_signed_payload_failing_the_schema_is_kept_with_its_errors(client, redis_conn, webhook_secret,
+                                                                   payload, field):
+    response = signed_post(client, URL, payload, webhook_secret)
+    assert response.status_code == 200
+    assert response.json["status"] == "rejected"
+    assert field in response.json["errors"]
+    (rejected,) = events.list_rejected(redis_conn)
+    assert rejected.errors == response.json["errors"]
+    assert json.loads(rejected.body) == payload
+    assert event_queue(redis_conn).count == 0
+
+
+def test_rejected_lead_delivery_shows_in_the_lead_history(client, redis_conn, webhook_secret):
+    signed_post(client, URL, {"action": "created", "id": "ABC-def", "email": "nope"}, webhook_secret)
+    (entry,) = history.read(redis_conn, "abcdef")
+    assert entry["status"] == "rejected" and "email" in entry["errors"]
+
+
+def test_unset_secret_refuses_with_503(make_settings, redis_conn):
+    from bridge.app import create_app
+
+    client = create_app(make_settings(realgeeks_webhook_secret=None)).test_client()
+    response = client.post(URL, data=b"{}", headers={SIGNATURE_HEADER: sign(b"{}", "")})
+    assert response.status_code == 503
+    assert stored_event_count(redis_conn) == 0
+
+
+def test_redis_down_is_503_never_2xx(make_settings, webhook_secret):
+    from bridge.app import create_app
+    from tests.support import free_port
+
+    client = create_app(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")).test_client()
+    response = signed_post(client, URL, sample_lead(), webhook_secret)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+
+
+def test_redis_failing_mid_transaction_is_503(app, client, webhook_secret, monkeypatch):
+    def broken(*args, **kwargs):
+        raise redis.ConnectionError("connection reset")
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", broken)
+    response = signed_post(client, URL, sample_lead(), webhook_secret)
+    assert response.status_code == 503
+
+
+def test_get_is_405(client):
+    assert client.get(URL).status_code == 405

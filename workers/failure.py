@@ -1,0 +1,47 @@
+"""What a failed attempt means for its job: retry on the ladder, wait, or give up now."""
+
+from __future__ import annotations
+
+from bridge import defaults
+from bridge.exceptions import PermanentError, WaitingError
+
+RETRY, WAIT, GIVE_UP = "retry", "wait", "give_up"
+
+
+def decide(exc: BaseException) -> str:
+    """Classify an exception: permanent errors give up, waiting errors wait, the rest retry.
+
+    Unexpected exceptions (bugs) are retried: a fix deployed within the ladder's hours
+    lets the lead through without anyone replaying it.
+    """
+    if isinstance(exc, PermanentError):
+        return GIVE_UP
+    if isinstance(exc, WaitingError):
+        return WAIT
+    return RETRY
+
+
+def apply(job, exc: BaseException) -> str:
+    """Adjust `job`'s retry state for this failure before RQ handles it; return the decision.
+
+    RQ retries a job while `retries_left > 0`, waiting `retry_intervals[len - left]`.
+    Giving up sets the budget to zero; waiting gives the spent retry back and waits
+    WAITING_RETRY_SECONDS; a Retry-After longer than the ladder's step wins.
+    """
+    decision = decide(exc)
+    if job is None:
+        return decision
+    if decision == GIVE_UP:
+        job.retries_left = 0
+        return decision
+    if job.retries_left is None or not job.retry_intervals:
+        return decision
+    if decision == WAIT:
+        job.retries_left += 1
+    step = max(len(job.retry_intervals) - job.retries_left, 0)
+    wanted = defaults.WAITING_RETRY_SECONDS if decision == WAIT else getattr(exc, "retry_after", None)
+    if wanted and job.retries_left > 0:
+        intervals = list(job.retry_intervals)
+        intervals[step] = max(intervals[step], int(wanted + 0.999))
+        job.retry_intervals = intervals
+    return decision

@@ -1,0 +1,70 @@
+"""RQ entry points. Each is a thin shell: load what the job names, call the sync core,
+record the outcome in the lead's history, and let the failure policy steer retries."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from rq import get_current_job
+
+from bridge.exceptions import EventNotFound
+from bridge.ops import logs
+from bridge.storage import events, history
+from workers import failure
+from workers.context import get_context
+
+log = logging.getLogger("bridge.jobs")
+
+
+def _outcome_of(decision: str, job) -> str:
+    """Name what happens next to a failed attempt, for history, logs and metrics."""
+    if decision == failure.WAIT:
+        return "waiting"
+    if decision == failure.RETRY and job is not None and (job.retries_left or 0) > 0:
+        return "retrying"
+    return "failed"
+
+
+def process_event(event_id: str) -> str:
+    """Process one stored webhook event through the Real Geeks → LionDesk sync."""
+    from bridge.sync.handlers import handle_event
+
+    context = get_context()
+    job = get_current_job()
+    started = time.perf_counter()
+    event = events.load(context.redis, event_id)
+    if event is None:
+        raise EventNotFound(f"event {event_id} is no longer stored")
+    attempt = _attempt_number(job)
+    try:
+        summary = handle_event(context, event)
+    except BaseException as exc:
+        decision = failure.apply(job, exc)
+        outcome = _outcome_of(decision, job)
+        facts = dict(event_id=event_id, action=event.action, lead_id=event.lead_id, outcome=outcome,
+                     attempt=attempt, error_class=exc.__class__.__name__, error=str(exc)[:500])
+        if event.lead_id:
+            history.append(context.redis, event.lead_id, "attempt_failed", **facts)
+        context.metrics.job(outcome)
+        logs.event_line(log, "job", duration_ms=_ms(started), **facts)
+        raise
+    if event.lead_id:
+        history.append(context.redis, event.lead_id, "processed", event_id=event_id,
+                       action=event.action, attempt=attempt, summary=summary)
+    context.metrics.job("processed")
+    logs.event_line(log, "job", event_id=event_id, action=event.action, lead_id=event.lead_id,
+                    outcome="processed", attempt=attempt, duration_ms=_ms(started))
+    return summary
+
+
+def _attempt_number(job) -> int:
+    """Which attempt this is, counting the first run as 1."""
+    if job is None or job.retries_left is None or not job.retry_intervals:
+        return 1
+    return len(job.retry_intervals) - job.retries_left + 1
+
+
+def _ms(started: float) -> float:
+    """Milliseconds since `started` (a perf_counter reading)."""
+    return round((time.perf_counter() - started) * 1000, 2)

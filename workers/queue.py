@@ -1,0 +1,48 @@
+"""Putting work on RQ queues: one job per event, with the retry ladder attached."""
+
+from __future__ import annotations
+
+from rq import Queue, Retry
+
+from bridge import defaults
+
+
+def event_job_id(event_id: str) -> str:
+    """The RQ job id of an event: derived from it, so an event can never be queued twice."""
+    return f"event-{event_id}"
+
+
+def event_id_of_job(job_id: str) -> str | None:
+    """The event id behind an event job id, or None for other jobs."""
+    return job_id.removeprefix("event-") if job_id.startswith("event-") else None
+
+
+def retry_ladder() -> Retry:
+    """A fresh retry budget: one retry per step of the ladder."""
+    intervals = list(defaults.RETRY_INTERVALS_SECONDS)
+    return Retry(max=len(intervals), interval=intervals)
+
+
+def event_queue(connection) -> Queue:
+    """The queue of webhook event jobs."""
+    return Queue(defaults.EVENT_QUEUE, connection=connection)
+
+
+def poll_queue(connection) -> Queue:
+    """The queue of LionDesk poll jobs."""
+    return Queue(defaults.POLL_QUEUE, connection=connection)
+
+
+def enqueue_event(queue: Queue, event_id: str, *, description: str | None = None, pipeline=None):
+    """Queue the job that processes a stored event; pass `pipeline` to make it part of a transaction."""
+    return queue.enqueue_call(
+        "workers.jobs.process_event",
+        args=(event_id,),
+        job_id=event_job_id(event_id),
+        retry=retry_ladder(),
+        timeout=defaults.JOB_TIMEOUT_SECONDS,
+        failure_ttl=defaults.FAILED_JOB_TTL_SECONDS,
+        result_ttl=defaults.EVENT_TTL_SECONDS // 90,  # a day: enough for `jobs stats`, not a leak
+        description=description or f"process event {event_id}",
+        pipeline=pipeline,
+    )

@@ -1,0 +1,49 @@
+"""The worker process: runs event and poll jobs, and the scheduler that fires retries."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+
+from rq import SimpleWorker
+
+from bridge import defaults
+from bridge.ops import logs
+from workers.context import Context, set_context
+from workers.queue import event_queue, poll_queue
+
+log = logging.getLogger("bridge.worker")
+
+
+class BridgeWorker(SimpleWorker):
+    """An RQ worker that runs jobs in its own process instead of forking one per job.
+
+    Keeping the process keeps its HTTP connection pools and cached tokens warm across
+    jobs: to LionDesk that is one TLS handshake per worker, not one per lead. A crash
+    or SIGKILL leaves the job in RQ's started registry; once its heartbeat lapses, the
+    maintenance sweep of any worker retries it or moves it to the failed store.
+    On SIGTERM RQ finishes the job in hand and stops (a warm shutdown); jobs are
+    bounded by JOB_TIMEOUT_SECONDS, inside Heroku's 30 s shutdown window.
+    """
+
+
+def build_worker(context: Context, *, name: str | None = None) -> BridgeWorker:
+    """Build a worker over the event and poll queues with the bridge's settings."""
+    conn = context.redis
+    return BridgeWorker(
+        [event_queue(conn), poll_queue(conn)],
+        connection=conn,
+        name=name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}",
+        maintenance_interval=defaults.WORKER_MAINTENANCE_SECONDS,
+    )
+
+
+def run(context: Context, *, burst: bool = False, name: str | None = None) -> bool:
+    """Run a worker with its scheduler until stopped (or, with `burst`, until the queues are empty)."""
+    logs.configure()
+    set_context(context)
+    worker = build_worker(context, name=name)
+    log.info("worker %s listening on %s", worker.name, ", ".join(q.name for q in worker.queues))
+    return worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
