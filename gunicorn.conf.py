@@ -39,8 +39,13 @@ accesslog = None
 errorlog = "-"
 
 
-def on_starting(server):
-    """Validate the configuration before anything binds; exit with one clear message."""
+
+def _stop_on_bad_configuration():
+    """Validate the configuration before gunicorn loads the app; exit with one clear message.
+
+    This runs when gunicorn reads this file, before the (preloaded) app is imported,
+    so a wrong variable prints one line instead of a traceback.
+    """
     from bridge.config import load_settings
     from bridge.exceptions import ConfigError
 
@@ -49,3 +54,6 @@ def on_starting(server):
     except ConfigError as exc:
         print(f"bridge: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+_stop_on_bad_configuration()

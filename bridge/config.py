@@ -41,6 +41,7 @@ class Settings:
     secret_key: str | None = None
     bridge_config: str | None = None
     port: int = defaults.PORT
+    retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS_SECONDS
     rules: Mapping = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -111,6 +112,20 @@ def _pair(env: Mapping[str, str], first: str, second: str) -> tuple[str | None, 
     return a, b
 
 
+def _intervals(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """Return a comma-separated list of whole seconds, each at least 1."""
+    value = _text(env, name)
+    if value is None:
+        return default
+    try:
+        intervals = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise ConfigError(name, f"must be comma-separated whole seconds, got {value!r}") from None
+    if not intervals or min(intervals) < 1:
+        raise ConfigError(name, f"needs at least one interval, each at least 1 second, got {value!r}")
+    return intervals
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the bridge's settings from `env` (default: os.environ)."""
     from bridge.translate.rules import load_rules
@@ -148,5 +163,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=_text(env, "SECRET_KEY"),
         bridge_config=bridge_config,
         port=_number(env, "PORT", defaults.PORT, int, 1, 65535),
+        retry_intervals=_intervals(env, "BRIDGE_RETRY_INTERVALS", defaults.RETRY_INTERVALS_SECONDS),
         rules=load_rules(bridge_config),
     )

@@ -24,7 +24,8 @@ POLL_QUEUE = "poll"
 
 RETRY_INTERVALS_SECONDS = (30, 120, 600, 1800, 7200, 21600)
 """The retry ladder for retryable failures, in seconds between attempts
-(30 s, 2 min, 10 min, 30 min, 2 h, 6 h): it spans a LionDesk outage of hours."""
+(30 s, 2 min, 10 min, 30 min, 2 h, 6 h): it spans a LionDesk outage of hours.
+BRIDGE_RETRY_INTERVALS overrides it (comma-separated seconds)."""
 
 JOB_TIMEOUT_SECONDS = 25
 """Longest a single job may run, in seconds; under the 30 s a Heroku dyno gets

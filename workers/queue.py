@@ -17,10 +17,9 @@ def event_id_of_job(job_id: str) -> str | None:
     return job_id.removeprefix("event-") if job_id.startswith("event-") else None
 
 
-def retry_ladder() -> Retry:
-    """A fresh retry budget: one retry per step of the ladder."""
-    intervals = list(defaults.RETRY_INTERVALS_SECONDS)
-    return Retry(max=len(intervals), interval=intervals)
+def retry_ladder(intervals=defaults.RETRY_INTERVALS_SECONDS) -> Retry:
+    """A fresh retry budget: one retry per step of the ladder (seconds between attempts)."""
+    return Retry(max=len(intervals), interval=list(intervals))
 
 
 def event_queue(connection) -> Queue:
@@ -33,13 +32,14 @@ def poll_queue(connection) -> Queue:
     return Queue(defaults.POLL_QUEUE, connection=connection)
 
 
-def enqueue_event(queue: Queue, event_id: str, *, description: str | None = None, pipeline=None):
+def enqueue_event(queue: Queue, event_id: str, *, intervals=defaults.RETRY_INTERVALS_SECONDS,
+                  description: str | None = None, pipeline=None):
     """Queue the job that processes a stored event; pass `pipeline` to make it part of a transaction."""
     return queue.enqueue_call(
         "workers.jobs.process_event",
         args=(event_id,),
         job_id=event_job_id(event_id),
-        retry=retry_ladder(),
+        retry=retry_ladder(intervals),
         timeout=defaults.JOB_TIMEOUT_SECONDS,
         failure_ttl=defaults.FAILED_JOB_TTL_SECONDS,
         result_ttl=defaults.EVENT_TTL_SECONDS // 90,  # a day: enough for `jobs stats`, not a leak

@@ -22,7 +22,8 @@ class Receipt:
     duplicate: bool = False
 
 
-def accept(conn: redis.Redis, queue, body: bytes, headers: dict, verdict: Verdict, received_at: float) -> Receipt:
+def accept(conn: redis.Redis, queue, body: bytes, headers: dict, verdict: Verdict, received_at: float,
+           retry_intervals=defaults.RETRY_INTERVALS_SECONDS) -> Receipt:
     """Store the delivery (and queue its job when it is to be processed), at most once per body.
 
     The dedupe key, the event, the lead's history entry and the RQ job are written in
@@ -53,7 +54,7 @@ def accept(conn: redis.Redis, queue, body: bytes, headers: dict, verdict: Verdic
                                    action=verdict.action, status=verdict.status,
                                    errors=verdict.errors or None)
                 if verdict.status == events.QUEUED:
-                    enqueue_event(queue, event.id, pipeline=pipe,
+                    enqueue_event(queue, event.id, pipeline=pipe, intervals=retry_intervals,
                                   description=f"{verdict.action} lead {verdict.lead_id or '-'}")
                 pipe.execute()
                 return Receipt(event.id, verdict.status)

@@ -47,7 +47,7 @@ def receive():
     verdict = classify(body, request.headers, settings.realgeeks_partner_id)
     try:
         receipt = accept(current_app.extensions["bridge.redis"], current_app.extensions["bridge.queue"],
-                         body, headers, verdict, time.time())
+                         body, headers, verdict, time.time(), settings.retry_intervals)
     except redis.RedisError as exc:
         log.error("redis unavailable, refusing delivery: %s", exc.__class__.__name__)
         response = _answer(503, "storage_unavailable", started, error="storage unavailable, deliver again later")
