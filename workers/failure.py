@@ -7,6 +7,9 @@ from bridge.exceptions import PermanentError, WaitingError
 
 RETRY, WAIT, GIVE_UP = "retry", "wait", "give_up"
 
+RETRYING, WAITING, FAILED = "retrying", "waiting", "failed"
+"""What becomes of a job after a failed attempt (history, logs and metrics use these)."""
+
 
 def decide(exc: BaseException) -> str:
     """Classify an exception: permanent errors give up, waiting errors wait, the rest retry.
@@ -45,3 +48,23 @@ def apply(job, exc: BaseException) -> str:
         intervals[step] = max(intervals[step], int(wanted + 0.999))
         job.retry_intervals = intervals
     return decision
+
+
+def outcome(job, exc: BaseException) -> str:
+    """Say what the failure of this attempt will lead to, before RQ acts on it."""
+    decision = decide(exc)
+    if decision == WAIT:
+        return WAITING
+    if decision == RETRY and job is not None and (job.retries_left or 0) > 0:
+        return RETRYING
+    return FAILED
+
+
+def exception_handler(job, exc_type, exc_value, traceback) -> bool:
+    """RQ exception handler that applies the failure policy to every job the worker runs.
+
+    RQ calls handlers before it decides between retry and the failed store, so the
+    budget set here is the one it acts on. Returning True lets RQ's own logging run.
+    """
+    apply(job, exc_value)
+    return True

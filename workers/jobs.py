@@ -17,15 +17,6 @@ from workers.context import get_context
 log = logging.getLogger("bridge.jobs")
 
 
-def _outcome_of(decision: str, job) -> str:
-    """Name what happens next to a failed attempt, for history, logs and metrics."""
-    if decision == failure.WAIT:
-        return "waiting"
-    if decision == failure.RETRY and job is not None and (job.retries_left or 0) > 0:
-        return "retrying"
-    return "failed"
-
-
 def process_event(event_id: str) -> str:
     """Process one stored webhook event through the Real Geeks → LionDesk sync."""
     from bridge.sync.handlers import handle_event
@@ -33,18 +24,18 @@ def process_event(event_id: str) -> str:
     context = get_context()
     job = get_current_job()
     started = time.perf_counter()
-    event = events.load(context.redis, event_id)
-    if event is None:
-        raise EventNotFound(f"event {event_id} is no longer stored")
     attempt = _attempt_number(job)
+    event = None
     try:
+        event = events.load(context.redis, event_id)
+        if event is None:
+            raise EventNotFound(f"event {event_id} is no longer stored")
         summary = handle_event(context, event)
     except BaseException as exc:
-        decision = failure.apply(job, exc)
-        outcome = _outcome_of(decision, job)
-        facts = dict(event_id=event_id, action=event.action, lead_id=event.lead_id, outcome=outcome,
-                     attempt=attempt, error_class=exc.__class__.__name__, error=str(exc)[:500])
-        if event.lead_id:
+        outcome = failure.outcome(job, exc)  # the worker's exception handler applies the policy
+        facts = dict(event_id=event_id, action=event and event.action, lead_id=event and event.lead_id,
+                     outcome=outcome, attempt=attempt, error_class=exc.__class__.__name__, error=str(exc)[:500])
+        if event is not None and event.lead_id:
             history.append(context.redis, event.lead_id, "attempt_failed", **facts)
         context.metrics.job(outcome)
         logs.event_line(log, "job", duration_ms=_ms(started), **facts)

@@ -11,6 +11,7 @@ from rq import SimpleWorker
 
 from bridge import defaults
 from bridge.ops import logs
+from workers import failure
 from workers.context import Context, set_context
 from workers.queue import event_queue, poll_queue
 
@@ -30,20 +31,21 @@ class BridgeWorker(SimpleWorker):
 
 
 def build_worker(context: Context, *, name: str | None = None) -> BridgeWorker:
-    """Build a worker over the event and poll queues with the bridge's settings."""
+    """Build a worker over the event and poll queues; its jobs run with `context`."""
+    set_context(context)
     conn = context.redis
     return BridgeWorker(
         [event_queue(conn), poll_queue(conn)],
         connection=conn,
         name=name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}",
         maintenance_interval=defaults.WORKER_MAINTENANCE_SECONDS,
+        exception_handlers=[failure.exception_handler],
     )
 
 
 def run(context: Context, *, burst: bool = False, name: str | None = None) -> bool:
     """Run a worker with its scheduler until stopped (or, with `burst`, until the queues are empty)."""
     logs.configure()
-    set_context(context)
     worker = build_worker(context, name=name)
     log.info("worker %s listening on %s", worker.name, ", ".join(q.name for q in worker.queues))
     return worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
