@@ -12,7 +12,7 @@ from bridge.config import Settings, load_settings
 from bridge.ops import logs
 from bridge.ops.metrics import Metrics
 from bridge.storage.redis import connect, redis_url
-from workers.queue import event_queue
+from bridge.intake.store import DeliveryStore
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     conn = connect(redis_url(settings))
     app.extensions["bridge.redis"] = conn
-    app.extensions["bridge.queue"] = event_queue(conn)
+    app.extensions["bridge.store"] = DeliveryStore(conn)
     app.extensions["bridge.metrics"] = Metrics(conn)
 
     from bridge.intake import health, webhook

@@ -12,6 +12,7 @@ from bridge.sample import sample_lead
 from bridge.storage import events, history, keys
 from tests.support import signed_post
 from workers.queue import event_job_id, event_queue
+from workers.relay import Relay
 
 URL = "/webhooks/realgeeks"
 FIXTURE = Path(__file__).parent / "fixtures" / "new_lead.json"
@@ -58,6 +59,12 @@ def test_signature_made_with_another_secret_is_401(client, redis_conn):
     assert stored_event_count(redis_conn) == 0
 
 
+def relayed(conn):
+    """Run the worker's relay until the intake stream is empty; return the event queue."""
+    Relay(conn, "test-relay").drain()
+    return event_queue(conn)
+
+
 def test_valid_delivery_is_stored_with_headers_and_queued_as_one_job(client, redis_conn, webhook_secret):
     payload = sample_lead()
     response = signed_post(client, URL, payload, webhook_secret, headers={
@@ -74,7 +81,7 @@ def test_valid_delivery_is_stored_with_headers_and_queued_as_one_job(client, red
     assert event.received_at > 0
     assert event.lead_id == payload["id"]
 
-    queue = event_queue(redis_conn)
+    queue = relayed(redis_conn)
     assert queue.job_ids == [event_job_id(event_id)]
     job = queue.fetch_job(event_job_id(event_id))
     assert job.args == (event_id,)
@@ -89,7 +96,7 @@ def test_identical_delivery_is_acknowledged_without_a_second_job(client, redis_c
     assert first.status_code == 202
     assert second.status_code == 200
     assert second.json == {**second.json, "status": "duplicate", "event_id": first.json["event_id"]}
-    assert event_queue(redis_conn).count == 1
+    assert relayed(redis_conn).count == 1
     assert stored_event_count(redis_conn) == 1
     ttl = redis_conn.ttl(keys.delivery_dedupe(hashlib.sha256(body).hexdigest()))
     assert 7 * 24 * 3600 - 60 < ttl <= 7 * 24 * 3600
@@ -99,7 +106,7 @@ def test_same_lead_with_a_different_body_is_a_new_event(client, redis_conn, webh
     payload = sample_lead()
     signed_post(client, URL, payload, webhook_secret)
     signed_post(client, URL, {**payload, "action": "updated", "phone": "808-555-0101"}, webhook_secret)
-    assert event_queue(redis_conn).count == 2
+    assert relayed(redis_conn).count == 2
 
 
 def test_action_header_wins_over_body_action(client, redis_conn, webhook_secret):
@@ -120,7 +127,7 @@ def test_signed_non_object_body_is_400_and_kept_for_support(client, redis_conn, 
     assert reason in json.dumps(response.json["errors"])
     (rejected,) = events.list_rejected(redis_conn)
     assert rejected.body == body
-    assert event_queue(redis_conn).count == 0
+    assert relayed(redis_conn).count == 0
 
 
 def test_body_over_one_mebibyte_is_413(client, redis_conn, webhook_secret):
@@ -143,7 +150,7 @@ def test_other_partner_id_is_403(make_settings, redis_conn, webhook_secret):
     client = create_app(make_settings(realgeeks_partner_id="our-partner")).test_client()
     refused = signed_post(client, URL, sample_lead(partner_id="someone-else"), webhook_secret)
     assert refused.status_code == 403
-    assert event_queue(redis_conn).count == 0
+    assert relayed(redis_conn).count == 0
     accepted = signed_post(client, URL, sample_lead(partner_id="our-partner"), webhook_secret)
     assert accepted.status_code == 202
 
@@ -153,14 +160,24 @@ def test_unknown_action_is_acknowledged_stored_and_ignored(client, redis_conn, w
     assert response.status_code == 200
     assert response.json["status"] == "ignored"
     assert events.load(redis_conn, response.json["event_id"]).status == events.IGNORED
-    assert event_queue(redis_conn).count == 0
+    assert relayed(redis_conn).count == 0
 
 
 def test_user_updated_is_queued(client, redis_conn, webhook_secret):
     response = signed_post(client, URL, {"action": "user_updated", "id": "14187", "name": "Jack Johnson",
                                          "email": "jack@music.com", "role": "Agent"}, webhook_secret)
     assert response.status_code == 202
-    assert event_queue(redis_conn).count == 1
+    assert relayed(redis_conn).count == 1
+
+
+def test_delivery_without_an_action_is_kept_as_rejected_and_acknowledged(client, redis_conn, webhook_secret):
+    payload = {"id": "abc", "first_name": "No action"}
+    response = signed_post(client, URL, payload, webhook_secret)
+    assert response.status_code == 200
+    assert response.json["status"] == "rejected" and "action" in response.json["errors"]
+    (rejected,) = events.list_rejected(redis_conn)
+    assert json.loads(rejected.body) == payload
+    assert relayed(redis_conn).count == 0
 
 
 @pytest.mark.parametrize("payload, field", [
@@ -168,24 +185,26 @@ def test_user_updated_is_queued(client, redis_conn, webhook_secret):
     ({"action": "created", "id": "abc", "email": "not-an-email"}, "email"),
     ({"action": "activity_added", "id": "abc", "activities": [{"description": "no type"}]}, "activities"),
     ({"action": "updated", "id": "abc", "created": "last tuesday"}, "created"),
-    ({"id": "abc", "first_name": "No action"}, "action"),
+    ({"action": "user_updated", "name": "No id"}, "id"),
 ])
-def test_signed_payload_failing_the_schema_is_kept_with_its_errors(client, redis_conn, webhook_secret,
-                                                                   payload, field):
+def test_signed_payload_failing_the_schema_is_kept_with_its_errors_and_gets_no_job(
+        client, redis_conn, webhook_secret, payload, field):
     response = signed_post(client, URL, payload, webhook_secret)
-    assert response.status_code == 200
-    assert response.json["status"] == "rejected"
-    assert field in response.json["errors"]
+    assert response.status_code == 202  # acknowledged: redelivering the same bytes cannot fix it
+    assert relayed(redis_conn).count == 0
     (rejected,) = events.list_rejected(redis_conn)
-    assert rejected.errors == response.json["errors"]
+    assert rejected.id == response.json["event_id"]
+    assert field in rejected.errors
     assert json.loads(rejected.body) == payload
-    assert event_queue(redis_conn).count == 0
+    assert events.load(redis_conn, rejected.id).status == events.REJECTED
 
 
 def test_rejected_lead_delivery_shows_in_the_lead_history(client, redis_conn, webhook_secret):
     signed_post(client, URL, {"action": "created", "id": "ABC-def", "email": "nope"}, webhook_secret)
-    (entry,) = history.read(redis_conn, "abcdef")
-    assert entry["status"] == "rejected" and "email" in entry["errors"]
+    relayed(redis_conn)
+    received, rejected = history.read(redis_conn, "abcdef")
+    assert received["kind"] == "received"
+    assert rejected["kind"] == "rejected" and "email" in rejected["errors"]
 
 
 def test_unset_secret_refuses_with_503(make_settings, redis_conn):
@@ -207,11 +226,11 @@ def test_redis_down_is_503_never_2xx(make_settings, webhook_secret):
     assert response.headers["Retry-After"]
 
 
-def test_redis_failing_mid_transaction_is_503(app, client, webhook_secret, monkeypatch):
+def test_redis_failing_during_the_store_is_503(app, client, webhook_secret, monkeypatch):
     def broken(*args, **kwargs):
         raise redis.ConnectionError("connection reset")
 
-    monkeypatch.setattr(redis.client.Pipeline, "execute", broken)
+    monkeypatch.setattr(redis.Redis, "evalsha", broken)
     response = signed_post(client, URL, sample_lead(), webhook_secret)
     assert response.status_code == 503
 

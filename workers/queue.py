@@ -33,8 +33,8 @@ def poll_queue(connection) -> Queue:
 
 
 def enqueue_event(queue: Queue, event_id: str, *, intervals=defaults.RETRY_INTERVALS_SECONDS,
-                  description: str | None = None, pipeline=None):
-    """Queue the job that processes a stored event; pass `pipeline` to make it part of a transaction."""
+                  description: str | None = None, unique: bool = False, pipeline=None):
+    """Queue the job that processes a stored event; `unique` refuses a second job for it."""
     return queue.enqueue_call(
         "workers.jobs.process_event",
         args=(event_id,),
@@ -44,5 +44,6 @@ def enqueue_event(queue: Queue, event_id: str, *, intervals=defaults.RETRY_INTER
         failure_ttl=defaults.FAILED_JOB_TTL_SECONDS,
         result_ttl=defaults.EVENT_TTL_SECONDS // 90,  # a day: enough for `jobs stats`, not a leak
         description=description or f"process event {event_id}",
+        unique=unique,
         pipeline=pipeline,
     )

@@ -14,6 +14,7 @@ from bridge.ops import logs
 from workers import failure
 from workers.context import Context, set_context
 from workers.queue import event_queue, poll_queue
+from workers.relay import Relay, start_relay_thread
 
 log = logging.getLogger("bridge.worker")
 
@@ -48,4 +49,11 @@ def run(context: Context, *, burst: bool = False, name: str | None = None) -> bo
     logs.configure()
     worker = build_worker(context, name=name)
     log.info("worker %s listening on %s", worker.name, ", ".join(q.name for q in worker.queues))
-    return worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+    if burst:
+        Relay(context.redis, worker.name, context.settings.retry_intervals).drain()
+        return worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
+    _, stop_relay = start_relay_thread(context.redis, worker.name, context.settings.retry_intervals)
+    try:
+        return worker.work(with_scheduler=True, logging_level="WARNING")
+    finally:
+        stop_relay.set()

@@ -1,4 +1,9 @@
-"""Decide what a correctly signed delivery is, without any I/O: queue, ignore or reject."""
+"""Decide what a correctly signed delivery is, without any I/O.
+
+The cheap checks run on the request path and choose the HTTP answer (`classify`); the
+schema check (`schema_errors`) runs in the worker's relay, off the request path, since
+its answer to Real Geeks would be a 2xx either way (see the README).
+"""
 
 from __future__ import annotations
 
@@ -38,12 +43,11 @@ def _lead_id(payload: dict) -> str | None:
 
 
 def classify(body: bytes, headers, partner_id: str | None) -> Verdict:
-    """Classify a signed delivery.
+    """Classify a signed delivery by its shape, action and partner.
 
-    Not JSON or not an object → 400. Another partner's delivery → 403. A missing
-    action or a payload failing its schema → kept as rejected but acknowledged (see
-    the README: redelivering identical bytes cannot fix it, and support can replay
-    it). Actions the bridge does not act on → acknowledged and recorded as ignored.
+    Not JSON or not an object → 400. Another partner's delivery → 403. No action →
+    kept as rejected and acknowledged. Actions the bridge does not act on → acknowledged
+    and recorded as ignored. Everything else is queued (its schema is checked by the relay).
     """
     try:
         payload = json.loads(body)
@@ -62,8 +66,13 @@ def classify(body: bytes, headers, partner_id: str | None) -> Verdict:
                        {"action": ["missing: neither X-Lead-Router-Action nor body action"]})
     if schema_for(action) is None:
         return Verdict(IGNORED, 200, action, lead_id)
+    return Verdict(QUEUED, 202, action, lead_id)
+
+
+def schema_errors(action: str, payload: dict) -> dict:
+    """Return marshmallow's errors for a payload of `action`, or {} when it is valid."""
     try:
         load_event(action, payload)
     except ValidationError as exc:
-        return Verdict(REJECTED, 200, action, lead_id, exc.normalized_messages())
-    return Verdict(QUEUED, 202, action, lead_id)
+        return exc.normalized_messages()
+    return {}

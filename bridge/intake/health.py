@@ -1,40 +1,33 @@
-"""GET /healthz: is Redis answering, and how far behind is the queue."""
+"""GET /healthz: is Redis answering, can the bridge reach LionDesk, and how far behind is the queue."""
 
 from __future__ import annotations
-
-import time
-from datetime import timezone
 
 import redis
 from flask import Blueprint, current_app, jsonify
 
-from workers.queue import event_queue
+from bridge.ops import status
 
 bp = Blueprint("health", __name__)
 
 
 def queue_backlog(conn) -> dict:
-    """Return the event queue's depth and the age in seconds of its oldest waiting job."""
-    queue = event_queue(conn)
-    depth = queue.count
-    oldest_age = None
-    head = queue.get_job_ids(0, 1)
-    job = queue.fetch_job(head[0]) if head else None
-    if job is not None and job.enqueued_at is not None:
-        enqueued = job.enqueued_at
-        if enqueued.tzinfo is None:  # RQ stores naive UTC
-            enqueued = enqueued.replace(tzinfo=timezone.utc)
-        oldest_age = round(time.time() - enqueued.timestamp(), 1)
-    return {"depth": depth, "oldest_age_seconds": oldest_age}
+    """Return the queue depths and the age in seconds of the oldest waiting job."""
+    depths = status.queue_depths(conn)
+    return {"depth": depths["events"], "oldest_age_seconds": status.oldest_waiting_age(conn), **depths}
 
 
 @bp.get("/healthz")
 def healthz():
-    """Report Redis reachability and the queue backlog; 503 when Redis is down."""
+    """Report Redis, LionDesk authorisation and the queue backlog; 503 when Redis is down or LionDesk needs re-authorisation."""
     conn = current_app.extensions["bridge.redis"]
     try:
         conn.ping()
         backlog = queue_backlog(conn)
+        liondesk = status.liondesk_auth(conn)
     except redis.RedisError as exc:
         return jsonify(status="unavailable", redis=f"error: {exc.__class__.__name__}"), 503
-    return jsonify(status="ok", redis="ok", queue=backlog), 200
+    # The reason may quote LionDesk's answer; it is for the console, not an unauthenticated probe.
+    liondesk = {"state": liondesk["state"], "since": liondesk["since"]}
+    if liondesk["state"] == status.NEEDS_REAUTHORIZATION:
+        return jsonify(status="needs_reauthorization", redis="ok", liondesk=liondesk, queue=backlog), 503
+    return jsonify(status="ok", redis="ok", liondesk=liondesk, queue=backlog), 200

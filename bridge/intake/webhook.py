@@ -8,7 +8,6 @@ import time
 import redis
 from flask import Blueprint, current_app, jsonify, request
 
-from bridge.intake.accept import accept
 from bridge.intake.classify import classify
 from bridge.intake.signature import SIGNATURE_HEADER, signature_ok
 from bridge.ops import logs
@@ -21,12 +20,17 @@ KEPT_HEADERS = ("Content-Type", "User-Agent", "X-Lead-Router-Action", "X-Lead-Ro
                 "X-Lead-Router-Timestamp", "X-Lead-Router-Message-Id", "X-Request-Id", "X-Forwarded-For")
 
 
-def _answer(http_status: int, outcome: str, started: float, **body):
-    """Build the JSON answer and write the one log line this delivery gets."""
+def _answer(http_status: int, outcome: str, started: float, *, counted: bool = False, **body):
+    """Build the JSON answer and write the one log line this delivery gets.
+
+    Stored deliveries were already counted by the store script (`counted`); the others
+    (refused before storage) are counted here.
+    """
     logs.event_line(log, "webhook", outcome=outcome, http_status=http_status,
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                     **{k: body.get(k) for k in ("event_id", "action", "lead_id") if body.get(k)})
-    current_app.extensions["bridge.metrics"].webhook(outcome)
+    if not counted:
+        current_app.extensions["bridge.metrics"].webhook(outcome)
     return jsonify(status=outcome, **body), http_status
 
 
@@ -46,8 +50,7 @@ def receive():
     headers = {name: request.headers[name] for name in KEPT_HEADERS if name in request.headers}
     verdict = classify(body, request.headers, settings.realgeeks_partner_id)
     try:
-        receipt = accept(current_app.extensions["bridge.redis"], current_app.extensions["bridge.queue"],
-                         body, headers, verdict, time.time(), settings.retry_intervals)
+        receipt = current_app.extensions["bridge.store"].store(body, headers, verdict, time.time())
     except redis.RedisError as exc:
         log.error("redis unavailable, refusing delivery: %s", exc.__class__.__name__)
         response = _answer(503, "storage_unavailable", started, error="storage unavailable, deliver again later")
@@ -56,5 +59,5 @@ def receive():
     outcome = "duplicate" if receipt.duplicate else receipt.status
     http_status = 200 if receipt.duplicate and verdict.http_status == 202 else verdict.http_status
     extra = {"errors": verdict.errors} if verdict.errors else {}
-    return _answer(http_status, outcome, started, event_id=receipt.event_id, action=verdict.action,
-                   lead_id=verdict.lead_id, **extra)
+    return _answer(http_status, outcome, started, counted=True, event_id=receipt.event_id,
+                   action=verdict.action, lead_id=verdict.lead_id, **extra)

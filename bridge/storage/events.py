@@ -90,3 +90,12 @@ def list_rejected(conn, start: int = 0, count: int = 50) -> list[Event]:
     ids = conn.zrevrange(keys.rejected_events(), start, start + count - 1)
     found = (load(conn, raw.decode()) for raw in ids)
     return [event for event in found if event is not None]
+
+
+def mark_rejected(conn, event: Event, errors: dict) -> None:
+    """Record that a stored event failed validation, so support sees it with its errors."""
+    event.status, event.errors = REJECTED, errors
+    with conn.pipeline() as pipe:
+        pipe.hset(keys.event(event.id), mapping={"status": REJECTED, "errors": json.dumps(errors)})
+        pipe.zadd(keys.rejected_events(), {event.id: event.received_at})
+        pipe.execute()

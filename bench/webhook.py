@@ -1,0 +1,152 @@
+"""Sustained signed-webhook throughput and latency: the bridge beside a bare Flask endpoint.
+
+Both apps run under the project's own gunicorn.conf.py, on 127.0.0.1, against a private
+redis-server this script starts. wrk sends distinct, correctly signed deliveries over
+32 keep-alive connections; rounds alternate bridge / bare so that machine noise hits
+both alike, and the report gives medians and the bridge/bare ratio.
+
+    python bench/webhook.py [--rounds 3] [--seconds 10] [--connections 32]
+
+Needs `wrk` (Debian package `wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bridge.intake.signature import sign  # noqa: E402
+from bridge.sample import body_of, sample_lead  # noqa: E402
+from bridge.storage.embedded import start_server  # noqa: E402
+from bridge.storage.redis import connect  # noqa: E402
+from tests.support import free_port, wait_until  # noqa: E402
+
+SECRET = "bench-secret-" + os.urandom(8).hex()
+
+
+def write_deliveries(path: Path, count: int) -> None:
+    """Write `count` distinct signed deliveries, one 'signature<TAB>body' per line."""
+    with path.open("w") as out:
+        for _ in range(count):
+            body = body_of(sample_lead())
+            out.write(f"{sign(body, SECRET)}\t{body.decode()}\n")
+
+
+def start_gunicorn(app: str, port: int, env: dict, log: Path) -> subprocess.Popen:
+    """Start gunicorn with the project's configuration and wait until it accepts connections."""
+    import requests
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", app],
+        cwd=ROOT, env={**os.environ, **env, "PORT": str(port)}, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+    def up():
+        try:
+            requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return True
+        except requests.RequestException:
+            return process.poll() is not None
+
+    wait_until(up, timeout=30, message=f"gunicorn for {app}")
+    if process.poll() is not None:
+        raise SystemExit(f"gunicorn for {app} exited: {log.read_text()}")
+    return process
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def run_wrk(port: int, deliveries: Path, seconds: int, connections: int, threads: int) -> dict:
+    """Run wrk against one server; return requests/s, p50/p99 in ms and non-2xx count."""
+    result = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "-s", str(ROOT / "bench" / "webhook.lua"), f"http://127.0.0.1:{port}", "--", str(deliveries), str(threads)],
+        capture_output=True, text=True, check=True)
+    text = result.stdout
+
+    def latency(percent):
+        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M).groups()
+        return float(value) * _UNITS[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", text).group(1)),
+        "p50_ms": latency(50), "p99_ms": latency(99),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def main() -> None:
+    """Measure both servers in alternating rounds and print a Markdown report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--deliveries", type=int, default=60000, help="distinct signed bodies per round")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
+
+    work = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
+    redis_port = free_port()
+    redis_process = start_server(work / "redis", port=redis_port, persist=False)
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    env = {"REDIS_URL": redis_url, "REALGEEKS_WEBHOOK_SECRET": SECRET}
+    bridge_port, bare_port = free_port(), free_port()
+    servers = [start_gunicorn("bridge.app:create_app()", bridge_port, env, work / "bridge.log"),
+               start_gunicorn("bench.bare_app:create_app()", bare_port, env, work / "bare.log")]
+    deliveries = work / "deliveries.tsv"
+    write_deliveries(deliveries, args.deliveries)
+    conn = connect(redis_url)
+    results = {"bridge": [], "bare": []}
+    try:
+        for round_number in range(args.rounds):
+            for name, port in (("bridge", bridge_port), ("bare", bare_port)):
+                conn.flushdb()  # our private server: every round starts with no dedupe keys
+                measured = run_wrk(port, deliveries, args.seconds, args.connections, args.threads)
+                if name == "bridge":
+                    stored = conn.zcard(f"{os.environ.get('BRIDGE_KEY_PREFIX', 'bridge:')}events")
+                    measured["stored"] = stored
+                    if stored < measured["requests"] - measured["non_2xx"] - args.connections:
+                        raise SystemExit(f"only {stored} events stored for {measured['requests']} requests")
+                results[name].append(measured)
+                print(f"round {round_number + 1} {name:6s} {measured}", file=sys.stderr)
+                time.sleep(1)
+    finally:
+        for process in servers:
+            process.terminate()
+            process.wait(timeout=30)
+        redis_process.terminate()
+        redis_process.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+    def median(name, key):
+        return statistics.median(r[key] for r in results[name])
+
+    ratio = median("bridge", "rps") / median("bare", "rps")
+    ratios = [b["rps"] / a["rps"] for b, a in zip(results["bridge"], results["bare"])]
+    print(f"\n| server | median req/s | median p50 (ms) | median p99 (ms) | non-2xx |")
+    print("|---|---|---|---|---|")
+    for name in ("bridge", "bare"):
+        print(f"| {name} | {median(name, 'rps'):.0f} | {median(name, 'p50_ms'):.2f} | "
+              f"{median(name, 'p99_ms'):.2f} | {sum(r['non_2xx'] for r in results[name])} |")
+    print(f"\nbridge / bare throughput: median of rounds {ratio:.2f} "
+          f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}); "
+          f"{args.connections} connections, {args.rounds} rounds × {args.seconds} s, wrk -t{args.threads}")
+
+
+if __name__ == "__main__":
+    main()
