@@ -18,6 +18,7 @@ from rq.exceptions import DuplicateJobError
 
 from bridge import defaults
 from bridge.intake.classify import schema_errors
+from bridge.intake.store import received_entry
 from bridge.storage import events, history, keys
 from workers.queue import enqueue_event, event_queue
 
@@ -75,6 +76,8 @@ class Relay:
         if event is None:
             log.warning("intake entry for event %s, which is no longer stored", event_id)
             return
+        if event.lead_id:
+            history.append_entry(self.conn, event.lead_id, received_entry(event))
         errors = schema_errors(event.action, event.payload())
         if errors:
             events.mark_rejected(self.conn, event, errors)

@@ -1,7 +1,7 @@
 """Persist, then acknowledge: store a signed delivery in ONE atomic Redis call.
 
 A Lua script checks the 7-day dedupe key, stores the event, indexes it, starts the
-lead's history and appends the event id to the intake stream, all or nothing, in one
+lead's history (for deliveries not queued) and appends the event id to the intake stream, all or nothing, in one
 round trip. The worker's relay (workers/relay.py) turns intake entries into RQ jobs
 within milliseconds; keeping RQ's job bookkeeping and the schema validation off the
 request path is what lets the intake answer at close to a bare endpoint's speed.
@@ -46,6 +46,14 @@ return {1, ARGV[1]}
 """
 
 
+def received_entry(event: events.Event) -> dict:
+    """The history entry saying a delivery arrived, stamped with its receipt time."""
+    record = history.entry("received", event_id=event.id, action=event.action, status=event.status,
+                           errors=event.errors or None)
+    record["at"] = round(event.received_at, 3)
+    return record
+
+
 @dataclass
 class Receipt:
     """What the intake did with a delivery."""
@@ -71,10 +79,8 @@ class DeliveryStore:
             body_sha256=digest,
         )
         entry = ""
-        if verdict.lead_id:
-            entry = json.dumps(history.entry("received", event_id=event.id, action=verdict.action,
-                                             status=verdict.status, errors=verdict.errors or None),
-                               separators=(",", ":"))
+        if verdict.lead_id and verdict.status != events.QUEUED:  # queued ones: the relay writes it
+            entry = json.dumps(received_entry(event), separators=(",", ":"))
         fields = [part for pair in event.to_redis().items() for part in pair]
         created, event_id = self._script(
             keys=[keys.delivery_dedupe(digest), keys.event(event.id), keys.events_by_time(), keys.rejected_events(),

@@ -21,7 +21,11 @@ def entry(kind: str, **facts) -> dict:
 
 def append(conn, lead_id: str, kind: str, **facts) -> dict:
     """Append an entry to a lead's story; `conn` may be a client or an open pipeline."""
-    record = entry(kind, **facts)
+    return append_entry(conn, lead_id, entry(kind, **facts))
+
+
+def append_entry(conn, lead_id: str, record: dict) -> dict:
+    """Append a ready-made entry (see `entry`) to a lead's story."""
     key = keys.lead_history(lead_id)
     conn.rpush(key, json.dumps(record, default=str, separators=(",", ":")))
     conn.ltrim(key, -defaults.HISTORY_MAX_ENTRIES, -1)

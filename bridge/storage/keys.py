@@ -134,3 +134,18 @@ def webhook_secret_dev() -> str:
 def metric(name: str) -> str:
     """Hash of counters for one metric family, field = label value (shared by every process)."""
     return f"{PREFIX}metrics:{name}"
+
+
+def liondesk_rate_limiter() -> str:
+    """Time (unix microseconds) of the next free slot under the shared LionDesk request ceiling."""
+    return f"{PREFIX}liondesk:rate-limiter"
+
+
+def lead_search_token(token_digest: str) -> str:
+    """Set of Real Geeks lead ids carrying one search token (a hashed email, phone or name)."""
+    return f"{PREFIX}index:lead:{token_digest}"
+
+
+def intake_stream() -> str:
+    """Stream of accepted event ids waiting to become RQ jobs (the intake's outbox)."""
+    return f"{PREFIX}intake"
