@@ -6,6 +6,7 @@ run, and cleanup deletes only keys under it: a shared Redis is never flushed.
 
 import os
 import secrets
+import tempfile
 
 # Must be set before rq or bridge are imported: both read their key prefixes at import.
 _EXTERNAL_REDIS = os.environ.get("TEST_REDIS_URL") or os.environ.get("REDIS_URL")
@@ -13,10 +14,24 @@ _RUN = secrets.token_hex(4)
 os.environ["BRIDGE_KEY_PREFIX"] = f"t{_RUN}:bridge:"
 os.environ["RQ_KEY_PREFIX"] = f"t{_RUN}:rq"
 os.environ.pop("REDIS_URL", None)  # nothing under test may fall back to the developer's Redis
+# Should anything under test start the embedded Redis, it lands here and is stopped at the end.
+_STATE_DIR = tempfile.mkdtemp(prefix="bridge-test-state-")
+os.environ["BRIDGE_STATE_DIR"] = _STATE_DIR
 
 import pytest  # noqa: E402
 
 from tests.support import free_port, start_test_redis  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leftover_embedded_redis():
+    """Stop an embedded Redis that code under test started by falling back to it."""
+    yield
+    from pathlib import Path
+
+    from bridge.storage.embedded import stop_embedded_redis
+
+    stop_embedded_redis(Path(_STATE_DIR))
 
 
 @pytest.fixture(scope="session")

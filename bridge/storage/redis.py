@@ -14,6 +14,8 @@ def connect(url: str) -> redis.Redis:
     self-signed certificate, so verifying it would refuse every connection.
     """
     options = dict(
+        # RESP2 replies parse measurably cheaper than RESP3 on the webhook's hot path.
+        protocol=2,
         socket_connect_timeout=defaults.REDIS_CONNECT_TIMEOUT_SECONDS,
         socket_timeout=defaults.REDIS_SOCKET_TIMEOUT_SECONDS,
         health_check_interval=defaults.REDIS_HEALTH_CHECK_SECONDS,

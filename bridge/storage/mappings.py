@@ -1,0 +1,74 @@
+"""The links between the two systems, kept per Real Geeks lead.
+
+- the id maps, both ways: Real Geeks lead ↔ LionDesk contact (and LionDesk lead);
+- the snapshot of the fields last synced (design principle 5: sync state, not events);
+- once-only effects already done (campaign started, offers created);
+- which activities already reached LionDesk.
+"""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from bridge import defaults
+from bridge.storage import keys
+
+
+def _text(value) -> str | None:
+    """Decode a Redis value (bytes) to text; None stays None."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def get_link(conn: redis.Redis, lead_id: str) -> dict:
+    """Return the stored link of a Real Geeks lead: contact_id, lead_id (LionDesk), site_uuid, ... or {}."""
+    return {k.decode(): v.decode() for k, v in conn.hgetall(keys.lead_mapping(lead_id)).items()}
+
+
+def save_link(conn: redis.Redis, lead_id: str, **fields) -> None:
+    """Record LionDesk ids (and facts like site_uuid) for a Real Geeks lead, and the reverse map."""
+    values = {k: str(v) for k, v in fields.items() if v is not None}
+    with conn.pipeline() as pipe:
+        pipe.hset(keys.lead_mapping(lead_id), mapping=values)
+        pipe.expire(keys.lead_mapping(lead_id), defaults.HISTORY_TTL_SECONDS)
+        if "contact_id" in values:
+            pipe.set(keys.contact_mapping(values["contact_id"]), lead_id, ex=defaults.HISTORY_TTL_SECONDS)
+        pipe.execute()
+
+
+def lead_of_contact(conn: redis.Redis, contact_id: int | str) -> str | None:
+    """Return the Real Geeks lead id linked to a LionDesk contact, if any."""
+    return _text(conn.get(keys.contact_mapping(contact_id)))
+
+
+def get_snapshot(conn: redis.Redis, lead_id: str) -> dict | None:
+    """Return the fields last synced for a lead, or None before the first sync."""
+    raw = conn.get(keys.lead_snapshot(lead_id))
+    return json.loads(raw) if raw else None
+
+
+def save_snapshot(conn: redis.Redis, lead_id: str, snapshot: dict) -> None:
+    """Replace the fields last synced for a lead."""
+    conn.set(keys.lead_snapshot(lead_id), json.dumps(snapshot, sort_keys=True), ex=defaults.HISTORY_TTL_SECONDS)
+
+
+def effect_done(conn: redis.Redis, lead_id: str, effect: str) -> bool:
+    """Whether a once-only effect (e.g. "campaign:6", "offers") was already done for a lead."""
+    return bool(conn.hexists(keys.lead_effects(lead_id), effect))
+
+
+def mark_effect(conn: redis.Redis, lead_id: str, effect: str, detail: str = "1") -> None:
+    """Record that a once-only effect was done for a lead."""
+    conn.hset(keys.lead_effects(lead_id), effect, detail)
+    conn.expire(keys.lead_effects(lead_id), defaults.HISTORY_TTL_SECONDS)
+
+
+def activity_seen(conn: redis.Redis, lead_id: str, fingerprint: str) -> bool:
+    """Whether this activity already reached LionDesk."""
+    return bool(conn.exists(keys.activity_dedupe(lead_id, fingerprint)))
+
+
+def mark_activity(conn: redis.Redis, lead_id: str, fingerprint: str) -> None:
+    """Record that an activity reached LionDesk (kept as long as the lead's history)."""
+    conn.set(keys.activity_dedupe(lead_id, fingerprint), 1, ex=defaults.HISTORY_TTL_SECONDS)
