@@ -99,3 +99,80 @@ not spend the job's retry budget."""
 
 JOB_STATS_TTL_SECONDS = 2 * 24 * 3600
 """How long per-job outcome timestamps are kept for `bridge jobs stats`, in seconds."""
+
+LIONDESK_PAGE_SIZE = 100
+"""Records asked for per page when listing LionDesk collections ($limit); LionDesk's
+maximum is unpublished, so we stay at a size production clients use."""
+
+RATE_LIMIT_BURST = 1
+"""Requests allowed back to back before the shared LionDesk rate ceiling spaces them
+out (1: every request waits its 1/rate share of a second)."""
+
+RATE_LIMIT_MAX_WAIT_SECONDS = 10.0
+"""Longest a caller sleeps for a LionDesk request slot, in seconds; a longer queue
+sends the job back to the retry ladder instead of eating its run time."""
+
+TOKEN_REFRESH_LOCK_SECONDS = 30
+"""Lifetime of the LionDesk token-refresh lock, in seconds; longer than one token
+request can take (connect + read timeouts), so it only expires when its holder died."""
+
+TOKEN_REFRESH_WAIT_SECONDS = 15
+"""How long a caller waits for another process's LionDesk token refresh, in seconds
+(under JOB_TIMEOUT_SECONDS)."""
+
+REALGEEKS_USERS_TTL_SECONDS = 3600
+"""How long a Real Geeks site's cached users list is trusted, in seconds."""
+
+SANDBOX_ACCESS_TOKEN_LIFETIME_SECONDS = 776_000
+"""Lifetime of an access token the sandbox issues, in seconds (about 9 days, the value
+in LionDesk's own token example); tests shorten it through the control API."""
+
+SANDBOX_CALL_LOG_SIZE = 200_000
+"""Most API calls the sandbox keeps in its call log, in entries (older ones drop off)."""
+
+SANDBOX_RETRY_AFTER_SECONDS = 1
+"""Retry-After the sandbox sends with an injected 429, in seconds."""
+
+SANDBOX_WEBHOOK_TIMEOUT_SECONDS = 5.0
+"""How long the sandbox waits for the bridge to answer one simulated Real Geeks webhook, in seconds."""
+
+ADMIN_SESSION_SECONDS = 8 * 3600
+"""Longest a support-console login lasts, in seconds (a working day); then log in again."""
+
+ADMIN_LOGIN_WINDOW_SECONDS = 15 * 60
+"""How long failed console logins are remembered, in seconds: a locked-out username or
+address may try again this long after its last counted failure."""
+
+ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS = 5
+"""Failed console logins from one client address (within the window) before it is locked out."""
+
+ADMIN_LOGIN_MAX_FAILURES_PER_USERNAME = 20
+"""Failed console logins for one username, from any address, before it is locked out;
+higher than the per-address limit so one attacker cannot lock support out of their account."""
+
+CONSOLE_PAGE_SIZE = 200
+"""Most rows (failed jobs, rejected deliveries, search results) one console page shows."""
+
+JOB_LATENCY_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0)
+"""Upper bounds of the job-duration histogram buckets in /metrics, in seconds
+(the last one is JOB_TIMEOUT_SECONDS: no job runs longer)."""
+
+INTAKE_STREAM_MAX_LENGTH = 1_000_000
+"""Approximate number of relayed entries the intake stream keeps before trimming old ones."""
+
+RELAY_GROUP = "relay"
+"""Consumer group of the intake stream; every worker process reads it as one consumer."""
+
+RELAY_BLOCK_MILLISECONDS = 1000
+"""How long the relay blocks waiting for new intake entries, in milliseconds."""
+
+RELAY_CLAIM_IDLE_MILLISECONDS = 30_000
+"""An intake entry read but not relayed for this long (its worker died) is taken over
+by another worker, in milliseconds."""
+
+RELAY_BATCH = 100
+"""Most intake entries the relay takes in one read."""
+
+REFERENCE_MISS_REFRESH_SECONDS = 60
+"""After fetching a LionDesk reference list, how long a lookup that misses trusts it
+instead of fetching it again, in seconds."""

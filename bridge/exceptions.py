@@ -85,3 +85,34 @@ class LionDeskNeedsReauthorization(WaitingError):
 
 class LionDeskNotConfigured(WaitingError):
     """No LionDesk credentials are configured and no sandbox is in use."""
+
+
+class TokenRefreshBusy(RetryableError):
+    """Another process's LionDesk token refresh did not finish in time; try again shortly."""
+
+
+class JobNotFound(BridgeError):
+    """Support named job ids that RQ no longer stores (or never did)."""
+
+    def __init__(self, job_ids: list[str]):
+        super().__init__(f"no such job: {', '.join(job_ids)}")
+        self.job_ids = job_ids
+
+
+class JobNotFailed(BridgeError):
+    """Support asked to dismiss a job that is not in the failed store."""
+
+    def __init__(self, job_id: str, status: str):
+        super().__init__(f"job {job_id} is not failed (status: {status})")
+        self.job_id = job_id
+        self.status = status
+
+
+class TranslationError(PermanentError):
+    """A body the translation layer built breaks LionDesk's documented shape (a bridge
+    bug, not bad lead data): sending it again cannot help."""
+
+    def __init__(self, what: str, errors: dict):
+        super().__init__(f"{what} failed validation: {errors}")
+        self.what = what
+        self.errors = errors

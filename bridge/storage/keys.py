@@ -149,3 +149,8 @@ def lead_search_token(token_digest: str) -> str:
 def intake_stream() -> str:
     """Stream of accepted event ids waiting to become RQ jobs (the intake's outbox)."""
     return f"{PREFIX}intake"
+
+
+def liondesk_reference_fresh(kind: str) -> str:
+    """Marker that a LionDesk reference list was fetched moments ago (no refetch on a miss)."""
+    return f"{PREFIX}liondesk:ref-fresh:{kind}"

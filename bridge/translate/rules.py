@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
+import phonenumbers
+
 from bridge.exceptions import ConfigError
+from bridge.translate import limits, liondesk
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parents[2] / "config" / "rules.toml"
 
@@ -37,4 +41,72 @@ def load_rules(override_path: str | None = None) -> dict:
     rules = _read(DEFAULT_RULES_PATH, "config/rules.toml") if DEFAULT_RULES_PATH.exists() else {}
     if override_path:
         rules = merge(rules, _read(Path(override_path), "BRIDGE_CONFIG"))
+    if rules:
+        check_rules(rules, "BRIDGE_CONFIG" if override_path else "config/rules.toml")
     return rules
+
+
+def lookup(table: Mapping | None, key: str | None) -> str | None:
+    """Return the value a mapping table gives `key`, ignoring case and spaces; None when unmapped or mapped to ""."""
+    if not table or not isinstance(key, str) or not key.strip():
+        return None
+    folded = key.strip().casefold()
+    for name, value in table.items():
+        if name.strip().casefold() == folded:
+            return value or None
+    return None
+
+
+def _value(rules: dict, path: str):
+    """The value at a dotted `path` of the rules, or None when any part is missing."""
+    value = rules
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+# What each rule must be, checked once at start so a typo in BRIDGE_CONFIG names itself
+# instead of surfacing as a KeyError in the middle of a lead.
+_TEXTS = ("contact.source_name", "contact.phone_region", "contact.address_type",
+          "activities.task_action_type", "reverse.source_name")
+_OPTIONAL_TEXTS = ("lead.default_type",)
+_LISTS = ("contact.extra_tags", "lead.own_address_roles", "activities.ignore")
+_TABLES = ("hotness.by_urgency", "lead.type_by_role", "lead.source_names", "campaigns.by_role",
+           "agents.liondesk_email", "activities.v1_types")
+_FLAGS = ("reverse.create_leads_from_liondesk",)
+
+
+def check_rules(rules: dict, variable: str) -> None:
+    """Raise ConfigError naming `variable` and the rule when a mapping rule is missing or of the wrong kind."""
+    def fail(path: str, problem: str):
+        raise ConfigError(variable, f"rule {path}: {problem}")
+
+    for path in _TEXTS:
+        if not isinstance(_value(rules, path), str) or not _value(rules, path).strip():
+            fail(path, "must be a non-empty string")
+    for path in _OPTIONAL_TEXTS:
+        if not isinstance(_value(rules, path), str):
+            fail(path, "must be a string (\"\" for none)")
+    for path in _LISTS:
+        value = _value(rules, path)
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            fail(path, "must be a list of strings")
+    for path in _TABLES:
+        value = _value(rules, path)
+        if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
+            fail(path, "must be a table of strings")
+    for path in _FLAGS:
+        if not isinstance(_value(rules, path), bool):
+            fail(path, "must be true or false")
+    if len(rules["contact"]["source_name"]) > limits.CONTACT_SOURCE_NAME:
+        fail("contact.source_name", f"longer than LionDesk's {limits.CONTACT_SOURCE_NAME} characters")
+    if not phonenumbers.country_code_for_region(rules["contact"]["phone_region"].upper()):
+        fail("contact.phone_region", "is not an ISO 3166 region code phonenumbers knows")
+    if rules["contact"]["address_type"] not in liondesk.ADDRESS_TYPES:
+        fail("contact.address_type", f"must be one of {', '.join(liondesk.ADDRESS_TYPES)}")
+    for urgency, name in rules["hotness"]["by_urgency"].items():
+        if len(name) > limits.HOTNESS_NAME:
+            fail(f"hotness.by_urgency.{urgency}", f"longer than LionDesk's {limits.HOTNESS_NAME} characters")
+    for kind, v1_type in rules["activities"]["v1_types"].items():
+        if v1_type and v1_type not in liondesk.V1_ACTIVITY_TYPES:
+            fail(f"activities.v1_types.{kind}", f"must be one of {', '.join(liondesk.V1_ACTIVITY_TYPES)} or \"\"")

@@ -1,0 +1,219 @@
+"""LionDesk v2 REST client: authorised, rate-limited calls, pagination, and cached reference data.
+
+Methods return the parsed JSON as LionDesk sent it (ids keep their types: addresses and
+custom fields use string ids, the rest numbers). Query parameters may be a mapping or a
+list of (key, value) pairs, so Feathers operators that repeat a key work:
+`[("mobile_phone[$in]", a), ("mobile_phone[$in]", b)]`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+import requests
+
+from bridge import defaults
+from bridge.clients.http import Observer, Params, Service, query_pairs
+from bridge.clients.oauth import LionDeskAuth
+from bridge.clients.ratelimit import RateLimiter
+from bridge.config import Settings
+from bridge.exceptions import UpstreamAuthError
+from bridge.storage import keys
+
+log = logging.getLogger(__name__)
+
+SERVICE = "liondesk"
+
+REFERENCE_PATHS = {
+    "lead-sources": "/lead-sources",
+    "contact-sources": "/contact-sources",
+    "lead-routes": "/lead-routes",
+    "campaigns": "/campaigns",
+    "users": "/users",
+    "hotnesses": "/hotnesses",
+}
+"""The reference lists the bridge looks things up in, by kind, and where LionDesk serves them."""
+
+
+class LionDeskClient:
+    """Calls the LionDesk v2 API on behalf of the one authorised LionDesk account."""
+
+    def __init__(self, settings: Settings, conn: redis.Redis, *, session: requests.Session | None = None,
+                 observer: Observer | None = None, limiter: RateLimiter | None = None, clock=time.time):
+        self.settings = settings
+        self.conn = conn
+        self.limiter = limiter or RateLimiter(conn, keys.liondesk_rate_limiter(),
+                                              settings.liondesk_max_requests_per_second, service=SERVICE)
+        self.service = Service(SERVICE, settings.liondesk_api_url, session or requests.Session(),
+                               observer=observer, before_send=self.limiter.acquire)
+        self.auth = LionDeskAuth(settings, conn, self.service, clock=clock)
+
+    # -- transport -------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, params: Params = None, body: Any = None) -> Any:
+        """Send one authorised call and return its JSON; a 401 refreshes the token once and retries once."""
+        token = self.auth.access_token()
+        try:
+            return self._send(method, path, token, params, body)
+        except UpstreamAuthError:
+            log.info("liondesk answered 401 to %s %s: refreshing the token once", method, path)
+            token = self.auth.refresh(rejected=token)
+        return self._send(method, path, token, params, body)  # a second 401 is raised as UpstreamAuthError
+
+    def _send(self, method: str, path: str, token: str, params: Params, body: Any) -> Any:
+        """Send one call with `token` and return its JSON."""
+        return self.service.call(method, path, params=params, json_body=body,
+                                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+
+    def iter_pages(self, path: str, params: Params = None) -> Iterator[dict]:
+        """Yield every record of a paginated list ({total, limit, skip, data}), fetching pages as needed.
+
+        An endpoint answering a plain JSON array (not documented for any list, but cheap to
+        accept) is yielded as a single page; without `total`, a short page is the last.
+        """
+        base = [(k, v) for k, v in query_pairs(params) if k not in ("$limit", "$skip")]
+        skip = 0
+        while True:
+            page = self.request("GET", path, params=[*base, ("$limit", defaults.LIONDESK_PAGE_SIZE), ("$skip", skip)])
+            if isinstance(page, list):
+                yield from page
+                return
+            data = (page or {}).get("data") or []
+            yield from data
+            skip += len(data)  # not page["limit"]: the server may cap the page below what we asked
+            total = (page or {}).get("total")
+            if not data or (skip >= total if isinstance(total, int) else len(data) < defaults.LIONDESK_PAGE_SIZE):
+                return
+
+    def first_page(self, path: str, params: Params = None) -> list[dict]:
+        """Return the records of the first page of a list (up to LIONDESK_PAGE_SIZE), for searches."""
+        pairs = query_pairs(params)
+        if not any(k == "$limit" for k, _ in pairs):
+            pairs.append(("$limit", defaults.LIONDESK_PAGE_SIZE))
+        page = self.request("GET", path, params=pairs)
+        return page if isinstance(page, list) else (page or {}).get("data") or []
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    def get_me(self) -> dict:
+        """Return the user the token belongs to (GET /me)."""
+        return self.request("GET", "/me")
+
+    def find_contacts(self, params: Params) -> list[dict]:
+        """Return the first page of contacts matching `params` (a search: e-mail, phones, ...)."""
+        return self.first_page("/contacts", params)
+
+    def iter_contacts(self, params: Params = None) -> Iterator[dict]:
+        """Yield every contact matching `params`, across all pages."""
+        return self.iter_pages("/contacts", params)
+
+    def iter_changed_contacts(self, modified_after_iso: str) -> Iterator[dict]:
+        """Yield every contact modified after the given ISO time, oldest change first (the reverse poll)."""
+        return self.iter_pages("/contacts", [("modified_at[$gt]", modified_after_iso), ("$sort[modified_at]", 1)])
+
+    def get_contact(self, contact_id: int | str) -> dict:
+        """Return one contact."""
+        return self.request("GET", f"/contacts/{contact_id}")
+
+    def create_contact(self, body: dict) -> dict:
+        """Create a contact and return it (with its new `id`)."""
+        return self.request("POST", "/contacts", body=body)
+
+    def update_contact(self, contact_id: int | str, body: dict) -> dict:
+        """Change only the given fields of a contact (PATCH) and return it."""
+        return self.request("PATCH", f"/contacts/{contact_id}", body=body)
+
+    def list_addresses(self, contact_id: int | str) -> list[dict]:
+        """Return every address of a contact."""
+        return list(self.iter_pages(f"/contacts/{contact_id}/addresses"))
+
+    def create_address(self, contact_id: int | str, body: dict) -> dict:
+        """Add an address to a contact and return it."""
+        return self.request("POST", f"/contacts/{contact_id}/addresses", body=body)
+
+    def update_address(self, contact_id: int | str, address_id: int | str, body: dict) -> dict:
+        """Change only the given fields of one address of a contact (PATCH) and return it."""
+        return self.request("PATCH", f"/contacts/{contact_id}/addresses/{address_id}", body=body)
+
+    def create_lead(self, body: dict) -> dict:
+        """Create a lead (an enquiry of a contact) and return it."""
+        return self.request("POST", "/leads", body=body)
+
+    def update_lead(self, lead_id: int | str, body: dict) -> dict:
+        """Change only the given fields of a lead (PATCH) and return it."""
+        return self.request("PATCH", f"/leads/{lead_id}", body=body)
+
+    def get_lead(self, lead_id: int | str) -> dict:
+        """Return one lead (claim fields included)."""
+        return self.request("GET", f"/leads/{lead_id}")
+
+    def create_lead_offers(self, lead_id: int | str) -> list[dict]:
+        """Ask LionDesk to offer a lead to a team through its lead route (POST without a body)."""
+        return self.request("POST", f"/leads/{lead_id}/offers")
+
+    def start_campaign(self, campaign_id: int | str, contact_id: int | str) -> dict:
+        """Start a campaign (drip) for a contact."""
+        return self.request("POST", f"/campaigns/{campaign_id}/contacts", body={"contact_id": contact_id})
+
+    def create_task(self, body: dict) -> dict:
+        """Create a task and return it."""
+        return self.request("POST", "/tasks", body=body)
+
+    def create_contact_source(self, name: str) -> dict:
+        """Create a contact source and return it; the cached contact-source list is dropped."""
+        created = self.request("POST", "/contact-sources", body={"name": name})
+        self.invalidate_reference("contact-sources")
+        return created
+
+    def find_campaigns_like(self, name: str) -> list[dict]:
+        """Return every campaign whose name contains `name` (Feathers `$like`)."""
+        return list(self.iter_pages("/campaigns", [("name[$like]", f"%{name}%")]))
+
+    # -- reference data --------------------------------------------------------------------
+
+    def reference(self, kind: str) -> list[dict]:
+        """Return a reference list (lead-sources, contact-sources, lead-routes, campaigns, users,
+        hotnesses) from the Redis cache, fetching it from LionDesk when absent or expired."""
+        cached = self._cached_reference(kind)
+        return cached if cached is not None else self.refresh_reference(kind)
+
+    def refresh_reference(self, kind: str) -> list[dict]:
+        """Fetch a reference list from LionDesk now, cache it for REFERENCE_CACHE_TTL_SECONDS and return it."""
+        params = {"oauth_client_id": self.settings.liondesk_client_id} if kind == "users" else None
+        records = list(self.iter_pages(REFERENCE_PATHS[kind], params))
+        with self.conn.pipeline() as pipe:
+            pipe.set(keys.liondesk_reference(kind), json.dumps(records, separators=(",", ":")),
+                     ex=defaults.REFERENCE_CACHE_TTL_SECONDS)
+            pipe.set(keys.liondesk_reference_fresh(kind), 1, ex=defaults.REFERENCE_MISS_REFRESH_SECONDS)
+            pipe.execute()
+        return records
+
+    def invalidate_reference(self, kind: str) -> None:
+        """Forget a cached reference list, so the next lookup fetches it again."""
+        self.conn.delete(keys.liondesk_reference(kind), keys.liondesk_reference_fresh(kind))
+
+    def find_reference(self, kind: str, predicate: Callable[[dict], bool]) -> dict | None:
+        """Return the first record of `kind` matching `predicate`; a miss in a cached list fetches
+        the list once more (it may have changed since it was cached) before answering None.
+
+        A list fetched within REFERENCE_MISS_REFRESH_SECONDS is not fetched again for a
+        miss: a lead source that does not exist would otherwise cost a call per lead.
+        """
+        cached = self._cached_reference(kind)
+        records = cached if cached is not None else self.refresh_reference(kind)
+        match = next((r for r in records if predicate(r)), None)
+        if match is None and cached is not None and not self.conn.exists(keys.liondesk_reference_fresh(kind)):
+            match = next((r for r in self.refresh_reference(kind) if predicate(r)), None)
+        return match
+
+    def _cached_reference(self, kind: str) -> list[dict] | None:
+        """Return a cached reference list, or None when it is not cached."""
+        if kind not in REFERENCE_PATHS:
+            raise ValueError(f"unknown LionDesk reference kind {kind!r}")
+        cached = self.conn.get(keys.liondesk_reference(kind))
+        return None if cached is None else json.loads(cached)

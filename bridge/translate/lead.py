@@ -1,0 +1,98 @@
+"""Real Geeks lead → LionDesk lead: the enquiry (type, text, property) created for a contact.
+
+`lead_body` builds a POST /leads body: a new record, so empty values are simply left
+out (there is nothing to clear). The lead's text carries what the contact cannot hold
+(source details, area, timeframe, notes, second e-mail, the site login link).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bridge.translate import liondesk
+from bridge.translate.activity import most_recent
+from bridge.translate.rules import lookup
+from bridge.translate.states import state_code
+from bridge.translate.translation import Translation
+
+PROPERTY_TO_LEAD = {"mls": "mls_id", "listing_price": "listing_price", "listing_status": "listing_status",
+                    "street_address": "street_address", "city": "city", "state": "state", "zip": "zipcode"}
+"""Real Geeks Property field → LionDesk lead field (liondesk-api.md §4.7, §7.6: `zip` becomes `zipcode`)."""
+
+ADDRESS_TO_LEAD = {"street_address": "street_address", "city": "city", "state": "state", "zip": "zipcode"}
+"""Real Geeks lead address field → LionDesk lead field, for leads about the person's own home."""
+
+# Label and lead field of each line of the lead's text, in the order agents read them.
+_TEXT_LINES = (
+    ("Source", "source"), ("Source details", "source_details"), ("Role", "role"), ("Area", "region"),
+    ("Timeframe", "timeframe"), ("Second email", "second_email"), ("Notes", "notes"),
+    ("Log in as this lead", "site_login_url"), ("Real Geeks lead id", "received_id"),
+)
+
+
+def lead_type(lead: Mapping, rules: Mapping) -> str | None:
+    """The LionDesk lead `type` for the lead's role (`lead.type_by_role`, else `lead.default_type`), or None."""
+    return lookup(rules["lead"]["type_by_role"], lead.get("role")) or rules["lead"]["default_type"] or None
+
+
+def lead_source_name(lead: Mapping, rules: Mapping) -> str | None:
+    """The name of the LionDesk lead source to look up for the lead's `source`, or None for none."""
+    source = str(lead.get("source") or "").strip()
+    if not source:
+        return None
+    table = rules["lead"]["source_names"]
+    mapped = lookup(table, source)
+    # A source listed with "" is deliberately unmapped: send the lead without a source.
+    listed = any(key.strip().casefold() == source.casefold() for key in table)
+    return mapped if listed else source
+
+
+def campaign_name(lead: Mapping, rules: Mapping) -> str | None:
+    """The LionDesk campaign to start for the lead's role when no lead route applies, or None."""
+    return lookup(rules["campaigns"]["by_role"], lead.get("role"))
+
+
+def _lead_fields(source: Mapping, mapping: Mapping[str, str]) -> dict:
+    """Copy the non-empty fields of `source` under their LionDesk lead names, the state abbreviated."""
+    fields = {target: str(source[name]).strip() for name, target in mapping.items()
+              if source.get(name) not in (None, "") and str(source[name]).strip()}
+    if "state" in fields:
+        fields["state"] = state_code(fields["state"])  # leads want "WA", unlike addresses (§7.6)
+    return fields
+
+
+def lead_property(lead: Mapping, rules: Mapping) -> dict:
+    """The LionDesk lead's property fields: the latest activity's property, else (owners) the lead's address."""
+    with_property = [act for act in lead.get("activities") or () if act.get("property")]
+    latest = most_recent(with_property)
+    if latest is not None:
+        return _lead_fields(latest["property"], PROPERTY_TO_LEAD)
+    owners = {role.strip().casefold() for role in rules["lead"]["own_address_roles"]}
+    if str(lead.get("role") or "").strip().casefold() in owners:
+        address = dict(lead)
+        if not address.get("street_address") and address.get("address"):
+            address["street_address"] = address["address"]
+        return _lead_fields(address, ADDRESS_TO_LEAD)
+    return {}
+
+
+def lead_text(lead: Mapping) -> str:
+    """The lead's `text_body`: one labelled line per thing Real Geeks told us that the contact cannot hold."""
+    lines = [f"{label}: {str(lead[key]).strip()}" for label, key in _TEXT_LINES
+             if lead.get(key) and str(lead[key]).strip()]
+    return "\n".join(lines)
+
+
+def lead_body(lead: Mapping, rules: Mapping, *, contact_id, source_id=None) -> Translation:
+    """Translate a loaded Real Geeks lead into a POST /leads body for the LionDesk contact `contact_id`."""
+    body = {"contact_id": contact_id}
+    if source_id is not None:
+        body["source_id"] = source_id
+    kind = lead_type(lead, rules)
+    if kind:
+        body["type"] = kind
+    text = lead_text(lead)
+    if text:
+        body["text_body"] = text
+    body.update(lead_property(lead, rules))
+    return Translation(body=liondesk.checked(liondesk.LEAD_BODY, body))

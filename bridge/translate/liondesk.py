@@ -1,0 +1,197 @@
+"""marshmallow schemas for what the bridge SENDS to LionDesk: contact, address, lead, task, v1 calls.
+
+Every outgoing body passes `checked` before it leaves the translation layer: an unknown
+key (a typo like `spouce_email`) or a value over a documented limit is a bug in the
+bridge, not in the lead, and stops here as a `TranslationError` instead of reaching
+LionDesk. Absent keys stay absent through `dump`, so PATCH bodies keep their meaning.
+"""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from bridge.exceptions import TranslationError
+from bridge.translate import limits
+from bridge.translate.realgeeks import Instant
+
+ADDRESS_TYPES = ("Home", "Main Office", "Branch Office", "Second Home", "Investment", "Mailing")
+"""Address `type` values LionDesk documents (liondesk-api.md §4.2)."""
+
+TASK_STATUSES = ("complete", "incomplete", "deleted")
+"""Task `status` values LionDesk documents (§4.14)."""
+
+TASK_ACTION_TYPES = (
+    "None", "Email Contact", "Call Contact", "Text Contact",
+    "Agent Task - Email Reminder", "Agent Task - Call Reminder", "Agent Task - Text Reminder",
+    "Agent Task - No Reminder", "BombBomb Video Email",
+)
+"""Task `action_type` values LionDesk documents by name (§4.14; direct-mail variants are not spelled out there)."""
+
+V1_ACTIVITY_TYPES = (
+    "visit", "user_login", "search_performed", "saved_search_added", "saved_search_removed",
+    "property_viewed", "favorite_property_added", "favorite_property_removed",
+)
+"""Activity `type` values v1 NewActivity accepts (§8.2)."""
+
+V1_COMMENT_STANDARD = 1
+"""v1 NewComment `type` of a standard comment (5 and 8 are texts sent and received, §8.2)."""
+
+
+def _is_id(value) -> bool:
+    """Whether `value` looks like a LionDesk id: ids come back as numbers or digit strings (§7.4)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, str) and value.isdigit())
+
+
+def _text(limit: int | None = None, **kwargs) -> fields.String:
+    """A string field, limited to `limit` characters when LionDesk documents a limit."""
+    return fields.String(validate=validate.Length(max=limit) if limit else None, **kwargs)
+
+
+def _id(**kwargs) -> fields.Raw:
+    """A LionDesk id; null is allowed where it detaches (`hotness_id`, `source_id`, `assigned_user_id`)."""
+    return fields.Raw(validate=_is_id, **kwargs)
+
+
+class ContactBodySchema(Schema):
+    """A POST or PATCH body for /contacts (§4.1); `null` ids detach, `""` texts clear."""
+
+    first_name = _text(limits.CONTACT["first_name"])
+    last_name = _text(limits.CONTACT["last_name"])
+    email = _text(limits.CONTACT["email"])
+    mobile_phone = _text(limits.CONTACT["mobile_phone"])
+    home_phone = _text(limits.CONTACT["home_phone"])
+    office_phone = _text(limits.CONTACT["office_phone"])
+    tags = _text(limits.CONTACT_TAGS)
+    hotness_id = _id(allow_none=True)
+    source_id = _id(allow_none=True)
+    assigned_user_id = _id(allow_none=True)
+
+
+class AddressSchema(Schema):
+    """A POST or PATCH body for /contacts/{id}/addresses (§4.2); `state` spelled out."""
+
+    type = fields.String(validate=validate.OneOf(ADDRESS_TYPES))
+    street_address_1 = _text(limits.ADDRESS["street_address_1"])
+    street_address_2 = _text(limits.ADDRESS["street_address_2"])
+    zip = _text(limits.ADDRESS["zip"])
+    city = _text(limits.ADDRESS["city"])
+    state = _text(limits.ADDRESS["state"])
+
+
+class LeadBodySchema(Schema):
+    """A POST body for /leads (§4.7); `state` abbreviated, `zipcode` and `mls_id` sent as text.
+
+    LionDesk's example sends `zipcode` and `mls_id` as numbers; we send text because a
+    number would lose a zip's leading zero and MLS ids may hold letters. Whether
+    LionDesk coerces them is (unknown); both are free text in its UI.
+    """
+
+    contact_id = _id(required=True)
+    source_id = _id()
+    text_body = fields.String()
+    html_body = fields.String()
+    mls_id = fields.String()
+    listing_status = fields.String()
+    listing_price = fields.String()
+    street_address = fields.String()
+    city = fields.String()
+    state = fields.String()
+    zipcode = fields.String()
+    type = fields.String()
+
+
+class TaskBodySchema(Schema):
+    """A POST body for v2 /tasks (§4.14)."""
+
+    contact_id = _id(required=True)
+    action_type = fields.String(required=True, validate=validate.OneOf(TASK_ACTION_TYPES))
+    assigned_user_id = _id()
+    due_at = fields.String()
+    description = fields.String(required=True, validate=validate.Length(min=1, max=limits.TASK["description"]))
+    status = fields.String(required=True, validate=validate.OneOf(TASK_STATUSES))
+    notes = _text(limits.TASK["notes"])
+
+
+class V1PropertySchema(Schema):
+    """The v1 PROPERTY object (§8.2), which is also Real Geeks' Property shape."""
+
+    mls = fields.String()
+    url = fields.String()
+    street_address = fields.String()
+    city = fields.String()
+    state = fields.String()
+    zip = fields.String()
+    type = fields.String()
+    sqft = fields.String()
+    listing_status = fields.String()
+    last_sold_date = fields.String()
+    list_date = fields.String()
+    beds = fields.Integer(strict=True)
+    full_baths = fields.Integer(strict=True)
+    half_baths = fields.Integer(strict=True)
+    listing_days_on_market = fields.Integer(strict=True)
+    year_built = fields.Integer(strict=True)
+    listing_price = fields.String()
+    estimated_value = fields.String()
+    last_sold_price = fields.String()
+    latitude = fields.Float()
+    longitude = fields.Float()
+    images = fields.List(fields.String())
+
+
+V1_PROPERTY_FIELDS = tuple(V1PropertySchema().fields)
+"""Names of the fields the v1 PROPERTY object carries."""
+
+
+class V1ActivitySchema(Schema):
+    """A v1 NewActivity call (§8.2); `liondeskcontactid` or `contactid` names the contact."""
+
+    action = fields.String(required=True, validate=validate.Equal("NewActivity"))
+    contactid = _text(limits.V1_ACTIVITY["contactid"])
+    liondeskcontactid = _id()
+    siteid = _text(limits.V1_ACTIVITY["siteid"])
+    sitedomain = _text(limits.V1_ACTIVITY["sitedomain"])
+    description = _text(limits.V1_ACTIVITY["description"])
+    type = fields.String(required=True, validate=validate.OneOf(V1_ACTIVITY_TYPES))
+    created = fields.String()
+    property = fields.Nested(V1PropertySchema)
+
+
+class V1CommentSchema(Schema):
+    """A v1 NewComment call (§8.2)."""
+
+    action = fields.String(required=True, validate=validate.Equal("NewComment"))
+    contactid = _text(limits.V1_COMMENT["contactid"])
+    liondeskcontactid = _id()
+    description = _text(limits.V1_COMMENT["description"])
+    type = fields.Integer(required=True, strict=True, validate=validate.OneOf((1, 5, 8)))
+
+
+CONTACT_BODY = ContactBodySchema()
+ADDRESS = AddressSchema()
+LEAD_BODY = LeadBodySchema()
+TASK_BODY = TaskBodySchema()
+V1_ACTIVITY = V1ActivitySchema()
+V1_COMMENT = V1CommentSchema()
+
+
+def checked(schema: Schema, body: dict) -> dict:
+    """Validate an outgoing body against its schema and return it dumped; raise TranslationError if it is malformed."""
+    errors = schema.validate(body)
+    if errors:
+        raise TranslationError(type(schema).__name__, errors)
+    return schema.dump(body)
+
+
+def liondesk_time(instant: Instant) -> str:
+    """Format an instant the way LionDesk writes times ("2018-01-09T12:24:09.000Z")."""
+    moment = instant.datetime
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def v1_time(instant: Instant) -> str:
+    """Format an instant for v1 `created` (ISO 8601 with offset, whole seconds, as in §8.2's example)."""
+    return instant.datetime.isoformat(timespec="seconds")
+

@@ -1,0 +1,600 @@
+"""LionDesk v2 client: OAuth refresh and rotation across processes, re-authorisation, pagination,
+query strings, the reference cache, the observer, and the `bridge liondesk` commands."""
+
+import json
+import secrets
+import threading
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import responses
+
+from bridge.clients import build_clients
+from bridge.clients.liondesk import LionDeskClient
+from bridge.clients.oauth import NEEDS_REAUTHORIZATION, Tokens, auth_state, read_tokens, store_tokens
+from bridge.exceptions import (
+    LionDeskNeedsReauthorization,
+    LionDeskNotConfigured,
+    UpstreamAuthError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+    WaitingError,
+)
+from bridge.storage import keys
+
+BASE = "http://liondesk.test"
+TOKEN_URL = f"{BASE}/oauth2/token"
+
+
+class Clock:
+    """A clock tests move by hand."""
+
+    def __init__(self, now: float = 1_700_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TokenEndpoint:
+    """Answers LionDesk's token endpoint with a fresh, unique pair each time, and keeps every request body."""
+
+    def __init__(self, expires_in: int = 3600):
+        self.bodies: list[dict] = []
+        self.issued: list[dict] = []
+        self.expires_in = expires_in
+        self.before_answer = None
+
+    def __call__(self, request):
+        self.bodies.append(json.loads(request.body))
+        if self.before_answer:
+            self.before_answer()
+        pair = {"access_token": secrets.token_hex(20), "refresh_token": secrets.token_hex(20),
+                "expires_in": self.expires_in, "scope": "write", "token_type": "Bearer"}
+        self.issued.append(pair)
+        return 200, {}, json.dumps(pair)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def credentials():
+    """OAuth app credentials and an initial refresh token, generated for this test."""
+    return dict(liondesk_client_id=secrets.token_hex(8), liondesk_client_secret=secrets.token_hex(16),
+                liondesk_refresh_token=secrets.token_hex(20))
+
+
+@pytest.fixture
+def ld_settings(make_settings, credentials):
+    """Settings pointing LionDesk at the mocked base URL, with a ceiling high enough not to slow tests."""
+    return make_settings(liondesk_api_url=BASE, liondesk_max_requests_per_second=1000, **credentials)
+
+
+@pytest.fixture
+def http():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield rsps
+
+
+@pytest.fixture
+def token_endpoint(http):
+    endpoint = TokenEndpoint()
+    http.add_callback(responses.POST, TOKEN_URL, callback=endpoint)
+    return endpoint
+
+
+@pytest.fixture
+def observed():
+    return []
+
+
+@pytest.fixture
+def client(ld_settings, redis_conn, clock, observed):
+    return LionDeskClient(ld_settings, redis_conn, clock=clock, observer=lambda *a: observed.append(a))
+
+
+def stored_valid_token(conn, clock, lifetime=3600) -> Tokens:
+    """Store a token pair (as a previous refresh would have) valid for `lifetime` seconds."""
+    tokens = Tokens(secrets.token_hex(20), secrets.token_hex(20), clock.now + lifetime)
+    store_tokens(conn, tokens, clock.now)
+    return tokens
+
+
+def bearer(call) -> str:
+    """The access token a recorded call presented."""
+    return call.request.headers["Authorization"].removeprefix("Bearer ")
+
+
+def api_calls(http):
+    """Recorded calls other than the token endpoint's."""
+    return [c for c in http.calls if not c.request.url.startswith(TOKEN_URL)]
+
+
+def query_of(call) -> dict:
+    """The query string of a recorded call, repeated keys kept."""
+    return parse_qs(urlparse(call.request.url).query)
+
+
+# -- OAuth ----------------------------------------------------------------------------------
+
+
+def test_first_call_refreshes_with_the_env_token_and_stores_the_pair(http, client, token_endpoint, credentials):
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1001})
+    assert client.get_me() == {"id": 1001}
+    assert token_endpoint.bodies == [{
+        "grant_type": "refresh_token", "refresh_token": credentials["liondesk_refresh_token"],
+        "client_id": credentials["liondesk_client_id"], "client_secret": credentials["liondesk_client_secret"]}]
+    issued = token_endpoint.issued[0]
+    assert bearer(api_calls(http)[0]) == issued["access_token"]
+    assert read_tokens(client.conn) == Tokens(issued["access_token"], issued["refresh_token"], client.auth.clock() + 3600)
+
+
+def test_a_valid_stored_token_is_used_without_refreshing(http, client, token_endpoint, redis_conn, clock):
+    tokens = stored_valid_token(redis_conn, clock, lifetime=3600)
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1})
+    client.get_me()
+    assert token_endpoint.bodies == []
+    assert bearer(api_calls(http)[0]) == tokens.access_token
+
+
+def test_stored_tokens_win_over_the_env_refresh_token(http, client, token_endpoint, redis_conn, clock, credentials):
+    tokens = stored_valid_token(redis_conn, clock, lifetime=10)  # inside the refresh margin
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1})
+    client.get_me()
+    assert [b["refresh_token"] for b in token_endpoint.bodies] == [tokens.refresh_token]
+
+
+def test_refreshes_ahead_of_expiry(http, client, token_endpoint, redis_conn, clock):
+    from bridge import defaults
+
+    stored_valid_token(redis_conn, clock, lifetime=defaults.TOKEN_REFRESH_MARGIN_SECONDS + 60)
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1})
+    client.get_me()
+    assert token_endpoint.bodies == []
+    clock.now += 61  # now within the margin: still valid, but refreshed before use
+    client.get_me()
+    assert len(token_endpoint.bodies) == 1
+    assert bearer(api_calls(http)[-1]) == token_endpoint.issued[0]["access_token"]
+
+
+def test_a_401_refreshes_once_and_retries_once(http, client, token_endpoint, redis_conn, clock):
+    old = stored_valid_token(redis_conn, clock)
+    http.add(responses.GET, f"{BASE}/contacts/5", status=401, json={"name": "NotAuthenticated", "message": "revoked"})
+    http.add(responses.GET, f"{BASE}/contacts/5", json={"id": 5})
+    assert client.get_contact(5) == {"id": 5}
+    first, second = api_calls(http)
+    assert bearer(first) == old.access_token
+    assert bearer(second) == token_endpoint.issued[0]["access_token"]
+    assert [b["refresh_token"] for b in token_endpoint.bodies] == [old.refresh_token]
+
+
+def test_a_second_401_is_raised_after_a_single_refresh(http, client, token_endpoint, redis_conn, clock):
+    stored_valid_token(redis_conn, clock)
+    http.add(responses.GET, f"{BASE}/me", status=401, json={"message": "no"})
+    with pytest.raises(UpstreamAuthError):
+        client.get_me()
+    assert len(api_calls(http)) == 2 and len(token_endpoint.bodies) == 1
+
+
+def test_rotation_stores_the_new_pair_before_using_it_and_never_reuses_the_old_one(
+        http, client, token_endpoint, redis_conn, clock):
+    old = stored_valid_token(redis_conn, clock, lifetime=10)
+    seen_in_redis_during_call = []
+
+    def me(request):
+        seen_in_redis_during_call.append(read_tokens(redis_conn))
+        return 200, {}, json.dumps({"id": 1})
+
+    http.add_callback(responses.GET, f"{BASE}/me", callback=me)
+    client.get_me()
+    first = token_endpoint.issued[0]
+    assert seen_in_redis_during_call[0].access_token == first["access_token"]
+    assert seen_in_redis_during_call[0].refresh_token == first["refresh_token"]
+
+    clock.now += 3600  # expired: the next refresh must present the rotated token
+    client.get_me()
+    presented = [b["refresh_token"] for b in token_endpoint.bodies]
+    assert presented == [old.refresh_token, first["refresh_token"]]
+    assert read_tokens(redis_conn).refresh_token == token_endpoint.issued[1]["refresh_token"]
+
+
+def test_an_answer_without_a_refresh_token_keeps_the_old_one(http, client, redis_conn, clock):
+    old = stored_valid_token(redis_conn, clock, lifetime=0)
+    http.add(responses.POST, TOKEN_URL, json={"access_token": "a" * 40, "expires": "2099-01-01T00:00:00.000Z"})
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1})
+    client.get_me()
+    stored = read_tokens(redis_conn)
+    assert stored.refresh_token == old.refresh_token and stored.access_token == "a" * 40
+    assert stored.expires_at == pytest.approx(4070908800.0)
+
+
+@pytest.mark.parametrize("status, body", [
+    (400, {"error": "invalid_grant", "error_description": "Invalid grant: refresh token is invalid"}),
+    (401, {"name": "NotAuthenticated", "message": "Invalid client"}),
+    (200, {"error": "invalid_grant"}),
+])
+def test_a_refused_refresh_needs_reauthorization_and_stops_calling_liondesk(
+        http, client, redis_conn, clock, status, body):
+    http.add(responses.POST, TOKEN_URL, status=status, json=body)
+    with pytest.raises(LionDeskNeedsReauthorization) as caught:
+        client.get_me()
+    assert isinstance(caught.value, WaitingError)
+    state = auth_state(redis_conn)
+    assert state["state"] == NEEDS_REAUTHORIZATION and str(status) in state["reason"] and state["since"]
+
+    calls_so_far = len(http.calls)
+    for _ in range(3):
+        with pytest.raises(LionDeskNeedsReauthorization):
+            client.create_contact({"email": "a@b.c"})
+    other_process = LionDeskClient(client.settings, redis_conn, clock=clock)
+    with pytest.raises(LionDeskNeedsReauthorization):
+        other_process.get_me()
+    assert len(http.calls) == calls_so_far == 1
+
+
+def test_needs_reauthorization_hides_the_tokens(http, client, redis_conn):
+    http.add(responses.POST, TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    with pytest.raises(LionDeskNeedsReauthorization):
+        client.get_me()
+    shown = repr(auth_state(redis_conn)) + repr(redis_conn.hgetall(keys.liondesk_auth_state()))
+    assert client.settings.liondesk_refresh_token not in shown
+
+
+def test_a_new_env_refresh_token_after_a_refusal_is_tried(http, make_settings, credentials, redis_conn, clock):
+    refused = make_settings(liondesk_api_url=BASE, liondesk_max_requests_per_second=1000, **credentials)
+    http.add(responses.POST, TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    with pytest.raises(LionDeskNeedsReauthorization):
+        LionDeskClient(refused, redis_conn, clock=clock).get_me()
+
+    http.remove(responses.POST, TOKEN_URL)  # LionDesk accepts the token the operator deploys next
+    token_endpoint = TokenEndpoint()
+    http.add_callback(responses.POST, TOKEN_URL, callback=token_endpoint)
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1})
+    with pytest.raises(LionDeskNeedsReauthorization):  # same env token: still refused, nothing sent
+        LionDeskClient(refused, redis_conn, clock=clock).get_me()
+    assert token_endpoint.bodies == []
+    redeployed = make_settings(**{**credentials, "liondesk_refresh_token": secrets.token_hex(20)},
+                               liondesk_api_url=BASE, liondesk_max_requests_per_second=1000)
+    LionDeskClient(redeployed, redis_conn, clock=clock).get_me()
+    assert [b["refresh_token"] for b in token_endpoint.bodies] == [redeployed.liondesk_refresh_token]
+    assert auth_state(redis_conn)["state"] == "ok"
+
+
+def test_a_failing_token_endpoint_is_retryable_not_reauthorization(http, client, redis_conn):
+    http.add(responses.POST, TOKEN_URL, status=503)
+    with pytest.raises(UpstreamUnavailable):
+        client.get_me()
+    assert auth_state(redis_conn)["state"] == "not_yet_authorized"
+
+
+def test_two_processes_needing_a_refresh_at_once_make_exactly_one_token_request(
+        http, ld_settings, redis_conn, clock, token_endpoint, monkeypatch):
+    stale = stored_valid_token(redis_conn, clock, lifetime=0)
+    entered = threading.Semaphore(0)
+    real_lock = redis_conn.lock
+
+    def counting_lock(*args, **kwargs):
+        entered.release()
+        return real_lock(*args, **kwargs)
+
+    def hold_until_both_want_the_lock():
+        # The token request is in flight until the other process is at the lock, so the
+        # two refreshes overlap for sure; without the lock both would reach this endpoint.
+        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
+
+    monkeypatch.setattr(redis_conn, "lock", counting_lock)
+    token_endpoint.before_answer = hold_until_both_want_the_lock
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1})
+    workers = [LionDeskClient(ld_settings, redis_conn, clock=clock) for _ in range(2)]
+    start = threading.Barrier(2)
+    errors = []
+
+    def run(worker):
+        start.wait()
+        try:
+            worker.get_me()
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert [b["refresh_token"] for b in token_endpoint.bodies] == [stale.refresh_token]
+    new_access = token_endpoint.issued[0]["access_token"]
+    assert [bearer(c) for c in api_calls(http)] == [new_access, new_access]
+
+
+def test_authorization_code_exchange_stores_tokens_and_clears_reauthorization(
+        http, client, redis_conn, token_endpoint, credentials):
+    from bridge.clients.oauth import mark_needs_reauthorization
+
+    mark_needs_reauthorization(redis_conn, "400 invalid_grant", "old", 1.0)
+    state = client.auth.exchange_authorization_code("the-code", "https://bridge.example/callback")
+    assert token_endpoint.bodies == [{
+        "grant_type": "authorization_code", "code": "the-code", "redirect_uri": "https://bridge.example/callback",
+        "client_id": credentials["liondesk_client_id"], "client_secret": credentials["liondesk_client_secret"]}]
+    assert state["state"] == "ok" and state["authorized_at"]
+    assert read_tokens(redis_conn).refresh_token == token_endpoint.issued[0]["refresh_token"]
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1})
+    client.get_me()
+    assert bearer(api_calls(http)[0]) == token_endpoint.issued[0]["access_token"]
+
+
+def test_a_refused_authorization_code_is_rejected_without_marking_the_grant(http, client, redis_conn):
+    http.add(responses.POST, TOKEN_URL, status=400, json={"error": "invalid_grant", "error_description": "bad code"})
+    with pytest.raises(UpstreamRejected, match="bad code"):
+        client.auth.exchange_authorization_code("typo")
+    assert auth_state(redis_conn)["state"] == "not_yet_authorized"
+
+
+def test_without_client_credentials_calls_wait_and_nothing_is_sent(http, make_settings, redis_conn):
+    client = LionDeskClient(make_settings(liondesk_api_url=BASE), redis_conn)
+    with pytest.raises(LionDeskNotConfigured):
+        client.get_me()
+    with pytest.raises(LionDeskNotConfigured):
+        client.auth.exchange_authorization_code("code")
+    assert len(http.calls) == 0
+    assert auth_state(redis_conn, client.settings) == {"state": "not_configured"}
+
+
+def test_no_refresh_token_anywhere_needs_authorization_but_is_not_recorded(http, make_settings, credentials, redis_conn):
+    settings = make_settings(liondesk_api_url=BASE, liondesk_client_id=credentials["liondesk_client_id"],
+                             liondesk_client_secret=credentials["liondesk_client_secret"])
+    with pytest.raises(LionDeskNeedsReauthorization):
+        LionDeskClient(settings, redis_conn).get_me()
+    assert len(http.calls) == 0 and auth_state(redis_conn)["state"] == "not_yet_authorized"
+
+
+# -- requests, pages, queries -------------------------------------------------------------------
+
+
+@pytest.fixture
+def authorised(redis_conn, clock):
+    """A valid stored token, so tests of endpoints see no token traffic."""
+    return stored_valid_token(redis_conn, clock)
+
+
+def page(total, skip, count):
+    """A LionDesk list envelope with `count` records starting at `skip`."""
+    return {"total": total, "limit": 100, "skip": skip, "data": [{"id": i} for i in range(skip, skip + count)]}
+
+
+def test_iter_contacts_walks_every_page_with_limit_and_skip(http, client, authorised):
+    for skip, count in ((0, 100), (100, 100), (200, 50)):
+        http.add(responses.GET, f"{BASE}/contacts", json=page(250, skip, count),
+                 match=[responses.matchers.query_param_matcher(
+                     {"last_name": "gates", "$limit": "100", "$skip": str(skip)})])
+    ids = [c["id"] for c in client.iter_contacts({"last_name": "gates"})]
+    assert ids == list(range(250))
+    assert len(http.calls) == 3
+
+
+def test_pagination_follows_what_the_server_returned_when_it_caps_the_page(http, client, authorised):
+    for skip in (0, 10, 20):
+        http.add(responses.GET, f"{BASE}/hotnesses", json=page(25, skip, min(10, 25 - skip)),
+                 match=[responses.matchers.query_param_matcher({"$limit": "100", "$skip": str(skip)})])
+    assert len(list(client.iter_pages("/hotnesses"))) == 25
+
+
+def test_pagination_stops_on_an_empty_page_and_accepts_plain_lists(http, client, authorised):
+    http.add(responses.GET, f"{BASE}/contacts/1/addresses", json=[{"id": "147", "city": "Seattle"}])
+    http.add(responses.GET, f"{BASE}/contacts", json={"total": 500, "limit": 100, "skip": 0, "data": []})
+    assert client.list_addresses(1) == [{"id": "147", "city": "Seattle"}]
+    assert list(client.iter_contacts()) == []
+    assert len(http.calls) == 2
+
+
+def test_without_a_total_pages_continue_until_a_short_one(http, client, authorised):
+    for skip, count in ((0, 100), (100, 3)):
+        body = page(0, skip, count)
+        del body["total"]
+        http.add(responses.GET, f"{BASE}/teams", json=body,
+                 match=[responses.matchers.query_param_matcher({"$limit": "100", "$skip": str(skip)})])
+    assert len(list(client.iter_pages("/teams"))) == 103
+    assert len(http.calls) == 2
+
+
+def test_changed_contacts_are_asked_for_in_modified_order(http, client, authorised):
+    http.add(responses.GET, f"{BASE}/contacts", json=page(1, 0, 1))
+    list(client.iter_changed_contacts("2024-01-02T03:04:05Z"))
+    assert query_of(http.calls[0]) == {"modified_at[$gt]": ["2024-01-02T03:04:05Z"], "$sort[modified_at]": ["1"],
+                                       "$limit": ["100"], "$skip": ["0"]}
+
+
+def test_find_contacts_sends_repeated_in_keys_and_returns_the_first_page(http, client, authorised):
+    http.add(responses.GET, f"{BASE}/contacts", json=page(300, 0, 100))
+    found = client.find_contacts([("mobile_phone[$in]", "+18088172382"), ("mobile_phone[$in]", "808-817-2382")])
+    assert len(found) == 100 and len(http.calls) == 1
+    assert query_of(http.calls[0]) == {"mobile_phone[$in]": ["+18088172382", "808-817-2382"], "$limit": ["100"]}
+
+
+def test_double_slashes_in_base_or_path_become_single(http, make_settings, credentials, redis_conn, clock, authorised):
+    settings = make_settings(liondesk_api_url=BASE + "/", liondesk_max_requests_per_second=1000, **credentials)
+    http.add(responses.GET, f"{BASE}/contacts/9", json={"id": 9})
+    assert LionDeskClient(settings, redis_conn, clock=clock).request("GET", "//contacts/9") == {"id": 9}
+    assert http.calls[0].request.url == f"{BASE}/contacts/9"
+
+
+def test_write_endpoints_use_the_documented_methods_and_bodies(http, client, authorised):
+    expected = [
+        (responses.POST, "/contacts", lambda: client.create_contact({"first_name": "Jack"}), {"first_name": "Jack"}),
+        (responses.PATCH, "/contacts/7", lambda: client.update_contact(7, {"tags": "Hot"}), {"tags": "Hot"}),
+        (responses.POST, "/contacts/7/addresses", lambda: client.create_address(7, {"zip": "96734"}), {"zip": "96734"}),
+        (responses.PATCH, "/contacts/7/addresses/147", lambda: client.update_address(7, "147", {"city": "Kailua"}),
+         {"city": "Kailua"}),
+        (responses.POST, "/leads", lambda: client.create_lead({"contact_id": 7}), {"contact_id": 7}),
+        (responses.PATCH, "/leads/3", lambda: client.update_lead(3, {"type": "Buyer"}), {"type": "Buyer"}),
+        (responses.POST, "/campaigns/6/contacts", lambda: client.start_campaign(6, 7), {"contact_id": 7}),
+        (responses.POST, "/tasks", lambda: client.create_task({"description": "Call"}), {"description": "Call"}),
+        (responses.POST, "/leads/3/offers", lambda: client.create_lead_offers(3), None),
+    ]
+    for method, path, _, _ in expected:
+        http.add(method, f"{BASE}{path}", json={"ok": path})
+    for method, path, do, body in expected:
+        assert do() == {"ok": path}
+        sent = http.calls[-1].request
+        assert (sent.method, urlparse(sent.url).path) == (method, path)
+        assert (json.loads(sent.body) if sent.body else None) == body
+
+
+def test_reads_return_what_liondesk_sent(http, client, authorised):
+    http.add(responses.GET, f"{BASE}/leads/3", json={"id": 3, "claimed_by_user_id": 2})
+    http.add(responses.GET, f"{BASE}/contacts/7", json={"id": 7, "addresses": [{"id": "147"}]})
+    assert client.get_lead(3) == {"id": 3, "claimed_by_user_id": 2}
+    assert client.get_contact(7)["addresses"] == [{"id": "147"}]
+
+
+def test_find_campaigns_like_wraps_the_name_in_percent_signs(http, client, authorised):
+    http.add(responses.GET, f"{BASE}/campaigns", json={"total": 1, "limit": 100, "skip": 0,
+                                                        "data": [{"id": 6, "name": "Buyer Drip"}]})
+    assert client.find_campaigns_like("Buyer Drip") == [{"id": 6, "name": "Buyer Drip"}]
+    assert "name%5B%24like%5D=%25Buyer+Drip%25" in http.calls[0].request.url
+    assert query_of(http.calls[0])["name[$like]"] == ["%Buyer Drip%"]
+
+
+# -- reference data ------------------------------------------------------------------------------
+
+
+def test_reference_lists_are_cached_in_redis(http, client, authorised):
+    http.add(responses.GET, f"{BASE}/lead-sources", json=page(2, 0, 2))
+    assert client.reference("lead-sources") == [{"id": 0}, {"id": 1}]
+    assert client.reference("lead-sources") == [{"id": 0}, {"id": 1}]
+    other_process = LionDeskClient(client.settings, client.conn, clock=client.auth.clock)
+    assert other_process.find_reference("lead-sources", lambda r: r["id"] == 1) == {"id": 1}
+    assert len(http.calls) == 1
+    ttl = client.conn.ttl(keys.liondesk_reference("lead-sources"))
+    from bridge import defaults
+
+    assert 0 < ttl <= defaults.REFERENCE_CACHE_TTL_SECONDS
+
+
+def test_a_miss_in_an_older_cached_list_refreshes_it_once(http, client, authorised, redis_conn):
+    http.add(responses.GET, f"{BASE}/contact-sources", json={"total": 1, "limit": 100, "skip": 0,
+                                                             "data": [{"id": 1, "name": "Zillow"}]})
+    client.reference("contact-sources")
+    http.replace(responses.GET, f"{BASE}/contact-sources", json={
+        "total": 2, "limit": 100, "skip": 0, "data": [{"id": 1, "name": "Zillow"}, {"id": 2, "name": "Real Geeks"}]})
+    redis_conn.delete(keys.liondesk_reference_fresh("contact-sources"))  # the list is a while old now
+    assert client.find_reference("contact-sources", lambda r: r["name"] == "Real Geeks") == {"id": 2, "name": "Real Geeks"}
+    assert len(http.calls) == 2
+    redis_conn.delete(keys.liondesk_reference_fresh("contact-sources"))
+    assert client.find_reference("contact-sources", lambda r: r["name"] == "Nowhere") is None
+    assert len(http.calls) == 3  # one refresh for the miss, not a loop
+    assert client.find_reference("contact-sources", lambda r: r["name"] == "Real Geeks")["id"] == 2
+    assert len(http.calls) == 3
+
+
+def test_a_miss_in_a_list_fetched_moments_ago_costs_no_call(http, client, authorised):
+    http.add(responses.GET, f"{BASE}/lead-sources", json={"total": 1, "limit": 100, "skip": 0,
+                                                          "data": [{"id": 1, "name": "Zillow"}]})
+    client.reference("lead-sources")
+    for _ in range(3):  # a lead source that does not exist must not cost a call per lead
+        assert client.find_reference("lead-sources", lambda r: r["name"] == "Real Geeks") is None
+    assert len(http.calls) == 1
+
+
+def test_an_uncached_miss_fetches_only_once(http, client, authorised):
+    http.add(responses.GET, f"{BASE}/campaigns", json=page(1, 0, 1))
+    assert client.find_reference("campaigns", lambda r: r["id"] == 99) is None
+    assert len(http.calls) == 1
+
+
+def test_creating_a_contact_source_invalidates_the_cached_list(http, client, authorised):
+    http.add(responses.GET, f"{BASE}/contact-sources", json=page(1, 0, 1))
+    http.add(responses.POST, f"{BASE}/contact-sources", json={"id": 5, "name": "Real Geeks"})
+    client.reference("contact-sources")
+    assert client.create_contact_source("Real Geeks") == {"id": 5, "name": "Real Geeks"}
+    assert json.loads(http.calls[1].request.body) == {"name": "Real Geeks"}
+    assert client.conn.get(keys.liondesk_reference("contact-sources")) is None
+    client.reference("contact-sources")
+    assert len(http.calls) == 3
+
+
+def test_users_are_asked_for_with_our_oauth_client_id(http, client, authorised, credentials):
+    http.add(responses.GET, f"{BASE}/users", json=page(1, 0, 1))
+    client.reference("users")
+    assert query_of(http.calls[0])["oauth_client_id"] == [credentials["liondesk_client_id"]]
+
+
+def test_unknown_reference_kinds_are_a_programming_error(client):
+    with pytest.raises(ValueError):
+        client.reference("sources")
+
+
+# -- observer, factory, CLI ------------------------------------------------------------------
+
+
+def test_the_observer_sees_every_call_and_no_secret(http, client, token_endpoint, observed, credentials):
+    http.add(responses.GET, f"{BASE}/me", status=401, json={"message": "expired"})
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1})
+    client.get_me()
+    assert [o[:4] for o in observed] == [("liondesk", "POST", "/oauth2/token", 200),
+                                         ("liondesk", "GET", "/me", 401),
+                                         ("liondesk", "POST", "/oauth2/token", 200),
+                                         ("liondesk", "GET", "/me", 200)]
+    text = repr(observed)
+    secrets_used = [credentials["liondesk_client_secret"], credentials["liondesk_refresh_token"],
+                    *[v for pair in token_endpoint.issued for v in (pair["access_token"], pair["refresh_token"])]]
+    assert not [s for s in secrets_used if s in text]
+
+
+def test_build_clients_enables_optional_channels_from_settings(make_settings, redis_conn):
+    bare = build_clients(make_settings(), redis_conn)
+    assert isinstance(bare.liondesk, LionDeskClient) and bare.liondesk_v1 is None and bare.realgeeks is None
+    full = build_clients(make_settings(liondesk_v1_api_key="k", liondesk_v1_user_key="u",
+                                       realgeeks_api_username="u", realgeeks_api_password="p"), redis_conn)
+    assert full.liondesk_v1 is not None and full.realgeeks is not None
+
+
+@pytest.fixture
+def cli_env(redis_url, credentials):
+    return {"REDIS_URL": redis_url, "LIONDESK_API_URL": BASE, "LIONDESK_CLIENT_ID": credentials["liondesk_client_id"],
+            "LIONDESK_CLIENT_SECRET": credentials["liondesk_client_secret"], "LIONDESK_REDIRECT_URI": "",
+            "LIONDESK_REFRESH_TOKEN": "", "BRIDGE_CONFIG": ""}
+
+
+def test_cli_authorize_then_status(http, redis_conn, token_endpoint, cli_env):
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1001, "email": "steve@apple.com"})
+    runner = CliRunner()
+    result = runner.invoke(main, ["liondesk", "authorize", "--code", "abc", "--redirect-uri", "https://x.test/cb"],
+                           env=cli_env)
+    assert result.exit_code == 0, result.output
+    assert "1001" in result.output
+    assert token_endpoint.bodies[0]["code"] == "abc" and token_endpoint.bodies[0]["redirect_uri"] == "https://x.test/cb"
+
+    result = runner.invoke(main, ["liondesk", "status"], env=cli_env)
+    assert result.exit_code == 0 and "state: ok" in result.output
+    for pair in token_endpoint.issued:
+        assert pair["access_token"] not in result.output and pair["refresh_token"] not in result.output
+
+
+def test_cli_status_fails_when_reauthorization_is_needed(redis_conn, cli_env):
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+    from bridge.clients.oauth import mark_needs_reauthorization
+
+    mark_needs_reauthorization(redis_conn, "400 invalid_grant", "t", 1_700_000_000)
+    result = CliRunner().invoke(main, ["liondesk", "status"], env=cli_env)
+    assert result.exit_code == 1
+    assert "needs_reauthorization" in result.output and "invalid_grant" in result.output
+
+
+def test_cli_authorize_reports_a_refused_code(http, redis_conn, cli_env):
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    http.add(responses.POST, TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    result = CliRunner().invoke(main, ["liondesk", "authorize", "--code", "bad"], env=cli_env)
+    assert result.exit_code == 1 and "invalid_grant" in result.output
