@@ -36,6 +36,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(webhook.bp)
     app.register_blueprint(health.bp)
 
+    from bridge.ops import admin, prometheus
+
+    app.register_blueprint(prometheus.bp)
+    admin.init_app(app)  # the support console, only when ADMIN_USERNAME and ADMIN_PASSWORD are set
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         """Answer HTTP errors (404, 405, 413...) as JSON, like every other answer."""

@@ -102,5 +102,51 @@ def webhook_send(payload, url, secret, action):
     sys.exit(0 if response.ok else 1)
 
 
+@main.group()
+def liondesk():
+    """LionDesk authorisation: grant the bridge access, see whether it still has it."""
+
+
+@liondesk.command("authorize")
+@click.option("--code", required=True, help="The code LionDesk appended to the redirect URI after approval.")
+@click.option("--redirect-uri", default=None,
+              help="The redirect URI the code was issued for (default: LIONDESK_REDIRECT_URI).")
+def liondesk_authorize(code, redirect_uri):
+    """Exchange an authorisation CODE for tokens, store them and clear any needs-reauthorisation state."""
+    from bridge.clients.liondesk import LionDeskClient
+    from bridge.exceptions import BridgeError
+
+    settings = settings_or_exit()
+    client = LionDeskClient(settings, redis_or_exit(settings))
+    try:
+        client.auth.exchange_authorization_code(code, redirect_uri)
+    except BridgeError as exc:
+        click.echo(f"bridge: LionDesk authorisation failed: {exc}", err=True)
+        sys.exit(1)
+    try:
+        me = client.get_me() or {}
+    except BridgeError as exc:  # the tokens are stored; only the check that they work failed
+        click.echo(f"bridge: tokens stored, but GET /me failed: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"authorised: LionDesk user {me.get('id')} ({me.get('email')})")
+
+
+@liondesk.command("status")
+def liondesk_status():
+    """Print the LionDesk authorisation state (never any token); exit 1 unless it is usable."""
+    from bridge.clients.oauth import NEEDS_REAUTHORIZATION, NOT_CONFIGURED, auth_state
+
+    settings = settings_or_exit()
+    state = auth_state(redis_or_exit(settings), settings)
+    for name, value in state.items():
+        click.echo(f"{name}: {value if value is not None else '-'}")
+    sys.exit(1 if state["state"] in (NEEDS_REAUTHORIZATION, NOT_CONFIGURED) else 0)
+
+
+from bridge.ops.commands import jobs as _jobs_commands, lead as _lead_command  # noqa: E402  (support tools)
+
+main.add_command(_jobs_commands)
+main.add_command(_lead_command)
+
 if __name__ == "__main__":
     main()

@@ -116,3 +116,7 @@ class TranslationError(PermanentError):
         super().__init__(f"{what} failed validation: {errors}")
         self.what = what
         self.errors = errors
+
+
+class LeadNotYetSynced(RetryableError):
+    """Activities arrived for a lead that has not reached LionDesk yet; they wait for it."""

@@ -120,3 +120,24 @@ def runner(app):
     from click.testing import CliRunner
 
     return CliRunner()
+
+
+@pytest.fixture
+def sandbox():
+    """A fresh LionDesk / Real Geeks sandbox, served over HTTP on 127.0.0.1 from a thread."""
+    from tests.support import Sandbox
+
+    box = Sandbox()
+    yield box
+    box.stop()
+
+
+@pytest.fixture
+def sandbox_settings(sandbox, make_settings):
+    """Settings whose API clients all point at the sandbox."""
+    from bridge.config import load_settings
+
+    base = make_settings()
+    env = {**sandbox.environment(), "REDIS_URL": base.redis_url,
+           "REALGEEKS_WEBHOOK_SECRET": base.realgeeks_webhook_secret, "LIONDESK_MAX_REQUESTS_PER_SECOND": "1000"}
+    return load_settings(env)

@@ -103,3 +103,49 @@ class Processes:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+class Sandbox:
+    """A sandbox server running in a thread of the test process, reached over real HTTP."""
+
+    def __init__(self, latency_ms: float = 0.0):
+        import threading
+
+        from bridge.sandbox.server import make_sandbox_server
+
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the sandbox's call log says it all
+        self.server = make_sandbox_server("127.0.0.1", 0, latency_ms)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def environment(self) -> dict:
+        """Environment variables pointing every bridge client at this sandbox."""
+        from bridge.devrun import sandbox_environment
+
+        return sandbox_environment(self.url)
+
+    def control(self, method: str, path: str, **json):
+        """Call the sandbox control API; fail with its answer when it refuses."""
+        import requests
+
+        response = requests.request(method, f"{self.url}/_sandbox/{path.lstrip('/')}", json=json or None, timeout=30)
+        assert response.ok, f"sandbox {method} {path} answered {response.status_code}: {response.text}"
+        return response.json()
+
+    def calls(self, since: int = 0, service: str | None = None) -> list[dict]:
+        """API calls the sandbox received after sequence number `since`."""
+        query = f"calls?since={since}" + (f"&service={service}" if service else "")
+        return self.control("GET", query)["calls"]
+
+    def last_seq(self) -> int:
+        """Sequence number of the latest call logged (0 when none)."""
+        calls = self.calls()
+        return calls[-1]["seq"] if calls else 0
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()

@@ -10,6 +10,7 @@ from rq import get_current_job
 
 from bridge.exceptions import EventNotFound
 from bridge.ops import logs
+from bridge.ops.jobs import record_outcome
 from bridge.storage import events, history
 from workers import failure
 from workers.context import get_context
@@ -36,14 +37,20 @@ def process_event(event_id: str) -> str:
         facts = dict(event_id=event_id, action=event and event.action, lead_id=event and event.lead_id,
                      outcome=outcome, attempt=attempt, error_class=exc.__class__.__name__, error=str(exc)[:500])
         if event is not None and event.lead_id:
-            history.append(context.redis, event.lead_id, "attempt_failed", **facts)
+            # the lead id is the history's key, not one of its facts (passing it twice was a TypeError)
+            history.append(context.redis, event.lead_id, "attempt_failed",
+                           **{name: value for name, value in facts.items() if name != "lead_id"})
         context.metrics.job(outcome)
+        record_outcome(context.redis, outcome)
+        context.metrics.observe_job_latency(time.perf_counter() - started)
         logs.event_line(log, "job", duration_ms=_ms(started), **facts)
         raise
     if event.lead_id:
         history.append(context.redis, event.lead_id, "processed", event_id=event_id,
                        action=event.action, attempt=attempt, summary=summary)
     context.metrics.job("processed")
+    record_outcome(context.redis, "processed")
+    context.metrics.observe_job_latency(time.perf_counter() - started)
     logs.event_line(log, "job", event_id=event_id, action=event.action, lead_id=event.lead_id,
                     outcome="processed", attempt=attempt, duration_ms=_ms(started))
     return summary

@@ -19,6 +19,7 @@ from rq.exceptions import DuplicateJobError
 from bridge import defaults
 from bridge.intake.classify import schema_errors
 from bridge.intake.store import received_entry
+from bridge.ops import leads
 from bridge.storage import events, history, keys
 from workers.queue import enqueue_event, event_queue
 
@@ -78,6 +79,7 @@ class Relay:
             return
         if event.lead_id:
             history.append_entry(self.conn, event.lead_id, received_entry(event))
+            leads.index_lead(self.conn, event.lead_id, event.payload())  # support finds it by e-mail, phone, name
         errors = schema_errors(event.action, event.payload())
         if errors:
             events.mark_rejected(self.conn, event, errors)

@@ -18,7 +18,7 @@ def queue_backlog(conn) -> dict:
 
 @bp.get("/healthz")
 def healthz():
-    """Report Redis, LionDesk authorisation and the queue backlog; 503 when Redis is down or LionDesk needs re-authorisation."""
+    """Report Redis, LionDesk authorisation and the backlog; 503 if Redis is down or LionDesk needs re-authorising."""
     conn = current_app.extensions["bridge.redis"]
     try:
         conn.ping()

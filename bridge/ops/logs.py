@@ -10,6 +10,13 @@ import sys
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-])[A-Za-z0-9.-]*\.([A-Za-z]{2,})")
 _PHONE = re.compile(r"(?<![\w.])\+?\d[\d\s().-]{6,}\d(?![\w.])")
 _SECRET_KEYS = re.compile(r"token|secret|password|authorization|signature|api_key|user_key", re.I)
+# Credentials quoted inside free text (an exception message repeating a request or an answer).
+_AUTH_SCHEME = re.compile(r"\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+", re.I)
+_CREDENTIAL = re.compile(r"([\w-]*(?:token|secret|password|passwd|api_?key|user_key)[\"']?\s*[:=]\s*[\"']?)"
+                         r"([^\s\"',&;}]+)", re.I)
+
+RQ_LOGGERS = ("rq.worker", "rq.job", "rq.queue", "rq.registry", "rq.scheduler", "rq.webhook")
+"""RQ's loggers; the worker's logs a failed job's traceback, exception message included."""
 
 
 def mask_email(text: str) -> str:
@@ -22,6 +29,12 @@ def mask_phone(text: str) -> str:
     return _PHONE.sub(lambda m: "***" + re.sub(r"\D", "", m[0])[-2:], text)
 
 
+def mask_credentials(text: str) -> str:
+    """Replace credentials written into `text` (Bearer tokens, token=..., "secret": "...") with [redacted]."""
+    text = _AUTH_SCHEME.sub(lambda m: f"{m[1]} [redacted]", text)
+    return _CREDENTIAL.sub(lambda m: f"{m[1]}[redacted]", text)
+
+
 def scrub(value):
     """Mask personal data and drop secrets from a value about to be logged."""
     if isinstance(value, dict):
@@ -29,8 +42,25 @@ def scrub(value):
     if isinstance(value, (list, tuple)):
         return [scrub(v) for v in value]
     if isinstance(value, str):
-        return mask_phone(mask_email(value))
+        return mask_phone(mask_email(mask_credentials(value)))
     return value
+
+
+class ScrubFilter(logging.Filter):
+    """Masks personal data and credentials in a record's message and traceback before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_bridge_scrubbed", False):
+            return True
+        record.msg, record.args = scrub(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        record._bridge_scrubbed = True
+        return True
 
 
 def event_line(logger: logging.Logger, kind: str, **facts) -> None:
@@ -40,11 +70,21 @@ def event_line(logger: logging.Logger, kind: str, **facts) -> None:
 
 
 def configure(level: str = "INFO") -> None:
-    """Send the bridge's logs to stderr, one record per line (what a Heroku log drain wants)."""
+    """Send the bridge's logs to stderr, one record per line (what a Heroku log drain wants), scrubbed.
+
+    The scrubbing filter sits on our handler (so nothing we write leaks, whichever
+    library logged it) and on RQ's loggers (so their tracebacks are clean for any
+    other handler too, such as an error tracker's).
+    """
+    for name in RQ_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ScrubFilter) for f in logger.filters):
+            logger.addFilter(ScrubFilter())
     root = logging.getLogger()
     if any(getattr(h, "_bridge", False) for h in root.handlers):
         return
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ScrubFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler._bridge = True
     root.addHandler(handler)

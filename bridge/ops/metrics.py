@@ -9,9 +9,13 @@ import logging
 
 import redis
 
+from bridge import defaults
 from bridge.storage import keys
 
 log = logging.getLogger(__name__)
+
+LATENCY = "job_latency_seconds"
+"""Metric family of the job-duration histogram: one field per bucket (not cumulative), plus `sum`."""
 
 
 class Metrics:
@@ -38,6 +42,27 @@ class Metrics:
     def call(self, service: str, status: str | int) -> None:
         """Count one outbound HTTP call by service and status (or error class)."""
         self._incr("calls", f"{service}|{status}")
+
+    def observe_job_latency(self, seconds: float) -> None:
+        """Count one job run's duration in its histogram bucket (JOB_LATENCY_BUCKETS_SECONDS) and in the sum."""
+        bucket = next((repr(float(bound)) for bound in defaults.JOB_LATENCY_BUCKETS_SECONDS if seconds <= bound),
+                      "+Inf")
+        try:
+            pipe = self.conn.pipeline(transaction=False)
+            pipe.hincrby(keys.metric(LATENCY), bucket, 1)
+            pipe.hincrbyfloat(keys.metric(LATENCY), "sum", seconds)
+            pipe.execute()
+        except redis.RedisError:
+            log.debug("job latency not recorded: redis unavailable")
+
+    def latency_histogram(self) -> tuple[list[tuple[str, float]], float]:
+        """Return the job-duration histogram as cumulative (upper bound, count) buckets ending at +Inf, and the sum."""
+        stored = self.counts(LATENCY)
+        buckets, running = [], 0.0
+        for bound in [repr(float(b)) for b in defaults.JOB_LATENCY_BUCKETS_SECONDS] + ["+Inf"]:
+            running += stored.get(bound, 0.0)
+            buckets.append((bound, running))
+        return buckets, stored.get("sum", 0.0)
 
     def counts(self, family: str) -> dict[str, float]:
         """Return the current counters of one family."""

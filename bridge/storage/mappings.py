@@ -26,7 +26,7 @@ def get_link(conn: redis.Redis, lead_id: str) -> dict:
     return {k.decode(): v.decode() for k, v in conn.hgetall(keys.lead_mapping(lead_id)).items()}
 
 
-def save_link(conn: redis.Redis, lead_id: str, **fields) -> None:
+def save_link(conn: redis.Redis, lead_id: str, /, **fields) -> None:
     """Record LionDesk ids (and facts like site_uuid) for a Real Geeks lead, and the reverse map."""
     values = {k: str(v) for k, v in fields.items() if v is not None}
     with conn.pipeline() as pipe:
@@ -53,14 +53,14 @@ def save_snapshot(conn: redis.Redis, lead_id: str, snapshot: dict) -> None:
     conn.set(keys.lead_snapshot(lead_id), json.dumps(snapshot, sort_keys=True), ex=defaults.HISTORY_TTL_SECONDS)
 
 
-def effect_done(conn: redis.Redis, lead_id: str, effect: str) -> bool:
-    """Whether a once-only effect (e.g. "campaign:6", "offers") was already done for a lead."""
-    return bool(conn.hexists(keys.lead_effects(lead_id), effect))
+def effect_state(conn: redis.Redis, lead_id: str, effect: str) -> str | None:
+    """The recorded state of a once-only effect (e.g. "campaign:6", "offers") of a lead, or None."""
+    return _text(conn.hget(keys.lead_effects(lead_id), effect))
 
 
-def mark_effect(conn: redis.Redis, lead_id: str, effect: str, detail: str = "1") -> None:
-    """Record that a once-only effect was done for a lead."""
-    conn.hset(keys.lead_effects(lead_id), effect, detail)
+def mark_effect(conn: redis.Redis, lead_id: str, effect: str, state: str) -> None:
+    """Record the state of a once-only effect of a lead ("pending" before its call, "done" after)."""
+    conn.hset(keys.lead_effects(lead_id), effect, state)
     conn.expire(keys.lead_effects(lead_id), defaults.HISTORY_TTL_SECONDS)
 
 

@@ -1,0 +1,279 @@
+"""The support console under /admin: overview, failed jobs, rejected deliveries, lead search.
+
+Server-rendered pages that work without JavaScript. Mounted only when ADMIN_USERNAME
+and ADMIN_PASSWORD are set; otherwise every /admin URL is a 404. Every page but the
+login needs a session, every form carries a CSRF token, and the work itself is done by
+bridge.ops.jobs and bridge.ops.leads, the same functions behind the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request, url_for)
+from werkzeug.exceptions import HTTPException
+
+from bridge import defaults
+from bridge.exceptions import JobNotFailed, JobNotFound
+from bridge.ops import auth, leads, logs, present, status
+from bridge.ops import jobs as job_tools
+from bridge.storage import events, keys
+from workers.queue import event_job_id
+
+bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static")
+log = logging.getLogger("bridge.admin")
+
+PUBLIC_ENDPOINTS = frozenset({"admin.login", "admin.static"})
+"""Console endpoints reachable without a session."""
+
+FILTER_FIELDS = ("action", "error_class", "since", "until")
+"""Query (and hidden form) fields that describe a failed-jobs filter."""
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    # No script at all, styles from our one file, forms only back to us.
+    "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self'; "
+                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+}
+
+
+def init_app(app) -> None:
+    """Mount the console (and its sessions) on `app` when the settings enable it."""
+    settings = app.config["BRIDGE_SETTINGS"]
+    if not settings.admin_enabled:
+        return
+    if not settings.secret_key:
+        log.warning("SECRET_KEY is not set: console logins last only as long as this web process "
+                    "and do not carry over to other dynos")
+    auth.configure_sessions(app)
+    app.register_blueprint(bp)
+
+
+@bp.app_template_filter("time")
+def _time_filter(timestamp):
+    """Jinja: a unix time as UTC text."""
+    return present.format_time(timestamp) if isinstance(timestamp, (int, float)) else (timestamp or "-")
+
+
+bp.add_app_template_filter(present.iso_time, "iso")
+bp.add_app_template_filter(present.format_age, "age")
+bp.add_app_template_filter(present.describe_entry, "describe")
+bp.add_app_template_filter(present.pretty_body, "pretty_body")
+bp.add_app_template_filter(event_job_id, "job_of_event")
+
+
+@bp.context_processor
+def _template_globals():
+    """Jinja: the logged-in user and the CSRF token for forms."""
+    return {"user": auth.current_user(), "csrf_token": auth.csrf_token, "csrf_field": auth.CSRF_FIELD}
+
+
+@bp.before_request
+def _guard():
+    """Refuse anonymous requests (log in first) and forms without this session's CSRF token."""
+    if request.endpoint not in PUBLIC_ENDPOINTS and auth.current_user() is None:
+        if request.method in ("GET", "HEAD"):
+            return redirect(url_for(".login", next=request.full_path.rstrip("?")))
+        abort(401, "log in first")
+    if request.method == "POST" and not auth.csrf_ok(request.form.get(auth.CSRF_FIELD)):
+        abort(400, "The form was missing its security token or it was stale; reload the page and try again.")
+    return None
+
+
+@bp.after_request
+def _headers(response):
+    """Keep console pages out of caches and frames."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    """Answer console errors with a page, not JSON."""
+    return render_template("error.html", code=exc.code, title=exc.name, message=exc.description), exc.code
+
+
+@bp.errorhandler(redis.RedisError)
+def _redis_error(exc: redis.RedisError):
+    """Say plainly that storage is unavailable."""
+    log.error("console: redis unavailable: %s", exc.__class__.__name__)
+    return render_template("error.html", code=503, title="Storage unavailable",
+                           message="Redis did not answer; try again in a moment."), 503
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Show the login form, or check the credentials and start a session."""
+    if request.method == "GET":
+        if auth.current_user():
+            return redirect(url_for(".overview"))
+        return render_template("login.html", next=_safe_next(request.args.get("next")))
+    settings = current_app.config["BRIDGE_SETTINGS"]
+    username, password = request.form.get("username", ""), request.form.get("password", "")
+    address = auth.client_address()
+    next_url = _safe_next(request.form.get("next"))
+    if auth.login_locked(_conn(), username, address):
+        logs.event_line(log, "console_login", outcome="locked_out")
+        minutes = defaults.ADMIN_LOGIN_WINDOW_SECONDS // 60
+        return render_template("login.html", next=next_url,
+                               error=f"Too many failed logins. Try again in {minutes} minutes."), 429
+    if not auth.credentials_ok(settings, username, password):
+        auth.record_login_failure(_conn(), username, address)
+        logs.event_line(log, "console_login", outcome="failed")
+        return render_template("login.html", next=next_url, error="Wrong username or password."), 403
+    auth.clear_login_failures(_conn(), username, address)
+    auth.log_in(settings, username)
+    logs.event_line(log, "console_login", outcome="ok")
+    return redirect(next_url or url_for(".overview"))
+
+
+@bp.post("/logout")
+def logout():
+    """End the session."""
+    auth.log_out()
+    flash("Logged out.", "info")
+    return redirect(url_for(".login"))
+
+
+@bp.get("/")
+def overview():
+    """Queues, recent outcomes, LionDesk authorisation and the last poll."""
+    conn = _conn()
+    return render_template("overview.html", stats=job_tools.stats(conn), liondesk=status.liondesk_auth(conn),
+                           poll=status.poll_status(conn), needs_reauthorization=status.NEEDS_REAUTHORIZATION)
+
+
+@bp.get("/failed")
+def failed():
+    """Failed jobs, filtered by action, error class and time, with bulk replay."""
+    job_filter, values = _filter_from(request.args)
+    everything = job_tools.list_failed(_conn())
+    matching = [job for job in everything if job_filter.matches(job)]
+    return render_template(
+        "failed.html", jobs=matching[:defaults.CONSOLE_PAGE_SIZE], matching=len(matching), total=len(everything),
+        values=values, actions=sorted({job.action for job in everything if job.action}),
+        error_classes=sorted({job.error_class for job in everything if job.error_class}))
+
+
+@bp.post("/failed/replay")
+def replay():
+    """Replay the selected jobs, or every failed job matching the filter."""
+    who = auth.current_user()
+    conn = _conn()
+    ladder = current_app.config["BRIDGE_SETTINGS"].retry_intervals
+    job_filter, values = _filter_from(request.form)
+    back = _safe_next(request.form.get("next")) or url_for(".failed", **{k: v for k, v in values.items() if v})
+    if request.form.get("scope") == "matching":
+        results = job_tools.replay_matching(conn, job_filter, by=who, via=job_tools.CONSOLE, intervals=ladder)
+    else:
+        selected = request.form.getlist("job_id")
+        if not selected:
+            flash("Select at least one job to replay.", "error")
+            return redirect(back)
+        try:
+            results = job_tools.replay(conn, selected, by=who, via=job_tools.CONSOLE, intervals=ladder)
+        except JobNotFound as exc:
+            flash(f"Nothing replayed: {exc}.", "error")
+            return redirect(back)
+    replayed = [result.job_id for result in results if result.replayed]
+    skipped = len(results) - len(replayed)
+    flash(f"Replayed {len(replayed)} job{'s' if len(replayed) != 1 else ''} with a fresh retry budget"
+          + (f"; {skipped} skipped (no longer failed)." if skipped else "."), "ok")
+    return redirect(back)
+
+
+@bp.post("/jobs/<job_id>/dismiss")
+def dismiss(job_id: str):
+    """Dismiss a failed job with the reason support gave."""
+    reason = request.form.get("reason", "").strip()
+    if not reason:
+        flash("Give a reason to dismiss a job.", "error")
+        return redirect(url_for(".job", job_id=job_id))
+    try:
+        done = job_tools.dismiss(_conn(), job_id, reason[:500], by=auth.current_user(), via=job_tools.CONSOLE)
+    except JobNotFound:
+        abort(404, f"No job {job_id}.")
+    except JobNotFailed as exc:
+        flash(f"Not dismissed: {exc}.", "error")
+        return redirect(url_for(".job", job_id=job_id))
+    flash(f"Dismissed {job_id}." if done else f"{job_id} was already dismissed.", "ok")
+    return redirect(url_for(".failed"))
+
+
+@bp.get("/jobs/<job_id>")
+def job(job_id: str):
+    """One job: its state, error, stored payload and the lead's history."""
+    detail = job_tools.job_detail(_conn(), job_id)
+    if detail is None:
+        abort(404, f"No job {job_id}: it never existed or has expired.")
+    return render_template("job.html", detail=detail, summary=detail.summary)
+
+
+@bp.get("/rejected")
+def rejected():
+    """Signed deliveries that failed validation, newest first, with their errors and payloads."""
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    size = defaults.CONSOLE_PAGE_SIZE
+    conn = _conn()
+    found = events.list_rejected(conn, (page - 1) * size, size)
+    total = conn.zcard(keys.rejected_events())
+    return render_template("rejected.html", rejected=found, page=page, total=total,
+                           has_next=page * size < total)
+
+
+@bp.route("/leads", methods=["GET", "POST"])
+def lead_search():
+    """Find a lead by Real Geeks id, email, phone or name.
+
+    The query goes in a POST body, not the URL: URLs end up in router logs, browser
+    history and Referer headers, and emails and phone numbers have no business there.
+    """
+    if request.method == "GET":
+        return render_template("leads.html", query="", results=None)
+    query = request.form.get("q", "").strip()[:200]
+    ids = leads.search(_conn(), query) if query else []
+    if len(ids) == 1:
+        return redirect(url_for(".lead", lead_id=ids[0]), code=303)
+    return render_template("leads.html", query=query, results=leads.lead_cards(_conn(), ids))
+
+
+@bp.get("/leads/<lead_id>")
+def lead(lead_id: str):
+    """A lead's story as a timeline, with its LionDesk mapping."""
+    story = leads.lead_story(_conn(), lead_id)
+    if not story.known:
+        abort(404, f"No record of lead {story.lead_id}.")
+    return render_template("lead.html", story=story)
+
+
+def _conn() -> redis.Redis:
+    """The app's Redis client."""
+    return current_app.extensions["bridge.redis"]
+
+
+def _filter_from(values) -> tuple[job_tools.JobFilter, dict[str, str]]:
+    """Build a failed-jobs filter from query or form fields; an unreadable time is flashed and ignored."""
+    raw = {name: (values.get(name) or "").strip() for name in FILTER_FIELDS}
+    times = {}
+    for name in ("since", "until"):
+        if raw[name]:
+            try:
+                times[name] = present.parse_time(raw[name])
+            except ValueError:
+                flash(f"Ignored {name}: {raw[name]!r} is not a date and time.", "error")
+                raw[name] = ""
+    job_filter = job_tools.JobFilter(action=raw["action"] or None, error_class=raw["error_class"] or None,
+                                     since=times.get("since"), until=times.get("until"))
+    return job_filter, raw
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Return a redirect target only when it stays inside the console (no open redirect)."""
+    if target and target.startswith("/admin") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None

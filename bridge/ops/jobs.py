@@ -1,0 +1,338 @@
+"""Job tools for support, shared by `bridge jobs` and the console: list failed jobs,
+replay them with a fresh retry budget, dismiss them, and count outcomes for stats.
+
+A job is described from three sources: RQ's job (status, retry budget, traceback),
+the stored event it processes (action, lead, payload) and the lead's history (each
+attempt's error and time, written by workers/jobs.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+import redis
+from rq import Queue
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+from rq.results import Result
+
+from bridge import defaults
+from bridge.exceptions import JobNotFailed, JobNotFound
+from bridge.ops import leads, present, status
+from bridge.storage import events, history, keys
+from workers.queue import event_id_of_job, retry_ladder
+
+log = logging.getLogger(__name__)
+
+CLI, CONSOLE = "cli", "console"
+"""Where a support action came from, recorded with it in the lead's history."""
+
+OUTCOMES = ("processed", "retrying", "waiting", "failed")
+"""Job outcomes workers/jobs.py reports; `record_outcome` keeps their times for stats."""
+
+STATS_WINDOWS = {"last_hour": 3600, "last_day": 24 * 3600}
+"""The periods `bridge jobs stats` counts outcomes over, in seconds."""
+
+
+@dataclass
+class JobSummary:
+    """One job as support sees it: what it was for, how it failed, how often, and when."""
+
+    id: str
+    queue: str | None
+    status: str
+    event_id: str | None = None
+    lead_id: str | None = None
+    lead_name: str | None = None
+    action: str | None = None
+    description: str | None = None
+    error_class: str | None = None
+    error: str | None = None
+    attempts: int | None = None
+    first_attempt_at: float | None = None
+    last_attempt_at: float | None = None
+    retries_left: int | None = None
+    dismissed: dict | None = None
+
+    def to_json(self) -> dict:
+        """Return the summary as JSON-ready data, times in ISO 8601 UTC."""
+        data = asdict(self)
+        data["first_attempt_at"] = present.iso_time(self.first_attempt_at)
+        data["last_attempt_at"] = present.iso_time(self.last_attempt_at)
+        return data
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which failed jobs to show or replay; every criterion left as None matches all."""
+
+    action: str | None = None
+    error_class: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def matches(self, job: JobSummary) -> bool:
+        """Whether `job` meets every criterion; times compare against its last attempt."""
+        when = job.last_attempt_at
+        return ((self.action is None or job.action == self.action)
+                and (self.error_class is None or job.error_class == self.error_class)
+                and (self.since is None or (when is not None and when >= self.since))
+                and (self.until is None or (when is not None and when <= self.until)))
+
+
+@dataclass
+class JobDetail:
+    """Everything the console shows about one job."""
+
+    summary: JobSummary
+    event: events.Event | None
+    traceback: str | None
+    story: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class ReplayResult:
+    """What a replay did with one job: queued again, or left alone because it was not failed."""
+
+    job_id: str
+    replayed: bool
+    status: str
+
+    def to_json(self) -> dict:
+        """Return the result as JSON-ready data."""
+        return asdict(self)
+
+
+def summarise(job_id: str, job: Job | None, event: events.Event | None, story: list[dict],
+              last_result: Result | None = None, dismissed: dict | None = None) -> JobSummary:
+    """Describe a job from what is stored about it (pure: no I/O).
+
+    Attempts, their times and the error come from the lead's history; for a job with
+    no lead history (a user event, a poll) they fall back to RQ's own record.
+    """
+    event_id = event_id_of_job(job_id)
+    attempts = [entry for entry in story
+                if entry.get("kind") == "attempt_failed" and entry.get("event_id") == event_id]
+    summary = JobSummary(
+        id=job_id,
+        queue=job.origin if job else None,
+        status="dismissed" if dismissed else (_status_of(job) if job else _jobless_status(event)),
+        event_id=event_id,
+        lead_id=event.lead_id if event else None,
+        lead_name=leads.person_name(leads.event_payload(event)),
+        action=event.action if event else None,
+        description=job.description if job else None,
+        retries_left=job.retries_left if job else None,
+        dismissed=dismissed,
+    )
+    if attempts:
+        summary.error_class = attempts[-1].get("error_class")
+        summary.error = attempts[-1].get("error")
+        summary.attempts = len(attempts)
+        summary.first_attempt_at = attempts[0].get("at")
+        summary.last_attempt_at = attempts[-1].get("at")
+    elif last_result is not None and last_result.type == Result.Type.FAILED:
+        summary.error = _last_line(last_result.exc_string)
+        summary.first_attempt_at = _timestamp(job.created_at) if job else None
+        summary.last_attempt_at = _timestamp(last_result.created_at)
+    return summary
+
+
+def list_failed(conn, job_filter: JobFilter = JobFilter()) -> list[JobSummary]:
+    """Return the failed jobs of every queue that match `job_filter`, most recently failed first."""
+    ids = [job_id for name in status.QUEUE_NAMES
+           for job_id in FailedJobRegistry(name, connection=conn).get_job_ids()]
+    stories: dict[str, list[dict]] = {}
+    found = []
+    for job_id, job in zip(ids, Job.fetch_many(ids, connection=conn)):
+        if job is None:
+            continue  # its data expired a moment before the registry entry: nothing left to show
+        summary = _describe(conn, job_id, job, _event_of(conn, job_id), stories)
+        if job_filter.matches(summary):
+            found.append(summary)
+    found.sort(key=lambda summary: summary.last_attempt_at or 0, reverse=True)
+    return found
+
+
+def job_detail(conn, job_id: str) -> JobDetail | None:
+    """Return what is known about one job (even one whose RQ data expired), or None when nothing is."""
+    job, event = _fetch(conn, job_id), _event_of(conn, job_id)
+    if job is None and event is None:
+        return None
+    stories: dict[str, list[dict]] = {}
+    summary = _describe(conn, job_id, job, event, stories, dismissal(conn, job_id))
+    result = job.latest_result() if job else None
+    traceback = result.exc_string if result is not None and result.type == Result.Type.FAILED else None
+    story = stories.get(event.lead_id, []) if event and event.lead_id else []
+    return JobDetail(summary=summary, event=event, traceback=traceback, story=story)
+
+
+def replay(conn, job_ids: list[str], *, by: str, via: str,
+           intervals=defaults.RETRY_INTERVALS_SECONDS) -> list[ReplayResult]:
+    """Put failed (or dismissed) jobs back on their queue with a fresh retry budget (`intervals`: the ladder).
+
+    Every id is checked first: one unknown id raises JobNotFound and nothing is
+    replayed. A job that is not failed any more (already replayed, running, done)
+    is left alone, so repeating a replay never queues a job twice.
+    """
+    job_ids = list(dict.fromkeys(job_ids))
+    jobs = Job.fetch_many(job_ids, connection=conn)
+    missing = [job_id for job_id, job in zip(job_ids, jobs) if job is None]
+    if missing:
+        raise JobNotFound(missing)
+    return [_replay_one(conn, job, by=by, via=via, intervals=intervals) for job in jobs]
+
+
+def replay_matching(conn, job_filter: JobFilter, *, by: str, via: str,
+                    intervals=defaults.RETRY_INTERVALS_SECONDS) -> list[ReplayResult]:
+    """Replay every failed job matching `job_filter` (see `replay`)."""
+    ids = [summary.id for summary in list_failed(conn, job_filter)]
+    jobs = Job.fetch_many(ids, connection=conn)
+    return [_replay_one(conn, job, by=by, via=via, intervals=intervals) for job in jobs if job is not None]
+
+
+def dismiss(conn, job_id: str, reason: str, *, by: str, via: str) -> bool:
+    """Take a failed job out of the failed store, keeping why and who; False if it was already dismissed.
+
+    The job's data stays (until its failure TTL) so it can still be inspected or replayed.
+    Raises JobNotFound for an unknown id and JobNotFailed for a job that is not failed.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("a reason is required to dismiss a job")
+    job = _fetch(conn, job_id)
+    if job is None:
+        raise JobNotFound([job_id])
+    if conn.hexists(keys.failed_dismissed(), job_id):
+        return False
+    if not FailedJobRegistry(job.origin, connection=conn).remove(job):
+        raise JobNotFailed(job_id, _status_of(job))
+    record = {"reason": reason, "by": by, "via": via, "at": round(time.time(), 3)}
+    with conn.pipeline() as pipe:
+        pipe.hset(keys.failed_dismissed(), job_id, json.dumps(record))
+        pipe.expire(keys.failed_dismissed(), defaults.FAILED_JOB_TTL_SECONDS)
+        pipe.execute()
+    _write_history(conn, job_id, "dismissed", reason=reason, by=by, via=via)
+    return True
+
+
+def dismissal(conn, job_id: str) -> dict | None:
+    """Return why, when and by whom a job was dismissed, or None when it was not."""
+    raw = conn.hget(keys.failed_dismissed(), job_id)
+    return json.loads(raw) if raw else None
+
+
+def record_outcome(conn, outcome: str, now: float | None = None) -> None:
+    """Note that a job run ended with `outcome`, for `bridge jobs stats`; a Redis error never fails the job."""
+    now = time.time() if now is None else now
+    key = keys.job_outcomes(outcome)
+    try:
+        pipe = conn.pipeline(transaction=False)
+        pipe.zadd(key, {f"{now:.6f}-{secrets.token_hex(4)}": now})
+        pipe.zremrangebyscore(key, "-inf", now - defaults.JOB_STATS_TTL_SECONDS)
+        pipe.expire(key, defaults.JOB_STATS_TTL_SECONDS)
+        pipe.execute()
+    except redis.RedisError:
+        log.debug("job outcome %s not recorded: redis unavailable", outcome)
+
+
+def outcome_counts(conn, now: float | None = None) -> dict[str, dict[str, int]]:
+    """Return how many job runs ended with each outcome over the last hour and the last day."""
+    now = time.time() if now is None else now
+    pipe = conn.pipeline(transaction=False)
+    for outcome in OUTCOMES:
+        for seconds in STATS_WINDOWS.values():
+            pipe.zcount(keys.job_outcomes(outcome), now - seconds, now)
+    counts = iter(pipe.execute())
+    return {outcome: {window: next(counts) for window in STATS_WINDOWS} for outcome in OUTCOMES}
+
+
+def stats(conn, now: float | None = None) -> dict:
+    """Return queue depths, the oldest waiting job's age and recent outcome counts."""
+    return {"queues": status.queue_depths(conn),
+            "oldest_waiting_seconds": status.oldest_waiting_age(conn, now),
+            "outcomes": outcome_counts(conn, now)}
+
+
+def _replay_one(conn, job: Job, *, by: str, via: str, intervals) -> ReplayResult:
+    """Requeue one job from the failed store (or the dismissed list) with the full retry ladder."""
+    ladder = retry_ladder(intervals)
+    # RQ's requeue keeps the spent budget (retries_left 0 after giving up): a replayed
+    # job would fail for good at its first hiccup. Restore the whole ladder instead.
+    job.retries_left, job.retry_intervals = ladder.max, list(ladder.intervals)
+    try:
+        FailedJobRegistry(job.origin, connection=conn).requeue(job)
+    except InvalidJobOperation:
+        # Not in the failed store: replay it only if support dismissed it. HDEL is the
+        # guard, so two racing replays of a dismissed job queue it once.
+        if not conn.hdel(keys.failed_dismissed(), job.id):
+            return ReplayResult(job.id, replayed=False, status=_status_of(job))
+        job.started_at = job.ended_at = None
+        Queue(job.origin, connection=conn).enqueue_job(job)
+    _write_history(conn, job.id, "replayed", by=by, via=via, retries=ladder.max)
+    return ReplayResult(job.id, replayed=True, status="queued")
+
+
+def _describe(conn, job_id: str, job: Job | None, event: events.Event | None, stories: dict,
+              dismissed: dict | None = None) -> JobSummary:
+    """Load the rest of what `summarise` needs for one job (reusing lead stories already read) and summarise it."""
+    lead_id = event.lead_id if event else None
+    if lead_id and lead_id not in stories:
+        stories[lead_id] = history.read(conn, lead_id)
+    story = stories.get(lead_id, []) if lead_id else []
+    has_attempts = any(entry.get("kind") == "attempt_failed" for entry in story)
+    last_result = job.latest_result() if job is not None and not has_attempts else None
+    return summarise(job_id, job, event, story, last_result, dismissed)
+
+
+def _write_history(conn, job_id: str, kind: str, **facts) -> None:
+    """Record a support action on a job in its lead's history (jobs without a lead have none)."""
+    event = _event_of(conn, job_id)
+    if event is not None and event.lead_id:
+        history.append(conn, event.lead_id, kind, job_id=job_id, event_id=event.id, **facts)
+
+
+def _event_of(conn, job_id: str) -> events.Event | None:
+    """The stored event an event job processes, if it is still stored."""
+    event_id = event_id_of_job(job_id)
+    return events.load(conn, event_id) if event_id else None
+
+
+def _fetch(conn, job_id: str) -> Job | None:
+    """Fetch an RQ job, or None when RQ does not have it."""
+    try:
+        return Job.fetch(job_id, connection=conn)
+    except NoSuchJobError:
+        return None
+
+
+def _jobless_status(event: events.Event | None) -> str:
+    """Why an event has no RQ job: the relay rejected its payload, or the job's data expired."""
+    return "rejected" if event is not None and event.status == events.REJECTED else "expired"
+
+
+def _status_of(job: Job) -> str:
+    """The job's RQ status as text (`failed`, `queued`, `scheduled`, `finished`, ...)."""
+    value = job.get_status(refresh=False)
+    return getattr(value, "value", None) or str(value or "unknown")
+
+
+def _timestamp(moment: datetime | None) -> float | None:
+    """Unix seconds of an RQ datetime (RQ stores naive UTC)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return round(moment.timestamp(), 3)
+
+
+def _last_line(text: str | None) -> str | None:
+    """The last non-blank line of a traceback: the exception and its message."""
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[-1].strip()[:500] if lines else None

@@ -1,0 +1,176 @@
+"""One lead's story for support (`bridge lead` and the console), and finding a lead by
+its Real Geeks id, email, phone or name.
+
+The search index is one Redis set of lead ids per token. Tokens are hashed before they
+become key names, so emails and phone numbers never show up in key listings or
+monitoring tools; the lead's history and events stay the place personal data lives.
+An old email or phone keeps finding the lead after it changed: support searches with
+what the customer tells them, which is often the old value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from bridge import defaults
+from bridge.ops import present
+from bridge.storage import events, history, keys
+from bridge.translate.realgeeks import normalize_id
+
+EMAIL_FIELDS = ("email", "second_email")
+PHONE_FIELDS = ("phone", "phone2")
+PHONE_DIGITS = 10
+"""Phones are matched on their last ten digits, so +1 (808) 555-0101 finds 808-555-0101."""
+
+MIN_PHONE_DIGITS = 7
+"""Fewer digits than this is not a phone number worth indexing or searching."""
+
+CARD_EVENTS_SCANNED = 20
+"""Most stored events read (newest first) to find a lead's name, email and phone."""
+
+
+@dataclass
+class LeadStory:
+    """Everything support sees about one Real Geeks lead."""
+
+    lead_id: str
+    mapping: dict[str, str] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+    @property
+    def known(self) -> bool:
+        """Whether the bridge has any record of this lead."""
+        return bool(self.history or self.mapping)
+
+    def to_json(self) -> dict:
+        """Return the story as JSON-ready data; each history entry gains `at_iso`."""
+        return {"lead_id": self.lead_id, "name": self.name, "email": self.email, "phone": self.phone,
+                "mapping": self.mapping,
+                "history": [{**entry, "at_iso": present.iso_time(entry.get("at"))} for entry in self.history]}
+
+
+def search_tokens(payload: dict) -> set[str]:
+    """Return the search tokens of a lead payload: casefolded emails, last ten phone digits, names."""
+    tokens = {f"email:{value.strip().casefold()}" for value in _texts(payload, EMAIL_FIELDS)}
+    tokens |= {f"phone:{digits}" for digits in map(_phone_digits, _texts(payload, PHONE_FIELDS)) if digits}
+    names = [_name(value) for value in _texts(payload, ("first_name", "last_name"))]
+    tokens |= {f"name:{name}" for name in names}
+    if len(names) == 2:
+        tokens.add(f"name:{names[0]} {names[1]}")
+    return tokens
+
+
+def query_token(query: str) -> str | None:
+    """Return the token a support query searches for: an email, a phone number, or a name."""
+    text = query.strip()
+    if not text:
+        return None
+    if "@" in text:
+        return f"email:{text.casefold()}"
+    if not re.search(r"[^\d\s().+-]", text):
+        digits = _phone_digits(text)
+        return f"phone:{digits}" if digits else None
+    return f"name:{_name(text)}"
+
+
+def index_lead(conn, lead_id: str, payload: dict) -> None:
+    """Add a lead to the search index under its payload's tokens; `conn` may be an open pipeline."""
+    for token in search_tokens(payload):
+        key = keys.lead_search_token(_digest(token))
+        conn.sadd(key, lead_id)
+        conn.expire(key, defaults.HISTORY_TTL_SECONDS)
+
+
+def search(conn, query: str, limit: int = defaults.CONSOLE_PAGE_SIZE) -> list[str]:
+    """Return ids of leads matching `query`: the lead with that Real Geeks id first, then index matches."""
+    found = []
+    candidate = normalize_id(query)
+    if candidate and re.fullmatch(r"[0-9a-z]+", candidate) and _exists(conn, candidate):
+        found.append(candidate)
+    token = query_token(query)
+    if token:
+        members = conn.smembers(keys.lead_search_token(_digest(token)))
+        found += sorted(member.decode() for member in members if member.decode() not in found)
+    return found[:limit]
+
+
+def lead_story(conn, lead_id: str) -> LeadStory:
+    """Return a lead's LionDesk mapping, history and contact card; the id may carry dashes or capitals."""
+    lead_id = normalize_id(lead_id)
+    mapping = {key.decode(): value.decode() for key, value in conn.hgetall(keys.lead_mapping(lead_id)).items()}
+    story = LeadStory(lead_id=lead_id, mapping=mapping, history=history.read(conn, lead_id))
+    story.name, story.email, story.phone = _card(conn, story.history)
+    return story
+
+
+def lead_cards(conn, lead_ids: list[str]) -> list[LeadStory]:
+    """Return the story of each lead, for a list of search results."""
+    return [lead_story(conn, lead_id) for lead_id in lead_ids]
+
+
+def event_payload(event: events.Event | None) -> dict:
+    """An event's payload when it is a JSON object, else {} (no event, invalid JSON, a list...)."""
+    if event is None:
+        return {}
+    try:
+        payload = event.payload()
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def person_name(payload: dict) -> str | None:
+    """The person a payload is about: first and last name, or a Real Geeks user's `name`."""
+    text = " ".join(part.strip() for part in _texts(payload, ("first_name", "last_name")))
+    if not text and isinstance(payload.get("name"), str):
+        text = payload["name"].strip()
+    return text or None
+
+
+def _card(conn, story: list[dict]) -> tuple[str | None, str | None, str | None]:
+    """Find the lead's latest name, email and phone in the newest valid stored events of its story."""
+    name = email = phone = None
+    event_ids = [entry["event_id"] for entry in reversed(story)
+                 if entry.get("kind") == "received" and entry.get("event_id")]
+    for event_id in event_ids[:CARD_EVENTS_SCANNED]:
+        event = events.load(conn, event_id)
+        if event is None or event.status == events.REJECTED:
+            continue  # an invalid payload is no authority on who the lead is
+        payload = event_payload(event)
+        name = name or person_name(payload)
+        email = email or next(iter(_texts(payload, ("email",))), None)
+        phone = phone or next(iter(_texts(payload, ("phone",))), None)
+        if name and email and phone:
+            break
+    return name, email, phone
+
+
+def _exists(conn, lead_id: str) -> bool:
+    """Whether the bridge has a history or a mapping for a lead id."""
+    return bool(conn.exists(keys.lead_history(lead_id), keys.lead_mapping(lead_id)))
+
+
+def _texts(payload: dict, names: tuple[str, ...]) -> list[str]:
+    """The non-blank string values of the named fields (cleared or non-text values are skipped)."""
+    return [payload[name] for name in names if isinstance(payload.get(name), str) and payload[name].strip()]
+
+
+def _phone_digits(text: str) -> str | None:
+    """The last ten digits of a phone number, or None when it has too few digits to be one."""
+    digits = re.sub(r"\D", "", text)
+    return digits[-PHONE_DIGITS:] if len(digits) >= MIN_PHONE_DIGITS else None
+
+
+def _name(text: str) -> str:
+    """A name as the index keeps it: casefolded, inner spaces collapsed."""
+    return " ".join(text.casefold().split())
+
+
+def _digest(token: str) -> str:
+    """The hashed form of a token used in its key name."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]

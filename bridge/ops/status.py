@@ -1,0 +1,75 @@
+"""What the bridge is doing right now: queue depths, the oldest waiting job, LionDesk
+authorisation and the last LionDesk poll. Read live from Redis by /healthz, /metrics,
+`bridge jobs stats` and the console overview."""
+
+from __future__ import annotations
+
+import time
+from datetime import timezone
+
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+
+from bridge import defaults
+from bridge.storage import keys
+from workers.queue import event_queue, poll_queue
+
+QUEUE_NAMES = (defaults.EVENT_QUEUE, defaults.POLL_QUEUE)
+"""The RQ queues the bridge runs; their scheduled and failed registries are summed."""
+
+NEEDS_REAUTHORIZATION = "needs_reauthorization"
+"""The LionDesk authorisation state in which no job can reach LionDesk."""
+
+
+def queue_depths(conn) -> dict[str, int]:
+    """Return how many jobs wait on each queue, wait for a retry (scheduled), and sit in the failed store."""
+    return {
+        "events": event_queue(conn).count,
+        "poll": poll_queue(conn).count,
+        "scheduled": sum(ScheduledJobRegistry(name, connection=conn).count for name in QUEUE_NAMES),
+        "failed": sum(FailedJobRegistry(name, connection=conn).count for name in QUEUE_NAMES),
+    }
+
+
+def oldest_waiting_age(conn, now: float | None = None) -> float | None:
+    """Return the age in seconds of the job that has waited longest on any queue, or None when none waits."""
+    now = time.time() if now is None else now
+    ages = []
+    for queue in (event_queue(conn), poll_queue(conn)):
+        head = queue.get_job_ids(0, 1)
+        job = queue.fetch_job(head[0]) if head else None
+        if job is not None and job.enqueued_at is not None:
+            enqueued = job.enqueued_at
+            if enqueued.tzinfo is None:  # RQ stores naive UTC
+                enqueued = enqueued.replace(tzinfo=timezone.utc)
+            ages.append(max(now - enqueued.timestamp(), 0.0))
+    return round(max(ages), 1) if ages else None
+
+
+def liondesk_auth(conn) -> dict:
+    """Return LionDesk's authorisation state (`ok`, `needs_reauthorization`, or `unknown` when never recorded)."""
+    stored = _decoded(conn.hgetall(keys.liondesk_auth_state()))
+    return {"state": stored.get("state") or "unknown", "reason": stored.get("reason"),
+            "since": _number_or_text(stored.get("since"))}
+
+
+def poll_status(conn) -> dict:
+    """Return what the last LionDesk poll recorded (last_run, cursor, outcome); empty before the first poll."""
+    stored = _decoded(conn.hgetall(keys.poll_state()))
+    if "last_run" in stored:
+        stored["last_run"] = _number_or_text(stored["last_run"])
+    return stored
+
+
+def _decoded(raw: dict) -> dict[str, str]:
+    """Decode a Redis hash's bytes keys and values into text."""
+    return {key.decode(): value.decode(errors="replace") for key, value in raw.items()}
+
+
+def _number_or_text(value: str | None):
+    """Return a stored time as unix seconds when it is numeric, else as the text stored (its writer decides)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value

@@ -1,0 +1,452 @@
+"""LionDesk v2 REST endpoints under /liondesk: contacts, sources, leads, routes, offers,
+campaigns, users, teams, tasks. Every route needs a live Bearer access token."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from bridge.sandbox import liondesk_data as data
+from bridge.sandbox.errors import ApiError, bad_request, json_body
+from bridge.sandbox.query import Collation, check_fields, envelope, parse_query, select
+from bridge.sandbox.state import sandbox_state
+from bridge.sandbox.tokens import CLIENT_ID
+
+bp = Blueprint("liondesk", __name__, url_prefix="/liondesk")
+
+TOKEN_OWNER_ID = 1
+"""Every token the sandbox issues belongs to user 1, the account that authorised the app."""
+
+
+@bp.before_request
+def require_access_token():
+    """Refuse a missing, unknown or expired access token with 401 NotAuthenticated."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    with sandbox_state() as state:
+        if scheme.lower() != "bearer" or not state.tokens.is_valid(token.strip()):
+            raise ApiError(401, "Invalid or expired access token")
+
+
+def body_object() -> dict:
+    """The request's JSON body, which must be an object."""
+    body = json_body()
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object")
+    return body
+
+
+def listing(records, resource: str, view=None, collation: Collation = Collation(), skip_params=()):
+    """Answer a Feathers find: filter, sort and page `records` into the list envelope."""
+    query = parse_query(request.args.items(multi=True), skip_params=skip_params)
+    check_fields(query, data.COLUMNS[resource])
+    total, page = select(records, query, collation)
+    return jsonify(envelope(total, query, [view(r) for r in page] if view else page))
+
+
+# ---- account ---------------------------------------------------------------------------------
+
+@bp.get("/me")
+def me():
+    """The token's owner."""
+    with sandbox_state() as state:
+        user = state.users.get(TOKEN_OWNER_ID)
+        return jsonify({k: user[k] for k in ("id", "first_name", "last_name", "email", "timezone_offset",
+                                             "created_at", "modified_at", "timezone")})
+
+
+@bp.get("/users")
+def list_users():
+    """Users who authorised our app; `oauth_client_id` is required (400 missing, 403 unknown)."""
+    check_oauth_client_id()
+    with sandbox_state() as state:
+        return listing(state.users, "users", skip_params=["oauth_client_id"])
+
+
+@bp.get("/users/<int:user_id>")
+def get_user(user_id):
+    """One user; `oauth_client_id` is required."""
+    check_oauth_client_id()
+    with sandbox_state() as state:
+        return jsonify(data.require_existing(state.users, user_id, "user"))
+
+
+def check_oauth_client_id() -> None:
+    """Refuse a /users call without our client id (400, the sandbox's choice) or with another (403, documented)."""
+    client_id = request.args.get("oauth_client_id")
+    if not client_id:
+        raise bad_request("oauth_client_id is required", oauth_client_id="required")
+    if client_id != CLIENT_ID:
+        raise ApiError(403, f"oauth_client_id {client_id!r} does not exist")
+
+
+@bp.get("/teams")
+def list_teams():
+    """Teams the token's user created or belongs to."""
+    with sandbox_state() as state:
+        return listing(state.teams, "teams", data.team_view)
+
+
+@bp.get("/teams/<int:team_id>")
+def get_team(team_id):
+    """One team."""
+    with sandbox_state() as state:
+        return jsonify(data.team_view(data.require_existing(state.teams, team_id, "team")))
+
+
+@bp.get("/team-member-distribution-options")
+def list_distribution_options():
+    """Distribution options of our teams (?team_id=)."""
+    with sandbox_state() as state:
+        return listing(state.distribution_options, "distribution_options")
+
+
+# ---- contacts ----------------------------------------------------------------------------------
+
+@bp.get("/contacts")
+def list_contacts():
+    """Find contacts (phones compare exactly, other text case-insensitively)."""
+    with sandbox_state() as state:
+        return listing(state.contacts, "contacts", lambda c: data.contact_view(state, c), data.CONTACT_COLLATION)
+
+
+@bp.post("/contacts")
+def create_contact():
+    """Create a contact; LionDesk does not deduplicate, so neither does the sandbox."""
+    values = data.load(data.ContactSchema(), body_object())
+    with sandbox_state() as state:
+        contact = data.create_contact(state, values, owner_user_id=TOKEN_OWNER_ID)
+        return jsonify(data.contact_view(state, contact)), 201
+
+
+@bp.get("/contacts/<int:contact_id>")
+def get_contact(contact_id):
+    """One contact."""
+    with sandbox_state() as state:
+        return jsonify(data.contact_view(state, data.require_existing(state.contacts, contact_id, "contact")))
+
+
+@bp.patch("/contacts/<int:contact_id>")
+def patch_contact(contact_id):
+    """Change only the fields sent; modified_at moves when something changed."""
+    values = data.load(data.ContactSchema(), body_object(), partial=True)
+    with sandbox_state() as state:
+        contact = data.require_existing(state.contacts, contact_id, "contact")
+        data.update_contact(state, contact, values)
+        return jsonify(data.contact_view(state, contact))
+
+
+@bp.delete("/contacts/<int:contact_id>")
+def delete_contact(contact_id):
+    """Remove a contact and answer the removed record."""
+    with sandbox_state() as state:
+        contact = data.require_existing(state.contacts, contact_id, "contact")
+        view = data.contact_view(state, contact)
+        state.remove_contact(contact_id)
+        return jsonify(view)
+
+
+@bp.get("/contacts/<int:contact_id>/addresses")
+def list_addresses(contact_id):
+    """A contact's addresses."""
+    with sandbox_state() as state:
+        data.require_existing(state.contacts, contact_id, "contact")
+        return listing(state.addresses_of(contact_id), "addresses", data.address_view)
+
+
+@bp.post("/contacts/<int:contact_id>/addresses")
+def create_address(contact_id):
+    """Add an address to a contact."""
+    values = data.load(data.AddressSchema(), body_object())
+    with sandbox_state() as state:
+        contact = data.require_existing(state.contacts, contact_id, "contact")
+        address = state.add_address(contact_id, {**dict.fromkeys(data.ADDRESS_FIELDS), **values})
+        data.touch_for_address(state, contact)
+        return jsonify(data.address_view(address)), 201
+
+
+@bp.get("/contacts/<int:contact_id>/addresses/<address_id>")
+def get_address(contact_id, address_id):
+    """One address of a contact."""
+    with sandbox_state() as state:
+        return jsonify(data.address_view(_address(state, contact_id, address_id)))
+
+
+@bp.patch("/contacts/<int:contact_id>/addresses/<address_id>")
+def patch_address(contact_id, address_id):
+    """Change only the address fields sent."""
+    values = data.load(data.AddressSchema(), body_object(), partial=True)
+    with sandbox_state() as state:
+        address = _address(state, contact_id, address_id)
+        if any(address.get(k) != v for k, v in values.items()):
+            address.update(values, modified_at=state.now())
+            data.touch_for_address(state, state.contacts.get(contact_id))
+        return jsonify(data.address_view(address))
+
+
+def _address(state, contact_id, address_id) -> dict:
+    """Address `address_id` of contact `contact_id`, or a 404."""
+    data.require_existing(state.contacts, contact_id, "contact")
+    address = state.addresses.get(address_id)
+    if address is None or address["contact_id"] != contact_id:
+        raise ApiError(404, f"No record found for id '{address_id}'")
+    return address
+
+
+# ---- sources and hotnesses ---------------------------------------------------------------------
+
+@bp.get("/contact-sources")
+def list_contact_sources():
+    """Contact sources the token's user created (?name=)."""
+    with sandbox_state() as state:
+        return listing(state.contact_sources, "contact_sources")
+
+
+@bp.post("/contact-sources")
+def create_contact_source():
+    """Create a contact source."""
+    values = data.load(data.ContactSourceSchema(), body_object())
+    with sandbox_state() as state:
+        source = state.contact_sources.insert({**values, "user_id": TOKEN_OWNER_ID, "created_at": state.now()})
+        return jsonify(source), 201
+
+
+@bp.get("/contact-sources/<int:source_id>")
+def get_contact_source(source_id):
+    """One contact source."""
+    with sandbox_state() as state:
+        return jsonify(data.require_existing(state.contact_sources, source_id, "contact source"))
+
+
+@bp.patch("/contact-sources/<int:source_id>")
+def patch_contact_source(source_id):
+    """Rename a contact source."""
+    values = data.load(data.ContactSourceSchema(), body_object(), partial=True)
+    with sandbox_state() as state:
+        source = data.require_existing(state.contact_sources, source_id, "contact source")
+        source.update(values)
+        return jsonify(source)
+
+
+@bp.delete("/contact-sources/<int:source_id>")
+def delete_contact_source(source_id):
+    """Remove a contact source and answer the removed record."""
+    with sandbox_state() as state:
+        data.require_existing(state.contact_sources, source_id, "contact source")
+        return jsonify(state.contact_sources.remove(source_id))
+
+
+@bp.get("/lead-sources")
+def list_lead_sources():
+    """Lead sources (read-only: there is no POST, so a "Real Geeks" one cannot be created)."""
+    with sandbox_state() as state:
+        return listing(state.lead_sources, "lead_sources")
+
+
+@bp.get("/lead-sources/<int:source_id>")
+def get_lead_source(source_id):
+    """One lead source."""
+    with sandbox_state() as state:
+        return jsonify(data.require_existing(state.lead_sources, source_id, "lead source"))
+
+
+@bp.get("/hotnesses")
+def list_hotnesses():
+    """Hotnesses, by default in user_id then rank order."""
+    with sandbox_state() as state:
+        records = sorted(state.hotnesses, key=lambda h: (h["user_id"], h["rank"]))
+        return listing(records, "hotnesses")
+
+
+@bp.get("/hotnesses/<int:hotness_id>")
+def get_hotness(hotness_id):
+    """One hotness."""
+    with sandbox_state() as state:
+        return jsonify(data.require_existing(state.hotnesses, hotness_id, "hotness"))
+
+
+# ---- leads, routes, offers ------------------------------------------------------------------
+
+@bp.get("/leads")
+def list_leads():
+    """Find leads (listing is inferred, not documented)."""
+    with sandbox_state() as state:
+        return listing(state.leads, "leads", data.lead_view)
+
+
+@bp.post("/leads")
+def create_lead():
+    """Create a lead for an existing contact (contact_id is required)."""
+    values = data.load(data.LeadSchema(), body_object())
+    with sandbox_state() as state:
+        return jsonify(data.lead_view(data.create_lead(state, values))), 201
+
+
+@bp.get("/leads/<int:lead_id>")
+def get_lead(lead_id):
+    """One lead."""
+    with sandbox_state() as state:
+        return jsonify(data.lead_view(data.require_existing(state.leads, lead_id, "lead")))
+
+
+@bp.patch("/leads/<int:lead_id>")
+def patch_lead(lead_id):
+    """Change only the lead fields sent."""
+    values = data.load(data.LeadSchema(), body_object(), partial=True)
+    with sandbox_state() as state:
+        lead = data.require_existing(state.leads, lead_id, "lead")
+        if "contact_id" in values and state.contacts.get(values["contact_id"]) is None:
+            raise bad_request(f"contact_id {values['contact_id']} does not exist", contact_id="does not exist")
+        data.check_references(values, {"source_id": state.lead_sources})
+        if any(lead.get(k) != v for k, v in values.items()):
+            lead.update(values, modified_at=state.now())
+        return jsonify(data.lead_view(lead))
+
+
+@bp.post("/leads/<int:lead_id>/offers")
+def create_offers(lead_id):
+    """Offer the lead to the members of the matching Team Rollout route's team (no body)."""
+    with sandbox_state() as state:
+        lead = data.require_existing(state.leads, lead_id, "lead")
+        offers = data.make_offers(state, lead)
+        return jsonify([data.offer_view(state, offer) for offer in offers]), 201
+
+
+@bp.get("/lead-routes")
+def list_lead_routes():
+    """Find lead routes (?lead_source_id=&contact_source_id=), answered with nested records."""
+    with sandbox_state() as state:
+        return listing(state.lead_routes, "lead_routes", lambda r: data.route_view(state, r))
+
+
+@bp.post("/lead-routes")
+def create_lead_route():
+    """Create a lead route, applying the documented Myself / Specific Team / Zipcode rules."""
+    values = data.load(data.LeadRouteSchema(), body_object())
+    with sandbox_state() as state:
+        route = data.apply_route_rules(state, {"team_id": None, "team_selection_method": None, "filter": None,
+                                               **values, "user_id": TOKEN_OWNER_ID})
+        return jsonify(data.route_view(state, state.lead_routes.insert(route))), 201
+
+
+@bp.get("/lead-routes/<int:route_id>")
+def get_lead_route(route_id):
+    """One lead route with nested records."""
+    with sandbox_state() as state:
+        return jsonify(data.route_view(state, data.require_existing(state.lead_routes, route_id, "lead route")))
+
+
+@bp.patch("/lead-routes/<int:route_id>")
+def patch_lead_route(route_id):
+    """Change a lead route; the rules apply to the route as it ends up."""
+    values = data.load(data.LeadRouteSchema(), body_object(), partial=True)
+    with sandbox_state() as state:
+        route = data.require_existing(state.lead_routes, route_id, "lead route")
+        route.update(data.apply_route_rules(state, {**route, **values}))
+        return jsonify(data.route_view(state, route))
+
+
+@bp.delete("/lead-routes/<int:route_id>")
+def delete_lead_route(route_id):
+    """Remove a lead route and answer it."""
+    with sandbox_state() as state:
+        view = data.route_view(state, data.require_existing(state.lead_routes, route_id, "lead route"))
+        state.lead_routes.remove(route_id)
+        return jsonify(view)
+
+
+# ---- campaigns and tasks -------------------------------------------------------------------------
+
+@bp.get("/campaigns")
+def list_campaigns():
+    """Find campaigns (?name[$like]=%25Buyer%25)."""
+    with sandbox_state() as state:
+        return listing(state.campaigns, "campaigns")
+
+
+@bp.post("/campaigns")
+def create_campaign():
+    """Create a campaign with a unique name."""
+    values = data.load(data.CampaignSchema(), body_object())
+    with sandbox_state() as state:
+        data.check_campaign_name(state, values["name"])
+        now = state.now()
+        campaign = state.campaigns.insert({"is_broker_sharing_on": False, **values, "user_id": TOKEN_OWNER_ID,
+                                           "created_at": now, "modified_at": now, "is_default": False,
+                                           "is_shared_by_broker": False})
+        return jsonify(campaign), 201
+
+
+@bp.get("/campaigns/<int:campaign_id>")
+def get_campaign(campaign_id):
+    """One campaign."""
+    with sandbox_state() as state:
+        return jsonify(data.require_existing(state.campaigns, campaign_id, "campaign"))
+
+
+@bp.patch("/campaigns/<int:campaign_id>")
+def patch_campaign(campaign_id):
+    """Change a campaign (the name stays unique)."""
+    values = data.load(data.CampaignSchema(), body_object(), partial=True)
+    with sandbox_state() as state:
+        campaign = data.require_existing(state.campaigns, campaign_id, "campaign")
+        if "name" in values:
+            data.check_campaign_name(state, values["name"], own_id=campaign_id)
+        campaign.update(values, modified_at=state.now())
+        return jsonify(campaign)
+
+
+@bp.get("/campaigns/<int:campaign_id>/contacts")
+def list_campaign_contacts(campaign_id):
+    """Contacts enrolled in a campaign."""
+    with sandbox_state() as state:
+        data.require_existing(state.campaigns, campaign_id, "campaign")
+        return listing([cc for cc in state.campaign_contacts if cc["campaign_id"] == campaign_id],
+                       "campaign_contacts")
+
+
+@bp.post("/campaigns/<int:campaign_id>/contacts")
+def enrol_contact(campaign_id):
+    """Start the campaign for {"contact_id"}; enrolling the same contact twice is a 400."""
+    values = data.load(data.CampaignContactSchema(), body_object())
+    with sandbox_state() as state:
+        campaign = data.require_existing(state.campaigns, campaign_id, "campaign")
+        return jsonify(data.enrol(state, campaign, values["contact_id"])), 201
+
+
+@bp.get("/tasks")
+def list_tasks():
+    """Find tasks (?contact_id=, ?campaign_contact_id=, ...)."""
+    with sandbox_state() as state:
+        return listing(state.tasks, "tasks")
+
+
+@bp.post("/tasks")
+def create_task():
+    """Create a task: description (at most 2000) and status are required, and an action_type."""
+    values = data.load(data.TaskSchema(), body_object())
+    with sandbox_state() as state:
+        return jsonify(data.create_task(state, values, owner_user_id=TOKEN_OWNER_ID)), 201
+
+
+@bp.get("/tasks/<int:task_id>")
+def get_task(task_id):
+    """One task."""
+    with sandbox_state() as state:
+        return jsonify(data.require_existing(state.tasks, task_id, "task"))
+
+
+@bp.patch("/tasks/<int:task_id>")
+def patch_task(task_id):
+    """Change only the task fields sent."""
+    values = data.load(data.TaskSchema(), body_object(), partial=True)
+    with sandbox_state() as state:
+        task = data.require_existing(state.tasks, task_id, "task")
+        data.check_references(values, {"contact_id": state.contacts, "assigned_user_id": state.users})
+        task.update(values, modified_at=state.now())
+        for alias in ("action_type", "reminder_type"):
+            if values.get(alias):
+                task.update(action_type=values[alias], reminder_type=values[alias])
+        if values.get("status") == "complete" and not task["completed_at"]:
+            task["completed_at"] = state.now()
+        return jsonify(task)

@@ -1,0 +1,160 @@
+"""The sandbox's whole world, in memory behind one lock: LionDesk records and tokens,
+v1 activities, Real Geeks leads, fault knobs, the webhook destination and the call log."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Callable, Iterator
+
+from flask import current_app
+
+from bridge.defaults import SANDBOX_CALL_LOG_SIZE
+from bridge.sandbox.calls import CallLog
+from bridge.sandbox.faults import FaultBoard
+from bridge.sandbox.tokens import TokenStore
+from bridge.sandbox.webhooks import Deliverer
+
+V1_API_KEY = "sandbox-v1-key"
+V1_USER_KEY = "sandbox-v1-user"
+V1_PERSONAL_API_KEY = "user"
+"""The v1 "Personal" partner's API key: works like any other except for GetUsers."""
+REALGEEKS_USERNAME = "sandbox"
+REALGEEKS_PASSWORD = "sandbox"
+
+
+def liondesk_time(moment: float) -> str:
+    """A LionDesk timestamp: whole seconds, as its MySQL DATETIME columns store them."""
+    return datetime.fromtimestamp(int(moment), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def realgeeks_time(moment: float) -> str:
+    """A Real Geeks timestamp: UTC with microseconds and Z."""
+    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Table:
+    """Records of one kind by id, in creation order; ids are integers, or strings like
+    LionDesk's address ids."""
+
+    def __init__(self, string_ids: bool = False):
+        self.string_ids = string_ids
+        self.rows: dict = {}
+        self._next_id = 1
+
+    def insert(self, record: dict) -> dict:
+        """Store a copy of `record` under the next id and return it."""
+        key = str(self._next_id) if self.string_ids else self._next_id
+        self._next_id += 1
+        stored = {"id": key, **{k: v for k, v in record.items() if k != "id"}}
+        self.rows[key] = stored
+        return stored
+
+    def get(self, key) -> dict | None:
+        """The record with id `key` (given as int or digit string), or None."""
+        try:
+            return self.rows.get(str(key) if self.string_ids else int(key))
+        except (TypeError, ValueError):
+            return None
+
+    def remove(self, key) -> dict | None:
+        """Delete and return the record with id `key`, if any."""
+        record = self.get(key)
+        if record is not None:
+            del self.rows[record["id"]]
+        return record
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(list(self.rows.values()))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class SandboxState:
+    """Everything the simulated services know; mutate only while holding `lock`."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, call_log_size: int = SANDBOX_CALL_LOG_SIZE):
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.calls = CallLog(call_log_size)
+        self.faults = FaultBoard()
+        self.deliverer = Deliverer()
+        self.latency_ms = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to a fresh sandbox: reference data only, no faults, no destination."""
+        from bridge.sandbox.seeds import seed_reference_data
+
+        with self.lock:
+            self.faults.clear()
+            self.deliverer.reset()
+            self.tokens = TokenStore(self.clock)
+            # LionDesk v2
+            self.users, self.teams, self.distribution_options = Table(), Table(), Table()
+            self.lead_sources, self.contact_sources, self.hotnesses = Table(), Table(), Table()
+            self.campaigns, self.campaign_contacts, self.lead_routes = Table(), Table(), Table()
+            self.contacts, self.addresses = Table(), Table(string_ids=True)
+            self._address_ids: dict[int, list[str]] = {}
+            self.leads, self.offers, self.tasks = Table(), Table(), Table()
+            # Whether an address edit bumps its contact's modified_at is unknown for
+            # LionDesk: off by default, the harder case for a poller.
+            self.address_edits_bump_contact = False
+            # LionDesk v1 partner API
+            self.v1_api_keys = {V1_API_KEY, V1_PERSONAL_API_KEY}
+            self.v1_user_keys: dict[str, int] = {V1_USER_KEY: 1}
+            self.v1_partner_contact_ids: dict[str, int] = {}
+            self.v1_activities = Table()
+            # Real Geeks Incoming API
+            self.realgeeks_credentials = (REALGEEKS_USERNAME, REALGEEKS_PASSWORD)
+            self.realgeeks_users: list[dict] = []
+            self.realgeeks_leads: dict[tuple[str, str], dict] = {}
+            self.realgeeks_requests = Table()
+            self.realgeeks_source_system_mode = "writer"
+            seed_reference_data(self)
+
+    def add_address(self, contact_id: int, values: dict) -> dict:
+        """Store an address of contact `contact_id`."""
+        now = self.now()
+        address = self.addresses.insert({**values, "contact_id": contact_id, "created_at": now, "modified_at": now})
+        self._address_ids.setdefault(contact_id, []).append(address["id"])
+        return address
+
+    def addresses_of(self, contact_id: int) -> list[dict]:
+        """The addresses of contact `contact_id`, oldest first."""
+        return [self.addresses.get(key) for key in self._address_ids.get(contact_id, ())]
+
+    def remove_contact(self, contact_id: int) -> dict | None:
+        """Delete a contact and its addresses; return the contact."""
+        for key in self._address_ids.pop(contact_id, ()):
+            self.addresses.remove(key)
+        return self.contacts.remove(contact_id)
+
+    def now(self) -> str:
+        """The current time as LionDesk writes it."""
+        return liondesk_time(self.clock())
+
+    def now_realgeeks(self) -> str:
+        """The current time as Real Geeks writes it."""
+        return realgeeks_time(self.clock())
+
+    def counts(self) -> dict:
+        """How many records each table holds."""
+        tables = ("users", "teams", "lead_sources", "contact_sources", "hotnesses", "campaigns",
+                  "campaign_contacts", "lead_routes", "contacts", "addresses", "leads", "offers",
+                  "tasks", "v1_activities", "realgeeks_requests")
+        with self.lock:
+            counts = {name: len(getattr(self, name)) for name in tables}
+            counts["realgeeks_leads"] = len(self.realgeeks_leads)
+            return counts
+
+
+@contextmanager
+def sandbox_state() -> Iterator[SandboxState]:
+    """The current app's sandbox state, locked for the duration of the block."""
+    state: SandboxState = current_app.extensions["sandbox"]
+    with state.lock:
+        yield state

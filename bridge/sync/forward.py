@@ -1,0 +1,369 @@
+"""Real Geeks → LionDesk: what each lead action means, done exactly once however often it arrives.
+
+Every function here runs under the lead's lock (see handlers.py). The order of work is
+chosen so that a crash at any point is repaired by the retry:
+- the contact is looked up (stored link, then e-mail, then every phone form) before it
+  is created, and the link is stored the moment LionDesk answers;
+- the LionDesk lead, the campaign start and the lead offers are once-only effects
+  recorded in Redis; a "pending" mark before each call tells a retry that the call may
+  have happened already, so it checks instead of repeating it;
+- each activity is marked delivered only after LionDesk took it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bridge.exceptions import LeadNotYetSynced, UpstreamRejected
+from bridge.storage import history, mappings
+from bridge.sync import references
+from bridge.translate import activity as activities
+from bridge.translate import phones
+from bridge.translate.contact import contact_body, email_search_forms, phone_region
+from bridge.translate.lead import campaign_name, lead_body, lead_source_name
+from bridge.translate.realgeeks import parse_instant
+from bridge.translate.snapshot import (diff, empty_snapshot, liondesk_patch, merge_snapshot,
+                                       snapshot_from_liondesk, snapshot_from_realgeeks)
+
+PENDING = "pending"
+"""Value of a once-only effect whose call was sent but not confirmed."""
+
+
+@dataclass
+class Job:
+    """One lead action in progress: the loaded lead, where it comes from, and what was done."""
+
+    context: object
+    lead: dict
+    event_id: str
+    received_ns: int
+    done: list[str] = field(default_factory=list)
+
+    @property
+    def lead_id(self) -> str:
+        """The normalised Real Geeks lead id."""
+        return self.lead["id"]
+
+    @property
+    def rules(self) -> dict:
+        """The mapping rules in force."""
+        return self.context.settings.rules
+
+    @property
+    def liondesk(self):
+        """The LionDesk v2 client."""
+        return self.context.clients.liondesk
+
+    @property
+    def conn(self):
+        """The Redis client."""
+        return self.context.redis
+
+    def note(self, kind: str, **facts) -> None:
+        """Write a fact into the lead's history, tagged with the event being processed."""
+        history.append(self.conn, self.lead_id, kind, event_id=self.event_id, **facts)
+
+    def did(self, what: str) -> None:
+        """Remember one effect for the job's one-line summary."""
+        self.done.append(what)
+
+
+# -- the actions ---------------------------------------------------------------------------
+
+
+def upsert(job: Job) -> None:
+    """`created` / `unknown`: make sure the contact, the lead, its campaign, offers and activities exist."""
+    link = mappings.get_link(job.conn, job.lead_id)
+    if "contact_id" in link:
+        contact_id = link["contact_id"]
+        apply_changes(job)
+    else:
+        contact_id = link_or_create_contact(job)
+    lead_id = ensure_lead(job, contact_id)
+    start_campaign_and_offers(job, contact_id, lead_id)
+    deliver_activities(job, contact_id, job.lead.get("activities") or [])
+
+
+def update(job: Job) -> None:
+    """`updated`: PATCH only the fields that changed since the last sync; unknown leads are created."""
+    link = mappings.get_link(job.conn, job.lead_id)
+    if "contact_id" not in link:
+        job.note("update_before_create", detail="no LionDesk contact linked yet: handled as created")
+        upsert(job)
+        return
+    apply_changes(job)
+    deliver_activities(job, link["contact_id"], job.lead.get("activities") or [])
+
+
+def add_activities(job: Job) -> None:
+    """`activity_added`: deliver each new activity once; the lead must have reached LionDesk first."""
+    link = mappings.get_link(job.conn, job.lead_id)
+    if "contact_id" not in link:
+        raise LeadNotYetSynced(f"lead {job.lead_id} has no LionDesk contact yet; its activities wait for it")
+    deliver_activities(job, link["contact_id"], job.lead.get("activities") or [])
+
+
+# -- contact -------------------------------------------------------------------------------
+
+
+def find_existing_contact(job: Job) -> tuple[dict | None, str | None]:
+    """Find a LionDesk contact for the lead: by e-mail (case-insensitive), then by every phone form.
+
+    Costs at most three searches: one for the e-mails, one `$in` over every form of every
+    phone on `mobile_phone` and one on `home_phone` (where the bridge writes phones).
+    Returns the contact and how it matched.
+    """
+    lead, client = job.lead, job.liondesk
+    emails = [lead.get("email"), lead.get("second_email")]
+    forms = email_search_forms(emails)
+    if forms:
+        wanted = {form.casefold() for form in forms}
+        found = [c for c in client.find_contacts([("email[$in]", form) for form in forms])
+                 if str(c.get("email") or "").strip().casefold() in wanted]
+        if found:
+            return _oldest(found), "email"
+    region = phone_region(job.rules)
+    numbers = [lead.get("phone"), lead.get("phone2")]
+    forms = phones.search_forms(numbers, region)
+    wanted = {phones.normalize(n, region) for n in numbers if n} - {None}
+    for field_name in ("mobile_phone", "home_phone"):
+        if not forms:
+            break
+        found = [c for c in client.find_contacts([(f"{field_name}[$in]", form) for form in forms])
+                 if phones.normalize(str(c.get(field_name) or ""), region) in wanted]
+        if found:
+            return _oldest(found), field_name
+    return None, None
+
+
+def _oldest(contacts: list[dict]) -> dict:
+    """The earliest-created of several matching contacts (the one agents have worked longest)."""
+    return min(contacts, key=lambda c: (str(c.get("created_at") or ""), int(c.get("id") or 0)))
+
+
+def contact_ids(job: Job) -> dict:
+    """The reference ids a contact body needs: contact source, and hotness / user maps when the lead uses them."""
+    client, lead = job.liondesk, job.lead
+    ids = {"source_id": references.contact_source_id(client, job.rules["contact"]["source_name"])}
+    if "urgency" in lead:
+        ids["hotness_ids"] = references.hotness_ids_by_name(client)
+    if activities.assigned_agent_email(lead, job.rules) is not None:
+        ids["user_ids"] = references.user_ids_by_email(client)
+    return ids
+
+
+def link_or_create_contact(job: Job):
+    """Link the lead to the LionDesk contact it matches, or create one; return the contact id."""
+    client = job.liondesk
+    contact, matched_by = find_existing_contact(job)
+    ids = contact_ids(job)
+    if contact is not None:
+        contact_id = contact["id"]
+        mappings.save_link(job.conn, job.lead_id, contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
+                           received_id=job.lead.get("received_id"))
+        translation = contact_body(job.lead, job.rules, first_sync=True, existing_tags=contact.get("tags"), **ids)
+        changed = {key: value for key, value in translation.body.items() if contact.get(key) != value}
+        if changed:
+            client.update_contact(contact_id, changed)
+        job.note("contact_linked", contact_id=contact_id, matched_by=matched_by,
+                 changed=sorted(changed) or None, **translation.facts())
+        job.did(f"linked contact {contact_id} by {matched_by}")
+        _save_address(job, contact_id, translation.address, contact)
+        agreed = merge_snapshot(snapshot_from_liondesk(contact, job.rules),
+                                snapshot_from_realgeeks(job.lead, job.rules))
+        mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(empty_snapshot(), agreed))
+        return contact_id
+
+    translation = contact_body(job.lead, job.rules, first_sync=True, **ids)
+    created = client.create_contact(translation.body)
+    contact_id = created["id"]
+    mappings.save_link(job.conn, job.lead_id, contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
+                       received_id=job.lead.get("received_id"))
+    job.note("contact_created", contact_id=contact_id, **translation.facts())
+    job.did(f"created contact {contact_id}")
+    _save_address(job, contact_id, translation.address, None)
+    mappings.save_snapshot(job.conn, job.lead_id,
+                           merge_snapshot(empty_snapshot(), snapshot_from_realgeeks(job.lead, job.rules)))
+    return contact_id
+
+
+def _save_address(job: Job, contact_id, address: dict | None, contact: dict | None) -> None:
+    """Write the lead's address record: PATCH the one we wrote before (or the contact's), else POST it."""
+    if not address:
+        return
+    link = mappings.get_link(job.conn, job.lead_id)
+    address_id = link.get("address_id")
+    if address_id is None and contact is not None:
+        existing = [a for a in contact.get("addresses") or [] if str(a.get("type")) == address.get("type")]
+        address_id = existing[0]["id"] if existing else None
+    if address_id is not None:
+        job.liondesk.update_address(contact_id, address_id, address)
+    else:
+        address_id = job.liondesk.create_address(contact_id, address)["id"]
+    mappings.save_link(job.conn, job.lead_id, address_id=address_id)
+
+
+def apply_changes(job: Job) -> None:
+    """PATCH the linked contact with the fields that changed since the last sync ("" clears them).
+
+    An update older than the last one applied (by X-Lead-Router-Timestamp, else receipt
+    time) is stale: applying it would undo a newer change, so its fields are skipped.
+    """
+    link = mappings.get_link(job.conn, job.lead_id)
+    last = int(link.get("applied_ns") or 0)
+    if job.received_ns < last:
+        job.note("stale_update_skipped", detail="an update newer than this one was already applied")
+        return
+    old = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
+    changed = diff(old, snapshot_from_realgeeks(job.lead, job.rules))
+    if changed:
+        client = job.liondesk
+        ids = {}
+        if "hotness" in changed:
+            ids["hotness_ids"] = references.hotness_ids_by_name(client)
+        if "agent_email" in changed:
+            ids["user_ids"] = references.user_ids_by_email(client)
+        translation = liondesk_patch(changed, job.rules, **ids)
+        if translation.body:
+            client.update_contact(link["contact_id"], translation.body)
+        _save_address(job, link["contact_id"], translation.address, None)
+        job.note("contact_updated", contact_id=link["contact_id"], fields=sorted(changed), **translation.facts())
+        job.did(f"updated {', '.join(sorted(changed))}")
+    mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(old, changed))
+    mappings.save_link(job.conn, job.lead_id, applied_ns=job.received_ns)
+
+
+# -- lead, campaign, offers ----------------------------------------------------------------
+
+
+def ensure_lead(job: Job, contact_id):
+    """Create the one LionDesk lead of this Real Geeks lead unless it exists; return its id."""
+    link = mappings.get_link(job.conn, job.lead_id)
+    if "lead_id" in link:
+        return link["lead_id"]
+    client = job.liondesk
+    source_name = lead_source_name(job.lead, job.rules)
+    source_id = references.lead_source_id(client, source_name)
+    if source_name and source_id is None:
+        job.note("no_lead_source", detail=f"LionDesk has no lead source named {source_name!r}; "
+                                          "the lead is sent without one (lead sources are read-only)")
+    translation = lead_body(job.lead, job.rules, contact_id=contact_id, source_id=source_id)
+    created = client.create_lead(translation.body)
+    mappings.save_link(job.conn, job.lead_id, lead_id=created["id"], lead_source_id=source_id)
+    job.note("lead_created", liondesk_lead_id=created["id"], source_id=source_id, **translation.facts())
+    job.did(f"created lead {created['id']}")
+    return created["id"]
+
+
+def _once(job: Job, effect: str, call, describe: str) -> None:
+    """Run a once-only LionDesk call for the lead, marking it pending first and done after.
+
+    A retry that finds the mark still pending knows the call may have reached LionDesk:
+    if LionDesk now refuses it (e.g. the contact is already in the campaign), it was.
+    """
+    state = mappings.effect_state(job.conn, job.lead_id, effect)
+    if state is not None and state != PENDING:
+        return
+    mappings.mark_effect(job.conn, job.lead_id, effect, PENDING)
+    try:
+        call()
+    except UpstreamRejected as exc:
+        if state is None:
+            raise
+        job.note("effect_already_done", effect=effect, detail=f"LionDesk refused a repeat: {exc}")
+    mappings.mark_effect(job.conn, job.lead_id, effect, "done")
+    job.note(effect.split(":")[0], detail=describe)
+    job.did(describe)
+
+
+def start_campaign_and_offers(job: Job, contact_id, lead_id) -> None:
+    """Start the campaign of the lead route (or the role's configured one) and make team-rollout offers."""
+    client = job.liondesk
+    link = mappings.get_link(job.conn, job.lead_id)
+    contact_source = references.contact_source_id(client, job.rules["contact"]["source_name"])
+    route = references.lead_route(client, link.get("lead_source_id"), contact_source)
+    campaign_id = references.route_campaign_id(route) if route else None
+    if campaign_id is None:
+        name = campaign_name(job.lead, job.rules)
+        campaign_id = references.campaign_id_by_name(client, name) if name else None
+        if name and campaign_id is None:
+            job.note("no_campaign", detail=f"LionDesk has no campaign named {name!r}")
+    if campaign_id is not None:
+        _once(job, f"campaign:{campaign_id}", lambda: client.start_campaign(campaign_id, contact_id),
+              f"started campaign {campaign_id}")
+    if route and references.is_team_rollout(route):
+        _once(job, "offers", lambda: client.create_lead_offers(lead_id), f"created lead offers for lead {lead_id}")
+
+
+# -- activities ----------------------------------------------------------------------------
+
+
+def deliver_activities(job: Job, contact_id, items: list[dict]) -> None:
+    """Bring each activity to LionDesk once: assignments set the agent, notes become comments, the rest the timeline."""
+    for item in items:
+        fingerprint = activities.fingerprint(job.lead_id, item)
+        if mappings.activity_seen(job.conn, job.lead_id, fingerprint):
+            continue
+        kind = activities.classify_activity(item, job.rules)
+        if kind in (activities.ASSIGN, activities.UNASSIGN):
+            _assign(job, contact_id, item, kind)
+        elif kind == activities.NOTE:
+            _comment(job, contact_id, item)
+        elif kind == activities.TIMELINE:
+            _timeline(job, contact_id, item)
+        mappings.mark_activity(job.conn, job.lead_id, fingerprint)
+
+
+def _assign(job: Job, contact_id, item: dict, kind: str) -> None:
+    """Set (or clear) the contact's assigned LionDesk user, unless the snapshot says it already is."""
+    email = "" if kind == activities.UNASSIGN else (activities.liondesk_email_of(item.get("user") or {}, job.rules) or "")
+    snapshot = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
+    if snapshot.get("agent_email", "") == email.casefold():
+        return  # already applied, e.g. folded into the contact we just created
+    user_id = None
+    if email:
+        user_id = references.user_ids_by_email(job.liondesk).get(email.casefold())
+        if user_id is None:
+            job.note("agent_not_found", detail=f"no LionDesk user with e-mail {email}: assignment left unchanged")
+            return
+    job.liondesk.update_contact(contact_id, {"assigned_user_id": user_id})
+    mappings.save_snapshot(job.conn, job.lead_id, {**snapshot, "agent_email": email.casefold()})
+    job.note("assigned" if user_id else "unassigned", contact_id=contact_id, user_id=user_id)
+    job.did(f"assigned user {user_id}" if user_id else "unassigned")
+
+
+def _comment(job: Job, contact_id, item: dict) -> None:
+    """A note: a v1 comment when the v1 channel is on, else a completed task."""
+    v1 = job.context.clients.liondesk_v1
+    if v1 is None:
+        _timeline(job, contact_id, item)
+        return
+    body = activities.v1_comment(item, lead_id=job.lead_id, contact_id=contact_id).body
+    v1.call(body.pop("action"), **body)
+    job.note("activity_delivered", type=item.get("type"), channel="v1 comment")
+
+
+def _timeline(job: Job, contact_id, item: dict) -> None:
+    """Anything else: a v1 activity when v1 knows the type, else a completed v2 task."""
+    v1 = job.context.clients.liondesk_v1
+    translation = activities.v1_activity(item, job.lead, job.rules, contact_id=contact_id) if v1 else None
+    if translation is not None:
+        body = translation.body
+        v1.call(body.pop("action"), **body)
+        channel = "v1 activity"
+    else:
+        job.liondesk.create_task(activities.task_body(item, job.lead, job.rules, contact_id=contact_id).body)
+        channel = "v2 task"
+    job.note("activity_delivered", type=item.get("type"), channel=channel)
+
+
+def received_ns(event) -> int:
+    """When Real Geeks says the change happened (X-Lead-Router-Timestamp), else when it reached us."""
+    stamp = event.headers.get("X-Lead-Router-Timestamp")
+    if stamp:
+        try:
+            return parse_instant(stamp).ns
+        except ValueError:
+            pass
+    return int(event.received_at * 1_000_000_000)
+

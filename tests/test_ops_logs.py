@@ -1,0 +1,79 @@
+"""No log line carries a token, a secret or an unmasked email or phone number:
+checked on every record logged through a real webhook, the relay and a failing job."""
+
+import io
+import logging
+
+import pytest
+
+from bridge.exceptions import UpstreamRejected
+from bridge.ops import logs
+from tests.ops_support import deliver, raising, run_jobs
+
+EMAIL, PHONE = "leilani.kealoha@example.com", "808-555-0142"
+ACCESS_TOKEN, REFRESH_TOKEN = "ld-access-3f9a8b7c6d5e4f30", "ld-refresh-a1b2c3d4e5f60718"
+
+
+def leaky_failure() -> UpstreamRejected:
+    """An upstream refusal whose message quotes personal data and credentials, as careless code might."""
+    return UpstreamRejected(
+        f"LionDesk 422 for {EMAIL} / {PHONE}: Authorization: Bearer {ACCESS_TOKEN} "
+        f"refresh_token={REFRESH_TOKEN}", service="liondesk", status=422)
+
+
+def forbidden(webhook_secret):
+    """Strings that must never appear in a log line."""
+    return [EMAIL, PHONE, "8085550142", ACCESS_TOKEN, REFRESH_TOKEN, webhook_secret]
+
+
+def rendered(record: logging.LogRecord) -> str:
+    """A record as a handler would write it, traceback included."""
+    return logging.Formatter("%(name)s %(message)s").format(record)
+
+
+@pytest.fixture
+def bridge_log():
+    """The output of the handler `logs.configure()` installs, captured in memory."""
+    stream = io.StringIO()
+    logs.configure()
+    (handler,) = [h for h in logging.getLogger().handlers if getattr(h, "_bridge", False)]
+    previous = handler.setStream(stream)
+    yield stream
+    handler.setStream(previous)
+
+
+def test_webhook_and_job_records_hold_no_secret_or_personal_data(
+        caplog, client, redis_conn, settings, webhook_secret, monkeypatch):
+    caplog.set_level(logging.DEBUG)
+    lead = deliver(client, webhook_secret, email=EMAIL, phone=PHONE)
+    run_jobs(settings, redis_conn, monkeypatch, raising(leaky_failure()))
+
+    lines = [rendered(record) for record in caplog.records]
+    assert any('"kind":"webhook"' in line and lead["id"] in line for line in lines)
+    assert any('"kind":"job"' in line and '"outcome":"failed"' in line for line in lines)
+    assert any(line.startswith("rq.worker") and "UpstreamRejected" in line for line in lines)
+    for line in lines:
+        for secret in forbidden(webhook_secret):
+            assert secret not in line, f"{secret!r} leaked in: {line[:300]}"
+
+
+def test_what_reaches_the_log_output_holds_no_secret_or_personal_data(
+        bridge_log, client, redis_conn, settings, webhook_secret, monkeypatch):
+    deliver(client, webhook_secret, email=EMAIL, phone=PHONE)
+    run_jobs(settings, redis_conn, monkeypatch, raising(leaky_failure()))
+
+    output = bridge_log.getvalue()
+    assert '"kind":"webhook"' in output and '"kind":"job"' in output and "Traceback" in output
+    assert "l***@e***.com" in output and "***42" in output  # masked, still recognisable to support
+    for secret in forbidden(webhook_secret):
+        assert secret not in output
+
+
+@pytest.mark.parametrize("text, hidden", [
+    ("Authorization: Bearer abc.def-123", "abc.def-123"),
+    ("refresh_token=r123456&grant_type=refresh_token", "r123456"),
+    ('{"access_token": "tok987654", "expires_in": 3600}', "tok987654"),
+    ("client_secret: s3cr3tvalue", "s3cr3tvalue"),
+])
+def test_scrub_hides_credentials_inside_text(text, hidden):
+    assert hidden not in logs.scrub(text)

@@ -1,0 +1,199 @@
+"""Real Geeks → LionDesk sync, through the real intake, relay and worker, against the sandbox over HTTP."""
+
+import json
+
+import pytest
+from rq.registry import FailedJobRegistry
+
+from bridge.config import load_settings
+from bridge.sample import sample_lead
+from bridge.storage import history, mappings
+from tests.support import signed_post
+from workers.context import Context
+from workers.queue import event_queue
+from workers.worker import run
+
+URL = "/webhooks/realgeeks"
+WRITES = ("POST", "PATCH", "PUT", "DELETE")
+
+
+@pytest.fixture
+def bridge(sandbox, redis_url, redis_conn, webhook_secret):
+    """The web app and a worker context wired to the sandbox and the test Redis."""
+    from bridge.app import create_app
+
+    env = {**sandbox.environment(), "REDIS_URL": redis_url, "REALGEEKS_WEBHOOK_SECRET": webhook_secret,
+           "LIONDESK_MAX_REQUESTS_PER_SECOND": "1000"}
+    settings = load_settings(env)
+    return Bridge(create_app(settings).test_client(), Context(settings=settings, redis=redis_conn), sandbox,
+                  webhook_secret)
+
+
+class Bridge:
+    """Deliver webhooks and drain the worker, as Real Geeks and a worker process would."""
+
+    def __init__(self, client, context, sandbox, secret):
+        self.client, self.context, self.sandbox, self.secret = client, context, sandbox, secret
+
+    def deliver(self, payload, action=None, headers=None):
+        """Deliver one signed webhook; return the response."""
+        response = signed_post(self.client, URL, payload, self.secret, action=action, headers=headers)
+        assert response.status_code in (200, 202), response.json
+        return response
+
+    def work(self):
+        """Relay and run every queued job, like `bridge worker --burst`."""
+        run(self.context, burst=True)
+
+    def deliver_and_work(self, payload, **kwargs):
+        """Deliver, then process; return the sandbox calls that caused."""
+        since = self.sandbox.last_seq()
+        self.deliver(payload, **kwargs)
+        self.work()
+        return self.sandbox.calls(since, service="liondesk")
+
+    def contacts(self):
+        """Every contact in the sandbox's LionDesk."""
+        return self.sandbox.control("GET", "liondesk/contacts")["data"]
+
+    def leads(self):
+        """Every lead in the sandbox's LionDesk."""
+        return self.sandbox.control("GET", "liondesk/leads")["data"]
+
+
+def writes(calls):
+    """The calls that changed something."""
+    return [(c["method"], c["template"]) for c in calls if c["method"] in WRITES and "oauth2" not in c["path"]]
+
+
+def test_a_new_lead_becomes_one_contact_with_one_lead(bridge, redis_conn):
+    payload = sample_lead(urgency="Hot", tags=["Beach"])
+    bridge.deliver_and_work(payload)
+    (contact,) = bridge.contacts()
+    assert contact["email"] == payload["email"]
+    assert contact["first_name"] == payload["first_name"]
+    assert contact["mobile_phone"].endswith(payload["phone"][-4:])
+    assert "Beach" in contact["tags"] and "Real Geeks" in contact["tags"]
+    assert contact["source"]["name"] == "Real Geeks"
+    assert contact["hotness"]["name"] == "Hot"
+    (lead,) = bridge.leads()
+    assert lead["contact_id"] == contact["id"]
+    assert "Website Property Search" in lead["text_body"]
+    link = mappings.get_link(redis_conn, payload["id"])
+    assert link["contact_id"] == str(contact["id"]) and link["lead_id"] == str(lead["id"])
+    kinds = [entry["kind"] for entry in history.read(redis_conn, payload["id"])]
+    assert kinds[0] == "received" and "contact_created" in kinds and kinds[-1] == "processed"
+    assert any(entry["kind"] == "call" and entry["method"] == "POST" for entry in history.read(redis_conn, payload["id"]))
+
+
+def test_the_same_lead_delivered_again_with_another_body_makes_no_write(bridge):
+    payload = sample_lead()
+    bridge.deliver_and_work(payload)
+    again = bridge.deliver_and_work({**payload, "site_domain": "www.mysite.com", "activities": []},
+                                    headers={"X-Lead-Router-Timestamp": "2030-01-01T00:00:00Z"})
+    assert writes(again) == []
+    assert len(bridge.contacts()) == 1 and len(bridge.leads()) == 1
+
+
+def test_update_before_create_creates_the_contact_once(bridge):
+    payload = sample_lead()
+    bridge.deliver_and_work({**payload, "action": "updated"})
+    bridge.deliver_and_work(payload)
+    assert len(bridge.contacts()) == 1 and len(bridge.leads()) == 1
+
+
+def test_existing_contact_is_matched_by_differently_cased_email(bridge):
+    payload = sample_lead(phone="")
+    bridge.sandbox.control("POST", "liondesk/contacts", first_name="Existing", email=payload["email"].upper())
+    bridge.deliver_and_work(payload)
+    (contact,) = bridge.contacts()
+    assert contact["first_name"] == payload["first_name"]  # the lead's newer details were written
+    assert len(bridge.leads()) == 1
+
+
+def test_existing_contact_is_matched_by_differently_formatted_phone(bridge):
+    payload = sample_lead(email="", phone="808-817-2382")
+    bridge.sandbox.control("POST", "liondesk/contacts", first_name="Existing", mobile_phone="+1 808.817.2382")
+    calls = bridge.deliver_and_work(payload)
+    assert len(bridge.contacts()) == 1
+    searches = [c for c in calls if c["method"] == "GET" and c["template"] == "/liondesk/contacts"]
+    assert len(searches) == 1  # matched on mobile_phone with every form in one query
+
+
+def test_route_campaign_starts_once_and_team_rollout_makes_offers_once(bridge):
+    bridge.sandbox.control("POST", "liondesk/preset/demo")
+    payload = sample_lead()  # source "Website Property Search": the demo preset's Team Rollout route
+    bridge.deliver_and_work(payload)
+    bridge.deliver_and_work({**payload, "action": "unknown", "notes": "again"})
+    enrolments = bridge.sandbox.control("GET", "liondesk/campaign-enrolments")["data"]
+    assert len(enrolments) == 1
+    offers = bridge.sandbox.control("GET", "liondesk/offers")["data"]
+    assert len({offer["lead"]["id"] for offer in offers}) == 1
+
+
+def test_assignment_activity_sets_the_agent_and_is_applied_once(bridge):
+    payload = sample_lead(activities=[])
+    bridge.deliver_and_work(payload)
+    assigned = {"type": "was_assigned", "source": "LeadManager", "description": "Lead was assigned to Casey",
+                "created": "2026-11-01T10:00:00.123456789Z",
+                "user": {"id": "14188", "role": "Agent", "name": "Casey", "email": "casey@example.com"}}
+    envelope = {"action": "activity_added", "id": payload["id"], "activities": [assigned]}
+    calls = bridge.deliver_and_work(envelope)
+    assert writes(calls) == [("PATCH", "/liondesk/contacts/{contact_id}")]
+    (contact,) = bridge.contacts()
+    casey = next(u for u in bridge.sandbox.control("GET", "liondesk/users")["data"] if u["email"] == "casey@example.com")
+    assert contact["assigned_user_id"] == casey["id"]
+    again = bridge.deliver_and_work({**envelope, "partner_id": "same activity, another body"})
+    assert writes(again) == []
+
+
+def test_timeline_activities_become_completed_tasks_once(bridge):
+    payload = sample_lead()
+    bridge.deliver_and_work(payload)
+    tasks = bridge.sandbox.control("GET", "liondesk/tasks")["data"]
+    assert len(tasks) == 1 and tasks[0]["status"] == "complete"
+    bridge.deliver_and_work({"action": "activity_added", "id": payload["id"], "activities": payload["activities"]})
+    assert len(bridge.sandbox.control("GET", "liondesk/tasks")["data"]) == 1
+
+
+def test_updated_patches_only_the_changed_field(bridge, redis_conn):
+    payload = sample_lead(activities=[])
+    bridge.deliver_and_work(payload)
+    calls = bridge.deliver_and_work({**payload, "action": "updated", "last_name": "Newname"})
+    assert writes(calls) == [("PATCH", "/liondesk/contacts/{contact_id}")]
+    patch = next(c for c in calls if c["method"] == "PATCH")
+    assert json.loads(patch["body"]) == {"last_name": "Newname"} if isinstance(patch["body"], str) \
+        else patch["body"] == {"last_name": "Newname"}
+    assert bridge.contacts()[0]["last_name"] == "Newname"
+
+
+def test_empty_string_clears_and_absent_keys_are_left_alone(bridge):
+    payload = sample_lead(activities=[], phone2="808-555-0199")
+    bridge.deliver_and_work(payload)
+    bridge.deliver_and_work({"action": "updated", "id": payload["id"], "phone2": ""})
+    (contact,) = bridge.contacts()
+    assert not contact.get("home_phone")
+    assert contact["email"] == payload["email"] and contact["first_name"] == payload["first_name"]
+
+
+def test_activities_before_the_lead_wait_for_it(bridge, redis_conn):
+    lead_id = sample_lead()["id"]
+    bridge.deliver({"action": "activity_added", "id": lead_id, "activities": [
+        {"type": "property_viewed", "source": "Website", "description": "Viewed 1 Main St",
+         "created": "2026-11-01T10:00:00Z"}]})
+    bridge.work()
+    (job,) = event_queue(redis_conn).scheduled_job_registry.get_job_ids()
+    assert bridge.contacts() == []
+    (failed,) = [e for e in history.read(redis_conn, lead_id) if e["kind"] == "attempt_failed"]
+    assert failed["error_class"] == "LeadNotYetSynced" and failed["outcome"] == "retrying"
+
+
+def test_liondesk_refusal_sends_the_job_to_the_failed_store_at_once(bridge, redis_conn):
+    bridge.deliver_and_work(sample_lead())  # tokens and caches warm: the next call is the lead's own
+    bridge.sandbox.control("POST", "faults", service="liondesk", fail_next=1, fail_next_status=422)
+    payload = sample_lead()
+    bridge.deliver(payload)
+    bridge.work()
+    assert len(FailedJobRegistry(queue=event_queue(redis_conn))) == 1
+    (failed,) = [e for e in history.read(redis_conn, payload["id"]) if e["kind"] == "attempt_failed"]
+    assert failed["outcome"] == "failed" and failed["error_class"] == "UpstreamRejected"
