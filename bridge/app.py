@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 
 from flask import Flask, jsonify
@@ -15,6 +17,21 @@ from bridge.storage.redis import connect, redis_url
 from bridge.intake.store import DeliveryStore
 
 
+def session_secret(settings: Settings) -> str:
+    """SECRET_KEY, else a key derived from the console and webhook secrets.
+
+    Derived, not random: every web process and dyno then signs sessions alike and a
+    restart does not log support out; changing the console password ends all sessions.
+    """
+    if settings.secret_key:
+        return settings.secret_key
+    material = "\x1f".join(filter(None, (settings.admin_username, settings.admin_password,
+                                          settings.realgeeks_webhook_secret)))
+    if not material:
+        return secrets.token_hex(32)  # nothing to sign sessions for, nothing to derive from
+    return hmac.new(b"bridge session key", material.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Create the web app from `settings` (default: the environment)."""
     settings = settings or load_settings()
@@ -23,7 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(
         BRIDGE_SETTINGS=settings,
         MAX_CONTENT_LENGTH=defaults.WEBHOOK_MAX_BODY_BYTES,
-        SECRET_KEY=settings.secret_key or secrets.token_hex(32),
+        SECRET_KEY=session_secret(settings),
         JSON_SORT_KEYS=False,
     )
     conn = connect(redis_url(settings))

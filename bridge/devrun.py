@@ -106,9 +106,14 @@ def run_dev(settings, port: int | None) -> int:
         _stop(children)
 
 
+def _interrupt(signum, frame):
+    """Treat SIGTERM like Ctrl-C: stop every child, then exit."""
+    raise KeyboardInterrupt
+
+
 def _supervise(children) -> int:
     """Wait until a child exits (then report it) or the user presses Ctrl-C."""
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     while True:
         for name, process in children:
             if process.poll() is not None:

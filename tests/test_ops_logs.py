@@ -77,3 +77,10 @@ def test_what_reaches_the_log_output_holds_no_secret_or_personal_data(
 ])
 def test_scrub_hides_credentials_inside_text(text, hidden):
     assert hidden not in logs.scrub(text)
+
+
+def test_dates_and_times_are_not_mistaken_for_phone_numbers():
+    from bridge.ops.logs import scrub
+
+    text = "at 2026-11-22 06:32:04,123 called 808-817-2382; created 2015-10-01T06:14:01.632792Z"
+    assert scrub(text) == "at 2026-11-22 06:32:04,123 called ***82; created 2015-10-01T06:14:01.632792Z"

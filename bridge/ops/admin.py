@@ -47,8 +47,8 @@ def init_app(app) -> None:
     if not settings.admin_enabled:
         return
     if not settings.secret_key:
-        log.warning("SECRET_KEY is not set: console logins last only as long as this web process "
-                    "and do not carry over to other dynos")
+        log.warning("SECRET_KEY is not set: console sessions are signed with a key derived from "
+                    "ADMIN_PASSWORD; set SECRET_KEY to rotate it independently")
     auth.configure_sessions(app)
     app.register_blueprint(bp)
 

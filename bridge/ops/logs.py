@@ -8,7 +8,9 @@ import re
 import sys
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-])[A-Za-z0-9.-]*\.([A-Za-z]{2,})")
-_PHONE = re.compile(r"(?<![\w.])\+?\d[\d\s().-]{6,}\d(?![\w.])")
+# A date-time is tried first at each position: "2026-11-22 06:32" looks like a phone number too.
+_PHONE = re.compile(r"(?P<date>\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?)"
+                    r"|(?<![\w.])\+?\d[\d\s().-]{6,}\d(?![\w.])")
 _SECRET_KEYS = re.compile(r"token|secret|password|authorization|signature|api_key|user_key", re.I)
 # Credentials quoted inside free text (an exception message repeating a request or an answer).
 _AUTH_SCHEME = re.compile(r"\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+", re.I)
@@ -26,7 +28,7 @@ def mask_email(text: str) -> str:
 
 def mask_phone(text: str) -> str:
     """Replace every phone-like number in `text` with its last two digits only."""
-    return _PHONE.sub(lambda m: "***" + re.sub(r"\D", "", m[0])[-2:], text)
+    return _PHONE.sub(lambda m: m[0] if m["date"] else "***" + re.sub(r"\D", "", m[0])[-2:], text)
 
 
 def mask_credentials(text: str) -> str:
