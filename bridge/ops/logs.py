@@ -68,7 +68,9 @@ class ScrubFilter(logging.Filter):
 def event_line(logger: logging.Logger, kind: str, **facts) -> None:
     """Write one JSON log line describing a webhook or a job."""
     if logger.isEnabledFor(logging.INFO):
-        logger.info(json.dumps({"kind": kind, **scrub(facts)}, default=str, separators=(",", ":")))
+        # scrubbed here field by field, so the handler's filter need not scan the line again
+        logger.info(json.dumps({"kind": kind, **scrub(facts)}, default=str, separators=(",", ":")),
+                    extra={"_bridge_scrubbed": True})
 
 
 def configure(level: str = "INFO") -> None:
