@@ -163,11 +163,9 @@ def get_contact(contact_id):
 @bp.patch("/liondesk/contacts/<int:contact_id>")
 def agent_edits_contact(contact_id):
     """An agent's edit in the LionDesk UI: modified_at moves when something changed."""
-    values = data.load(data.ContactSchema(), body_object(), partial=True)
+    body = body_object()
     with sandbox_state() as state:
-        contact = data.require_existing(state.contacts, contact_id, "contact")
-        data.update_contact(state, contact, values)
-        return jsonify(data.contact_view(state, contact))
+        return jsonify(data.patch_contact(state, contact_id, body))
 
 
 @bp.post("/liondesk/bulk-contacts")

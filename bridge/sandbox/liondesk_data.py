@@ -219,6 +219,14 @@ def update_contact(state: SandboxState, contact: dict, values: dict) -> bool:
     return changed
 
 
+def patch_contact(state: SandboxState, contact_id: int, body: dict) -> dict:
+    """Change only the fields of `body` on one contact (API call or agent edit alike); return its view."""
+    values = load(ContactSchema(), body, partial=True)
+    contact = require_existing(state.contacts, contact_id, "contact")
+    update_contact(state, contact, values)
+    return contact_view(state, contact)
+
+
 def contact_view(state: SandboxState, contact: dict) -> dict:
     """A contact as LionDesk returns it: with addresses, hotness, custom fields and source."""
     hotness = state.hotnesses.get(contact.get("hotness_id"))
