@@ -197,3 +197,26 @@ def test_liondesk_refusal_sends_the_job_to_the_failed_store_at_once(bridge, redi
     assert len(FailedJobRegistry(queue=event_queue(redis_conn))) == 1
     (failed,) = [e for e in history.read(redis_conn, payload["id"]) if e["kind"] == "attempt_failed"]
     assert failed["outcome"] == "failed" and failed["error_class"] == "UpstreamRejected"
+
+
+def test_a_lead_created_by_an_attempt_that_died_before_recording_it_is_not_created_twice(bridge, redis_conn,
+                                                                                          monkeypatch):
+    from bridge.sync import forward
+
+    payload = sample_lead(activities=[])
+    real_save_link = mappings.save_link
+
+    def die_after_lead_post(conn, lead_id, /, **fields):
+        if "lead_id" in fields:
+            raise SystemExit("worker killed between LionDesk's answer and recording the lead id")
+        real_save_link(conn, lead_id, **fields)
+
+    monkeypatch.setattr(forward.mappings, "save_link", die_after_lead_post)
+    bridge.deliver(payload)
+    bridge.work()  # the attempt dies after LionDesk created the lead; RQ schedules a retry
+    monkeypatch.setattr(forward.mappings, "save_link", real_save_link)
+    assert len(bridge.leads()) == 1
+    bridge.deliver_and_work({**payload, "notes": "redelivered after the crash"})
+    assert len(bridge.leads()) == 1
+    assert mappings.get_link(redis_conn, payload["id"])["lead_id"] == str(bridge.leads()[0]["id"])
+    assert any(e["kind"] == "lead_recovered" for e in history.read(redis_conn, payload["id"]))

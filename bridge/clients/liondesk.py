@@ -148,6 +148,10 @@ class LionDeskClient:
         """Change only the given fields of a lead (PATCH) and return it."""
         return self.request("PATCH", f"/leads/{lead_id}", body=body)
 
+    def find_leads(self, params: Params) -> list[dict]:
+        """Return the first page of leads matching `params` (e.g. contact_id)."""
+        return self.first_page("/leads", params)
+
     def get_lead(self, lead_id: int | str) -> dict:
         """Return one lead (claim fields included)."""
         return self.request("GET", f"/leads/{lead_id}")

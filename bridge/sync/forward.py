@@ -160,7 +160,7 @@ def link_or_create_contact(job: Job):
     if contact is not None:
         contact_id = contact["id"]
         mappings.save_link(job.conn, job.lead_id, contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
-                           received_id=job.lead.get("received_id"))
+                           received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
         translation = contact_body(job.lead, job.rules, first_sync=True, existing_tags=contact.get("tags"), **ids)
         changed = {key: value for key, value in translation.body.items() if contact.get(key) != value}
         if changed:
@@ -178,7 +178,7 @@ def link_or_create_contact(job: Job):
     created = client.create_contact(translation.body)
     contact_id = created["id"]
     mappings.save_link(job.conn, job.lead_id, contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
-                       received_id=job.lead.get("received_id"))
+                       received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
     job.note("contact_created", contact_id=contact_id, **translation.facts())
     job.did(f"created contact {contact_id}")
     _save_address(job, contact_id, translation.address, None)
@@ -237,19 +237,33 @@ def apply_changes(job: Job) -> None:
 
 
 def ensure_lead(job: Job, contact_id):
-    """Create the one LionDesk lead of this Real Geeks lead unless it exists; return its id."""
+    """Create the one LionDesk lead of this Real Geeks lead unless it exists; return its id.
+
+    A "pending" mark goes down before the POST: a retry that finds it (the worker died
+    between LionDesk's answer and recording the id) looks the lead up by contact first.
+    """
     link = mappings.get_link(job.conn, job.lead_id)
     if "lead_id" in link:
         return link["lead_id"]
     client = job.liondesk
+    if mappings.effect_state(job.conn, job.lead_id, "lead") == PENDING:
+        found = client.find_leads([("contact_id", contact_id)])
+        if found:
+            lead_id = min(lead["id"] for lead in found)
+            mappings.save_link(job.conn, job.lead_id, lead_id=lead_id)
+            job.note("lead_recovered", liondesk_lead_id=lead_id,
+                     detail="created by an earlier attempt that stopped before recording it")
+            return lead_id
     source_name = lead_source_name(job.lead, job.rules)
     source_id = references.lead_source_id(client, source_name)
     if source_name and source_id is None:
         job.note("no_lead_source", detail=f"LionDesk has no lead source named {source_name!r}; "
                                           "the lead is sent without one (lead sources are read-only)")
     translation = lead_body(job.lead, job.rules, contact_id=contact_id, source_id=source_id)
+    mappings.mark_effect(job.conn, job.lead_id, "lead", PENDING)
     created = client.create_lead(translation.body)
     mappings.save_link(job.conn, job.lead_id, lead_id=created["id"], lead_source_id=source_id)
+    mappings.mark_effect(job.conn, job.lead_id, "lead", "done")
     job.note("lead_created", liondesk_lead_id=created["id"], source_id=source_id, **translation.facts())
     job.did(f"created lead {created['id']}")
     return created["id"]
