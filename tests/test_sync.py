@@ -220,3 +220,22 @@ def test_a_lead_created_by_an_attempt_that_died_before_recording_it_is_not_creat
     assert len(bridge.leads()) == 1
     assert mappings.get_link(redis_conn, payload["id"])["lead_id"] == str(bridge.leads()[0]["id"])
     assert any(e["kind"] == "lead_recovered" for e in history.read(redis_conn, payload["id"]))
+
+
+def test_a_name_only_contact_created_by_an_attempt_that_died_is_not_created_twice(bridge, redis_conn, monkeypatch):
+    from bridge.sync import forward
+
+    payload = sample_lead(activities=[], email="", phone="")
+    real_save_link = mappings.save_link
+
+    def die_after_contact_post(conn, lead_id, /, **fields):
+        if "contact_id" in fields:
+            raise SystemExit("worker killed between LionDesk's answer and recording the contact id")
+        real_save_link(conn, lead_id, **fields)
+
+    monkeypatch.setattr(forward.mappings, "save_link", die_after_contact_post)
+    bridge.deliver(payload)
+    bridge.work()
+    monkeypatch.setattr(forward.mappings, "save_link", real_save_link)
+    bridge.deliver_and_work({**payload, "notes": "redelivered after the crash"})
+    assert len(bridge.contacts()) == 1 and len(bridge.leads()) == 1

@@ -141,6 +141,19 @@ def _oldest(contacts: list[dict]) -> dict:
     return min(contacts, key=lambda c: (str(c.get("created_at") or ""), int(c.get("id") or 0)))
 
 
+def _contact_of_a_dead_attempt(job: Job, source_id) -> tuple[dict | None, str | None]:
+    """Find the contact an earlier attempt created but did not record, for a lead with no e-mail or phone.
+
+    Only runs when that attempt left its "pending" mark: then a contact of our contact
+    source with exactly this name is the one it created.
+    """
+    names = [(key, job.lead[key]) for key in ("first_name", "last_name") if job.lead.get(key)]
+    if not names:
+        return None, None
+    found = job.liondesk.find_contacts([*names, ("source_id", source_id)])
+    return (_oldest(found), "name after an interrupted attempt") if found else (None, None)
+
+
 def contact_ids(job: Job) -> dict:
     """The reference ids a contact body needs: contact source, and hotness / user maps when the lead uses them."""
     client, lead = job.liondesk, job.lead
@@ -157,6 +170,8 @@ def link_or_create_contact(job: Job):
     client = job.liondesk
     contact, matched_by = find_existing_contact(job)
     ids = contact_ids(job)
+    if contact is None and mappings.effect_state(job.conn, job.lead_id, "contact") == PENDING:
+        contact, matched_by = _contact_of_a_dead_attempt(job, ids["source_id"])
     if contact is not None:
         contact_id = contact["id"]
         mappings.save_link(job.conn, job.lead_id, contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
@@ -175,10 +190,12 @@ def link_or_create_contact(job: Job):
         return contact_id
 
     translation = contact_body(job.lead, job.rules, first_sync=True, **ids)
+    mappings.mark_effect(job.conn, job.lead_id, "contact", PENDING)
     created = client.create_contact(translation.body)
     contact_id = created["id"]
     mappings.save_link(job.conn, job.lead_id, contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
                        received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
+    mappings.mark_effect(job.conn, job.lead_id, "contact", "done")
     job.note("contact_created", contact_id=contact_id, **translation.facts())
     job.did(f"created contact {contact_id}")
     _save_address(job, contact_id, translation.address, None)
