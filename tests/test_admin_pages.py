@@ -91,7 +91,7 @@ def test_overview_shows_queues_outcomes_liondesk_and_the_last_poll(browser, redi
 
 def test_overview_without_any_poll_or_auth_state(browser):
     text = page(browser, "/admin/")
-    assert "No poll has run yet." in text and 'data-state="unknown"' in text
+    assert "No poll has run yet." in text and 'data-state="not_configured"' in text
 
 
 def test_failed_jobs_are_listed_and_filtered(browser, failures):

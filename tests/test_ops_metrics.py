@@ -94,7 +94,7 @@ def test_metrics_report_liondesk_needing_reauthorization(token_client, redis_con
     assert found[("bridge_liondesk_needs_reauthorization", ())] == 1
 
 
-def test_healthz_reports_redis_liondesk_and_backlog(client, redis_conn, settings, webhook_secret):
+def test_healthz_reports_redis_liondesk_and_backlog(client, redis_conn, settings, make_settings, webhook_secret):
     from workers.relay import Relay
 
     deliver(client, webhook_secret)
@@ -103,12 +103,15 @@ def test_healthz_reports_redis_liondesk_and_backlog(client, redis_conn, settings
     assert response.status_code == 200
     body = response.json
     assert body["status"] == "ok" and body["redis"] == "ok"
-    assert body["liondesk"] == {"state": "unknown", "since": None}
+    assert body["liondesk"] == {"state": "not_configured", "since": None}
     assert body["queue"]["depth"] == body["queue"]["events"] == 1
     assert body["queue"]["failed"] == 0 and body["queue"]["oldest_age_seconds"] >= 0
 
-    redis_conn.hset(keys.liondesk_auth_state(), mapping={"state": "ok"})
-    assert client.get("/healthz").json["liondesk"]["state"] == "ok"
+    configured = create_app(make_settings(liondesk_client_id="id", liondesk_client_secret="secret")).test_client()
+    assert configured.get("/healthz").json["liondesk"]["state"] == "not_yet_authorized"
+    redis_conn.hset(keys.liondesk_tokens(), mapping={"access_token": "a", "refresh_token": "r",
+                                                     "expires_at": "4102444800"})
+    assert configured.get("/healthz").json["liondesk"]["state"] == "ok"
 
 
 def test_healthz_is_503_when_liondesk_needs_reauthorization(client, redis_conn):
@@ -117,7 +120,7 @@ def test_healthz_is_503_when_liondesk_needs_reauthorization(client, redis_conn):
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json["status"] == "needs_reauthorization"
-    assert response.json["liondesk"] == {"state": "needs_reauthorization", "since": 1700000000.5}
+    assert response.json["liondesk"] == {"state": "needs_reauthorization", "since": "2023-11-14T22:13:20+00:00"}
     assert "invalid_grant" not in response.get_data(as_text=True)  # the reason is for the console only
 
 

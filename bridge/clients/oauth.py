@@ -131,9 +131,10 @@ def mark_needs_reauthorization(conn: redis.Redis, reason: str, refused_token: st
 
 
 def auth_state(conn: redis.Redis, settings: Settings | None = None) -> dict:
-    """Describe LionDesk authorisation for /healthz and `bridge liondesk status`; never any token."""
-    if settings is not None and not settings.liondesk_configured:
-        return {"state": NOT_CONFIGURED}
+    """Describe LionDesk authorisation for /healthz and `bridge liondesk status`; never any token.
+
+    A recorded refusal comes first: it is what an operator must act on.
+    """
     pipe = conn.pipeline(transaction=False)
     pipe.hgetall(keys.liondesk_auth_state())
     pipe.hgetall(keys.liondesk_tokens())
@@ -141,6 +142,8 @@ def auth_state(conn: redis.Redis, settings: Settings | None = None) -> dict:
     state, stored = _decoded(state_raw), _decoded(tokens_raw)
     if state.get("state") == NEEDS_REAUTHORIZATION:
         return {"state": NEEDS_REAUTHORIZATION, "reason": state.get("reason"), "since": _iso(state.get("since"))}
+    if settings is not None and not settings.liondesk_configured:
+        return {"state": NOT_CONFIGURED}
     tokens = _tokens_of(tokens_raw)
     if not (tokens.access_token or tokens.refresh_token):
         return {"state": NOT_YET_AUTHORIZED}

@@ -23,7 +23,7 @@ def healthz():
     try:
         conn.ping()
         backlog = queue_backlog(conn)
-        liondesk = status.liondesk_auth(conn)
+        liondesk = status.liondesk_auth(conn, current_app.config["BRIDGE_SETTINGS"])
     except redis.RedisError as exc:
         return jsonify(status="unavailable", redis=f"error: {exc.__class__.__name__}"), 503
     # The reason may quote LionDesk's answer; it is for the console, not an unauthenticated probe.

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 
 import redis
+from datetime import datetime
+
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request, url_for)
 from werkzeug.exceptions import HTTPException
 
@@ -56,7 +58,12 @@ def init_app(app) -> None:
 @bp.app_template_filter("time")
 def _time_filter(timestamp):
     """Jinja: a unix time as UTC text."""
-    return present.format_time(timestamp) if isinstance(timestamp, (int, float)) else (timestamp or "-")
+    if isinstance(timestamp, str):
+        try:  # ISO 8601 text, as the OAuth state reports its times
+            timestamp = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return timestamp
+    return present.format_time(timestamp) if isinstance(timestamp, (int, float)) else "-"
 
 
 bp.add_app_template_filter(present.iso_time, "iso")
@@ -144,7 +151,7 @@ def logout():
 def overview():
     """Queues, recent outcomes, LionDesk authorisation and the last poll."""
     conn = _conn()
-    return render_template("overview.html", stats=job_tools.stats(conn), liondesk=status.liondesk_auth(conn),
+    return render_template("overview.html", stats=job_tools.stats(conn), liondesk=status.liondesk_auth(conn, current_app.config["BRIDGE_SETTINGS"]),
                            poll=status.poll_status(conn), needs_reauthorization=status.NEEDS_REAUTHORIZATION)
 
 

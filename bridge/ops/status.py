@@ -45,11 +45,11 @@ def oldest_waiting_age(conn, now: float | None = None) -> float | None:
     return round(max(ages), 1) if ages else None
 
 
-def liondesk_auth(conn) -> dict:
-    """Return LionDesk's authorisation state (`ok`, `needs_reauthorization`, or `unknown` when never recorded)."""
-    stored = _decoded(conn.hgetall(keys.liondesk_auth_state()))
-    return {"state": stored.get("state") or "unknown", "reason": stored.get("reason"),
-            "since": _number_or_text(stored.get("since"))}
+def liondesk_auth(conn, settings=None) -> dict:
+    """Return LionDesk's authorisation state as the OAuth client records it (`state`, `reason`, `since`; no token)."""
+    from bridge.clients.oauth import auth_state
+
+    return {"reason": None, "since": None, **auth_state(conn, settings)}
 
 
 def poll_status(conn) -> dict:
