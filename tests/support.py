@@ -105,21 +105,11 @@ class Processes:
                 process.wait()
 
 
-class Sandbox:
-    """A sandbox server running in a thread of the test process, reached over real HTTP."""
+class SandboxControl:
+    """A running sandbox at `url` (in a thread or a process of its own), driven over real HTTP."""
 
-    def __init__(self, latency_ms: float = 0.0):
-        import threading
-
-        from bridge.sandbox.server import make_sandbox_server
-
-        import logging
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the sandbox's call log says it all
-        self.server = make_sandbox_server("127.0.0.1", 0, latency_ms)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def __init__(self, url: str):
+        self.url = url
 
     def environment(self) -> dict:
         """Environment variables pointing every bridge client at this sandbox."""
@@ -141,11 +131,46 @@ class Sandbox:
         return self.control("GET", query)["calls"]
 
     def last_seq(self) -> int:
-        """Sequence number of the latest call logged (0 when none)."""
-        calls = self.calls()
-        return calls[-1]["seq"] if calls else 0
+        """Sequence number of the latest call logged (0 when none), without fetching the log."""
+        return self.control("GET", "state")["last_call_seq"]
+
+
+class Sandbox(SandboxControl):
+    """A sandbox server running in a thread of the test process, reached over real HTTP."""
+
+    def __init__(self, latency_ms: float = 0.0):
+        import threading
+
+        from bridge.sandbox.server import make_sandbox_server
+
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the sandbox's call log says it all
+        self.server = make_sandbox_server("127.0.0.1", 0, latency_ms)
+        super().__init__(f"http://127.0.0.1:{self.server.server_port}")
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
 
     def stop(self) -> None:
         """Stop serving."""
         self.server.shutdown()
         self.server.server_close()
+
+
+def start_sandbox_process(processes: Processes, *, latency_ms: float = 0.0, name: str = "sandbox") -> SandboxControl:
+    """Start `bridge sandbox` as a child process on a free port and wait until it answers."""
+    import requests
+
+    port = free_port()
+    process = processes.start(name, ["bridge", "sandbox", "--port", str(port), "--latency-ms", str(latency_ms)], {})
+    box = SandboxControl(f"http://127.0.0.1:{port}")
+
+    def up():
+        try:
+            return requests.get(f"{box.url}/_sandbox/state", timeout=1).ok
+        except requests.RequestException:
+            return process.poll() is not None
+
+    wait_until(up, timeout=30, message=f"the sandbox on port {port}")
+    assert process.poll() is None, processes.log_of(name)
+    return box

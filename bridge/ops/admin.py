@@ -9,9 +9,9 @@ bridge.ops.jobs and bridge.ops.leads, the same functions behind the CLI.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 import redis
-from datetime import datetime
 
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request, url_for)
 from werkzeug.exceptions import HTTPException
