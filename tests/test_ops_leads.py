@@ -122,7 +122,7 @@ def test_index_lead_works_inside_a_transaction(redis_conn):
       "error": "LionDesk did not answer", "event_id": "e1", "action": "created"},
      "attempt 2 failed, retrying: UpstreamTimeout: LionDesk did not answer [event e1]"),
     ({"kind": "call", "service": "liondesk", "method": "POST", "path": "/contacts", "status": 201},
-     "call service=liondesk method=POST path=/contacts status=201"),
+     "LionDesk POST /contacts → 201"),
     ({"kind": "rejected", "action": "updated", "errors": {"email": ["Not a valid email address."]}},
      "updated delivery rejected: email: Not a valid email address."),
 ])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -9,6 +10,7 @@ import redis
 
 from bridge.config import Settings, load_settings
 from bridge.ops.metrics import Metrics
+from bridge.storage import history
 from bridge.storage.redis import connect, redis_url
 
 
@@ -20,9 +22,8 @@ class Context:
     redis: redis.Redis
     extras: dict = field(default_factory=dict)
 
-    calls: list = field(default_factory=list)
-    """Outbound calls made by the job in hand (service, method, path, status, ms): the job
-    shell writes them into the lead's history."""
+    story: tuple[str, str] | None = None
+    """(Real Geeks lead id, event id) of the job in hand: its outbound calls go into that lead's history."""
 
     @cached_property
     def metrics(self) -> Metrics:
@@ -37,15 +38,21 @@ class Context:
         return build_clients(self.settings, self.redis, observer=self.observe_call)
 
     def observe_call(self, service: str, method: str, path: str, status, duration_ms: float) -> None:
-        """Record one outbound call for the lead's history and the metrics (never tokens or bodies)."""
-        self.calls.append({"service": service, "method": method, "path": path, "status": status,
-                           "ms": round(duration_ms, 1)})
+        """Record one outbound call in the metrics and, in its place, in the lead's story (never tokens or bodies)."""
         self.metrics.call(service, status)
+        if self.story is not None:
+            lead_id, event_id = self.story
+            history.append(self.redis, lead_id, "call", event_id=event_id, service=service, method=method,
+                           path=path, status=status, ms=round(duration_ms, 1))
 
-    def take_calls(self) -> list[dict]:
-        """Return and forget the calls recorded since the last take."""
-        calls, self.calls = self.calls, []
-        return calls
+    @contextmanager
+    def telling(self, lead_id: str, event_id: str | None):
+        """Within the block, outbound calls are written into this lead's story."""
+        self.story = (lead_id, event_id)
+        try:
+            yield
+        finally:
+            self.story = None
 
 
 _context: Context | None = None

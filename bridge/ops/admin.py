@@ -68,7 +68,8 @@ def _time_filter(timestamp):
 
 bp.add_app_template_filter(present.iso_time, "iso")
 bp.add_app_template_filter(present.format_age, "age")
-bp.add_app_template_filter(present.describe_entry, "describe")
+# The console shows a link to each entry's job beside it, so the line need not name the event.
+bp.add_app_template_filter(lambda entry: present.describe_entry(entry, with_event=False), "describe")
 bp.add_app_template_filter(present.pretty_body, "pretty_body")
 bp.add_app_template_filter(event_job_id, "job_of_event")
 

@@ -16,7 +16,10 @@ _HEADLINE_FACTS = {
     "replayed": ("job_id", "by", "via", "event_id"),
     "dismissed": ("job_id", "by", "via", "reason", "event_id"),
     "rejected": ("action", "errors", "event_id"),
+    "call": ("service", "method", "path", "status", "ms", "event_id"),
 }
+
+_SERVICE_NAMES = {"liondesk": "LionDesk", "liondesk_v1": "LionDesk v1", "realgeeks": "Real Geeks"}
 
 
 def format_time(timestamp: float | None) -> str:
@@ -54,10 +57,15 @@ def parse_time(text: str) -> float:
     return value.timestamp()
 
 
-def describe_entry(entry: dict) -> str:
-    """Return one line saying what a lead-history entry records."""
+def describe_entry(entry: dict, *, with_event: bool = True) -> str:
+    """Return one line saying what a lead-history entry records (`with_event`: name the event it belongs to)."""
     kind = entry.get("kind", "?")
-    if kind == "received":
+    if kind == "call":
+        service = _SERVICE_NAMES.get(entry.get("service"), entry.get("service", "?"))
+        line = f"{service} {entry.get('method', '?')} {entry.get('path', '?')} → {entry.get('status', '?')}"
+        if entry.get("ms") is not None:
+            line += f" ({entry['ms']} ms)"
+    elif kind == "received":
         line = f"{entry.get('action') or 'unknown'} delivery {entry.get('status', '?')}"
         if entry.get("errors"):
             line += f": {_errors_text(entry['errors'])}"
@@ -80,7 +88,7 @@ def describe_entry(entry: dict) -> str:
     extra = other_facts(entry)
     if extra:
         line += " " + " ".join(f"{key}={_fact_text(value)}" for key, value in extra.items())
-    if entry.get("event_id"):
+    if with_event and entry.get("event_id"):
         line += f" [event {entry['event_id']}]"
     return line
 

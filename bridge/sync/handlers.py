@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from bridge.storage import history
 from bridge.storage.locks import lead_lock
 from bridge.sync import forward
 from bridge.translate.realgeeks import load_event
@@ -25,13 +24,8 @@ def handle_event(context, event) -> str:
     if event.action == "user_updated":
         return refresh_agents(context, lead)
     job = forward.Job(context=context, lead=lead, event_id=event.id, received_ns=forward.received_ns(event))
-    context.take_calls()  # calls of an earlier job in this process are not this lead's
-    try:
-        with lead_lock(context.redis, job.lead_id):
-            LEAD_HANDLERS[event.action](job)
-    finally:
-        for call in context.take_calls():
-            history.append(context.redis, job.lead_id, "call", event_id=event.id, **call)
+    with context.telling(job.lead_id, event.id), lead_lock(context.redis, job.lead_id):
+        LEAD_HANDLERS[event.action](job)
     return "; ".join(job.done) or "nothing to change"
 
 
