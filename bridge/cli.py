@@ -143,6 +143,37 @@ def liondesk_status():
     sys.exit(1 if state["state"] in (NEEDS_REAUTHORIZATION, NOT_CONFIGURED) else 0)
 
 
+@main.command()
+@click.option("--once", is_flag=True, help="Run one poll now, in this process (workers poll on their own).")
+@click.option("--since", default=None, metavar="ISO_TIME",
+              help="Read LionDesk changes made after this time instead of after the stored cursor.")
+def poll(once, since):
+    """Poll LionDesk for changed contacts and write them back to Real Geeks (one poll, under the poll lock)."""
+    from bridge.exceptions import BridgeError
+    from bridge.sync import reverse
+    from bridge.translate.realgeeks import parse_instant
+    from workers.context import Context
+
+    if not once:
+        click.echo("bridge poll: pass --once to run one poll now; workers poll every LIONDESK_POLL_SECONDS "
+                   "on their own", err=True)
+        sys.exit(2)
+    if since is not None:
+        try:
+            parse_instant(since)
+        except ValueError:
+            click.echo(f"bridge poll: --since {since!r} is not an ISO 8601 time", err=True)
+            sys.exit(2)
+    settings = settings_or_exit()
+    try:
+        report = reverse.poll(Context(settings=settings, redis=redis_or_exit(settings)), since=since)
+    except BridgeError as exc:
+        click.echo(f"bridge poll: failed: {exc.__class__.__name__}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(report.summary())
+    sys.exit(0 if report.outcome in (reverse.OK, reverse.PARTIAL) else 1)
+
+
 from bridge.ops.commands import jobs as _jobs_commands, lead as _lead_command  # noqa: E402  (support tools)
 
 main.add_command(_jobs_commands)

@@ -176,3 +176,39 @@ RELAY_BATCH = 100
 REFERENCE_MISS_REFRESH_SECONDS = 60
 """After fetching a LionDesk reference list, how long a lookup that misses trusts it
 instead of fetching it again, in seconds."""
+
+POLL_OVERLAP_SECONDS = 5
+"""How far back before its cursor each LionDesk poll reads again, in seconds: LionDesk
+stamps modified_at in whole seconds and a change committed late may carry an earlier
+stamp, so windows overlap; contacts read twice cost a Redis comparison, no call."""
+
+POLL_TIME_BUDGET_SECONDS = 15
+"""How long one poll keeps reading changed contacts before it stops and leaves the rest
+to the next poll (its cursor says where), in seconds; under JOB_TIMEOUT_SECONDS."""
+
+POLL_LOCK_TIMEOUT_SECONDS = 60
+"""Lifetime of the lock that keeps LionDesk polls from overlapping, in seconds; longer
+than any poll runs, so it only expires when its holder died."""
+
+POLL_LEAD_LOCK_WAIT_SECONDS = 5
+"""How long the poll waits for a lead another job is working on, in seconds, before it
+hands that contact to a job of its own and moves on."""
+
+POLL_TRIGGER_CHECK_SECONDS = 1.0
+"""How often each worker process checks whether a new poll slot began, in seconds
+(never longer than a quarter of LIONDESK_POLL_SECONDS)."""
+
+POLL_RESULT_TTL_SECONDS = 3600
+"""How long a finished poll job (and what it read and wrote) stays inspectable in RQ, in seconds."""
+
+LIONDESK_INLINE_RETRIES = 2
+"""Times one LionDesk call is repeated within its job, after a 429 (any call) or a 5xx,
+timeout or lost connection (reads only), before the job's retry ladder takes over."""
+
+LIONDESK_INLINE_RETRY_BACKOFF_SECONDS = 0.25
+"""First pause before repeating a LionDesk call within its job when LionDesk sent no
+Retry-After, in seconds; it doubles for the next repeat (plus up to half again as jitter)."""
+
+LIONDESK_INLINE_RETRY_MAX_WAIT_SECONDS = 2.0
+"""Longest pause before repeating a LionDesk call within its job, in seconds; a longer
+Retry-After hands the job to the retry ladder, which waits that long without holding a worker."""

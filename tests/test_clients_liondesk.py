@@ -598,3 +598,57 @@ def test_cli_authorize_reports_a_refused_code(http, redis_conn, cli_env):
     http.add(responses.POST, TOKEN_URL, status=400, json={"error": "invalid_grant"})
     result = CliRunner().invoke(main, ["liondesk", "authorize", "--code", "bad"], env=cli_env)
     assert result.exit_code == 1 and "invalid_grant" in result.output
+
+
+# -- repeating a failed call within the job ------------------------------------------------------
+
+
+@pytest.fixture
+def pauses():
+    """Pauses the client took before repeating a call, in seconds."""
+    return []
+
+
+@pytest.fixture
+def patient_client(ld_settings, redis_conn, clock, pauses):
+    """A client with a stored token whose pauses are recorded instead of slept."""
+    stored_valid_token(redis_conn, clock)
+    return LionDeskClient(ld_settings, redis_conn, clock=clock, sleep=pauses.append)
+
+
+def test_a_read_answered_5xx_is_repeated_after_a_short_pause(http, patient_client, pauses):
+    http.add(responses.GET, f"{BASE}/contacts/9", status=502, body="<html>Bad Gateway</html>")
+    http.add(responses.GET, f"{BASE}/contacts/9", json={"id": 9})
+    assert patient_client.get_contact(9) == {"id": 9}
+    assert len(pauses) == 1 and 0.25 <= pauses[0] <= 0.375
+
+
+def test_a_read_failing_every_time_is_repeated_twice_with_growing_pauses_then_raised(http, patient_client, pauses):
+    http.add(responses.GET, f"{BASE}/contacts/9", status=503)
+    with pytest.raises(UpstreamUnavailable):
+        patient_client.get_contact(9)
+    assert len(http.calls) == 3
+    assert 0.25 <= pauses[0] <= 0.375 and 0.5 <= pauses[1] <= 0.75
+
+
+def test_a_write_answered_5xx_is_left_to_the_job_retry(http, patient_client, pauses):
+    http.add(responses.POST, f"{BASE}/contacts", status=503)
+    with pytest.raises(UpstreamUnavailable):
+        patient_client.create_contact({"first_name": "Ann"})
+    assert len(http.calls) == 1 and pauses == []  # it may have happened: the retry searches first
+
+
+def test_a_write_refused_with_429_is_repeated_after_its_retry_after(http, patient_client, pauses):
+    http.add(responses.POST, f"{BASE}/contacts", status=429, headers={"Retry-After": "1"})
+    http.add(responses.POST, f"{BASE}/contacts", status=201, json={"id": 5})
+    assert patient_client.create_contact({"first_name": "Ann"}) == {"id": 5}
+    assert pauses == [1.0]
+
+
+def test_a_retry_after_longer_than_a_job_should_wait_goes_to_the_retry_ladder(http, patient_client, pauses):
+    from bridge.exceptions import UpstreamRateLimited
+
+    http.add(responses.GET, f"{BASE}/contacts/9", status=429, headers={"Retry-After": "30"})
+    with pytest.raises(UpstreamRateLimited) as caught:
+        patient_client.get_contact(9)
+    assert caught.value.retry_after == 30 and len(http.calls) == 1 and pauses == []

@@ -239,3 +239,25 @@ def test_a_name_only_contact_created_by_an_attempt_that_died_is_not_created_twic
     monkeypatch.setattr(forward.mappings, "save_link", real_save_link)
     bridge.deliver_and_work({**payload, "notes": "redelivered after the crash"})
     assert len(bridge.contacts()) == 1 and len(bridge.leads()) == 1
+
+
+def test_a_create_that_failed_is_not_mistaken_for_a_namesake_made_by_a_dead_attempt(bridge, redis_conn, monkeypatch):
+    from bridge.exceptions import UpstreamUnavailable
+
+    namesake = sample_lead(activities=[], first_name="Jack", last_name="Johnson")
+    bridge.deliver_and_work(namesake)
+    payload = sample_lead(activities=[], first_name="Jack", last_name="Johnson")
+    client = bridge.context.clients.liondesk
+    real_create = client.create_contact
+
+    def answered_503(body):
+        raise UpstreamUnavailable("liondesk: 503 Service Unavailable", service="liondesk", status=503)
+
+    monkeypatch.setattr(client, "create_contact", answered_503)
+    bridge.deliver(payload)
+    bridge.work()  # the create is refused before LionDesk did anything; the "pending" mark stays
+    monkeypatch.setattr(client, "create_contact", real_create)
+    bridge.deliver_and_work({**payload, "notes": "delivered again"})
+    namesake_contact = mappings.get_link(redis_conn, namesake["id"])["contact_id"]
+    assert mappings.get_link(redis_conn, payload["id"])["contact_id"] != namesake_contact
+    assert sorted(c["email"] for c in bridge.contacts()) == sorted([namesake["email"], payload["email"]])

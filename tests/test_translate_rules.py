@@ -23,7 +23,7 @@ def test_shipped_rules_hold_every_documented_setting():
     assert rules["agents"]["liondesk_email"] == {}
     assert rules["activities"]["v1_types"]["visited"] == "visit"
     assert rules["activities"]["task_action_type"] == "Agent Task - No Reminder"
-    assert rules["reverse"] == {"create_leads_from_liondesk": False, "source_name": "LionDesk"}
+    assert rules["reverse"] == {"create_leads_from_liondesk": False, "source_name": "LionDesk", "site_uuid": ""}
 
 
 def test_an_override_merges_key_by_key_and_can_unmap_with_an_empty_value(tmp_path):

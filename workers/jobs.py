@@ -66,3 +66,52 @@ def _attempt_number(job) -> int:
 def _ms(started: float) -> float:
     """Milliseconds since `started` (a perf_counter reading)."""
     return round((time.perf_counter() - started) * 1000, 2)
+
+
+def poll_liondesk(slot_start: int | None = None) -> str:
+    """Run one LionDesk → Real Geeks poll: the job the poll trigger enqueues once per slot."""
+    from bridge.sync import poll_schedule, reverse
+
+    context = get_context()
+    job = get_current_job()
+    if slot_start is not None and poll_schedule.superseded(context.redis, slot_start):
+        return "superseded: the poll of a later slot reads the same changes"
+    try:
+        report = reverse.poll(context)
+    except BaseException as exc:
+        outcome = failure.outcome(job, exc)
+        if outcome == failure.FAILED and job is not None:
+            poll_schedule.mark_failed(context.redis, job.id)
+        logs.event_line(log, "job", job_id=job and job.id, outcome=outcome, attempt=_attempt_number(job),
+                        error_class=exc.__class__.__name__, error=str(exc)[:500])
+        raise
+    return report.summary()
+
+
+def sync_liondesk_contact(contact_id) -> str:
+    """Sync one LionDesk contact to Real Geeks: a contact the poll handed over after a failure of its own."""
+    from bridge.storage import mappings
+    from bridge.sync import reverse
+
+    context = get_context()
+    job = get_current_job()
+    started = time.perf_counter()
+    attempt = _attempt_number(job)
+    try:
+        summary = reverse.sync_one(context, contact_id)
+    except BaseException as exc:
+        outcome = failure.outcome(job, exc)
+        facts = dict(contact_id=contact_id, job_id=job and job.id, outcome=outcome, attempt=attempt,
+                     error_class=exc.__class__.__name__, error=str(exc)[:500])
+        lead_id = mappings.lead_of_contact(context.redis, contact_id)
+        if lead_id:
+            history.append(context.redis, lead_id, "attempt_failed", direction="reverse", **facts)
+        context.metrics.job(outcome)
+        record_outcome(context.redis, outcome)
+        logs.event_line(log, "job", lead_id=lead_id, duration_ms=_ms(started), **facts)
+        raise
+    context.metrics.job("processed")
+    record_outcome(context.redis, "processed")
+    logs.event_line(log, "job", contact_id=contact_id, outcome="processed", attempt=attempt,
+                    duration_ms=_ms(started))
+    return summary

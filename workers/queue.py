@@ -47,3 +47,44 @@ def enqueue_event(queue: Queue, event_id: str, *, intervals=defaults.RETRY_INTER
         unique=unique,
         pipeline=pipeline,
     )
+
+
+def poll_job_id(slot_start: int) -> str:
+    """The RQ job id of the LionDesk poll of one slot (unix seconds of its start): one job per slot."""
+    return f"poll-{slot_start}"
+
+
+def enqueue_poll(queue: Queue, slot_start: int, *, intervals=defaults.RETRY_INTERVALS_SECONDS):
+    """Queue the poll of one slot; refuses (DuplicateJobError) a second job for the same slot."""
+    return queue.enqueue_call(
+        "workers.jobs.poll_liondesk",
+        args=(slot_start,),
+        job_id=poll_job_id(slot_start),
+        retry=retry_ladder(intervals),
+        timeout=defaults.JOB_TIMEOUT_SECONDS,
+        failure_ttl=defaults.FAILED_JOB_TTL_SECONDS,
+        result_ttl=defaults.POLL_RESULT_TTL_SECONDS,
+        description=f"poll LionDesk for changed contacts (slot {slot_start})",
+        unique=True,
+    )
+
+
+def contact_job_id(contact_id: int | str) -> str:
+    """The RQ job id syncing one LionDesk contact back to Real Geeks: one job per contact at a time."""
+    return f"liondesk-contact-{contact_id}"
+
+
+def enqueue_contact_sync(queue: Queue, contact_id: int | str, *, intervals=defaults.RETRY_INTERVALS_SECONDS,
+                         description: str | None = None):
+    """Queue a job syncing one LionDesk contact to Real Geeks; refuses (DuplicateJobError) while one exists."""
+    return queue.enqueue_call(
+        "workers.jobs.sync_liondesk_contact",
+        args=(contact_id,),
+        job_id=contact_job_id(contact_id),
+        retry=retry_ladder(intervals),
+        timeout=defaults.JOB_TIMEOUT_SECONDS,
+        failure_ttl=defaults.FAILED_JOB_TTL_SECONDS,
+        result_ttl=0,  # a finished job must not keep the contact's next failure from getting a job
+        description=description or f"sync LionDesk contact {contact_id} to Real Geeks",
+        unique=True,
+    )

@@ -11,6 +11,7 @@ from rq import SimpleWorker
 
 from bridge import defaults
 from bridge.ops import logs
+from bridge.sync.poll_schedule import start_poll_trigger
 from workers import failure
 from workers.context import Context, set_context
 from workers.queue import event_queue, poll_queue
@@ -53,7 +54,9 @@ def run(context: Context, *, burst: bool = False, name: str | None = None) -> bo
         Relay(context.redis, worker.name, context.settings.retry_intervals).drain()
         return worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
     _, stop_relay = start_relay_thread(context.redis, worker.name, context.settings.retry_intervals)
+    _, stop_poll_trigger = start_poll_trigger(context.redis, context.settings)  # one LionDesk poll per slot
     try:
         return worker.work(with_scheduler=True, logging_level="WARNING")
     finally:
         stop_relay.set()
+        stop_poll_trigger.set()

@@ -1,4 +1,4 @@
-"""GET /healthz: is Redis answering, can the bridge reach LionDesk, and how far behind is the queue."""
+"""GET /healthz: is Redis answering, can the bridge reach LionDesk, how far behind is the queue, the last poll."""
 
 from __future__ import annotations
 
@@ -24,10 +24,13 @@ def healthz():
         conn.ping()
         backlog = queue_backlog(conn)
         liondesk = status.liondesk_auth(conn, current_app.config["BRIDGE_SETTINGS"])
+        poll = status.poll_status(conn)
     except redis.RedisError as exc:
         return jsonify(status="unavailable", redis=f"error: {exc.__class__.__name__}"), 503
     # The reason may quote LionDesk's answer; it is for the console, not an unauthenticated probe.
     liondesk = {"state": liondesk["state"], "since": liondesk["since"]}
+    # Likewise the poll's error text: the probe gets when it ran, how far it read, and how it ended.
+    poll = {name: poll.get(name) for name in ("last_run", "cursor", "outcome")}
     if liondesk["state"] == status.NEEDS_REAUTHORIZATION:
-        return jsonify(status="needs_reauthorization", redis="ok", liondesk=liondesk, queue=backlog), 503
-    return jsonify(status="ok", redis="ok", liondesk=liondesk, queue=backlog), 200
+        return jsonify(status="needs_reauthorization", redis="ok", liondesk=liondesk, queue=backlog, poll=poll), 503
+    return jsonify(status="ok", redis="ok", liondesk=liondesk, queue=backlog, poll=poll), 200

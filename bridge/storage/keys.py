@@ -154,3 +154,8 @@ def intake_stream() -> str:
 def liondesk_reference_fresh(kind: str) -> str:
     """Marker that a LionDesk reference list was fetched moments ago (no refetch on a miss)."""
     return f"{PREFIX}liondesk:ref-fresh:{kind}"
+
+
+def poll_slot(slot_start: int) -> str:
+    """Marker that the LionDesk poll of the slot starting at `slot_start` (unix seconds) was claimed."""
+    return f"{PREFIX}poll:slot:{slot_start}"

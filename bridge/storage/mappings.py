@@ -72,3 +72,35 @@ def activity_seen(conn: redis.Redis, lead_id: str, fingerprint: str) -> bool:
 def mark_activity(conn: redis.Redis, lead_id: str, fingerprint: str) -> None:
     """Record that an activity reached LionDesk (kept as long as the lead's history)."""
     conn.set(keys.activity_dedupe(lead_id, fingerprint), 1, ex=defaults.HISTORY_TTL_SECONDS)
+
+
+def claim_contact(conn: redis.Redis, contact_id: int | str, lead_id: str) -> bool:
+    """Link a LionDesk contact to a Real Geeks lead unless it is linked already; True if this call linked it."""
+    return bool(conn.set(keys.contact_mapping(contact_id), lead_id, nx=True, ex=defaults.HISTORY_TTL_SECONDS))
+
+
+LIONDESK_ORIGIN = "liondesk"
+"""Link `origin` of a lead the reverse sync created from a LionDesk contact: its contact
+came first, so the forward sync makes it no LionDesk lead, campaign or offers."""
+
+
+def links_of_contacts(conn: redis.Redis, contact_ids: list) -> list[tuple[str | None, dict, dict | None]]:
+    """(lead id, link, snapshot) of each LionDesk contact, (None, {}, None) when unlinked: two round trips in all."""
+    with conn.pipeline(transaction=False) as pipe:
+        for contact_id in contact_ids:
+            pipe.get(keys.contact_mapping(contact_id))
+        lead_ids = [_text(value) for value in pipe.execute()]
+    with conn.pipeline(transaction=False) as pipe:
+        for lead_id in filter(None, lead_ids):
+            pipe.hgetall(keys.lead_mapping(lead_id))
+            pipe.get(keys.lead_snapshot(lead_id))
+        stored = iter(pipe.execute())
+    found = []
+    for lead_id in lead_ids:
+        if lead_id is None:
+            found.append((None, {}, None))
+            continue
+        link, snapshot = next(stored), next(stored)
+        found.append((lead_id, {k.decode(): v.decode() for k, v in link.items()},
+                      json.loads(snapshot) if snapshot else None))
+    return found

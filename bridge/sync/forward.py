@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from bridge.exceptions import LeadNotYetSynced, UpstreamRejected
 from bridge.storage import history, mappings
-from bridge.sync import references
+from bridge.sync import conflicts, references
 from bridge.translate import activity as activities
 from bridge.translate import phones
 from bridge.translate.contact import contact_body, email_search_forms, phone_region
@@ -77,6 +77,9 @@ def upsert(job: Job) -> None:
     if "contact_id" in link:
         contact_id = link["contact_id"]
         apply_changes(job)
+        if link.get("origin") == mappings.LIONDESK_ORIGIN:  # the echo of a lead made from a LionDesk contact
+            deliver_activities(job, contact_id, job.lead.get("activities") or [])
+            return
     else:
         contact_id = link_or_create_contact(job)
     lead_id = ensure_lead(job, contact_id)
@@ -145,12 +148,20 @@ def _contact_of_a_dead_attempt(job: Job, source_id) -> tuple[dict | None, str | 
     """Find the contact an earlier attempt created but did not record, for a lead with no e-mail or phone.
 
     Only runs when that attempt left its "pending" mark: then a contact of our contact
-    source with exactly this name is the one it created.
+    source with exactly this name, not linked to another lead, is the one it created.
+    A lead with an e-mail or phone is never matched by name: the searches would have
+    found its own contact, so a namesake is someone else (the create that failed never
+    happened, e.g. a 5xx or 429 answered before LionDesk did anything).
     """
-    names = [(key, job.lead[key]) for key in ("first_name", "last_name") if job.lead.get(key)]
+    lead = job.lead
+    if email_search_forms([lead.get("email"), lead.get("second_email")]) or \
+            phones.search_forms([lead.get("phone"), lead.get("phone2")], phone_region(job.rules)):
+        return None, None
+    names = [(key, lead[key]) for key in ("first_name", "last_name") if lead.get(key)]
     if not names:
         return None, None
-    found = job.liondesk.find_contacts([*names, ("source_id", source_id)])
+    found = [c for c in job.liondesk.find_contacts([*names, ("source_id", source_id)])
+             if mappings.lead_of_contact(job.conn, c["id"]) in (None, job.lead_id)]
     return (_oldest(found), "name after an interrupted attempt") if found else (None, None)
 
 
@@ -232,7 +243,7 @@ def apply_changes(job: Job) -> None:
         job.note("stale_update_skipped", detail="an update newer than this one was already applied")
         return
     old = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
-    changed = diff(old, snapshot_from_realgeeks(job.lead, job.rules))
+    changed = _without_overruled(job, link, diff(old, snapshot_from_realgeeks(job.lead, job.rules)), job.received_ns)
     if changed:
         client = job.liondesk
         ids = {}
@@ -248,6 +259,14 @@ def apply_changes(job: Job) -> None:
         job.did(f"updated {', '.join(sorted(changed))}")
     mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(old, changed))
     mappings.save_link(job.conn, job.lead_id, applied_ns=job.received_ns)
+
+
+def _without_overruled(job: Job, link: dict, changed: dict, change_ns: int) -> dict:
+    """Drop the fields the reverse sync wrote to Real Geeks after `change_ns`: Real Geeks holds that newer value."""
+    overruled = conflicts.overruled_by_push(link, changed, change_ns)
+    if overruled:
+        job.note("conflict_resolved", fields=overruled, winner="liondesk", detail=conflicts.OVERRULED)
+    return {name: value for name, value in changed.items() if name not in overruled}
 
 
 # -- lead, campaign, offers ----------------------------------------------------------------
@@ -351,6 +370,9 @@ def _assign(job: Job, contact_id, item: dict, kind: str) -> None:
     snapshot = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
     if snapshot.get("agent_email", "") == email.casefold():
         return  # already applied, e.g. folded into the contact we just created
+    link = mappings.get_link(job.conn, job.lead_id)
+    if not _without_overruled(job, link, {"agent_email": email}, activities.created_ns(item) or job.received_ns):
+        return
     user_id = None
     if email:
         user_id = references.user_ids_by_email(job.liondesk).get(email.casefold())

@@ -119,15 +119,20 @@ def assigned_agent_email(lead: Mapping, rules: Mapping) -> str | None:
     The latest assignment activity decides; without one, the deprecated `agent_email`.
     """
     assignments = [act for act in lead.get("activities") or ()
-                   if classify_activity(act, rules) in (ASSIGN, UNASSIGN)]
+                   if _assignment_kind(act, rules) in (ASSIGN, UNASSIGN)]
     latest = most_recent(assignments)
     if latest is not None:
-        if classify_activity(latest, rules) == UNASSIGN:
+        if _assignment_kind(latest, rules) == UNASSIGN:
             return CLEARED
         return liondesk_email_of(latest.get("user") or {}, rules)
     if "agent_email" in lead:
         return CLEARED if lead["agent_email"] == CLEARED else liondesk_email_of({"email": lead["agent_email"]}, rules)
     return None
+
+
+def _assignment_kind(activity: Mapping, rules: Mapping) -> str:
+    """`classify_activity`, except that our own write-backs count: the lead Real Geeks holds includes them."""
+    return classify_activity({**activity, "source": ""}, rules)
 
 
 def _label(activity: Mapping) -> str:

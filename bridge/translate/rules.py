@@ -69,7 +69,7 @@ def _value(rules: dict, path: str):
 # instead of surfacing as a KeyError in the middle of a lead.
 _TEXTS = ("contact.source_name", "contact.phone_region", "contact.address_type",
           "activities.task_action_type", "reverse.source_name")
-_OPTIONAL_TEXTS = ("lead.default_type",)
+_OPTIONAL_TEXTS = ("lead.default_type", "reverse.site_uuid")
 _LISTS = ("contact.extra_tags", "lead.own_address_roles", "activities.ignore")
 _TABLES = ("hotness.by_urgency", "lead.type_by_role", "lead.source_names", "campaigns.by_role",
            "agents.liondesk_email", "activities.v1_types")
