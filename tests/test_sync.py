@@ -261,3 +261,28 @@ def test_a_create_that_failed_is_not_mistaken_for_a_namesake_made_by_a_dead_atte
     namesake_contact = mappings.get_link(redis_conn, namesake["id"])["contact_id"]
     assert mappings.get_link(redis_conn, payload["id"])["contact_id"] != namesake_contact
     assert sorted(c["email"] for c in bridge.contacts()) == sorted([namesake["email"], payload["email"]])
+
+
+def test_with_v1_keys_activities_go_to_the_timeline_and_notes_become_comments(sandbox, redis_url, redis_conn,
+                                                                                webhook_secret):
+    from bridge.app import create_app
+
+    env = {**sandbox.environment(), "REDIS_URL": redis_url, "REALGEEKS_WEBHOOK_SECRET": webhook_secret,
+           "LIONDESK_MAX_REQUESTS_PER_SECOND": "1000",
+           "LIONDESK_V1_API_KEY": "sandbox-v1-key", "LIONDESK_V1_USER_KEY": "sandbox-v1-user"}
+    settings = load_settings(env)
+    v1 = Bridge(create_app(settings).test_client(), Context(settings=settings, redis=redis_conn), sandbox,
+                webhook_secret)
+    note = {"type": "note", "source": "LeadManager", "description": "Called, wants a yard",
+            "created": "2026-11-01T10:00:00Z"}
+    viewed = {"type": "property_viewed", "source": "Website", "description": "Viewed 1 Main St",
+              "created": "2026-11-01T10:05:00Z", "property": {"mls": "123", "listing_price": "500000", "beds": 3}}
+    payload = sample_lead(activities=[note, viewed])
+    v1.deliver_and_work(payload)
+    received = sandbox.control("GET", "liondesk-v1/activities")["data"]
+    assert sorted((a["kind"], str(a["type"])) for a in received) == [("activity", "property_viewed"), ("comment", "1")]
+    (activity,) = [a for a in received if a["kind"] == "activity"]
+    assert activity["property"]["mls"] == "123" and activity["property"]["beds"] == 3
+    assert sandbox.control("GET", "liondesk/tasks")["data"] == []
+    v1.deliver_and_work({"action": "activity_added", "id": payload["id"], "activities": [note, viewed]})
+    assert len(sandbox.control("GET", "liondesk-v1/activities")["data"]) == 2
