@@ -32,21 +32,29 @@ def poll_queue(connection) -> Queue:
     return Queue(defaults.POLL_QUEUE, connection=connection)
 
 
-def enqueue_event(queue: Queue, event_id: str, *, intervals=defaults.RETRY_INTERVALS_SECONDS,
-                  description: str | None = None, unique: bool = False, pipeline=None):
-    """Queue the job that processes a stored event; `unique` refuses a second job for it."""
+def _enqueue(queue: Queue, function: str, argument, job_id: str, *, intervals, result_ttl: int,
+             description: str, unique: bool, pipeline=None):
+    """Queue one bridge job: its id, the retry ladder, the run-time cap and how long its traces stay."""
     return queue.enqueue_call(
-        "workers.jobs.process_event",
-        args=(event_id,),
-        job_id=event_job_id(event_id),
+        function,
+        args=(argument,),
+        job_id=job_id,
         retry=retry_ladder(intervals),
         timeout=defaults.JOB_TIMEOUT_SECONDS,
         failure_ttl=defaults.FAILED_JOB_TTL_SECONDS,
-        result_ttl=defaults.EVENT_TTL_SECONDS // 90,  # a day: enough for `jobs stats`, not a leak
-        description=description or f"process event {event_id}",
+        result_ttl=result_ttl,
+        description=description,
         unique=unique,
         pipeline=pipeline,
     )
+
+
+def enqueue_event(queue: Queue, event_id: str, *, intervals=defaults.RETRY_INTERVALS_SECONDS,
+                  description: str | None = None, unique: bool = False, pipeline=None):
+    """Queue the job that processes a stored event; `unique` refuses a second job for it."""
+    return _enqueue(queue, "workers.jobs.process_event", event_id, event_job_id(event_id), intervals=intervals,
+                    result_ttl=defaults.EVENT_TTL_SECONDS // 90,  # a day: enough for `jobs stats`, not a leak
+                    description=description or f"process event {event_id}", unique=unique, pipeline=pipeline)
 
 
 def poll_job_id(slot_start: int) -> str:
@@ -56,17 +64,9 @@ def poll_job_id(slot_start: int) -> str:
 
 def enqueue_poll(queue: Queue, slot_start: int, *, intervals=defaults.RETRY_INTERVALS_SECONDS):
     """Queue the poll of one slot; refuses (DuplicateJobError) a second job for the same slot."""
-    return queue.enqueue_call(
-        "workers.jobs.poll_liondesk",
-        args=(slot_start,),
-        job_id=poll_job_id(slot_start),
-        retry=retry_ladder(intervals),
-        timeout=defaults.JOB_TIMEOUT_SECONDS,
-        failure_ttl=defaults.FAILED_JOB_TTL_SECONDS,
-        result_ttl=defaults.POLL_RESULT_TTL_SECONDS,
-        description=f"poll LionDesk for changed contacts (slot {slot_start})",
-        unique=True,
-    )
+    return _enqueue(queue, "workers.jobs.poll_liondesk", slot_start, poll_job_id(slot_start), intervals=intervals,
+                    result_ttl=defaults.POLL_RESULT_TTL_SECONDS, unique=True,
+                    description=f"poll LionDesk for changed contacts (slot {slot_start})")
 
 
 def contact_job_id(contact_id: int | str) -> str:
@@ -77,14 +77,7 @@ def contact_job_id(contact_id: int | str) -> str:
 def enqueue_contact_sync(queue: Queue, contact_id: int | str, *, intervals=defaults.RETRY_INTERVALS_SECONDS,
                          description: str | None = None):
     """Queue a job syncing one LionDesk contact to Real Geeks; refuses (DuplicateJobError) while one exists."""
-    return queue.enqueue_call(
-        "workers.jobs.sync_liondesk_contact",
-        args=(contact_id,),
-        job_id=contact_job_id(contact_id),
-        retry=retry_ladder(intervals),
-        timeout=defaults.JOB_TIMEOUT_SECONDS,
-        failure_ttl=defaults.FAILED_JOB_TTL_SECONDS,
-        result_ttl=0,  # a finished job must not keep the contact's next failure from getting a job
-        description=description or f"sync LionDesk contact {contact_id} to Real Geeks",
-        unique=True,
-    )
+    return _enqueue(queue, "workers.jobs.sync_liondesk_contact", contact_id, contact_job_id(contact_id),
+                    intervals=intervals, unique=True,
+                    result_ttl=0,  # a finished job must not keep the contact's next failure from getting a job
+                    description=description or f"sync LionDesk contact {contact_id} to Real Geeks")
