@@ -199,22 +199,27 @@ def test_liondesk_refusal_sends_the_job_to_the_failed_store_at_once(bridge, redi
     assert failed["outcome"] == "failed" and failed["error_class"] == "UpstreamRejected"
 
 
-def test_a_lead_created_by_an_attempt_that_died_before_recording_it_is_not_created_twice(bridge, redis_conn,
-                                                                                          monkeypatch):
+def dying_attempt(bridge, monkeypatch, payload, recorded_field):
+    """Process `payload` in an attempt that dies right after LionDesk answered, before `recorded_field` is stored."""
     from bridge.sync import forward
 
-    payload = sample_lead(activities=[])
     real_save_link = mappings.save_link
 
-    def die_after_lead_post(conn, lead_id, /, **fields):
-        if "lead_id" in fields:
-            raise SystemExit("worker killed between LionDesk's answer and recording the lead id")
+    def die_before_recording(conn, lead_id, /, **fields):
+        if recorded_field in fields:
+            raise SystemExit(f"worker killed between LionDesk's answer and recording {recorded_field}")
         real_save_link(conn, lead_id, **fields)
 
-    monkeypatch.setattr(forward.mappings, "save_link", die_after_lead_post)
+    monkeypatch.setattr(forward.mappings, "save_link", die_before_recording)
     bridge.deliver(payload)
-    bridge.work()  # the attempt dies after LionDesk created the lead; RQ schedules a retry
+    bridge.work()  # the attempt dies; RQ schedules a retry
     monkeypatch.setattr(forward.mappings, "save_link", real_save_link)
+
+
+def test_a_lead_created_by_an_attempt_that_died_before_recording_it_is_not_created_twice(bridge, redis_conn,
+                                                                                          monkeypatch):
+    payload = sample_lead(activities=[])
+    dying_attempt(bridge, monkeypatch, payload, "lead_id")
     assert len(bridge.leads()) == 1
     bridge.deliver_and_work({**payload, "notes": "redelivered after the crash"})
     assert len(bridge.leads()) == 1
@@ -223,20 +228,8 @@ def test_a_lead_created_by_an_attempt_that_died_before_recording_it_is_not_creat
 
 
 def test_a_name_only_contact_created_by_an_attempt_that_died_is_not_created_twice(bridge, redis_conn, monkeypatch):
-    from bridge.sync import forward
-
     payload = sample_lead(activities=[], email="", phone="")
-    real_save_link = mappings.save_link
-
-    def die_after_contact_post(conn, lead_id, /, **fields):
-        if "contact_id" in fields:
-            raise SystemExit("worker killed between LionDesk's answer and recording the contact id")
-        real_save_link(conn, lead_id, **fields)
-
-    monkeypatch.setattr(forward.mappings, "save_link", die_after_contact_post)
-    bridge.deliver(payload)
-    bridge.work()
-    monkeypatch.setattr(forward.mappings, "save_link", real_save_link)
+    dying_attempt(bridge, monkeypatch, payload, "contact_id")
     bridge.deliver_and_work({**payload, "notes": "redelivered after the crash"})
     assert len(bridge.contacts()) == 1 and len(bridge.leads()) == 1
 
