@@ -22,6 +22,15 @@ from workers.worker import build_worker, run
 LADDER = [30, 120, 600, 1800, 7200, 21600]
 
 
+def marker(name):
+    """A Redis key for a test job's marker: unique to the test, under this run's prefix (so it is cleaned up)."""
+    import uuid
+
+    from bridge.storage import keys
+
+    return f"{keys.PREFIX}test:{name}:{uuid.uuid4().hex}"
+
+
 def fake_job(retries_left):
     """A stand-in with the two attributes the failure policy reads and writes."""
     return types.SimpleNamespace(retries_left=retries_left, retry_intervals=list(LADDER))
@@ -92,7 +101,7 @@ def test_permanent_failure_goes_to_the_failed_store_at_once(redis_conn, settings
 
 def test_retryable_failure_is_scheduled_on_the_ladder(redis_conn, settings):
     queue = event_queue(redis_conn)
-    job = queue.enqueue("tests.jobs.flaky", "flaky:ladder", 5, retry=Retry(max=6, interval=LADDER))
+    job = queue.enqueue("tests.jobs.flaky", marker("flaky"), 5, retry=Retry(max=6, interval=LADDER))
     os.environ["REDIS_URL"] = settings.redis_url
     try:
         before = time.time()
@@ -186,7 +195,7 @@ def _answers(url):
 @pytest.mark.e2e
 def test_scheduler_fires_interval_retries(processes, settings, redis_conn):
     queue = event_queue(redis_conn)
-    job = queue.enqueue("tests.jobs.flaky", "flaky:interval", 2, retry=Retry(max=3, interval=[1, 1, 1]))
+    job = queue.enqueue("tests.jobs.flaky", marker("flaky"), 2, retry=Retry(max=3, interval=[1, 1, 1]))
     start_worker(processes, settings)
     wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=40,
                message="the job to succeed on its third attempt")
@@ -196,12 +205,13 @@ def test_scheduler_fires_interval_retries(processes, settings, redis_conn):
 @pytest.mark.e2e
 def test_sigterm_finishes_the_job_in_hand_then_exits(processes, settings, redis_conn):
     queue = event_queue(redis_conn)
-    job = queue.enqueue("tests.jobs.slow", "slow:started", "slow:done", 3, retry=Retry(max=1, interval=[1]))
+    started, done = marker("started"), marker("done")
+    job = queue.enqueue("tests.jobs.slow", started, done, 3, retry=Retry(max=1, interval=[1]))
     worker = start_worker(processes, settings)
-    wait_until(lambda: redis_conn.get("slow:started"), message="the job to start")
+    wait_until(lambda: redis_conn.get(started), message="the job to start")
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=25) == 0
-    assert redis_conn.get("slow:done") == b"1"
+    assert redis_conn.get(done) == b"1"
     assert job.get_status(refresh=True) == JobStatus.FINISHED
 
 
@@ -213,24 +223,24 @@ def test_sigkilled_worker_leaves_its_job_retried_or_failed(processes, settings, 
     that sweep with a clock past the heartbeat instead of waiting the real ~85 s."""
     queue = event_queue(redis_conn)
     options = {"retry": Retry(max=retries, interval=[1] * retries)} if retries else {}
-    job = queue.enqueue("tests.jobs.slow", "kill:started", "kill:done", 30, job_timeout=20, **options)
+    started, done = marker("started"), marker("done")
+    job = queue.enqueue("tests.jobs.slow", started, done, 30, job_timeout=20, **options)
     worker = start_worker(processes, settings)
-    wait_until(lambda: redis_conn.get("kill:started"), message="the job to start")
+    wait_until(lambda: redis_conn.get(started), message="the job to start")
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(timeout=10)
-    started = StartedJobRegistry(queue=queue)
-    assert job.id in started.get_job_ids(cleanup=False)
+    running = StartedJobRegistry(queue=queue)
+    assert job.id in running.get_job_ids(cleanup=False)
 
-    started.cleanup(timestamp=time.time() + 20 + 60 + 5)
+    running.cleanup(timestamp=time.time() + 20 + 60 + 5)
     if expected == "failed":
         assert job.id in FailedJobRegistry(queue=queue).get_job_ids()
         return
     assert job.get_status(refresh=True) in (JobStatus.SCHEDULED, JobStatus.QUEUED)
-    redis_conn.set("kill:started", 0)
     # a fresh worker picks the retried job up; make it quick by shortening the sleep
-    job.args = ("kill:started", "kill:done", 0.1)
+    job.args = (started, done, 0.1)
     job.save()
     start_worker(processes, settings, name="worker2")
     wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=30,
                message="the retried job to finish on another worker")
-    assert redis_conn.get("kill:done") == b"1"
+    assert redis_conn.get(done) == b"1"
