@@ -39,11 +39,13 @@ class Context:
 
     def observe_call(self, service: str, method: str, path: str, status, duration_ms: float) -> None:
         """Record one outbound call in the metrics and, in its place, in the lead's story (never tokens or bodies)."""
-        self.metrics.call(service, status)
-        if self.story is not None:
-            lead_id, event_id = self.story
-            history.append(self.redis, lead_id, "call", event_id=event_id, service=service, method=method,
-                           path=path, status=status, ms=round(duration_ms, 1))
+        with self.redis.pipeline(transaction=False) as pipe:  # one round trip per call, not four
+            Metrics(pipe).call(service, status)
+            if self.story is not None:
+                lead_id, event_id = self.story
+                history.append(pipe, lead_id, "call", event_id=event_id, service=service, method=method,
+                               path=path, status=status, ms=round(duration_ms, 1))
+            pipe.execute()
 
     @contextmanager
     def telling(self, lead_id: str, event_id: str | None):

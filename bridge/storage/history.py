@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import time
 
+import redis
+
 from bridge import defaults
 from bridge.storage import keys
 
@@ -27,9 +29,14 @@ def append(conn, lead_id: str, kind: str, **facts) -> dict:
 def append_entry(conn, lead_id: str, record: dict) -> dict:
     """Append a ready-made entry (see `entry`) to a lead's story."""
     key = keys.lead_history(lead_id)
-    conn.rpush(key, json.dumps(record, default=str, separators=(",", ":")))
-    conn.ltrim(key, -defaults.HISTORY_MAX_ENTRIES, -1)
-    conn.expire(key, defaults.HISTORY_TTL_SECONDS)
+    # One round trip, not three: a job writes a dozen entries, and on a hosted Redis
+    # each round trip costs about a millisecond of the job's time.
+    pipe = conn if isinstance(conn, redis.client.Pipeline) else conn.pipeline(transaction=False)
+    pipe.rpush(key, json.dumps(record, default=str, separators=(",", ":")))
+    pipe.ltrim(key, -defaults.HISTORY_MAX_ENTRIES, -1)
+    pipe.expire(key, defaults.HISTORY_TTL_SECONDS)
+    if pipe is not conn:
+        pipe.execute()
     return record
 
 

@@ -60,8 +60,10 @@ def effect_state(conn: redis.Redis, lead_id: str, effect: str) -> str | None:
 
 def mark_effect(conn: redis.Redis, lead_id: str, effect: str, state: str) -> None:
     """Record the state of a once-only effect of a lead ("pending" before its call, "done" after)."""
-    conn.hset(keys.lead_effects(lead_id), effect, state)
-    conn.expire(keys.lead_effects(lead_id), defaults.HISTORY_TTL_SECONDS)
+    with conn.pipeline(transaction=False) as pipe:  # one round trip
+        pipe.hset(keys.lead_effects(lead_id), effect, state)
+        pipe.expire(keys.lead_effects(lead_id), defaults.HISTORY_TTL_SECONDS)
+        pipe.execute()
 
 
 def activity_seen(conn: redis.Redis, lead_id: str, fingerprint: str) -> bool:
