@@ -12,11 +12,24 @@ import requests
 from tests.support import ROOT, free_port, wait_until
 
 
+def free_port_pair() -> int:
+    """A port P on 127.0.0.1 such that P and P + 1 are both free right now."""
+    import socket
+
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("found no two consecutive free ports on 127.0.0.1")
+
+
 @pytest.mark.e2e
 def test_bridge_dev_runs_the_whole_bridge_with_embedded_redis_and_sandbox(tmp_path):
-    port = free_port()
-    while port + 1 == free_port():  # the sandbox takes PORT + 1
-        port = free_port()
+    port = free_port_pair()  # the sandbox takes PORT + 1
     env = {"PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin", "BRIDGE_STATE_DIR": str(tmp_path / "state"),
            "HOME": str(tmp_path)}
     log = open(tmp_path / "dev.log", "wb")
