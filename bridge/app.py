@@ -53,7 +53,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(webhook.bp)
     app.register_blueprint(health.bp)
 
-    from bridge.ops import admin, prometheus
+    from bridge.ops import admin, auth, prometheus
+
+    auth.configure_sessions(app)  # console-only sessions: no cookie work on any other route
 
     app.register_blueprint(prometheus.bp)
     admin.init_app(app)  # the support console, only when ADMIN_USERNAME and ADMIN_PASSWORD are set

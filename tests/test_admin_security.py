@@ -179,3 +179,12 @@ def test_console_pages_forbid_framing_and_caching(browser):
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert "script-src" not in response.headers["Content-Security-Policy"]  # default-src 'none' covers it
     assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_sessions_exist_only_inside_the_console(browser):
+    """Outside /admin no session is opened or written: no cookie work on the webhook's hot path."""
+    log_in(browser)
+    for url in ("/healthz", "/webhooks/realgeeks"):
+        response = browser.get(url) if url == "/healthz" else browser.post(url, data=b"{}")
+        assert "Set-Cookie" not in response.headers, url
+    assert browser.get("/admin/").status_code == 200  # the console session survived those requests

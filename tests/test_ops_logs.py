@@ -84,3 +84,31 @@ def test_dates_and_times_are_not_mistaken_for_phone_numbers():
 
     text = "at 2026-11-22 06:32:04,123 called 808-817-2382; created 2015-10-01T06:14:01.632792Z"
     assert scrub(text) == "at 2026-11-22 06:32:04,123 called ***82; created 2015-10-01T06:14:01.632792Z"
+
+
+@pytest.mark.parametrize("value", ["created", "queued", "user_updated", "0123456789abcdef", "abc_123"])
+def test_plain_words_pass_unchanged(value):
+    """Words with a non-digit cannot hold an email, a phone or a credential; they skip the maskers."""
+    assert logs.scrub(value) == value
+
+
+@pytest.mark.parametrize("value", ["8085550142", "+18085550142", "id 808-555-0142", "x:808-555-0142",
+                                   f"mail {EMAIL}", f"token={ACCESS_TOKEN}"])
+def test_anything_else_is_still_masked(value):
+    """Digits alone, or text around a phone, an email or a credential, still go through every masker."""
+    masked = logs.scrub(value)
+    assert masked != value
+    assert not any(secret in masked for secret in (EMAIL, ACCESS_TOKEN, "808-555-0142", "8085550142"))
+
+
+def test_identifiers_are_logged_verbatim_even_when_all_digits():
+    """An event id that happens to be all digits is an id support searches by, not a phone number."""
+    facts = logs.scrub({"event_id": "01951234567812345678", "lead_id": "98765432", "note": "call 8085550142"})
+    assert facts["event_id"] == "01951234567812345678"
+    assert facts["lead_id"] == "98765432"
+    assert "8085550142" not in facts["note"]
+
+
+def test_identifier_fields_holding_text_are_still_masked():
+    """Only a single token counts as an identifier: an email under an *_id name is masked."""
+    assert EMAIL not in logs.scrub({"user_id": f"{EMAIL} "})["user_id"]

@@ -23,7 +23,7 @@ from bridge.ops import jobs as job_tools
 from bridge.storage import events, keys
 from workers.queue import event_job_id
 
-bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static")
+bp = Blueprint("admin", __name__, url_prefix=auth.CONSOLE_PATH, template_folder="templates", static_folder="static")
 log = logging.getLogger("bridge.admin")
 
 PUBLIC_ENDPOINTS = frozenset({"admin.login", "admin.static"})
@@ -44,14 +44,13 @@ SECURITY_HEADERS = {
 
 
 def init_app(app) -> None:
-    """Mount the console (and its sessions) on `app` when the settings enable it."""
+    """Mount the console on `app` when the settings enable it."""
     settings = app.config["BRIDGE_SETTINGS"]
     if not settings.admin_enabled:
         return
     if not settings.secret_key:
         log.warning("SECRET_KEY is not set: console sessions are signed with a key derived from "
                     "ADMIN_PASSWORD; set SECRET_KEY to rotate it independently")
-    auth.configure_sessions(app)
     app.register_blueprint(bp)
 
 

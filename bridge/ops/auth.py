@@ -14,17 +14,27 @@ from flask.sessions import SecureCookieSessionInterface
 from bridge import defaults
 from bridge.storage import keys
 
+CONSOLE_PATH = "/admin"
+"""URL prefix of the support console: the only place with sessions."""
+
 CSRF_FIELD = "csrf_token"
 """Name of the hidden form field that carries the CSRF token."""
 
 
 class ConsoleSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session, marked Secure whenever the request came over HTTPS.
+    """Flask's signed-cookie session for the console only, marked Secure whenever the request came over HTTPS.
 
     gunicorn trusts the router's X-Forwarded-Proto (forwarded_allow_ips), so behind
     Heroku every console request is HTTPS and the cookie never travels in clear; a
     plain-HTTP local run still works.
     """
+
+    def open_session(self, app, request):
+        # Only the console has sessions. Everything else (above all the webhook, the hot
+        # path) gets Flask's null session and skips building a cookie signer per request.
+        if not request.path.startswith(CONSOLE_PATH):
+            return None
+        return super().open_session(app, request)
 
     def get_cookie_secure(self, app) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"] or (has_request_context() and request.is_secure))

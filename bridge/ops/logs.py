@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -16,6 +17,15 @@ _SECRET_KEYS = re.compile(r"token|secret|password|authorization|signature|api_ke
 _AUTH_SCHEME = re.compile(r"\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+", re.I)
 _CREDENTIAL = re.compile(r"([\w-]*(?:token|secret|password|passwd|api_?key|user_key)[\"']?\s*[:=]\s*[\"']?)"
                          r"([^\s\"',&;}]+)", re.I)
+
+# A string of word characters with at least one that is not a digit can hold no e-mail
+# (no "@"), no phone number (the phone pattern needs a non-word character or the string's
+# edge on both sides of its digits, so the whole string would be digits) and no quoted
+# credential (those need ":", "=" or a space): ids, actions and outcomes skip the maskers.
+_PLAIN_WORD = re.compile(r"\w*[^\W\d]\w*")
+# Identifiers (event_id, lead_id, job_id, ...) are what support searches by: logged
+# verbatim when they are a single token, even when they happen to be all digits.
+_IDENTIFIER = re.compile(r"[\w.:-]+")
 
 RQ_LOGGERS = ("rq.worker", "rq.job", "rq.queue", "rq.registry", "rq.scheduler", "rq.webhook")
 """RQ's loggers; the worker's logs a failed job's traceback, exception message included."""
@@ -39,13 +49,30 @@ def mask_credentials(text: str) -> str:
 
 def scrub(value):
     """Mask personal data and drop secrets from a value about to be logged."""
+    if isinstance(value, str):
+        if _PLAIN_WORD.fullmatch(value):
+            return value
+        return mask_phone(mask_email(mask_credentials(value)))
     if isinstance(value, dict):
-        return {k: ("[redacted]" if _SECRET_KEYS.search(str(k)) else scrub(v)) for k, v in value.items()}
+        return {k: _scrub_field(str(k), v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [scrub(v) for v in value]
-    if isinstance(value, str):
-        return mask_phone(mask_email(mask_credentials(value)))
     return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _names_secret(key: str) -> bool:
+    """Whether a field named `key` holds a secret (a log line has few distinct names: cached)."""
+    return _SECRET_KEYS.search(key) is not None
+
+
+def _scrub_field(key: str, value):
+    """Scrub one named value: secrets by name are dropped, identifiers kept, the rest masked."""
+    if _names_secret(key):
+        return "[redacted]"
+    if key.endswith("_id") and isinstance(value, str) and _IDENTIFIER.fullmatch(value):
+        return value
+    return scrub(value)
 
 
 class ScrubFilter(logging.Filter):
