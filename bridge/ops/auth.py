@@ -15,14 +15,18 @@ from bridge import defaults
 from bridge.storage import keys
 
 CONSOLE_PATH = "/admin"
-"""URL prefix of the support console: the only place with sessions."""
+"""URL prefix of the support console."""
+
+SESSION_PATHS = (CONSOLE_PATH, "/metrics")
+"""URL prefixes where a console session means something: the console, and /metrics
+(open to a logged-in support person as well as to a bearer token)."""
 
 CSRF_FIELD = "csrf_token"
 """Name of the hidden form field that carries the CSRF token."""
 
 
 class ConsoleSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session for the console only, marked Secure whenever the request came over HTTPS.
+    """Flask's signed-cookie session for the console (and /metrics) only, marked Secure whenever the request came over HTTPS.
 
     gunicorn trusts the router's X-Forwarded-Proto (forwarded_allow_ips), so behind
     Heroku every console request is HTTPS and the cookie never travels in clear; a
@@ -30,9 +34,9 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
     """
 
     def open_session(self, app, request):
-        # Only the console has sessions. Everything else (above all the webhook, the hot
-        # path) gets Flask's null session and skips building a cookie signer per request.
-        if not request.path.startswith(CONSOLE_PATH):
+        # Only the console and /metrics have sessions. Everything else (above all the webhook,
+        # the hot path) gets Flask's null session and skips building a cookie signer per request.
+        if not request.path.startswith(SESSION_PATHS):
             return None
         return super().open_session(app, request)
 
