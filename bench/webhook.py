@@ -1,9 +1,12 @@
-"""Sustained signed-webhook throughput and latency: the bridge beside a bare Flask endpoint.
+"""Sustained signed-webhook throughput and latency: the bridge beside two yardsticks.
 
-Both apps run under the project's own gunicorn.conf.py, on 127.0.0.1, against a private
-redis-server this script starts. wrk sends distinct, correctly signed deliveries over
-32 keep-alive connections; rounds alternate bridge / bare so that machine noise hits
-both alike, and the report gives medians and the bridge/bare ratio.
+Three apps run under the project's own gunicorn.conf.py, on 127.0.0.1, against a private
+redis-server this script starts: the bridge; `bare`, a Flask endpoint that only answers
+200 (the issue's yardstick); and `floor`, a Flask endpoint that stores the body with one
+Redis SET and answers (the least any persist-then-acknowledge endpoint can do, see
+bench/bare_app.py). wrk sends distinct, correctly signed deliveries over 32 keep-alive
+connections; each round measures the three in turn so that machine noise hits all alike,
+and the report gives medians and the ratios of each round.
 
     python bench/webhook.py [--rounds 3] [--seconds 10] [--connections 32]
 
@@ -64,6 +67,13 @@ def start_gunicorn(app: str, port: int, env: dict, log: Path) -> subprocess.Pope
     return process
 
 
+# name → gunicorn app spec, in the order each round measures them
+APPS = {
+    "bridge": "bridge.app:create_app()",
+    "floor": "bench.bare_app:create_floor_app()",
+    "bare": "bench.bare_app:create_app()",
+}
+
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
@@ -105,16 +115,15 @@ def main() -> None:
     redis_process = start_server(work / "redis", port=redis_port, persist=False)
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     env = {"REDIS_URL": redis_url, "REALGEEKS_WEBHOOK_SECRET": SECRET}
-    bridge_port, bare_port = free_port(), free_port()
-    servers = [start_gunicorn("bridge.app:create_app()", bridge_port, env, work / "bridge.log"),
-               start_gunicorn("bench.bare_app:create_app()", bare_port, env, work / "bare.log")]
+    ports = {name: free_port() for name in APPS}
+    servers = [start_gunicorn(app, ports[name], env, work / f"{name}.log") for name, app in APPS.items()]
     deliveries = work / "deliveries.tsv"
     write_deliveries(deliveries, args.deliveries)
     conn = connect(redis_url)
-    results = {"bridge": [], "bare": []}
+    results = {name: [] for name in APPS}
     try:
         for round_number in range(args.rounds):
-            for name, port in (("bridge", bridge_port), ("bare", bare_port)):
+            for name, port in ports.items():
                 conn.flushdb()  # our private server: every round starts with no dedupe keys
                 measured = run_wrk(port, deliveries, args.seconds, args.connections, args.threads)
                 if name == "bridge":
@@ -136,16 +145,17 @@ def main() -> None:
     def median(name, key):
         return statistics.median(r[key] for r in results[name])
 
-    ratio = median("bridge", "rps") / median("bare", "rps")
-    ratios = [b["rps"] / a["rps"] for b, a in zip(results["bridge"], results["bare"])]
     print(f"\n| server | median req/s | median p50 (ms) | median p99 (ms) | non-2xx |")
     print("|---|---|---|---|---|")
-    for name in ("bridge", "bare"):
+    for name in APPS:
         print(f"| {name} | {median(name, 'rps'):.0f} | {median(name, 'p50_ms'):.2f} | "
               f"{median(name, 'p99_ms'):.2f} | {sum(r['non_2xx'] for r in results[name])} |")
-    print(f"\nbridge / bare throughput: median of rounds {ratio:.2f} "
-          f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}); "
-          f"{args.connections} connections, {args.rounds} rounds × {args.seconds} s, wrk -t{args.threads}")
+    print()
+    for top, bottom in (("bridge", "bare"), ("bridge", "floor"), ("floor", "bare")):
+        ratios = [t["rps"] / b["rps"] for t, b in zip(results[top], results[bottom])]
+        print(f"- {top} / {bottom} throughput: median {statistics.median(ratios):.2f} "
+              f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})")
+    print(f"\n{args.connections} connections, {args.rounds} rounds × {args.seconds} s each, wrk -t{args.threads}")
 
 
 if __name__ == "__main__":
