@@ -6,9 +6,10 @@ redis-server this script starts: the bridge; `bare`, a Flask endpoint that only 
 Redis SET and answers (the least any persist-then-acknowledge endpoint can do, see
 bench/bare_app.py). wrk sends distinct, correctly signed deliveries over 32 keep-alive
 connections; each round measures the three in turn so that machine noise hits all alike,
-and the report gives medians and the ratios of each round.
+and the report gives medians and the ratios of each round. A second, paced run per round
+measures latency at a fixed offered load (--paced-rate) rather than at saturation.
 
-    python bench/webhook.py [--rounds 3] [--seconds 10] [--connections 32]
+    python bench/webhook.py [--rounds 3] [--seconds 10] [--connections 32] [--paced-rate 1000]
 
 Needs `wrk` (Debian package `wrk`).
 """
@@ -77,11 +78,27 @@ APPS = {
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(port: int, deliveries: Path, seconds: int, connections: int, threads: int) -> dict:
+def paced_script(work: Path, rate: float, connections: int) -> Path:
+    """Write webhook.lua plus a delay() hook that paces each connection to `rate` requests/s in all.
+
+    Each connection waits connections/rate seconds between requests (less the ~1 ms a
+    request takes), so the offered load is close to `rate`; the report gives what was
+    achieved. A closed loop like this under-reports latency only when the server falls
+    behind, which the achieved rate shows.
+    """
+    pause_ms = max(1, round(connections / rate * 1000) - 1)
+    script = work / "webhook_paced.lua"
+    script.write_text((ROOT / "bench" / "webhook.lua").read_text()
+                      + f"\nfunction delay()\n  return {pause_ms}\nend\n")
+    return script
+
+
+def run_wrk(port: int, deliveries: Path, seconds: int, connections: int, threads: int,
+            script: Path = ROOT / "bench" / "webhook.lua") -> dict:
     """Run wrk against one server; return requests/s, p50/p99 in ms and non-2xx count."""
     result = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-         "-s", str(ROOT / "bench" / "webhook.lua"), f"http://127.0.0.1:{port}", "--", str(deliveries), str(threads)],
+         "-s", str(script), f"http://127.0.0.1:{port}", "--", str(deliveries), str(threads)],
         capture_output=True, text=True, check=True)
     text = result.stdout
 
@@ -98,14 +115,44 @@ def run_wrk(port: int, deliveries: Path, seconds: int, connections: int, threads
     }
 
 
+def check_all_stored(conn, measured: dict, connections: int) -> None:
+    """Stop the benchmark if the bridge acknowledged deliveries it did not store."""
+    stored = conn.zcard(f"{os.environ.get('BRIDGE_KEY_PREFIX', 'bridge:')}events")
+    measured["stored"] = stored
+    if stored < measured["requests"] - measured["non_2xx"] - connections:
+        raise SystemExit(f"only {stored} events stored for {measured['requests']} requests")
+
+
+def print_table(title: str, results: dict, ratios: bool = True) -> None:
+    """Print one Markdown table of medians and, for saturated runs, the per-round throughput ratios."""
+    def median(name, key):
+        return statistics.median(r[key] for r in results[name])
+
+    print(f"\n{title}\n")
+    print("| server | median req/s | median p50 (ms) | median p99 (ms) | non-2xx |")
+    print("|---|---|---|---|---|")
+    for name in APPS:
+        print(f"| {name} | {median(name, 'rps'):.0f} | {median(name, 'p50_ms'):.2f} | "
+              f"{median(name, 'p99_ms'):.2f} | {sum(r['non_2xx'] for r in results[name])} |")
+    if not ratios:  # a paced run's throughput is the offered load, not what a server can do
+        return
+    print()
+    for top, bottom in (("bridge", "bare"), ("bridge", "floor"), ("floor", "bare")):
+        ratios = [t["rps"] / b["rps"] for t, b in zip(results[top], results[bottom])]
+        print(f"- {top} / {bottom} throughput: median {statistics.median(ratios):.2f} "
+              f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})")
+
+
 def main() -> None:
-    """Measure both servers in alternating rounds and print a Markdown report."""
+    """Measure the three servers in rounds, saturated then paced, and print a Markdown report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--deliveries", type=int, default=60000, help="distinct signed bodies per round")
+    parser.add_argument("--paced-rate", type=float, default=1000,
+                        help="also measure latency at this offered load, requests/s in all (0: skip)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
@@ -119,21 +166,22 @@ def main() -> None:
     servers = [start_gunicorn(app, ports[name], env, work / f"{name}.log") for name, app in APPS.items()]
     deliveries = work / "deliveries.tsv"
     write_deliveries(deliveries, args.deliveries)
+    scripts = {"saturated": ROOT / "bench" / "webhook.lua"}
+    if args.paced_rate:
+        scripts["paced"] = paced_script(work, args.paced_rate, args.connections)
     conn = connect(redis_url)
-    results = {name: [] for name in APPS}
+    results = {mode: {name: [] for name in APPS} for mode in scripts}
     try:
         for round_number in range(args.rounds):
-            for name, port in ports.items():
-                conn.flushdb()  # our private server: every round starts with no dedupe keys
-                measured = run_wrk(port, deliveries, args.seconds, args.connections, args.threads)
-                if name == "bridge":
-                    stored = conn.zcard(f"{os.environ.get('BRIDGE_KEY_PREFIX', 'bridge:')}events")
-                    measured["stored"] = stored
-                    if stored < measured["requests"] - measured["non_2xx"] - args.connections:
-                        raise SystemExit(f"only {stored} events stored for {measured['requests']} requests")
-                results[name].append(measured)
-                print(f"round {round_number + 1} {name:6s} {measured}", file=sys.stderr)
-                time.sleep(1)
+            for mode, script in scripts.items():
+                for name, port in ports.items():
+                    conn.flushdb()  # our private server: every run starts with no dedupe keys
+                    measured = run_wrk(port, deliveries, args.seconds, args.connections, args.threads, script)
+                    if name == "bridge":
+                        check_all_stored(conn, measured, args.connections)
+                    results[mode][name].append(measured)
+                    print(f"round {round_number + 1} {mode:9s} {name:6s} {measured}", file=sys.stderr)
+                    time.sleep(1)
     finally:
         for process in servers:
             process.terminate()
@@ -142,20 +190,12 @@ def main() -> None:
         redis_process.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
 
-    def median(name, key):
-        return statistics.median(r[key] for r in results[name])
-
-    print(f"\n| server | median req/s | median p50 (ms) | median p99 (ms) | non-2xx |")
-    print("|---|---|---|---|---|")
-    for name in APPS:
-        print(f"| {name} | {median(name, 'rps'):.0f} | {median(name, 'p50_ms'):.2f} | "
-              f"{median(name, 'p99_ms'):.2f} | {sum(r['non_2xx'] for r in results[name])} |")
-    print()
-    for top, bottom in (("bridge", "bare"), ("bridge", "floor"), ("floor", "bare")):
-        ratios = [t["rps"] / b["rps"] for t, b in zip(results[top], results[bottom])]
-        print(f"- {top} / {bottom} throughput: median {statistics.median(ratios):.2f} "
-              f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})")
-    print(f"\n{args.connections} connections, {args.rounds} rounds × {args.seconds} s each, wrk -t{args.threads}")
+    print_table(f"Saturated: {args.connections} connections, each sending its next request as soon as "
+                f"the answer arrives", results["saturated"])
+    if "paced" in results:
+        print_table(f"Paced: {args.connections} connections offering about {args.paced_rate:.0f} "
+                    f"requests/s in all", results["paced"], ratios=False)
+    print(f"\n{args.rounds} rounds × {args.seconds} s per run, wrk -t{args.threads}")
 
 
 if __name__ == "__main__":
