@@ -1,0 +1,185 @@
+"""Where the webhook intake's CPU goes under load: the bridge with parts swapped out.
+
+Each variant runs under the project's gunicorn.conf.py against a private redis-server,
+loaded by wrk exactly as in bench/webhook.py (32 connections, distinct signed bodies).
+For each, the report gives throughput and, per request, the CPU time of the gunicorn
+processes, of redis-server and of wrk (utime + stime from /proc) and the context
+switches of every gunicorn thread. Variants run one after another, so compare figures
+of one run only.
+
+    python bench/webhook_costs.py [--seconds 6] [--rounds 1]
+
+The variants are measurement tools, not configurations: they patch a built app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.webhook import SECRET, run_wrk, start_gunicorn, write_deliveries  # noqa: E402
+from bridge.storage.embedded import start_server  # noqa: E402
+from tests.support import free_port  # noqa: E402
+
+
+def _silence_webhook_log():
+    """Drop the one JSON line per webhook (the rest of the request path is unchanged)."""
+    logging.getLogger("bridge.webhook").disabled = True
+
+
+def _store_with_one_set(app):
+    """Replace the store's Lua script by one Redis SET of the body (no dedupe, no index, no queue)."""
+    from bridge.intake.store import Receipt
+
+    store = app.extensions["bridge.store"]
+
+    def one_set(body, headers, verdict, received_at):
+        store.conn.set(f"costs:{uuid.uuid4().hex}", body, ex=600)
+        return Receipt(uuid.uuid4().hex, verdict.status)
+
+    store.store = one_set
+
+
+def without_log_line():
+    """The bridge without its per-webhook log line."""
+    from bridge.app import create_app
+
+    app = create_app()
+    _silence_webhook_log()
+    return app
+
+
+def with_set_store():
+    """The bridge storing each delivery with one SET instead of its script."""
+    from bridge.app import create_app
+
+    app = create_app()
+    _store_with_one_set(app)
+    return app
+
+
+def with_set_store_without_log_line():
+    """The bridge with both of the above: what is left is its request handling in Python."""
+    app = with_set_store()
+    _silence_webhook_log()
+    return app
+
+
+VARIANTS = {
+    "bridge": "bridge.app:create_app()",
+    "bridge, no log line": "bench.webhook_costs:without_log_line()",
+    "bridge, SET instead of script": "bench.webhook_costs:with_set_store()",
+    "bridge, SET, no log line": "bench.webhook_costs:with_set_store_without_log_line()",
+    "floor (Flask + one SET)": "bench.bare_app:create_floor_app()",
+    "bare (Flask, answers 200)": "bench.bare_app:create_app()",
+}
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(root_pid: int) -> list[int]:
+    """The pid of a gunicorn master and of its workers, once all of them have started.
+
+    The server answers as soon as its first worker does; the others fork a moment
+    later, so wait until the list has not changed for a second.
+    """
+    def listing():
+        out = subprocess.run(["pgrep", "-P", str(root_pid)], capture_output=True, text=True).stdout
+        return sorted(map(int, out.split()))
+
+    seen = listing()
+    while True:
+        time.sleep(1)
+        now = listing()
+        if now == seen:
+            return [root_pid, *now]
+        seen = now
+
+
+def cpu_and_switches(pids: list[int]) -> tuple[float, int]:
+    """CPU seconds (user + system) of `pids` and the context switches of all their threads."""
+    seconds, switches = 0.0, 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            seconds += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+            for task in os.listdir(f"/proc/{pid}/task"):
+                for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
+                    if "ctxt_switches:" in line:  # voluntary and involuntary
+                        switches += int(line.split()[-1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a worker that exited between listing and reading
+    return seconds, switches
+
+
+def measure(app: str, port: int, env: dict, redis_pid: int, work: Path, deliveries: Path, seconds: int) -> dict:
+    """Start one variant, load it with wrk, and return its per-request costs."""
+    server = start_gunicorn(app, port, env, work / f"{port}.log")
+    try:
+        pids = process_tree(server.pid)
+        before, redis_before, wrk_before = cpu_and_switches(pids), cpu_and_switches([redis_pid]), os.times()
+        result = run_wrk(port, deliveries, seconds, 32, 2)
+        after, redis_after, wrk_after = cpu_and_switches(pids), cpu_and_switches([redis_pid]), os.times()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    count = result["requests"]
+    wrk_cpu = (wrk_after.children_user + wrk_after.children_system
+               - wrk_before.children_user - wrk_before.children_system)
+    return {
+        "rps": result["rps"],
+        "gunicorn_us": (after[0] - before[0]) / count * 1e6,
+        "switches": (after[1] - before[1]) / count,
+        "redis_us": (redis_after[0] - redis_before[0]) / count * 1e6,
+        "wrk_us": wrk_cpu / count * 1e6,
+    }
+
+
+def main() -> None:
+    """Measure every variant and print a Markdown table of medians over rounds."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
+    work = Path(tempfile.mkdtemp(prefix="bench-costs-"))
+    redis_port = free_port()
+    redis_process = start_server(work / "redis", port=redis_port, persist=False)
+    env = {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "REALGEEKS_WEBHOOK_SECRET": SECRET}
+    deliveries = work / "deliveries.tsv"
+    write_deliveries(deliveries, 60000)
+    results = {name: [] for name in VARIANTS}
+    try:
+        for _ in range(args.rounds):
+            for name, app in VARIANTS.items():
+                results[name].append(measure(app, free_port(), env, redis_process.pid, work, deliveries, args.seconds))
+                print(f"{name}: {results[name][-1]}", file=sys.stderr)
+    finally:
+        redis_process.terminate()
+        redis_process.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+    print("| variant | req/s | gunicorn CPU µs/req | context switches/req | redis CPU µs/req | wrk CPU µs/req |")
+    print("|---|---|---|---|---|---|")
+    for name, runs in results.items():
+        cell = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+        print(f"| {name} | {cell['rps']:.0f} | {cell['gunicorn_us']:.0f} | {cell['switches']:.1f} | "
+              f"{cell['redis_us']:.0f} | {cell['wrk_us']:.0f} |")
+    print(f"\n32 connections, {args.seconds} s per run, median of {args.rounds} round(s)")
+
+
+if __name__ == "__main__":
+    main()
