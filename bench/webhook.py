@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,25 +144,8 @@ def print_table(title: str, results: dict, ratios: bool = True) -> None:
               f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})")
 
 
-def main() -> None:
-    """Measure the three servers in rounds, saturated then paced, and print a Markdown report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--deliveries", type=int, default=60000, help="distinct signed bodies per round")
-    parser.add_argument("--paced-rate", type=float, default=1000,
-                        help="also measure latency at this offered load, requests/s in all (0: skip)")
-    args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
-
-    work = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
-    redis_port = free_port()
-    redis_process = start_server(work / "redis", port=redis_port, persist=False)
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    env = {"REDIS_URL": redis_url, "REALGEEKS_WEBHOOK_SECRET": SECRET}
+def measure_rounds(args, work: Path, env: dict) -> dict:
+    """Run every round, saturated then paced, against the three servers; return results by mode and server."""
     ports = {name: free_port() for name in APPS}
     servers = [start_gunicorn(app, ports[name], env, work / f"{name}.log") for name, app in APPS.items()]
     deliveries = work / "deliveries.tsv"
@@ -169,7 +153,7 @@ def main() -> None:
     scripts = {"saturated": ROOT / "bench" / "webhook.lua"}
     if args.paced_rate:
         scripts["paced"] = paced_script(work, args.paced_rate, args.connections)
-    conn = connect(redis_url)
+    conn = connect(env["REDIS_URL"])
     results = {mode: {name: [] for name in APPS} for mode in scripts}
     try:
         for round_number in range(args.rounds):
@@ -186,10 +170,39 @@ def main() -> None:
         for process in servers:
             process.terminate()
             process.wait(timeout=30)
+    return results
+
+
+@contextmanager
+def load_test_setup(prefix: str):
+    """Check for wrk, start a private redis-server, yield (work folder, environment, redis process); clean up."""
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    redis_port = free_port()
+    redis_process = start_server(work / "redis", port=redis_port, persist=False)
+    env = {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "REALGEEKS_WEBHOOK_SECRET": SECRET}
+    try:
+        yield work, env, redis_process
+    finally:
         redis_process.terminate()
         redis_process.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
 
+
+def main() -> None:
+    """Measure the three servers in rounds, saturated then paced, and print a Markdown report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--deliveries", type=int, default=60000, help="distinct signed bodies per round")
+    parser.add_argument("--paced-rate", type=float, default=1000,
+                        help="also measure latency at this offered load, requests/s in all (0: skip)")
+    args = parser.parse_args()
+    with load_test_setup("bench-webhook-") as (work, env, _):
+        results = measure_rounds(args, work, env)
     print_table(f"Saturated: {args.connections} connections, each sending its next request as soon as "
                 f"the answer arrives", results["saturated"])
     if "paced" in results:

@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.webhook import SECRET, run_wrk, start_gunicorn, write_deliveries  # noqa: E402
-from bridge.storage.embedded import start_server  # noqa: E402
+from bench.webhook import load_test_setup, run_wrk, start_gunicorn, write_deliveries  # noqa: E402
+from bridge.storage.redis import connect  # noqa: E402
 from tests.support import free_port  # noqa: E402
 
 
@@ -153,24 +151,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
-    work = Path(tempfile.mkdtemp(prefix="bench-costs-"))
-    redis_port = free_port()
-    redis_process = start_server(work / "redis", port=redis_port, persist=False)
-    env = {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "REALGEEKS_WEBHOOK_SECRET": SECRET}
-    deliveries = work / "deliveries.tsv"
-    write_deliveries(deliveries, 60000)
     results = {name: [] for name in VARIANTS}
-    try:
+    with load_test_setup("bench-costs-") as (work, env, redis_process):
+        deliveries = work / "deliveries.tsv"
+        write_deliveries(deliveries, 60000)
+        conn = connect(env["REDIS_URL"])
         for _ in range(args.rounds):
             for name, app in VARIANTS.items():
+                conn.flushdb()  # our private server: no run may find the last run's dedupe keys
                 results[name].append(measure(app, free_port(), env, redis_process.pid, work, deliveries, args.seconds))
                 print(f"{name}: {results[name][-1]}", file=sys.stderr)
-    finally:
-        redis_process.terminate()
-        redis_process.wait(timeout=10)
-        shutil.rmtree(work, ignore_errors=True)
 
     print("| variant | req/s | gunicorn CPU µs/req | context switches/req | redis CPU µs/req | wrk CPU µs/req |")
     print("|---|---|---|---|---|---|")
