@@ -77,13 +77,16 @@ class Processes:
         self.log_dir = log_dir
         self.children: list[tuple[str, subprocess.Popen]] = []
 
-    def start(self, name: str, argv: list[str], env: dict) -> subprocess.Popen:
-        """Start `argv` with `env` added to ours; output goes to a log file named after it."""
+    def start(self, name: str, argv: list[str], env: dict, cwd: Path = ROOT) -> subprocess.Popen:
+        """Start `argv` in `cwd` with `env` added to ours; output goes to a log file named after it.
+
+        A bare command name is taken from this interpreter's venv when it is there.
+        """
         binary = Path(sys.executable).parent / argv[0]
         if binary.exists():
             argv = [str(binary), *argv[1:]]
         log = open(self.log_dir / f"{name}.log", "wb")
-        process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=log,
+        process = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env}, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         self.children.append((name, process))
         return process

@@ -66,3 +66,30 @@ def test_a_wrong_override_is_named_with_its_rule(tmp_path, override, rule):
 ])
 def test_lookup_ignores_case_and_treats_empty_as_unmapped(table, key, value):
     assert lookup(table, key) == value
+
+
+def test_the_default_rules_are_the_file_under_config_one_source_of_truth():
+    from bridge.translate import rules as rules_module
+    from tests.support import ROOT
+
+    assert rules_module.DEFAULT_RULES_PATH.read_bytes() == (ROOT / "config" / "rules.toml").read_bytes()
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda path: None, "does not exist"),
+    (lambda path: path.mkdir(), "cannot be read"),
+    (lambda path: path.write_bytes(b"\xff\xfe[contact"), "not UTF-8"),
+    (lambda path: path.write_text("[contact\n"), "not valid TOML"),
+])
+def test_missing_or_unreadable_default_rules_stop_the_start_never_an_empty_rule_set(
+        tmp_path, monkeypatch, damage, problem):
+    from bridge.config import load_settings
+    from bridge.translate import rules as rules_module
+
+    path = tmp_path / "default_rules.toml"
+    damage(path)
+    monkeypatch.setattr(rules_module, "DEFAULT_RULES_PATH", path)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({})
+    assert caught.value.variable.startswith("config/rules.toml")
+    assert problem in caught.value.problem

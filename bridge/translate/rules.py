@@ -1,4 +1,9 @@
-"""Mapping rules: the TOML shipped in config/, with BRIDGE_CONFIG merged over it."""
+"""Mapping rules: the TOML shipped in config/, with BRIDGE_CONFIG merged over it.
+
+`config/rules.toml` is the one source of truth for the defaults. The package reaches it
+as `bridge/translate/default_rules.toml`, a link that the wheel turns into the file
+itself, so an installed bridge (not only a checkout) carries its rules.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import phonenumbers
 from bridge.exceptions import ConfigError
 from bridge.translate import limits, liondesk
 
-DEFAULT_RULES_PATH = Path(__file__).resolve().parents[2] / "config" / "rules.toml"
+DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "default_rules.toml"
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -32,17 +37,24 @@ def _read(path: Path, variable: str) -> dict:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(variable, f"file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(variable, f"file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(variable, f"{str(path)!r} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(variable, f"{str(path)!r} is not valid TOML: {exc}") from None
 
 
 def load_rules(override_path: str | None = None) -> dict:
-    """Load the default mapping rules and merge the file at `override_path` over them."""
-    rules = _read(DEFAULT_RULES_PATH, "config/rules.toml") if DEFAULT_RULES_PATH.exists() else {}
+    """Load the default mapping rules and merge the file at `override_path` over them.
+
+    The defaults are never optional: a bridge without them would start, pass its checks
+    and fail its first lead, so a missing or unreadable default file stops it here.
+    """
+    rules = _read(DEFAULT_RULES_PATH, "config/rules.toml (the default mapping rules shipped with the bridge)")
     if override_path:
         rules = merge(rules, _read(Path(override_path), "BRIDGE_CONFIG"))
-    if rules:
-        check_rules(rules, "BRIDGE_CONFIG" if override_path else "config/rules.toml")
+    check_rules(rules, "BRIDGE_CONFIG" if override_path else "config/rules.toml")
     return rules
 
 
