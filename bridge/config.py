@@ -6,7 +6,9 @@ A wrong value stops the process at start with one message that names the variabl
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
@@ -20,6 +22,8 @@ class Settings:
     """Everything the bridge reads from its environment, already validated."""
 
     redis_url: str | None = None
+    redis_tls_verify: bool = True  # whether rediss:// verifies the server's certificate (see redis_tls)
+    redis_tls_skip_reason: str | None = None  # why verification is skipped, for the log; None when it is not
     realgeeks_webhook_secret: str | None = None
     realgeeks_partner_id: str | None = None
     liondesk_api_url: str = defaults.LIONDESK_API_URL
@@ -88,15 +92,21 @@ def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[
     return value.rstrip("/")
 
 
+_KIND_WORDS = {int: "a whole number", float: "a number"}
+
+
 def _number(env: Mapping[str, str], name: str, default, kind, minimum, maximum=None):
-    """Return a numeric variable converted with `kind`, checked against its bounds."""
+    """Return a numeric variable converted with `kind` (int or float), finite and within its bounds."""
     value = _text(env, name)
     if value is None:
         return default
+    expected = _KIND_WORDS.get(kind, f"a {kind.__name__}")
     try:
         number = kind(value)
     except ValueError:
-        raise ConfigError(name, f"must be a {kind.__name__}, got {value!r}") from None
+        raise ConfigError(name, f"must be {expected}, got {value!r}") from None
+    if not math.isfinite(number):  # float("nan") compares False with every bound, so check first
+        raise ConfigError(name, f"must be {expected}, got {value!r}")
     if number < minimum or (maximum is not None and number > maximum):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise ConfigError(name, f"must be {bounds}, got {value!r}")
@@ -110,6 +120,58 @@ def _pair(env: Mapping[str, str], first: str, second: str) -> tuple[str | None, 
         present, missing = (first, second) if a else (second, first)
         raise ConfigError(missing, f"must be set together with {present}")
     return a, b
+
+
+_TRUE, _FALSE = ("1", "true"), ("0", "false")
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool | None:
+    """Return a 0/1 (or true/false) variable as a bool, or None when unset."""
+    value = _text(env, name)
+    if value is None:
+        return None
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ConfigError(name, f"must be 1 or 0 (or true/false), got {value!r}")
+
+
+_HEROKU_REDIS_ATTACHMENT = re.compile(r"HEROKU_REDIS_[A-Z0-9_]+_URL")
+
+
+def heroku_redis_detected(env: Mapping[str, str], url: str | None) -> bool:
+    """Whether `url` is a Heroku Redis add-on's TLS URL, seen from a Heroku dyno.
+
+    The rule: DYNO is set (Heroku sets it in every dyno, release phase included), the
+    URL is rediss://, and either its host is an EC2 public name (where Heroku Redis
+    runs: ec2-….compute-1.amazonaws.com / ec2-….<region>.compute.amazonaws.com) or
+    the same URL is also set as a HEROKU_REDIS_<COLOR>_URL attachment variable.
+    """
+    if not _text(env, "DYNO") or not url or not url.startswith("rediss://"):
+        return False
+    host = (urlparse(url).hostname or "").lower()
+    if host.startswith("ec2-") and host.endswith(defaults.HEROKU_REDIS_HOST_SUFFIXES):
+        return True
+    return any(_HEROKU_REDIS_ATTACHMENT.fullmatch(name) and (value or "").strip().rstrip("/") == url
+               for name, value in env.items())
+
+
+def redis_tls(env: Mapping[str, str], url: str | None) -> tuple[bool, str | None]:
+    """Decide whether a rediss:// connection to `url` verifies the server's certificate.
+
+    Verified by default. Skipped only when REDIS_TLS_INSECURE=1, or when it is unset
+    and Heroku Redis (self-signed certificates) is detected; REDIS_TLS_INSECURE=0
+    verifies even there. Returns (verify, why it is skipped or None).
+    """
+    insecure = _flag(env, "REDIS_TLS_INSECURE")
+    if not url or not url.startswith("rediss://") or insecure is False:
+        return True, None
+    if insecure:
+        return False, "REDIS_TLS_INSECURE=1"
+    if heroku_redis_detected(env, url):
+        return False, "Heroku Redis detected: DYNO is set and REDIS_URL is a Heroku Redis rediss:// URL"
+    return True, None
 
 
 def _intervals(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -139,8 +201,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     rg_user, rg_password = _pair(env, "REALGEEKS_API_USERNAME", "REALGEEKS_API_PASSWORD")
     admin_user, admin_password = _pair(env, "ADMIN_USERNAME", "ADMIN_PASSWORD")
     bridge_config = _text(env, "BRIDGE_CONFIG")
+    redis_url = _url(env, "REDIS_URL", None, ("redis", "rediss", "unix"))
+    tls_verify, tls_skip_reason = redis_tls(env, redis_url)
     return Settings(
-        redis_url=_url(env, "REDIS_URL", None, ("redis", "rediss", "unix")),
+        redis_url=redis_url,
+        redis_tls_verify=tls_verify,
+        redis_tls_skip_reason=tls_skip_reason,
         realgeeks_webhook_secret=_text(env, "REALGEEKS_WEBHOOK_SECRET"),
         realgeeks_partner_id=_text(env, "REALGEEKS_PARTNER_ID"),
         liondesk_api_url=_url(env, "LIONDESK_API_URL", defaults.LIONDESK_API_URL, ("http", "https")),

@@ -212,3 +212,24 @@ Retry-After, in seconds; it doubles for the next repeat (plus up to half again a
 LIONDESK_INLINE_RETRY_MAX_WAIT_SECONDS = 2.0
 """Longest pause before repeating a LionDesk call within its job, in seconds; a longer
 Retry-After hands the job to the retry ladder, which waits that long without holding a worker."""
+
+PLATFORM_ENVIRONMENT_MARKERS = {
+    "DYNO": "Heroku",
+    "RENDER": "Render",
+    "FLY_APP_NAME": "Fly.io",
+    "RAILWAY_ENVIRONMENT": "Railway",
+    "DOKKU_APP_TYPE": "Dokku",
+    "K_SERVICE": "Cloud Run",
+    "PLATFORM_APPLICATION_NAME": "Platform.sh",
+}
+"""Variables a hosting platform sets in every process it runs, and the platform's name:
+when one is present the bridge is in production, where the embedded Redis (lost at
+the next restart or deploy, and not shared between machines) would lose leads."""
+
+HEROKU_REDIS_HOST_SUFFIXES = (".compute-1.amazonaws.com", ".compute.amazonaws.com")
+"""Host name endings of Heroku Redis servers (EC2 public DNS names, such as
+ec2-3-222-1-2.compute-1.amazonaws.com); Amazon's managed Redis (ElastiCache,
+*.cache.amazonaws.com) presents a verifiable certificate and does not match."""
+
+PREFLIGHT_REDIS_TIMEOUT_SECONDS = 5.0
+"""How long `bridge check-config` waits for Redis to connect and answer PING, in seconds."""

@@ -1,10 +1,7 @@
 """Configuration: validated once, one clear message naming the variable; Redis connections."""
 
-import socket
-import ssl
 import subprocess
 import sys
-import threading
 
 import pytest
 
@@ -46,12 +43,60 @@ def test_empty_environment_gives_documented_defaults():
     ({"BRIDGE_RETRY_INTERVALS": "30,soon"}, "BRIDGE_RETRY_INTERVALS"),
     ({"BRIDGE_RETRY_INTERVALS": "0"}, "BRIDGE_RETRY_INTERVALS"),
     ({"LIONDESK_MAX_REQUESTS_PER_SECOND": "0"}, "LIONDESK_MAX_REQUESTS_PER_SECOND"),
+    ({"REDIS_TLS_INSECURE": "yes"}, "REDIS_TLS_INSECURE"),
+    ({"REDIS_TLS_INSECURE": "2"}, "REDIS_TLS_INSECURE"),
 ])
 def test_invalid_or_contradictory_values_name_the_variable(env, variable):
     with pytest.raises(ConfigError) as caught:
         load_settings(env)
     assert caught.value.variable == variable
     assert str(caught.value).startswith(f"{variable}: ")
+
+
+@pytest.mark.parametrize("variable, kind", [
+    ("PORT", "a whole number"), ("LIONDESK_POLL_SECONDS", "a whole number"),
+    ("LIONDESK_MAX_REQUESTS_PER_SECOND", "a number"),
+])
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity"])
+def test_non_finite_numbers_are_refused_in_words(variable, kind, value):
+    with pytest.raises(ConfigError) as caught:
+        load_settings({variable: value})
+    assert str(caught.value) == f"{variable}: must be {kind}, got {value!r}"
+
+
+def test_number_messages_say_whole_number_or_number():
+    with pytest.raises(ConfigError, match=r"^LIONDESK_POLL_SECONDS: must be a whole number, got 'abc'$"):
+        load_settings({"LIONDESK_POLL_SECONDS": "abc"})
+    with pytest.raises(ConfigError, match=r"^LIONDESK_MAX_REQUESTS_PER_SECOND: must be a number, got 'fast'$"):
+        load_settings({"LIONDESK_MAX_REQUESTS_PER_SECOND": "fast"})
+    assert load_settings({"LIONDESK_MAX_REQUESTS_PER_SECOND": "2.5"}).liondesk_max_requests_per_second == 2.5
+
+
+HEROKU_REDIS = "rediss://:pw@ec2-3-222-1-2.compute-1.amazonaws.com:11290"
+
+
+@pytest.mark.parametrize("env, verify", [
+    ({}, True),                                                         # embedded Redis: no TLS at all
+    ({"REDIS_URL": "redis://localhost:6379"}, True),
+    ({"REDIS_URL": "rediss://redis.example.com:6380"}, True),           # TLS: verified by default
+    ({"REDIS_URL": "rediss://redis.example.com:6380", "DYNO": "web.1"}, True),  # on Heroku, not Heroku Redis
+    ({"REDIS_URL": HEROKU_REDIS}, True),                                # Heroku Redis's host, but not on a dyno
+    ({"REDIS_URL": HEROKU_REDIS, "DYNO": "web.1"}, False),              # Heroku Redis detected
+    ({"REDIS_URL": "rediss://:pw@ec2-54-1-2-3.eu-west-1.compute.amazonaws.com:6379", "DYNO": "release.1"}, False),
+    ({"REDIS_URL": "rediss://x.abc123.cache.amazonaws.com:6379", "DYNO": "web.1"}, True),  # ElastiCache
+    ({"REDIS_URL": "rediss://10.1.2.3:6379", "HEROKU_REDIS_MAROON_URL": "rediss://10.1.2.3:6379",
+      "DYNO": "worker.2"}, False),                                      # the add-on's attachment variable
+    ({"REDIS_URL": "rediss://10.1.2.3:6379", "HEROKU_REDIS_MAROON_URL": "rediss://10.9.9.9:6379",
+      "DYNO": "worker.2"}, True),
+    ({"REDIS_URL": HEROKU_REDIS, "DYNO": "web.1", "REDIS_TLS_INSECURE": "0"}, True),  # an explicit 0 wins
+    ({"REDIS_URL": "rediss://redis.example.com:6380", "REDIS_TLS_INSECURE": "1"}, False),
+    ({"REDIS_URL": "rediss://redis.example.com:6380", "REDIS_TLS_INSECURE": "TRUE"}, False),
+    ({"REDIS_URL": "rediss://redis.example.com:6380", "REDIS_TLS_INSECURE": "false"}, True),
+])
+def test_redis_tls_verification_rule(env, verify):
+    settings = load_settings(env)
+    assert settings.redis_tls_verify is verify
+    assert (settings.redis_tls_skip_reason is None) is verify
 
 
 def test_blank_values_count_as_unset():
@@ -84,7 +129,7 @@ def test_processes_stop_at_start_with_one_message(command):
     result = subprocess.run([sys.executable, "-m", "bridge.cli", *command], cwd=ROOT, capture_output=True,
                             text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PORT": "eighty"})
     assert result.returncode == 2
-    assert result.stderr.strip() == "bridge: configuration error: PORT: must be a int, got 'eighty'"
+    assert result.stderr.splitlines()[0] == "bridge: configuration error: PORT: must be a whole number, got 'eighty'"
 
 
 def test_gunicorn_stops_at_start_with_one_message():
@@ -96,62 +141,6 @@ def test_gunicorn_stops_at_start_with_one_message():
                             env={"PATH": f"{sys.prefix}/bin:/usr/bin:/bin", "ADMIN_USERNAME": "only-one"})
     assert result.returncode != 0
     assert "bridge: configuration error: ADMIN_PASSWORD: must be set together with ADMIN_USERNAME" in result.stderr
-
-
-def _tls_proxy(cert, key, target_port):
-    """A TLS-terminating proxy in front of the test Redis, with a self-signed certificate."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def pump(source, sink):
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                try:
-                    end.close()
-                except OSError:
-                    pass
-
-    def serve():
-        while True:
-            try:
-                raw, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                client = context.wrap_socket(raw, server_side=True)
-            except (ssl.SSLError, OSError):
-                raw.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", target_port))
-            threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return listener
-
-
-def test_rediss_url_works_with_a_self_signed_certificate(tmp_path, redis_url):
-    from urllib.parse import urlparse
-
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=redis.internal",
-                    "-days", "1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    target_port = urlparse(redis_url).port
-    if target_port is None:
-        pytest.skip("the TLS proxy needs a TCP Redis")  # TEST_REDIS_URL given as a unix socket
-    listener = _tls_proxy(str(cert), str(key), target_port)
-    try:
-        conn = connect(f"rediss://127.0.0.1:{listener.getsockname()[1]}/0")
-        assert conn.ping() is True
-        conn.close()
-    finally:
-        listener.close()
 
 
 def test_embedded_redis_is_shared_between_processes(tmp_path, monkeypatch):

@@ -2,27 +2,68 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+from urllib.parse import urlparse
+
 import redis
 
 from bridge import defaults
 
+log = logging.getLogger(__name__)
 
-def connect(url: str) -> redis.Redis:
+_warned_pid: int | None = None  # the process that already said verification is off
+_warned_lock = threading.Lock()
+
+
+def connect(url: str, *, verify: bool | None = None, timeout: float | None = None) -> redis.Redis:
     """Open a Redis client for `url` with short timeouts and health checks.
 
-    `rediss://` URLs skip certificate verification: Heroku Redis presents a
-    self-signed certificate, so verifying it would refuse every connection.
+    For `rediss://`, `verify` says whether the server's certificate is verified: pass
+    `settings.redis_tls_verify`. Left as None it is decided from the process
+    environment by the same rule (`bridge.config.redis_tls`): verified, unless
+    REDIS_TLS_INSECURE=1 or Heroku Redis (self-signed certificates) is detected.
+    A CA bundle can be named in the URL: `rediss://…?ssl_ca_certs=/path/ca.pem`.
+    `timeout` (seconds), when given, replaces both the connect and the reply timeouts.
     """
     options = dict(
         # RESP2 replies parse measurably cheaper than RESP3 on the webhook's hot path.
         protocol=2,
-        socket_connect_timeout=defaults.REDIS_CONNECT_TIMEOUT_SECONDS,
-        socket_timeout=defaults.REDIS_SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=timeout or defaults.REDIS_CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=timeout or defaults.REDIS_SOCKET_TIMEOUT_SECONDS,
         health_check_interval=defaults.REDIS_HEALTH_CHECK_SECONDS,
     )
     if url.startswith("rediss://"):
-        options["ssl_cert_reqs"] = None
+        if verify is None:
+            from bridge.config import redis_tls
+
+            verify = redis_tls(os.environ, url)[0]
+        if not verify:
+            options["ssl_cert_reqs"] = None
+            _warn_unverified(url)
     return redis.Redis.from_url(url, **options)
+
+
+def _warn_unverified(url: str) -> None:
+    """Log, once per process, that the Redis server's certificate is not verified, and why."""
+    global _warned_pid
+    with _warned_lock:
+        if _warned_pid == os.getpid():
+            return
+        _warned_pid = os.getpid()
+    from bridge.config import redis_tls
+    from bridge.exceptions import ConfigError
+
+    try:
+        reason = redis_tls(os.environ, url)[1]
+    except ConfigError:
+        reason = None
+    parsed = urlparse(url)
+    reason = reason or "verification switched off by the caller"
+    log.warning("TLS certificate verification to Redis at %s:%s is OFF (%s): the connection is "
+                "encrypted, but the server is not authenticated. Set REDIS_TLS_INSECURE=0 to verify it.",
+                parsed.hostname, parsed.port, reason)
 
 
 def redis_url(settings) -> str:
