@@ -1,4 +1,5 @@
-"""GET /healthz: is Redis answering, can the bridge reach LionDesk, how far behind is the queue, the last poll."""
+"""GET /livez: are this process and Redis answering (for platform health checks).
+GET /healthz: is Redis answering, can the bridge reach LionDesk, how far behind is the queue, the last poll."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ def queue_backlog(conn) -> dict:
     """Return the queue depths and the age in seconds of the oldest waiting job."""
     depths = status.queue_depths(conn)
     return {"depth": depths["events"], "oldest_age_seconds": status.oldest_waiting_age(conn), **depths}
+
+
+@bp.get("/livez")
+def livez():
+    """200 when this process and Redis answer (one PING); 503 otherwise. No auth, no LionDesk."""
+    try:
+        current_app.extensions["bridge.redis"].ping()
+    except redis.RedisError:
+        return jsonify(status="unavailable"), 503
+    return jsonify(status="ok"), 200
 
 
 @bp.get("/healthz")
