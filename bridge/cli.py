@@ -34,13 +34,19 @@ def main():
 
 @main.command("check-config")
 def check_config():
-    """Validate the configuration from the environment and exit (the Procfile's release step)."""
-    settings = settings_or_exit()
-    click.echo("configuration ok: "
-               f"redis={'REDIS_URL' if settings.redis_url else 'embedded (local only)'}, "
-               f"liondesk={'configured' if settings.liondesk_configured else 'not configured'}, "
-               f"reverse sync={'on' if settings.reverse_sync_enabled else 'off'}, "
-               f"console={'on' if settings.admin_enabled else 'off'}")
+    """Validate the configuration and reach Redis; exit 2 on what would lose leads (the release step)."""
+    import os
+
+    from bridge import preflight
+
+    report = preflight.check(os.environ)
+    for problem in report.problems:
+        click.echo(f"bridge: configuration error: {problem}", err=True)
+    for warning in report.warnings:
+        click.echo(f"bridge: warning: {warning}", err=True)
+    if not report.ok:
+        sys.exit(2)
+    click.echo(preflight.summary(report.settings))
 
 
 @main.command()
