@@ -233,3 +233,19 @@ ec2-3-222-1-2.compute-1.amazonaws.com); Amazon's managed Redis (ElastiCache,
 
 PREFLIGHT_REDIS_TIMEOUT_SECONDS = 5.0
 """How long `bridge check-config` waits for Redis to connect and answer PING, in seconds."""
+
+WEBHOOK_JSON_MAX_DEPTH = 64
+"""Deepest nesting of arrays and objects a webhook body may have, in levels (the
+top-level object is level 1); deeper bodies get 400."""
+
+WEBHOOK_JSON_MAX_INTEGER_DIGITS = 30
+"""Most digits an integer in a webhook body may have, in decimal digits; longer ones get 400
+(Python refuses to convert past 4,300 digits, and nothing Real Geeks sends comes near 30)."""
+
+WEBHOOK_JSON_MAX_NUMBER_CHARACTERS = 100
+"""Longest text of one non-integer number in a webhook body, in characters; longer ones get
+400, as do numbers too large for a float (they would become infinity) and NaN/Infinity."""
+
+WEBHOOK_JSON_MAX_VALUES = 200_000
+"""Most JSON values (objects, arrays, strings, numbers, true/false/null; keys not counted)
+one webhook body may hold, in values; more get 400."""

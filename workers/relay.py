@@ -18,6 +18,7 @@ from rq.exceptions import DuplicateJobError
 
 from bridge import defaults
 from bridge.intake.classify import schema_errors
+from bridge.intake.jsonlimits import parse
 from bridge.intake.store import received_entry
 from bridge.ops import leads
 from bridge.storage import events, history, keys
@@ -79,8 +80,15 @@ class Relay:
             return
         if event.lead_id:
             history.append_entry(self.conn, event.lead_id, received_entry(event))
-            leads.index_lead(self.conn, event.lead_id, event.payload())  # support finds it by e-mail, phone, name
-        errors = schema_errors(event.action, event.payload())
+        # Parsed once, within the intake's JSON limits: an event queued before those limits
+        # existed (or written by hand) is rejected here instead of failing every later reader.
+        parsed = parse(event.body)
+        if parsed.problem is not None or not isinstance(parsed.value, dict):
+            errors = {"body": [parsed.problem or "JSON body must be an object"]}
+        else:
+            if event.lead_id:
+                leads.index_lead(self.conn, event.lead_id, parsed.value)  # support finds it by e-mail, phone, name
+            errors = schema_errors(event.action, parsed.value)
         if errors:
             events.mark_rejected(self.conn, event, errors)
             if event.lead_id:

@@ -7,11 +7,11 @@ its answer to Real Geeks would be a 2xx either way (see the README).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from marshmallow import ValidationError
 
+from bridge.intake.jsonlimits import Parsed
 from bridge.intake.signature import ACTION_HEADER
 from bridge.storage.events import IGNORED, QUEUED, REJECTED
 from bridge.translate.realgeeks import LEAD_ACTIONS, load_event, normalize_id, schema_for
@@ -42,17 +42,17 @@ def _lead_id(payload: dict) -> str | None:
     return None
 
 
-def classify(body: bytes, headers, partner_id: str | None) -> Verdict:
-    """Classify a signed delivery by its shape, action and partner.
+def classify(parsed: Parsed, headers, partner_id: str | None) -> Verdict:
+    """Classify a signed delivery, parsed once by `jsonlimits.parse`, by its shape, action and partner.
 
-    Not JSON or not an object → 400. Another partner's delivery → 403. No action →
-    kept as rejected and acknowledged. Actions the bridge does not act on → acknowledged
-    and recorded as ignored. Everything else is queued (its schema is checked by the relay).
+    Not JSON, past the JSON limits or not an object → 400. Another partner's delivery →
+    403. No action → kept as rejected and acknowledged. Actions the bridge does not act
+    on → acknowledged and recorded as ignored. Everything else is queued (its schema is
+    checked by the relay).
     """
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return Verdict(REJECTED, 400, errors={"body": [f"not valid JSON: {exc}"]})
+    if parsed.problem is not None:
+        return Verdict(REJECTED, 400, errors={"body": [parsed.problem]})
+    payload = parsed.value
     if not isinstance(payload, dict):
         return Verdict(REJECTED, 400, errors={"body": ["JSON body must be an object"]})
 

@@ -16,7 +16,11 @@ def sign(body: bytes, secret: str) -> str:
 
 
 def signature_ok(body: bytes, header_value: str | None, secret: str) -> bool:
-    """Whether `header_value` signs exactly these bytes; compared in constant time."""
-    if not header_value:
+    """Whether `header_value` signs exactly these bytes; compared in constant time.
+
+    A header that is not ASCII text (WSGI hands headers over as Latin-1) cannot be a hex
+    signature, and compare_digest would raise on it: it is simply wrong.
+    """
+    if not header_value or not isinstance(header_value, str) or not header_value.isascii():
         return False
     return hmac.compare_digest(sign(body, secret), header_value.strip().lower())

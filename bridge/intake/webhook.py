@@ -8,8 +8,10 @@ import time
 
 import redis
 from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge.intake.classify import classify
+from bridge.intake.jsonlimits import parse
 from bridge.intake.signature import SIGNATURE_HEADER, signature_ok
 from bridge.ops import logs
 
@@ -40,6 +42,28 @@ def _answer(http_status: int, outcome: str, started: float, *, counted: bool = F
                     mimetype="application/json")
 
 
+def _read_body(limit: int) -> bytes:
+    """Read the whole request body, or raise RequestEntityTooLarge when it is over `limit` bytes.
+
+    With a Content-Length, werkzeug refuses a larger one before reading. Without one
+    (Transfer-Encoding: chunked), werkzeug's limited stream stops at the limit and hands
+    back the first `limit` bytes as if they were the body, so read the server's stream
+    ourselves: at most limit + 1 bytes, and one byte past the limit means too large.
+    """
+    if request.content_length is not None or "wsgi.input_terminated" not in request.environ:
+        return request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    stream, chunks, size = request.environ["wsgi.input"], [], 0
+    while size <= limit:
+        chunk = stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise RequestEntityTooLarge()
+    return b"".join(chunks)
+
+
 @bp.post("/webhooks/realgeeks")
 def receive():
     """Accept one Real Geeks Outgoing API delivery."""
@@ -49,13 +73,14 @@ def receive():
     if not secret:
         # Refusing with a 5xx makes Real Geeks deliver again once the operator sets it.
         return _answer(503, "unconfigured", started, error="REALGEEKS_WEBHOOK_SECRET is not set")
-    body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    body = _read_body(current_app.config["MAX_CONTENT_LENGTH"])
     environ = request.environ
     headers = {name: environ[key] for name, key in KEPT_HEADERS.items() if key in environ}
     if not signature_ok(body, headers.get(SIGNATURE_HEADER), secret):
         return _answer(401, "bad_signature", started, error=f"missing or wrong {SIGNATURE_HEADER}")
 
-    verdict = classify(body, headers, settings.realgeeks_partner_id)
+    # Parsed once, here, within the JSON limits; nothing later in the request parses it again.
+    verdict = classify(parse(body), headers, settings.realgeeks_partner_id)
     try:
         receipt = current_app.extensions["bridge.store"].store(body, headers, verdict, time.time())
     except redis.RedisError as exc:

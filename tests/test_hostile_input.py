@@ -1,0 +1,245 @@
+"""Hostile and broken input gets a 4xx and harms nothing else (issue 14, item 5)."""
+
+import io
+import json
+import math
+import secrets
+
+import pytest
+
+from bridge import defaults
+from bridge.intake.jsonlimits import Limits, parse, shape_problem
+from bridge.intake.signature import SIGNATURE_HEADER, sign
+from bridge.sample import sample_lead
+from bridge.storage import events, keys
+from workers.queue import event_queue
+from workers.relay import Relay
+
+URL = "/webhooks/realgeeks"
+
+
+def nested(depth: int) -> bytes:
+    """A JSON object nested `depth` levels deep (the outer object is level 1)."""
+    return b'{"a":' * (depth - 1) + b"{}" + b"}" * (depth - 1)
+
+
+def post_signed(client, body: bytes, secret: str, **headers):
+    """POST raw bytes with a correct signature."""
+    return client.post(URL, data=body, headers={SIGNATURE_HEADER: sign(body, secret),
+                                                "X-Lead-Router-Action": "created", **headers})
+
+
+def stored_count(conn) -> int:
+    """How many deliveries the intake stored."""
+    return conn.zcard(keys.events_by_time())
+
+
+# --- the pure limit checks -------------------------------------------------------------
+
+def test_an_ordinary_lead_parses_to_its_value():
+    body = json.dumps(sample_lead()).encode()
+    parsed = parse(body)
+    assert parsed.problem is None and parsed.value == json.loads(body)
+
+
+@pytest.mark.parametrize("depth, ok", [(64, True), (65, False), (981, False), (5000, False), (400_000, False)])
+def test_depth_is_limited_without_blowing_the_stack(depth, ok):
+    parsed = parse(nested(depth))
+    assert (parsed.problem is None) is ok
+    if not ok:
+        assert parsed.problem == "nested deeper than 64 levels" and parsed.value is None
+
+
+def test_deep_arrays_and_unclosed_brackets_are_refused_too():
+    assert parse(b"[" * 70 + b"]" * 70).problem == "nested deeper than 64 levels"
+    assert parse(b"[" * 100_000).problem == "nested deeper than 64 levels"
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("1" * 30, None), ("-" + "1" * 30, None), ("1" * 31, "an integer has more than 30 digits"),
+    ("1" * 5000, "an integer has more than 30 digits"), ("-" + "9" * 5000, "an integer has more than 30 digits"),
+    ("1e308", None), ("1e999", "a number is too large"), ("-1e999", "a number is too large"),
+    ("0." + "1" * 200, "a number is longer than 100 characters"),
+    ("NaN", "NaN is not a JSON number"), ("Infinity", "Infinity is not a JSON number"),
+    ("-Infinity", "-Infinity is not a JSON number"),
+])
+def test_number_size_is_limited(text, problem):
+    parsed = parse(f'{{"n": {text}}}'.encode())
+    assert parsed.problem == problem
+    if problem is None:
+        assert math.isfinite(parsed.value["n"])
+
+
+def test_value_count_is_limited():
+    limit = defaults.WEBHOOK_JSON_MAX_VALUES
+    at_limit = b"[" + b"0," * (limit - 2) + b"0]"  # the list and limit - 1 numbers
+    assert parse(at_limit).problem is None
+    over = b"[" + b"0," * (limit - 1) + b"0]"
+    assert parse(over).problem == f"more than {limit} values"
+
+
+def test_shape_problem_walks_only_what_it_must():
+    limits = Limits(max_depth=2, max_values=4)
+    assert shape_problem({"a": [1]}, limits) is None
+    assert shape_problem({"a": [[1]]}, limits) == "nested deeper than 2 levels"
+    assert shape_problem([1, 2, 3, 4], limits) == "more than 4 values"
+    assert shape_problem({"a": {"b": {}}}, limits, bounds=(2, 4)) is None  # bounds vouch for it: no walk
+    assert shape_problem("text", limits) is None
+
+
+def test_brackets_and_commas_inside_strings_are_not_structure():
+    body = json.dumps({"notes": "[[[[{{{{" * 100 + "," * 300_000}).encode()
+    assert parse(body).problem is None
+
+
+def test_not_json_keeps_its_reason():
+    assert parse(b"{not json").problem.startswith("not valid JSON")
+    assert parse(b"\xff\xfe").problem.startswith("not valid JSON")
+
+
+# --- the webhook -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("body, reason", [
+    (nested(981), "nested deeper than 64 levels"),
+    (nested(100_000), "nested deeper than 64 levels"),
+    (b'{"id": ' + b"7" * 5000 + b"}", "an integer has more than 30 digits"),
+    (b'{"id": 1e999}', "a number is too large"),
+    (b'{"a": [' + b"0," * defaults.WEBHOOK_JSON_MAX_VALUES + b"0]}", "more values"),
+])
+def test_signed_hostile_json_is_400_and_kept_as_rejected(client, redis_conn, webhook_secret, body, reason):
+    response = post_signed(client, body, webhook_secret)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.json["status"] == "rejected"
+    if reason != "more values":
+        assert response.json["errors"] == {"body": [reason]}
+    else:
+        assert response.json["errors"]["body"][0].startswith("more than")
+    (stored,) = events.list_rejected(redis_conn)
+    assert stored.body == body and stored.errors == response.json["errors"]
+    Relay(redis_conn, "test-relay").drain()
+    assert event_queue(redis_conn).count == 0
+
+
+def test_unsigned_hostile_json_is_401_and_stores_nothing(client, redis_conn):
+    response = client.post(URL, data=nested(100_000), headers={SIGNATURE_HEADER: "0" * 64})
+    assert response.status_code == 401
+    assert stored_count(redis_conn) == 0
+
+
+@pytest.mark.parametrize("value", ["é" * 64, "\u2603" * 64, "ÿ", "0" * 63 + "é"])
+def test_a_signature_header_that_is_not_ascii_is_401_and_stores_nothing(client, redis_conn, value):
+    body = json.dumps(sample_lead()).encode()
+    response = client.post(URL, data=body, environ_overrides={"HTTP_X_LEAD_ROUTER_SIGNATURE": value})
+    assert response.status_code == 401
+    assert response.json["status"] == "bad_signature"
+    assert stored_count(redis_conn) == 0
+
+
+def chunked_post(client, body: bytes, secret: str):
+    """POST `body` the way a WSGI server hands over a chunked request: no Content-Length, a terminated stream."""
+    return client.post(URL, input_stream=io.BytesIO(body), headers={SIGNATURE_HEADER: sign(body, secret)},
+                       environ_overrides={"wsgi.input_terminated": True})
+
+
+def test_chunked_body_over_the_limit_is_413_and_stores_nothing(client, redis_conn, webhook_secret):
+    body = json.dumps(sample_lead(notes="x" * defaults.WEBHOOK_MAX_BODY_BYTES)).encode()
+    response = chunked_post(client, body, webhook_secret)
+    assert response.status_code == 413
+    assert stored_count(redis_conn) == 0
+
+
+def test_chunked_body_of_exactly_the_limit_is_accepted(client, redis_conn, webhook_secret):
+    payload = sample_lead(notes="")
+    padding = defaults.WEBHOOK_MAX_BODY_BYTES - len(json.dumps(payload).encode())
+    body = json.dumps({**payload, "notes": "x" * padding}).encode()
+    assert len(body) == defaults.WEBHOOK_MAX_BODY_BYTES
+    response = chunked_post(client, body, webhook_secret)
+    assert response.status_code == 202, response.json
+    assert events.load(redis_conn, response.json["event_id"]).body == body
+
+
+# --- the relay -------------------------------------------------------------------------
+
+def test_relay_rejects_a_hostile_event_queued_before_the_limits(redis_conn):
+    """An event stored as queued (by an older intake) is rejected by the relay, not turned into a job."""
+    body = nested(981)
+    event = events.Event(id=events.new_event_id(), body=body, headers={}, received_at=1.0, status=events.QUEUED,
+                         action="created", lead_id="deadbeef")
+    redis_conn.hset(keys.event(event.id), mapping=event.to_redis())
+    redis_conn.xadd(keys.intake_stream(), {"event": event.id})
+    Relay(redis_conn, "test-relay").drain()
+    stored = events.load(redis_conn, event.id)
+    assert stored.status == events.REJECTED
+    assert stored.errors == {"body": ["nested deeper than 64 levels"]}
+    assert event_queue(redis_conn).count == 0
+
+
+# --- a real gunicorn, as in production -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gunicorn_web(tmp_path_factory, redis_url):
+    """The Procfile's web process (gunicorn) over the test Redis; yields (base URL, webhook secret)."""
+    import requests
+
+    from tests.support import ROOT, Processes, free_port, procfile_command, wait_until
+
+    processes = Processes(tmp_path_factory.mktemp("hostile-web"))
+    secret = secrets.token_hex(16)
+    port = free_port()
+    try:
+        web = processes.start("web", procfile_command("web"), {
+            "REDIS_URL": redis_url, "REALGEEKS_WEBHOOK_SECRET": secret, "PYTHONPATH": str(ROOT),
+            "PORT": str(port), "WEB_CONCURRENCY": "1"})
+        base_url = f"http://127.0.0.1:{port}"
+
+        def up():
+            try:
+                return requests.get(f"{base_url}/healthz", timeout=1).status_code == 200
+            except requests.RequestException:
+                return web.poll() is not None
+        wait_until(up, timeout=60, message="web up")
+        assert web.poll() is None, processes.log_of("web")
+        yield base_url, secret
+    finally:
+        processes.stop_all()
+
+
+def chunks_of(body: bytes, size: int = 64 * 1024):
+    """Yield `body` in pieces, so requests sends it with Transfer-Encoding: chunked."""
+    for start in range(0, len(body), size):
+        yield body[start:start + size]
+
+
+@pytest.mark.parametrize("extra, expected", [(1, 413), (512 * 1024, 413), (0, 202)])
+def test_gunicorn_chunked_body_over_the_limit_is_413(gunicorn_web, redis_conn, extra, expected):
+    import requests
+
+    base_url, secret = gunicorn_web
+    payload = sample_lead(notes="")
+    padding = defaults.WEBHOOK_MAX_BODY_BYTES - len(json.dumps(payload).encode()) + extra
+    body = json.dumps({**payload, "notes": "x" * padding}).encode()
+    assert len(body) == defaults.WEBHOOK_MAX_BODY_BYTES + extra
+    try:
+        response = requests.post(f"{base_url}{URL}", data=chunks_of(body), timeout=30,
+                                 headers={SIGNATURE_HEADER: sign(body, secret)})
+    except requests.ConnectionError:
+        pytest.fail("gunicorn reset the connection instead of answering")
+    assert response.request.headers.get("Transfer-Encoding") == "chunked"
+    assert "Content-Length" not in response.request.headers
+    assert response.status_code == expected, response.text
+    assert stored_count(redis_conn) == (1 if expected == 202 else 0)
+
+
+def test_gunicorn_non_ascii_signature_is_401(gunicorn_web, redis_conn):
+    import http.client
+
+    base_url, _ = gunicorn_web
+    body = json.dumps(sample_lead()).encode()
+    connection = http.client.HTTPConnection(base_url.removeprefix("http://"), timeout=10)
+    connection.putrequest("POST", URL)
+    connection.putheader("Content-Length", str(len(body)))
+    connection.putheader(SIGNATURE_HEADER, "é".encode("latin-1") * 64)
+    connection.endheaders(body)
+    response = connection.getresponse()
+    assert response.status == 401, response.read()
+    assert stored_count(redis_conn) == 0
