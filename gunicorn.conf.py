@@ -8,7 +8,24 @@ import sys
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 
 # WEB_CONCURRENCY is set by Heroku per dyno size; locally, two processes per core.
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
+# Without it, at most 4: in a container (Docker, Render, Fly) the CPU count is the host's,
+# not the container's share, so 2 × cores could mean dozens of processes on a
+# small-memory machine, each holding a copy of the app and its own Redis connections
+# (hosted Redis plans cap connections). The work is waiting on Redis, which the threads
+# below overlap; more processes would buy memory pressure, not throughput. Blank counts
+# as unset (docker-compose passes unset variables through as blank).
+MAX_DEFAULT_WORKERS = 4
+
+
+def _cores() -> int:
+    """CPUs this process may run on (a cpuset limits it); the machine's count otherwise."""
+    try:
+        return len(os.sched_getaffinity(0)) or multiprocessing.cpu_count()
+    except (AttributeError, OSError):  # sched_getaffinity is Linux-only
+        return multiprocessing.cpu_count()
+
+
+workers = int(os.environ.get("WEB_CONCURRENCY", "").strip() or min(_cores() * 2, MAX_DEFAULT_WORKERS))
 
 # The intake waits on Redis round trips, not the CPU: threads overlap that waiting,
 # and gthread (unlike sync workers) keeps client connections alive between requests.
@@ -37,6 +54,13 @@ forwarded_allow_ips = "*"
 # The router already logs every request; the bridge writes one JSON line per webhook.
 accesslog = None
 errorlog = "-"
+
+# gunicorn 25.1+ opens a control socket (for `gunicornc`) under $XDG_RUNTIME_DIR or
+# $HOME/.gunicorn by default. Off: the platform, not a socket, sets the process count
+# (WEB_CONCURRENCY, scaling); any process running as the same user could otherwise resize
+# or stop the server through it; and the image's user has no home to put it in, which
+# would log a warning at every start. (Older gunicorns ignore the unknown setting.)
+control_socket_disable = True
 
 
 
