@@ -9,10 +9,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import pickle
 import re
+import signal
 import socket
+import threading
 import time
 import traceback
+from pathlib import Path
 
 from flask import Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -55,8 +60,48 @@ def path_template(rule) -> str:
     return _RULE_ARGUMENT.sub(r"{\1}", rule.rule) if rule is not None else request.path
 
 
-def create_sandbox_app(state: SandboxState | None = None, latency_ms: float = 0.0) -> Flask:
-    """Build the sandbox app over `state` (a fresh one by default), adding `latency_ms` to every API answer."""
+class StateFile:
+    """The sandbox's records and tokens kept in a file, so a restarted sandbox is the same LionDesk.
+
+    `bridge dev` keeps it beside the embedded Redis: the bridge's Redis holds the
+    rotated LionDesk refresh token and the LionDesk ids of every lead, so the sandbox
+    must come back knowing them. Written after every request that may change state,
+    before the answer leaves (a token the bridge received is always on disk), via a
+    temporary file and a rename (a crash leaves the previous whole file). The file is
+    a pickle this process wrote itself, mode 0600 in the user's own state folder.
+    """
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def load(self, state: SandboxState) -> bool:
+        """Restore `state` from the file; False (state untouched) when there is none."""
+        try:
+            data = pickle.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return False
+        state.restore(data)
+        return True
+
+    def save(self, state: SandboxState) -> None:
+        """Write `state`'s snapshot to the file, replacing it whole."""
+        data = pickle.dumps(state.snapshot(), protocol=pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(data)
+            os.replace(temporary, self.path)
+
+
+def create_sandbox_app(state: SandboxState | None = None, latency_ms: float = 0.0,
+                       state_file: StateFile | None = None) -> Flask:
+    """Build the sandbox app over `state` (a fresh one by default), adding `latency_ms` to every API answer.
+
+    With `state_file`, the state is loaded from it (when it exists) and saved to it
+    after every request that is not a read.
+    """
     app = Flask(__name__)
     app.json.sort_keys = False
     app.url_map.strict_slashes = False
@@ -69,6 +114,10 @@ def create_sandbox_app(state: SandboxState | None = None, latency_ms: float = 0.
     app.add_url_rule("/", "index", index)
     app.before_request(delay_and_inject_faults)
     app.after_request(log_call)
+    if state_file is not None:
+        state_file.load(state)
+        app.extensions["sandbox_state_file"] = state_file
+        app.after_request(save_state)
     app.register_error_handler(ApiError, lambda exc: answer_error(exc.status, exc.message, exc.errors, exc.headers))
     app.register_error_handler(QueryError, lambda exc: answer_error(400, str(exc)))
     app.register_error_handler(HTTPException, on_http_exception)
@@ -153,6 +202,13 @@ def log_call(response):
     return response
 
 
+def save_state(response):
+    """After a request that may have changed the world: write it to the state file."""
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        current_app.extensions["sandbox_state_file"].save(current_app.extensions["sandbox"])
+    return response
+
+
 def index():
     """What this sandbox serves and the credentials it accepts."""
     base = request.host_url.rstrip("/")
@@ -169,19 +225,34 @@ def index():
 
 
 def make_sandbox_server(host: str, port: int, latency_ms: float = 0.0,
-                        state: SandboxState | None = None) -> BaseWSGIServer:
+                        state: SandboxState | None = None, state_file: StateFile | None = None) -> BaseWSGIServer:
     """A threaded werkzeug server (one thread per connection) for the sandbox app, not yet serving."""
-    return make_server(host, port, create_sandbox_app(state, latency_ms), threaded=True)
+    return make_server(host, port, create_sandbox_app(state, latency_ms, state_file), threaded=True)
 
 
-def serve(host: str, port: int, latency_ms: float = 0.0) -> None:
-    """Run the sandbox on host:port until interrupted (state lives in this process's memory)."""
+def _interrupt(signum, frame):
+    """SIGTERM stops the sandbox the way Ctrl-C does: quietly."""
+    raise KeyboardInterrupt
+
+
+def serve(host: str, port: int, latency_ms: float = 0.0, state_file: Path | str | None = None) -> None:
+    """Run the sandbox on host:port until interrupted (Ctrl-C or SIGTERM).
+
+    State lives in this process's memory, and also in `state_file` when one is given
+    (loaded at start, saved after every change and at exit).
+    """
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the call log replaces per-request lines
-    server = make_sandbox_server(host, port, latency_ms)
-    print(f"sandbox: LionDesk v2, v1 and Real Geeks on http://{host}:{port} (control: /_sandbox/state)", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    store = StateFile(state_file) if state_file else None
+    server = make_sandbox_server(host, port, latency_ms, state_file=store)
+    restored = " (state restored from its file)" if store and store.path.exists() else ""
+    print(f"sandbox: LionDesk v2, v1 and Real Geeks on http://{host}:{port} (control: /_sandbox/state)"
+          f"{restored}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        if store is not None:
+            store.save(server.app.extensions["sandbox"])

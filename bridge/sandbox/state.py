@@ -116,6 +116,27 @@ class SandboxState:
             self.realgeeks_source_system_mode = "writer"
             seed_reference_data(self)
 
+    TRANSIENT = ("lock", "clock", "calls", "faults", "deliverer", "latency_ms")
+    """What a snapshot leaves out: the lock, the clock, and the run's call log, faults,
+    webhook destination and latency (test knobs, set again by whoever drives the run)."""
+
+    def snapshot(self) -> dict:
+        """The world's records and tokens as plain picklable data (see `restore`)."""
+        with self.lock:
+            data = {name: value for name, value in self.__dict__.items() if name not in self.TRANSIENT}
+            tokens = data.pop("tokens")
+            data["tokens"] = {name: value for name, value in tokens.__dict__.items() if name != "clock"}
+            return data
+
+    def restore(self, data: dict) -> None:
+        """Replace the world's records and tokens with a `snapshot()`; transient parts stay."""
+        with self.lock:
+            tokens = TokenStore(self.clock)
+            tokens.__dict__.update(data["tokens"])
+            self.__dict__.update({name: value for name, value in data.items()
+                                  if name != "tokens" and name not in self.TRANSIENT})
+            self.tokens = tokens
+
     def add_address(self, contact_id: int, values: dict) -> dict:
         """Store an address of contact `contact_id`."""
         now = self.now()
