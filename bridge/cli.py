@@ -27,9 +27,60 @@ def redis_or_exit(settings):
     return connect(redis_url(settings))
 
 
-@click.group()
-def main():
+def _redis_location() -> str:
+    """Where the command looked for Redis, for people: REDIS_URL without its password."""
+    import os
+    import re
+
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        from bridge.storage.embedded import state_dir
+
+        return f"the embedded Redis in {state_dir()}"
+    return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", url)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost reason of a connection error, in a few words ("Connection refused")."""
+    import re
+
+    text = str(exc)
+    redis_style = re.search(r"Error -?\d+ connecting to \S+?\.? (.+?)\.?$", text)
+    if redis_style:
+        return redis_style.group(1)
+    found = re.findall(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    return found[-1].strip() if found else text
+
+
+class BridgeGroup(click.Group):
+    """The `bridge` group: every command's unreachable Redis or server ends in one line, not a traceback."""
+
+    def invoke(self, ctx):
+        import redis
+        import requests
+
+        try:
+            return super().invoke(ctx)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            click.echo(f"bridge: cannot reach Redis at {_redis_location()}: {_reason(exc)}", err=True)
+            sys.exit(1)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            url = getattr(getattr(exc, "request", None), "url", None) or "the server"
+            click.echo(f"bridge: cannot reach {url}: {_reason(exc)}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="realgeeks-liondesk-bridge", prog_name="bridge",
+                      message="%(prog)s %(version)s")
+@click.pass_context
+def main(ctx):
     """Real Geeks ⇄ LionDesk bridge."""
+    if ctx.invoked_subcommand not in (None, "dev"):
+        # Another terminal's `bridge dev`: its Redis, port, secret and sandbox, for the variables left unset.
+        from bridge.devrun import load_dev_environment
+
+        load_dev_environment()
 
 
 @main.command("check-config")
@@ -73,11 +124,13 @@ def dev(port):
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=5099, show_default=True)
 @click.option("--latency-ms", type=float, default=0.0, help="Delay added to every answer.")
-def sandbox(host, port, latency_ms):
+@click.option("--state-file", type=click.Path(dir_okay=False), default=None,
+              help="Keep the records and tokens in this file too (loaded at start, saved on every change).")
+def sandbox(host, port, latency_ms, state_file):
     """Run the LionDesk / Real Geeks simulator on HOST:PORT (threaded, state in memory)."""
     from bridge.sandbox.server import serve
 
-    serve(host, port, latency_ms=latency_ms)
+    serve(host, port, latency_ms=latency_ms, state_file=state_file)
 
 
 @main.group()
