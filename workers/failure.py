@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bridge import defaults
-from bridge.exceptions import PermanentError, WaitingError
+from bridge.exceptions import PermanentError, RetryableError, WaitingError
 
 RETRY, WAIT, GIVE_UP = "retry", "wait", "give_up"
 
@@ -68,3 +68,23 @@ def exception_handler(job, exc_type, exc_value, traceback) -> bool:
     """
     apply(job, exc_value)
     return True
+
+
+EXPECTED = (RetryableError,)
+"""Failures the bridge names and plans for (WaitingError is one): logged in one line."""
+
+
+class OneLineExpectedFailures:
+    """Worker mixin: a job failing on an expected, named exception (waiting for
+    re-authorisation, retrying on the ladder) logs one line without a traceback; any
+    other exception keeps RQ's full traceback. The exception handlers still run."""
+
+    def handle_exception(self, job, *exc_info):
+        exc = exc_info[1] if len(exc_info) > 1 else None
+        if not isinstance(exc, EXPECTED):
+            return super().handle_exception(job, *exc_info)
+        from rq.job_lifecycle import call_exception_handlers
+
+        self.log.warning("Worker %s: job %s %s: %s: %s", self.name, job.id, outcome(job, exc),
+                         exc.__class__.__name__, exc, extra={"queue": job.origin, "job_id": job.id})
+        call_exception_handlers(self._exc_handlers, job, *exc_info)
