@@ -31,6 +31,16 @@ JOB_TIMEOUT_SECONDS = 25
 """Longest a single job may run, in seconds; under the 30 s a Heroku dyno gets
 between SIGTERM and SIGKILL, so a warm shutdown always finishes the job in hand."""
 
+WORKER_REDIS_BACKOFF_FIRST_SECONDS = 1.0
+"""After Redis went away under a worker, seconds before the first try to reach it again."""
+
+WORKER_REDIS_BACKOFF_MAX_SECONDS = 30.0
+"""The longest wait between tries to reach Redis again, in seconds (the back-off doubles up to it)."""
+
+WORKER_DEQUEUE_BLOCK_SECONDS = 10
+"""How long an idle worker blocks waiting for a job, in seconds, before it comes round to
+its maintenance again (RQ's own default, 405 s, would delay that for minutes)."""
+
 WORKER_MAINTENANCE_SECONDS = 60
 """How often a worker sweeps RQ registries, in seconds; this is what re-queues a
 job whose worker died with SIGKILL once its heartbeat has expired."""
@@ -249,3 +259,10 @@ WEBHOOK_JSON_MAX_NUMBER_CHARACTERS = 100
 WEBHOOK_JSON_MAX_VALUES = 200_000
 """Most JSON values (objects, arrays, strings, numbers, true/false/null; keys not counted)
 one webhook body may hold, in values; more get 400."""
+
+CONSOLE_PAYLOAD_PREVIEW_CHARACTERS = 20_000
+"""Longest stored payload or error text a console list shows, in characters; the rest is
+cut with a note saying how much, and the job page shows the whole payload."""
+
+CONSOLE_PRETTY_MAX_DEPTH = 64
+"""Deepest stored payload the console indents, in levels; deeper ones are shown as stored."""

@@ -13,6 +13,12 @@ def event_job_id(event_id: str) -> str:
 
 
 def event_id_of_job(job_id: str) -> str | None:
+    """The event id an event job's id was derived from; None for poll and contact jobs."""
+    prefix = event_job_id("")
+    return job_id[len(prefix):] if job_id.startswith(prefix) else None
+
+
+def event_id_of_job(job_id: str) -> str | None:
     """The event id behind an event job id, or None for other jobs."""
     return job_id.removeprefix("event-") if job_id.startswith("event-") else None
 
