@@ -68,6 +68,9 @@ class BridgeGroup(click.Group):
             url = getattr(getattr(exc, "request", None), "url", None) or "the server"
             click.echo(f"bridge: cannot reach {url}: {_reason(exc)}", err=True)
             sys.exit(1)
+        except ConfigError as exc:  # met after start-up, e.g. no REDIS_URL and no embedded Redis installed
+            click.echo(f"bridge: configuration error: {exc}", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})

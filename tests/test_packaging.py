@@ -104,6 +104,13 @@ def test_the_installed_wheel_alone_checks_its_config_and_syncs_a_lead(installed,
                            capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": ""})
     assert where.stdout.startswith(str(installed / "venv")), where.stdout + where.stderr
 
+    clean_env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "BRIDGE_STATE_DIR")}
+    no_redis = subprocess.run([str(bin_dir / "bridge"), "jobs", "failed"], cwd=outside, capture_output=True,
+                              text=True, timeout=60, env=clean_env)
+    assert no_redis.returncode == 2, no_redis.stdout + no_redis.stderr
+    assert no_redis.stderr.startswith("bridge: configuration error: REDIS_URL: is not set, and the embedded Redis")
+    assert "Traceback" not in no_redis.stderr
+
     processes = Processes(tmp_path)
     try:
         sandbox = start_sandbox_process(processes)

