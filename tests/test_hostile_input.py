@@ -243,3 +243,100 @@ def test_gunicorn_non_ascii_signature_is_401(gunicorn_web, redis_conn):
     response = connection.getresponse()
     assert response.status == 401, response.read()
     assert stored_count(redis_conn) == 0
+
+
+# --- the console renders whatever one record holds -------------------------------------
+
+@pytest.fixture
+def console(make_settings, redis_conn):
+    """A logged-in console client, and the settings it runs with."""
+    from bridge.app import create_app
+    from tests.ops_support import ADMIN_PASSWORD, ADMIN_USER, log_in
+
+    settings = make_settings(admin_username=ADMIN_USER, admin_password=ADMIN_PASSWORD, retry_intervals=(0,))
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    client = app.test_client()
+    assert log_in(client).status_code == 302
+    return client, settings
+
+
+def store_event(conn, body: bytes, *, status=events.QUEUED, lead_id="cafe01", errors=None, action="created"):
+    """Store an event directly (as an older intake, or a hand, could have), bypassing today's checks."""
+    event = events.Event(id=events.new_event_id(), body=body, headers={"User-Agent": "x"}, received_at=1.7e9,
+                         status=status, action=action, lead_id=lead_id, errors=errors or {})
+    conn.hset(keys.event(event.id), mapping=event.to_redis())
+    conn.zadd(keys.events_by_time(), {event.id: event.received_at})
+    if status == events.REJECTED:
+        conn.zadd(keys.rejected_events(), {event.id: event.received_at})
+    return event
+
+
+HUGE = json.dumps(sample_lead(notes="n" * 900_000)).encode()
+HOSTILE_BODIES = {"deep": nested(981), "long_int": b'{"id": ' + b"7" * 5000 + b"}", "huge": HUGE,
+                  "not_json": b"\xff\xfe{", "a_list": b"[1, 2]"}
+
+
+def page_of(client, url) -> str:
+    """GET a console page that must answer 200; return its text."""
+    response = client.get(url)
+    assert response.status_code == 200, (url, response.status_code, response.get_data(as_text=True)[:500])
+    return response.get_data(as_text=True)
+
+
+def test_failed_jobs_of_hostile_events_do_not_break_the_failed_list(console, redis_conn, monkeypatch):
+    from bridge.exceptions import PermanentError
+    from tests.ops_support import run_jobs
+    from workers.queue import enqueue_event, event_job_id
+
+    client, settings = console
+    stored = {name: store_event(redis_conn, body, lead_id=f"cafe{n}") for n, (name, body) in
+              enumerate(HOSTILE_BODIES.items())}
+    for event in stored.values():
+        enqueue_event(event_queue(redis_conn), event.id, intervals=(0,))
+
+    def handler(context, event):
+        raise PermanentError("LionDesk said: " + "ee " * 40_000)
+
+    run_jobs(settings, redis_conn, monkeypatch, handler)
+    text = page_of(client, "/admin/failed")
+    assert all(event_job_id(event.id) in text for event in stored.values())
+    assert "ee " * 40_000 not in text
+    for name, event in stored.items():
+        job_page = page_of(client, f"/admin/jobs/{event_job_id(event.id)}")
+        assert "PermanentError" in job_page
+        if name == "huge":
+            assert "n" * 900_000 in job_page  # the whole payload, on its own page
+    lead_page = page_of(client, f"/admin/leads/{stored['deep'].lead_id}")
+    assert "attempt" in lead_page
+
+
+@pytest.mark.parametrize("errors", [
+    {"body": ["plain"]}, {"deep": json.loads(nested(60))}, ["a", "list"], "just text",
+    {"huge": ["x" * 100_000]}, {"n": [1, None, True, 2.5]},
+])
+def test_rejected_list_shows_odd_records(console, redis_conn, errors):
+    client, _ = console
+    for body in HOSTILE_BODIES.values():
+        store_event(redis_conn, body, status=events.REJECTED, errors=errors)
+    text = page_of(client, "/admin/rejected")
+    assert text.count('class="card rejected"') == len(HOSTILE_BODIES)
+    assert "n" * 900_000 not in text and "characters cut" in text
+    assert "x" * 100_000 not in text
+
+
+def test_lead_page_shows_oddly_typed_history(console, redis_conn):
+    from bridge.storage import history
+
+    client, _ = console
+    lead_id = "beef02"
+    store_event(redis_conn, HUGE, lead_id=lead_id)
+    for record in ({"kind": "received", "at": "yesterday", "event_id": 12, "status": None, "errors": ["x"]},
+                   {"kind": 7, "at": None}, {"kind": ["a"], "at": [1]}, {"at": 1e30, "kind": "call", "ms": [1]},
+                   {"kind": "rejected", "at": 1.7e9, "errors": json.loads(nested(60))},
+                   {"kind": "attempt_failed", "at": 1.7e9, "error": "y" * 100_000, "extra": json.loads(nested(60))},
+                   {"kind": "processed", "at": 1.7e9, "summary": {"a": 1}}):
+        history.append_entry(redis_conn, lead_id, record)
+    redis_conn.rpush(keys.lead_history(lead_id), b"[1, 2]", b'"text"', b"42")
+    text = page_of(client, f"/admin/leads/{lead_id}")
+    assert "y" * 100_000 not in text and "characters cut" in text

@@ -70,13 +70,16 @@ bp.add_app_template_filter(present.format_age, "age")
 # The console shows a link to each entry's job beside it, so the line need not name the event.
 bp.add_app_template_filter(lambda entry: present.describe_entry(entry, with_event=False), "describe")
 bp.add_app_template_filter(present.pretty_body, "pretty_body")
+bp.add_app_template_filter(present.shown, "shown")
+bp.add_app_template_filter(present.error_items, "error_items")
 bp.add_app_template_filter(event_job_id, "job_of_event")
 
 
 @bp.context_processor
 def _template_globals():
-    """Jinja: the logged-in user and the CSRF token for forms."""
-    return {"user": auth.current_user(), "csrf_token": auth.csrf_token, "csrf_field": auth.CSRF_FIELD}
+    """Jinja: the logged-in user, the CSRF token for forms and how much of a payload a list shows."""
+    return {"user": auth.current_user(), "csrf_token": auth.csrf_token, "csrf_field": auth.CSRF_FIELD,
+            "preview_limit": defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS}
 
 
 @bp.before_request

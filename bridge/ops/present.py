@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+from bridge import defaults
+from bridge.intake.jsonlimits import parse
+
 # Facts every entry carries, or that the headline of a known kind already says.
 _HEADLINE_FACTS = {
     "received": ("action", "status", "event_id"),
@@ -24,16 +27,24 @@ _SERVICE_NAMES = {"liondesk": "LionDesk", "liondesk_v1": "LionDesk v1", "realgee
 
 def format_time(timestamp: float | None) -> str:
     """Return a unix time as `YYYY-MM-DD HH:MM:SSZ` (UTC), or "-" when unknown."""
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    moment = _moment(timestamp)
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
 
 
 def iso_time(timestamp: float | None) -> str | None:
     """Return a unix time as ISO 8601 UTC for JSON output, or None when unknown."""
-    if timestamp is None:
+    moment = _moment(timestamp)
+    return moment.isoformat(timespec="seconds") if moment else None
+
+
+def _moment(timestamp) -> datetime | None:
+    """A unix time as a UTC datetime, or None when it is missing or not a usable time (a stored record may hold anything)."""
+    if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool):
         return None
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")
+    try:
+        return datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def format_age(seconds: float | None) -> str:
@@ -58,8 +69,15 @@ def parse_time(text: str) -> float:
 
 
 def describe_entry(entry: dict, *, with_event: bool = True) -> str:
-    """Return one line saying what a lead-history entry records (`with_event`: name the event it belongs to)."""
-    kind = entry.get("kind", "?")
+    """Return one line saying what a lead-history entry records (`with_event`: name the event it belongs to).
+
+    Whatever a stored entry holds (another type, a huge or deeply nested fact), the line
+    is text of at most CONSOLE_PAYLOAD_PREVIEW_CHARACTERS.
+    """
+    if not isinstance(entry, dict):
+        return clip(f"unreadable entry: {_fact_text(entry)}")
+    kind = entry.get("kind")
+    kind = kind if isinstance(kind, str) and kind else "?"
     if kind == "call":
         service = _SERVICE_NAMES.get(entry.get("service"), entry.get("service", "?"))
         line = f"{service} {entry.get('method', '?')} {entry.get('path', '?')} → {entry.get('status', '?')}"
@@ -90,32 +108,71 @@ def describe_entry(entry: dict, *, with_event: bool = True) -> str:
         line += " " + " ".join(f"{key}={_fact_text(value)}" for key, value in extra.items())
     if with_event and entry.get("event_id"):
         line += f" [event {entry['event_id']}]"
-    return line
+    return clip(line)
 
 
 def other_facts(entry: dict) -> dict:
     """Return the facts of an entry that its headline does not already say."""
-    shown = {"at", "kind", *_HEADLINE_FACTS.get(entry.get("kind"), ("event_id",))}
+    kind = entry.get("kind")
+    shown = {"at", "kind", *_HEADLINE_FACTS.get(kind if isinstance(kind, str) else None, ("event_id",))}
     return {key: value for key, value in entry.items() if key not in shown}
 
 
-def pretty_body(body: bytes) -> str:
-    """Return a stored webhook body for reading: indented JSON, or the raw text when it is not JSON."""
-    try:
-        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return body.decode("utf-8", errors="replace")
+def pretty_body(body: bytes, limit: int | None = None) -> str:
+    """Return a stored webhook body for reading: indented JSON, or the raw text when it is not
+    JSON within the intake's limits; cut at `limit` characters (None: whole) with a note."""
+    if isinstance(body, str):
+        body = body.encode("utf-8", errors="replace")
+    elif not isinstance(body, bytes):
+        return clip(_fact_text(body), limit)
+    if limit is not None and len(body) > limit:
+        # Far too long to show whole: indenting all of it only to cut it would cost for nothing.
+        return clip(body.decode("utf-8", errors="replace"), limit)
+    parsed = parse(body)
+    if parsed.problem is None:
+        return clip(json.dumps(parsed.value, indent=2, ensure_ascii=False), limit)
+    return clip(body.decode("utf-8", errors="replace"), limit)
 
 
-def _errors_text(errors) -> str:
-    """Flatten marshmallow-style validation errors into `field: message; ...`."""
+def clip(text: str, limit: int | None = defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS) -> str:
+    """Return `text` cut to `limit` characters (None: whole), saying how many were cut."""
+    if limit is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]} … [{len(text) - limit:,} more characters cut]"
+
+
+def shown(value, limit: int | None = defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS) -> str:
+    """Return any stored value as text for a page (nothing for None), cut at `limit` characters."""
+    if value is None:
+        return ""
+    return clip(value if isinstance(value, str) else _fact_text(value), limit)
+
+
+def error_items(errors, limit: int | None = defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS) -> list[tuple[str, str]]:
+    """Return stored validation errors as (field, message text) pairs, whatever their type."""
     if isinstance(errors, dict):
-        return "; ".join(f"{field}: {_errors_text(message)}" for field, message in errors.items())
+        return [(clip(str(field), 200), shown(messages, limit)) for field, messages in errors.items()]
+    if errors in (None, "", [], ()):
+        return []
+    return [("", shown(errors, limit))]
+
+
+def _errors_text(errors, depth: int = 0) -> str:
+    """Flatten marshmallow-style validation errors into `field: message; ...` (past 20 levels: …)."""
+    if depth > 20:
+        return "…"
+    if isinstance(errors, dict):
+        return "; ".join(f"{field}: {_errors_text(message, depth + 1)}" for field, message in errors.items())
     if isinstance(errors, list):
-        return ", ".join(_errors_text(message) for message in errors)
-    return str(errors)
+        return ", ".join(_errors_text(message, depth + 1) for message in errors)
+    return _fact_text(errors)
 
 
 def _fact_text(value) -> str:
-    """Render one fact compactly: strings as they are, everything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
+    """Render one fact compactly: strings as they are, everything else as JSON (or a note when it cannot be)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, default=str, separators=(",", ":"))
+    except (RecursionError, ValueError, TypeError):  # nested too deeply, an int too long to print
+        return f"<{type(value).__name__} that cannot be shown>"
