@@ -263,10 +263,3 @@ one webhook body may hold, in values; more get 400."""
 CONSOLE_PAYLOAD_PREVIEW_CHARACTERS = 20_000
 """Longest stored payload or error text a console list shows, in characters; the rest is
 cut with a note saying how much, and the job page shows the whole payload."""
-
-CONSOLE_PRETTY_MAX_DEPTH = 64
-"""Deepest stored payload the console indents, in levels; deeper ones are shown as stored."""
-
-CONSOLE_PAYLOAD_PREVIEW_CHARACTERS = 20_000
-"""Longest stored payload or error text a console list shows, in characters; the rest is
-cut with a note saying how much, and the job page shows the whole payload."""
