@@ -48,4 +48,4 @@ COPY gunicorn.conf.py ./
 # Numeric, so that orchestrators enforcing "run as non-root" can verify it.
 USER 10001:10001
 EXPOSE 5000
-CMD ["gunicorn", "--config", "gunicorn.conf.py", "bridge.app:create_app()"]
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "bridge.web:create_app()"]

@@ -171,12 +171,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from bridge.config import load_settings
-    from bridge.devrun import sandbox_environment
+    from bridge.cli.dev import sandbox_environment
     from bridge.ops import logs
     from bridge.storage.embedded import start_server
     from bridge.storage.redis import connect
     from tests.support import free_port
-    from workers.context import Context
+    from bridge.context import Context
 
     work = Path(tempfile.mkdtemp(prefix="bench-poll-"))
     redis_port = free_port()

@@ -46,12 +46,12 @@ from rq.job import Job  # noqa: E402
 from rq.registry import FailedJobRegistry, FinishedJobRegistry  # noqa: E402
 from rq.suspension import resume, suspend  # noqa: E402
 
-from bridge.sample import body_of, sample_lead  # noqa: E402
+from bridge.sandbox.sample import body_of, sample_lead  # noqa: E402
 from bridge.storage.embedded import start_server  # noqa: E402
 from bridge.storage.redis import connect  # noqa: E402
 from tests.support import (Processes, free_port, procfile_command, signed_post, start_sandbox_process,  # noqa: E402
                            wait_until)
-from workers.queue import event_job_id, event_queue  # noqa: E402
+from bridge.queue import event_job_id, event_queue  # noqa: E402
 
 MYSELF, TEAM_ROLLOUT = "Website Property Valuation", "Website Property Search"
 """Lead sources of the sandbox demo preset's two routes (Seller Drip / Buyer Drip campaigns)."""
@@ -88,9 +88,9 @@ class Stack:
 
     def in_process(self):
         """The web app's test client and a worker context of this process, over the stack."""
-        from bridge.app import create_app
+        from bridge.web import create_app
         from bridge.config import load_settings
-        from workers.context import Context
+        from bridge.context import Context
 
         settings = load_settings(self.env)
         return create_app(settings).test_client(), Context(settings=settings, redis=self.conn)

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bridge.intake.signature import sign  # noqa: E402
-from bridge.sample import body_of, sample_lead  # noqa: E402
+from bridge.sandbox.sample import body_of, sample_lead  # noqa: E402
 from bridge.storage.embedded import start_server  # noqa: E402
 from bridge.storage.redis import connect  # noqa: E402
 from tests.support import free_port, wait_until  # noqa: E402
@@ -71,7 +71,7 @@ def start_gunicorn(app: str, port: int, env: dict, log: Path) -> subprocess.Pope
 
 # name → gunicorn app spec, in the order each round measures them
 APPS = {
-    "bridge": "bridge.app:create_app()",
+    "bridge": "bridge.web:create_app()",
     "floor": "bench.bare_app:create_floor_app()",
     "bare": "bench.bare_app:create_app()",
 }

@@ -52,7 +52,7 @@ def _store_with_one_set(app):
 
 def without_log_line():
     """The bridge without its per-webhook log line."""
-    from bridge.app import create_app
+    from bridge.web import create_app
 
     app = create_app()
     _silence_webhook_log()
@@ -61,7 +61,7 @@ def without_log_line():
 
 def with_set_store():
     """The bridge storing each delivery with one SET instead of its script."""
-    from bridge.app import create_app
+    from bridge.web import create_app
 
     app = create_app()
     _store_with_one_set(app)
@@ -76,7 +76,7 @@ def with_set_store_without_log_line():
 
 
 VARIANTS = {
-    "bridge": "bridge.app:create_app()",
+    "bridge": "bridge.web:create_app()",
     "bridge, no log line": "bench.webhook_costs:without_log_line()",
     "bridge, SET instead of script": "bench.webhook_costs:with_set_store()",
     "bridge, SET, no log line": "bench.webhook_costs:with_set_store_without_log_line()",

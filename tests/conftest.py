@@ -101,7 +101,7 @@ def settings(make_settings):
 @pytest.fixture
 def app(settings, redis_conn):
     """The web app over the test Redis."""
-    from bridge.app import create_app
+    from bridge.web import create_app
 
     app = create_app(settings)
     app.config["TESTING"] = True

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 
-from bridge.sample import sample_lead
+from bridge.sandbox.sample import sample_lead
 from tests.support import signed_post
-from workers.context import Context, set_context
+from bridge.context import Context, set_context
 from workers.relay import Relay
 from workers.worker import build_worker
 

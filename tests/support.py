@@ -116,7 +116,7 @@ class SandboxControl:
 
     def environment(self) -> dict:
         """Environment variables pointing every bridge client at this sandbox."""
-        from bridge.devrun import sandbox_environment
+        from bridge.cli.dev import sandbox_environment
 
         return sandbox_environment(self.url)
 

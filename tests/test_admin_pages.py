@@ -8,13 +8,13 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
 from bridge import defaults
-from bridge.app import create_app
+from bridge.web import create_app
 from bridge.exceptions import PermanentError, RetryableError
 from bridge.ops import leads
 from bridge.storage import history, keys
 from tests.ops_support import ADMIN_PASSWORD, ADMIN_USER, WEBHOOK, csrf_of, deliver, log_in, run_jobs
 from tests.support import signed_post
-from workers.queue import event_job_id, event_queue
+from bridge.queue import event_job_id, event_queue
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from bridge import defaults
-from bridge.app import create_app
+from bridge.web import create_app
 from bridge.storage import keys
 from tests.ops_support import ADMIN_PASSWORD, ADMIN_USER, csrf_of, log_in
 

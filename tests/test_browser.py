@@ -81,9 +81,9 @@ def test_support_replays_a_job_failed_by_a_liondesk_outage(chromium, bridge_web,
     from rq.registry import FailedJobRegistry
     from selenium.webdriver.common.by import By
 
-    from bridge.sample import sample_lead
+    from bridge.sandbox.sample import sample_lead
     from bridge.storage import history
-    from workers.queue import event_queue
+    from bridge.queue import event_queue
 
     url, username, password = bridge_web
     start_worker(processes, settings, BRIDGE_RETRY_INTERVALS="1", **sandbox_env(sandbox))

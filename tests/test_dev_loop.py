@@ -212,7 +212,7 @@ def test_a_port_in_use_is_reported_before_anything_starts(tmp_path, which):
 
 
 def test_dev_credentials_are_generated_once_and_kept(tmp_path):
-    from bridge.devrun import dev_credentials
+    from bridge.cli.dev import dev_credentials
 
     first = dev_credentials(tmp_path, {})
     assert first["ADMIN_USERNAME"] == "admin" and len(first["ADMIN_PASSWORD"]) >= 12
@@ -239,7 +239,7 @@ def test_the_state_folder_is_found_from_the_project_root(tmp_path, monkeypatch):
 def test_dev_env_is_used_only_while_its_dev_runs(tmp_path, monkeypatch):
     import json
 
-    from bridge.devrun import load_dev_environment
+    from bridge.cli.dev import load_dev_environment
 
     monkeypatch.setenv("BRIDGE_STATE_DIR", str(tmp_path))
     monkeypatch.delenv("REALGEEKS_WEBHOOK_SECRET", raising=False)

@@ -30,12 +30,12 @@ from bridge import defaults
 from bridge.clients.liondesk import REFERENCE_PATHS
 from bridge.clients.oauth import OK, auth_state
 from bridge.intake.signature import ACTION_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from bridge.sample import body_of, sample_lead
+from bridge.sandbox.sample import body_of, sample_lead
 from bridge.storage import history, keys, mappings
 from bridge.storage.redis import connect
 from tests.conftest import delete_run_keys
 from tests.support import ROOT, Processes, free_port, procfile_command, start_sandbox_process, wait_until
-from workers.queue import event_job_id, event_queue
+from bridge.queue import event_job_id, event_queue
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,7 @@ import pytest
 import redis
 import requests
 
-from bridge.sample import sample_lead
+from bridge.sandbox.sample import sample_lead
 from bridge.storage import history
 from bridge.storage.redis import connect
 from bridge.storage.embedded import redis_server_binary

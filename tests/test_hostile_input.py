@@ -8,11 +8,11 @@ import secrets
 import pytest
 
 from bridge import defaults
-from bridge.intake.jsonlimits import Limits, parse, shape_problem
+from bridge.jsonlimits import Limits, parse, shape_problem
 from bridge.intake.signature import SIGNATURE_HEADER, sign
-from bridge.sample import sample_lead
+from bridge.sandbox.sample import sample_lead
 from bridge.storage import events, keys
-from workers.queue import event_queue
+from bridge.queue import event_queue
 from workers.relay import Relay
 
 URL = "/webhooks/realgeeks"
@@ -250,7 +250,7 @@ def test_gunicorn_non_ascii_signature_is_401(gunicorn_web, redis_conn):
 @pytest.fixture
 def console(make_settings, redis_conn):
     """A logged-in console client, and the settings it runs with."""
-    from bridge.app import create_app
+    from bridge.web import create_app
     from tests.ops_support import ADMIN_PASSWORD, ADMIN_USER, log_in
 
     settings = make_settings(admin_username=ADMIN_USER, admin_password=ADMIN_PASSWORD, retry_intervals=(0,))
@@ -287,7 +287,7 @@ def page_of(client, url) -> str:
 def test_failed_jobs_of_hostile_events_do_not_break_the_failed_list(console, redis_conn, monkeypatch):
     from bridge.exceptions import PermanentError
     from tests.ops_support import run_jobs
-    from workers.queue import enqueue_event, event_job_id
+    from bridge.queue import enqueue_event, event_job_id
 
     client, settings = console
     stored = {name: store_event(redis_conn, body, lead_id=f"cafe{n}") for n, (name, body) in

@@ -1,6 +1,6 @@
 """GET /livez: 200 when the process and Redis answer, 503 otherwise; no auth, no LionDesk."""
 
-from bridge.app import create_app
+from bridge.web import create_app
 
 
 def test_livez_answers_ok_when_redis_answers(client):

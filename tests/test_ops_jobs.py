@@ -15,7 +15,7 @@ from bridge.exceptions import PermanentError, RetryableError
 from bridge.ops import jobs
 from bridge.storage import history, keys
 from tests.ops_support import deliver, raising, run_jobs, succeeding
-from workers.queue import event_job_id, event_queue
+from bridge.queue import event_job_id, event_queue
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from bridge.ops import leads, present
 from bridge.storage import keys
 from tests.ops_support import WEBHOOK, deliver, raising, run_jobs
 from tests.support import signed_post
-from workers.queue import event_job_id
+from bridge.queue import event_job_id
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge import defaults
-from bridge.app import create_app
+from bridge.web import create_app
 from bridge.exceptions import PermanentError
 from bridge.ops.metrics import Metrics
 from bridge.storage import keys

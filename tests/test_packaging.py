@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from bridge.sample import sample_lead
+from bridge.sandbox.sample import sample_lead
 from tests.support import ROOT, Processes, free_port, procfile_command, signed_post, start_sandbox_process, wait_until
 
 VENV_BIN = Path(sys.executable).parent
@@ -89,7 +89,7 @@ def test_the_wheel_carries_its_default_rules_and_templates(installed):
     names = zipfile.ZipFile(wheel).namelist()
     shipped = zipfile.ZipFile(wheel).read("bridge/translate/default_rules.toml")
     assert shipped == (ROOT / "config" / "rules.toml").read_bytes()
-    assert "bridge/ops/templates/lead.html" in names and "bridge/ops/static/console.css" in names
+    assert "bridge/web/templates/lead.html" in names and "bridge/web/static/console.css" in names
     assert not any(name.startswith("tests/") for name in names)
 
 

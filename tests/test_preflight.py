@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from bridge import defaults, preflight
+from bridge import defaults
+from bridge.cli import preflight
 from tests.support import ROOT
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"

@@ -1,10 +1,10 @@
 """The relay: intake stream entries become exactly one RQ job each, even when a worker dies."""
 
 from bridge import defaults
-from bridge.sample import sample_lead
+from bridge.sandbox.sample import sample_lead
 from bridge.storage import keys
 from tests.support import signed_post
-from workers.queue import event_job_id, event_queue
+from bridge.queue import event_job_id, event_queue
 from workers.relay import Relay
 
 

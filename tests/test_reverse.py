@@ -19,12 +19,13 @@ from werkzeug.serving import make_server
 from bench.poll import link_bulk_contacts
 from bridge.config import load_settings
 from bridge.exceptions import UpstreamUnavailable
-from bridge.sample import sample_lead
+from bridge.sandbox.sample import sample_lead
 from bridge.storage import history, keys, mappings
-from bridge.sync import poll_schedule, reverse
+from bridge.sync import reverse
+from workers import poll_trigger
 from tests.support import signed_post
-from workers.context import Context
-from workers.queue import contact_job_id, poll_job_id, poll_queue
+from bridge.context import Context
+from bridge.queue import contact_job_id, poll_job_id, poll_queue
 from workers.relay import Relay
 from workers.worker import run
 
@@ -37,7 +38,7 @@ class Bridge:
     """The bridge (web app on a port, a worker context) wired to the sandbox, driven like its users would."""
 
     def __init__(self, sandbox, settings, conn, secret):
-        from bridge.app import create_app
+        from bridge.web import create_app
 
         self.sandbox, self.settings, self.conn, self.secret = sandbox, settings, conn, secret
         self.app = create_app(settings)
@@ -486,27 +487,27 @@ def test_a_contact_created_in_liondesk_becomes_one_real_geeks_lead_when_enabled(
 
 def test_one_poll_job_per_slot_however_many_triggers(redis_conn, make_settings):
     settings = make_settings(liondesk_poll_seconds=60)
-    assert poll_schedule.trigger_once(redis_conn, settings, now=120.5) == poll_job_id(120)
-    assert poll_schedule.trigger_once(redis_conn, settings, now=179.9) is None  # same slot, another process
-    assert poll_schedule.trigger_once(redis_conn, settings, now=180.0) == poll_job_id(180)
+    assert poll_trigger.trigger_once(redis_conn, settings, now=120.5) == poll_job_id(120)
+    assert poll_trigger.trigger_once(redis_conn, settings, now=179.9) is None  # same slot, another process
+    assert poll_trigger.trigger_once(redis_conn, settings, now=180.0) == poll_job_id(180)
     assert poll_queue(redis_conn).get_job_ids() == [poll_job_id(120), poll_job_id(180)]
-    assert poll_schedule.superseded(redis_conn, 120) and not poll_schedule.superseded(redis_conn, 180)
+    assert poll_trigger.superseded(redis_conn, 120) and not poll_trigger.superseded(redis_conn, 180)
 
 
 def test_a_poll_that_failed_for_good_holds_new_polls_until_support_acts(redis_conn, make_settings):
     settings = make_settings(liondesk_poll_seconds=60)
-    job_id = poll_schedule.trigger_once(redis_conn, settings, now=60)
+    job_id = poll_trigger.trigger_once(redis_conn, settings, now=60)
     job = Job.fetch(job_id, connection=redis_conn)
     registry = FailedJobRegistry(queue=poll_queue(redis_conn))
     registry.add(job, exc_string="UpstreamRejected: 403")
-    poll_schedule.mark_failed(redis_conn, job_id)
-    assert poll_schedule.trigger_once(redis_conn, settings, now=120) is None
+    poll_trigger.mark_failed(redis_conn, job_id)
+    assert poll_trigger.trigger_once(redis_conn, settings, now=120) is None
     registry.remove(job)  # replayed or dismissed
-    assert poll_schedule.trigger_once(redis_conn, settings, now=180) == poll_job_id(180)
+    assert poll_trigger.trigger_once(redis_conn, settings, now=180) == poll_job_id(180)
 
 
 def test_the_poll_job_runs_on_the_worker_and_later_slots_supersede_its_retries(bridge, redis_conn):
-    from workers.queue import enqueue_poll
+    from bridge.queue import enqueue_poll
 
     bridge.website_lead()
     start = int(time.time())
@@ -546,7 +547,7 @@ def test_healthz_shows_the_last_poll(bridge):
 def test_the_console_overview_shows_the_last_poll(bridge):
     from dataclasses import replace
 
-    from bridge.app import create_app
+    from bridge.web import create_app
     from tests.ops_support import ADMIN_PASSWORD, ADMIN_USER, log_in
 
     bridge.website_lead()
@@ -572,7 +573,7 @@ def test_our_own_assignment_is_the_lead_s_latest_one_not_an_older_real_geeks_one
 
 def test_a_poll_job_refused_for_good_waits_in_the_failed_store_and_a_replay_runs_it(bridge, redis_conn):
     from bridge.ops import jobs as job_tools
-    from workers.queue import enqueue_poll
+    from bridge.queue import enqueue_poll
 
     _, contact = bridge.website_lead()
     bridge.poll()
@@ -583,12 +584,12 @@ def test_a_poll_job_refused_for_good_waits_in_the_failed_store_and_a_replay_runs
     bridge.work()
     job_id = poll_job_id(start)
     assert job_id in FailedJobRegistry(queue=poll_queue(redis_conn)).get_job_ids()  # LionDesk refused the read
-    assert poll_schedule.blocking_job(redis_conn) == job_id
-    assert poll_schedule.trigger_once(redis_conn, bridge.settings, now=start + 3600) is None
+    assert poll_trigger.blocking_job(redis_conn) == job_id
+    assert poll_trigger.trigger_once(redis_conn, bridge.settings, now=start + 3600) is None
 
     mark = bridge.mark()
     job_tools.replay(redis_conn, [job_id], by="test", via="cli")
     bridge.work()
     (write,) = bridge.realgeeks_writes(mark)
     assert write["body"] == {"last_name": "Replayed"}
-    assert poll_schedule.blocking_job(redis_conn) is None
+    assert poll_trigger.blocking_job(redis_conn) is None

@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from bridge.sample import sample_lead
+from bridge.sandbox.sample import sample_lead
 from bridge.storage import history, keys, mappings
 from tests.support import ROOT, Processes, free_port, procfile_command, wait_until
 

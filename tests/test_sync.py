@@ -6,11 +6,11 @@ import pytest
 from rq.registry import FailedJobRegistry
 
 from bridge.config import load_settings
-from bridge.sample import sample_lead
+from bridge.sandbox.sample import sample_lead
 from bridge.storage import history, mappings
 from tests.support import signed_post
-from workers.context import Context
-from workers.queue import event_queue
+from bridge.context import Context
+from bridge.queue import event_queue
 from workers.worker import run
 
 URL = "/webhooks/realgeeks"
@@ -20,7 +20,7 @@ WRITES = ("POST", "PATCH", "PUT", "DELETE")
 @pytest.fixture
 def bridge(sandbox, redis_url, redis_conn, webhook_secret):
     """The web app and a worker context wired to the sandbox and the test Redis."""
-    from bridge.app import create_app
+    from bridge.web import create_app
 
     env = {**sandbox.environment(), "REDIS_URL": redis_url, "REALGEEKS_WEBHOOK_SECRET": webhook_secret,
            "LIONDESK_MAX_REQUESTS_PER_SECOND": "1000"}
@@ -258,7 +258,7 @@ def test_a_create_that_failed_is_not_mistaken_for_a_namesake_made_by_a_dead_atte
 
 def test_with_v1_keys_activities_go_to_the_timeline_and_notes_become_comments(sandbox, redis_url, redis_conn,
                                                                                 webhook_secret):
-    from bridge.app import create_app
+    from bridge.web import create_app
 
     env = {**sandbox.environment(), "REDIS_URL": redis_url, "REALGEEKS_WEBHOOK_SECRET": webhook_secret,
            "LIONDESK_MAX_REQUESTS_PER_SECOND": "1000",

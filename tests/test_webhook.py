@@ -8,10 +8,10 @@ import pytest
 import redis
 
 from bridge.intake.signature import SIGNATURE_HEADER, sign, signature_ok
-from bridge.sample import sample_lead
+from bridge.sandbox.sample import sample_lead
 from bridge.storage import events, history, keys
 from tests.support import signed_post
-from workers.queue import event_job_id, event_queue
+from bridge.queue import event_job_id, event_queue
 from workers.relay import Relay
 
 URL = "/webhooks/realgeeks"
@@ -34,7 +34,7 @@ def test_published_test_vector_signs_the_fixture_bytes():
 
 
 def test_published_test_vector_is_accepted_end_to_end(make_settings, redis_conn):
-    from bridge.app import create_app
+    from bridge.web import create_app
 
     client = create_app(make_settings(realgeeks_webhook_secret="seekrit")).test_client()
     response = client.post(URL, data=FIXTURE.read_bytes(), headers={SIGNATURE_HEADER: PUBLISHED_SIGNATURE})
@@ -145,7 +145,7 @@ def test_body_just_under_the_limit_is_accepted(client, webhook_secret):
 
 
 def test_other_partner_id_is_403(make_settings, redis_conn, webhook_secret):
-    from bridge.app import create_app
+    from bridge.web import create_app
 
     client = create_app(make_settings(realgeeks_partner_id="our-partner")).test_client()
     refused = signed_post(client, URL, sample_lead(partner_id="someone-else"), webhook_secret)
@@ -208,7 +208,7 @@ def test_rejected_lead_delivery_shows_in_the_lead_history(client, redis_conn, we
 
 
 def test_unset_secret_refuses_with_503(make_settings, redis_conn):
-    from bridge.app import create_app
+    from bridge.web import create_app
 
     client = create_app(make_settings(realgeeks_webhook_secret=None)).test_client()
     response = client.post(URL, data=b"{}", headers={SIGNATURE_HEADER: sign(b"{}", "")})
@@ -217,7 +217,7 @@ def test_unset_secret_refuses_with_503(make_settings, redis_conn):
 
 
 def test_redis_down_is_503_never_2xx(make_settings, webhook_secret):
-    from bridge.app import create_app
+    from bridge.web import create_app
     from tests.support import free_port
 
     client = create_app(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")).test_client()

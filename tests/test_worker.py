@@ -15,8 +15,8 @@ from bridge.exceptions import (LionDeskNeedsReauthorization, PermanentError, Ret
 from bridge.storage import history
 from tests.support import ROOT, Processes, procfile_command, wait_until
 from workers import failure
-from workers.context import Context
-from workers.queue import event_queue
+from bridge.context import Context
+from bridge.queue import event_queue
 from workers.worker import build_worker, run
 
 LADDER = [30, 120, 600, 1800, 7200, 21600]
@@ -78,8 +78,8 @@ def _context(settings, redis_conn):
 
 
 def test_burst_worker_processes_a_received_webhook(redis_conn, sandbox_settings):
-    from bridge.app import create_app
-    from bridge.sample import sample_lead
+    from bridge.web import create_app
+    from bridge.sandbox.sample import sample_lead
     from tests.support import signed_post
 
     payload = sample_lead()
@@ -162,7 +162,7 @@ def start_worker(processes, settings, name="worker", **extra):
 def test_procfile_web_and_worker_process_a_webhook_over_http(processes, settings, redis_conn, sandbox):
     import requests
 
-    from bridge.sample import sample_lead
+    from bridge.sandbox.sample import sample_lead
     from tests.support import free_port, signed_post
 
     port = free_port()

@@ -13,7 +13,7 @@ from bridge.ops import logs
 from bridge.ops.jobs import record_outcome
 from bridge.storage import events, history
 from workers import failure
-from workers.context import get_context
+from bridge.context import get_context
 
 log = logging.getLogger("bridge.jobs")
 
@@ -70,18 +70,19 @@ def _ms(started: float) -> float:
 
 def poll_liondesk(slot_start: int | None = None) -> str:
     """Run one LionDesk → Real Geeks poll: the job the poll trigger enqueues once per slot."""
-    from bridge.sync import poll_schedule, reverse
+    from bridge.sync import reverse
+    from workers import poll_trigger
 
     context = get_context()
     job = get_current_job()
-    if slot_start is not None and poll_schedule.superseded(context.redis, slot_start):
+    if slot_start is not None and poll_trigger.superseded(context.redis, slot_start):
         return "superseded: the poll of a later slot reads the same changes"
     try:
         report = reverse.poll(context)
     except BaseException as exc:
         outcome = failure.outcome(job, exc)
         if outcome == failure.FAILED and job is not None:
-            poll_schedule.mark_failed(context.redis, job.id)
+            poll_trigger.mark_failed(context.redis, job.id)
         logs.event_line(log, "job", job_id=job and job.id, outcome=outcome, attempt=_attempt_number(job),
                         error_class=exc.__class__.__name__, error=str(exc)[:500])
         raise

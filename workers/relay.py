@@ -18,11 +18,11 @@ from rq.exceptions import DuplicateJobError
 
 from bridge import defaults
 from bridge.intake.classify import schema_errors
-from bridge.intake.jsonlimits import parse
+from bridge.jsonlimits import parse
 from bridge.intake.store import received_entry
 from bridge.ops import leads
 from bridge.storage import events, history, keys
-from workers.queue import enqueue_event, event_queue
+from bridge.queue import enqueue_event, event_queue
 
 log = logging.getLogger("bridge.relay")
 

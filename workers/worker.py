@@ -16,10 +16,10 @@ from rq.executions import Execution
 from bridge import defaults
 from bridge.ops import logs
 from bridge.storage import events, history
-from bridge.sync.poll_schedule import start_poll_trigger
+from workers.poll_trigger import start_poll_trigger
 from workers import failure
-from workers.context import Context, set_context
-from workers.queue import event_id_of_job, event_queue, poll_queue
+from bridge.context import Context, set_context
+from bridge.queue import event_id_of_job, event_queue, poll_queue
 from workers.relay import Relay, start_relay_thread
 
 log = logging.getLogger("bridge.worker")

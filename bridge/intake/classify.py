@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from marshmallow import ValidationError
 
-from bridge.intake.jsonlimits import Parsed
+from bridge.jsonlimits import Parsed
 from bridge.intake.signature import ACTION_HEADER
 from bridge.storage.events import IGNORED, QUEUED, REJECTED
 from bridge.translate.realgeeks import LEAD_ACTIONS, load_event, normalize_id, schema_for

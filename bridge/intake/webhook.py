@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge.intake.classify import classify
-from bridge.intake.jsonlimits import parse
+from bridge.jsonlimits import parse
 from bridge.intake.signature import SIGNATURE_HEADER, signature_ok
 from bridge.ops import logs
 

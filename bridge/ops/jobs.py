@@ -26,7 +26,7 @@ from bridge import defaults
 from bridge.exceptions import JobNotFailed, JobNotFound
 from bridge.ops import leads, present, status
 from bridge.storage import events, history, keys
-from workers.queue import event_id_of_job, retry_ladder
+from bridge.queue import event_id_of_job, retry_ladder
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from bridge import defaults
-from bridge.intake.jsonlimits import parse
+from bridge.jsonlimits import parse
 from bridge.ops import present
 from bridge.storage import events, history, keys
 from bridge.translate.realgeeks import normalize_id

@@ -9,7 +9,7 @@ import json
 from datetime import datetime, timezone
 
 from bridge import defaults
-from bridge.intake.jsonlimits import parse
+from bridge.jsonlimits import parse
 
 # Facts every entry carries, or that the headline of a known kind already says.
 _HEADLINE_FACTS = {

@@ -11,7 +11,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from bridge import defaults
 from bridge.storage import keys
-from workers.queue import event_queue, poll_queue
+from bridge.queue import event_queue, poll_queue
 
 QUEUE_NAMES = (defaults.EVENT_QUEUE, defaults.POLL_QUEUE)
 """The RQ queues the bridge runs; their scheduled and failed registries are summed."""

@@ -8,7 +8,7 @@ tests set them up explicitly (or load the demo preset).
 from __future__ import annotations
 
 DEFAULT_SITE_UUID = "5ead6dd1-2cb9-4f80-80fc-5716b05c90ba"
-"""The Real Geeks site bridge.sample uses; any other well-formed site UUID works too."""
+"""The Real Geeks site bridge.sandbox.sample uses; any other well-formed site UUID works too."""
 
 AGENTS = (
     # (first, last, email, phone, Real Geeks user id, Real Geeks admin)

@@ -1,6 +1,6 @@
 """LionDesk → Real Geeks: the poll that carries agents' edits back, without echoes.
 
-LionDesk has no webhooks, so the bridge polls (`poll_schedule.py` decides when; one poll
+LionDesk has no webhooks, so the bridge polls (`workers/poll_trigger.py` decides when; one poll
 at a time, under the poll lock). One poll:
 
 1. Reads every contact with `modified_at` after the stored cursor minus
@@ -341,7 +341,7 @@ def process_contact(sync: Sync, contact: Mapping, lock_wait: float, lead_id: str
 
 def defer(sync: Sync, contact: Mapping, exc: BaseException) -> None:
     """Give a contact that failed on its own a job of its own (retry ladder, failed store, replay)."""
-    from workers.queue import contact_job_id, enqueue_contact_sync, poll_queue
+    from bridge.queue import contact_job_id, enqueue_contact_sync, poll_queue
 
     contact_id = contact.get("id")
     try:

@@ -31,7 +31,7 @@ from rq.registry import FailedJobRegistry
 from bridge import defaults
 from bridge.config import Settings
 from bridge.storage import keys
-from workers.queue import enqueue_poll, poll_queue
+from bridge.queue import enqueue_poll, poll_queue
 
 log = logging.getLogger("bridge.poll")
 

@@ -81,7 +81,7 @@ def main(ctx):
     """Real Geeks ⇄ LionDesk bridge."""
     if ctx.invoked_subcommand not in (None, "dev"):
         # Another terminal's `bridge dev`: its Redis, port, secret and sandbox, for the variables left unset.
-        from bridge.devrun import load_dev_environment
+        from bridge.cli.dev import load_dev_environment
 
         load_dev_environment()
 
@@ -91,7 +91,7 @@ def check_config():
     """Validate the configuration and reach Redis; exit 2 on what would lose leads (the release step)."""
     import os
 
-    from bridge import preflight
+    from bridge.cli import preflight
 
     report = preflight.check(os.environ)
     for problem in report.problems:
@@ -107,7 +107,7 @@ def check_config():
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 def worker(burst):
     """Run an RQ worker (with its scheduler) for event and poll jobs."""
-    from workers.context import Context
+    from bridge.context import Context
     from workers.worker import run
 
     settings = settings_or_exit()
@@ -118,7 +118,7 @@ def worker(burst):
 @click.option("--port", type=int, default=None, help="Web port (default: PORT or 5000).")
 def dev(port):
     """Run everything locally: embedded Redis, web, worker, and the sandbox if LionDesk is not configured."""
-    from bridge.devrun import run_dev
+    from bridge.cli.dev import run_dev
 
     sys.exit(run_dev(settings_or_exit(), port))
 
@@ -151,7 +151,7 @@ def webhook_send(payload, url, secret, action):
     import requests
 
     from bridge.intake.signature import ACTION_HEADER, SIGNATURE_HEADER, sign
-    from bridge.sample import sample_lead_body
+    from bridge.sandbox.sample import sample_lead_body
 
     settings = settings_or_exit()
     body = payload.read() if payload else sample_lead_body()
@@ -214,7 +214,7 @@ def poll(once, since):
     from bridge.exceptions import BridgeError
     from bridge.sync import reverse
     from bridge.translate.realgeeks import parse_instant
-    from workers.context import Context
+    from bridge.context import Context
 
     if not once:
         click.echo("bridge poll: pass --once to run one poll now; workers poll every LIONDESK_POLL_SECONDS "
@@ -236,10 +236,7 @@ def poll(once, since):
     sys.exit(0 if report.outcome in (reverse.OK, reverse.PARTIAL) else 1)
 
 
-from bridge.ops.commands import jobs as _jobs_commands, lead as _lead_command  # noqa: E402  (support tools)
+from bridge.cli.commands import jobs as _jobs_commands, lead as _lead_command  # noqa: E402  (support tools)
 
 main.add_command(_jobs_commands)
 main.add_command(_lead_command)
-
-if __name__ == "__main__":
-    main()

@@ -18,10 +18,11 @@ from werkzeug.exceptions import HTTPException
 
 from bridge import defaults
 from bridge.exceptions import JobNotFailed, JobNotFound
-from bridge.ops import auth, leads, logs, present, status
+from bridge.ops import leads, logs, present, status
+from bridge.web import auth
 from bridge.ops import jobs as job_tools
 from bridge.storage import events, keys
-from workers.queue import event_job_id
+from bridge.queue import event_job_id
 
 bp = Blueprint("admin", __name__, url_prefix=auth.CONSOLE_PATH, template_folder="templates", static_folder="static")
 log = logging.getLogger("bridge.admin")

@@ -11,7 +11,8 @@ from flask import Blueprint, Response, abort, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from bridge.ops import auth, status
+from bridge.ops import status
+from bridge.web import auth
 from bridge.ops.metrics import Metrics
 
 bp = Blueprint("metrics", __name__)

@@ -48,12 +48,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["bridge.store"] = DeliveryStore(conn)
     app.extensions["bridge.metrics"] = Metrics(conn)
 
-    from bridge.intake import health, webhook
+    from bridge.intake import webhook
+    from bridge.web import health
 
     app.register_blueprint(webhook.bp)
     app.register_blueprint(health.bp)
 
-    from bridge.ops import admin, auth, prometheus
+    from bridge.web import auth, prometheus
+    from bridge.web import console as admin
 
     auth.configure_sessions(app)  # console-only sessions: no cookie work on any other route
 

@@ -38,7 +38,7 @@ from bridge.storage import keys
 from bridge.storage.embedded import start_server, state_dir
 from bridge.storage.redis import connect
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SANDBOX_CREDENTIALS = {
     "LIONDESK_CLIENT_ID": "sandbox-client",
@@ -326,7 +326,7 @@ def run_dev(settings, port: int | None) -> int:
             env["REALGEEKS_WEBHOOK_SECRET"] = secret
 
         web = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py",
-                                "--workers", "2", "bridge.app:create_app()"], env=env, cwd=ROOT,
+                                "--workers", "2", "bridge.web:create_app()"], env=env, cwd=ROOT,
                                **_own_group_options())
         children.append(("web", web))
         children.append(("worker", subprocess.Popen([sys.executable, "-m", "bridge.cli", "worker"],
