@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from bridge import defaults
 from bridge.exceptions import ConfigError
+from bridge.translate.rules import load_rules
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,6 @@ def _intervals(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> t
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the bridge's settings from `env` (default: os.environ)."""
-    from bridge.translate.rules import load_rules
 
     env = os.environ if env is None else env
     client_id, client_secret = _pair(env, "LIONDESK_CLIENT_ID", "LIONDESK_CLIENT_SECRET")

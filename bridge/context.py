@@ -8,6 +8,7 @@ from functools import cached_property
 
 import redis
 
+from bridge.clients import build_clients
 from bridge.config import Settings, load_settings
 from bridge.ops.metrics import Metrics
 from bridge.storage import history
@@ -33,7 +34,6 @@ class Context:
     @cached_property
     def clients(self):
         """The API clients of this process, reporting every call to `observe_call`."""
-        from bridge.clients import build_clients
 
         return build_clients(self.settings, self.redis, observer=self.observe_call)
 

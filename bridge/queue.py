@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError as JobAlreadyQueued
+from rq.timeouts import BaseTimeoutException as JobTimedOut
 
 from bridge import defaults
+
+__all__ = ["JobAlreadyQueued", "JobTimedOut"]  # RQ's names, so that only this module and workers/ import rq
 
 
 def event_job_id(event_id: str) -> str:
@@ -16,11 +20,6 @@ def event_id_of_job(job_id: str) -> str | None:
     """The event id an event job's id was derived from; None for poll and contact jobs."""
     prefix = event_job_id("")
     return job_id[len(prefix):] if job_id.startswith(prefix) else None
-
-
-def event_id_of_job(job_id: str) -> str | None:
-    """The event id behind an event job id, or None for other jobs."""
-    return job_id.removeprefix("event-") if job_id.startswith("event-") else None
 
 
 def retry_ladder(intervals=defaults.RETRY_INTERVALS_SECONDS) -> Retry:

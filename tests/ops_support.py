@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 
-from bridge.sandbox.sample import sample_lead
-from tests.support import signed_post
 from bridge.context import Context, set_context
+from bridge.sandbox.sample import sample_lead
+from bridge.sync import handlers
+from tests.support import signed_post
 from workers.relay import Relay
 from workers.worker import build_worker
 
@@ -37,8 +38,6 @@ def succeeding(context, event) -> str:
 
 def run_jobs(settings, conn, monkeypatch, handler=succeeding) -> None:
     """Relay the intake into RQ jobs, then run them with a real burst worker using `handler` as the sync core."""
-    from bridge.sync import handlers
-
     monkeypatch.setattr(handlers, "handle_event", handler)
     Relay(conn, "test-relay", settings.retry_intervals).drain()
     try:

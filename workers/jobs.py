@@ -8,20 +8,19 @@ import time
 
 from rq import get_current_job
 
+from bridge.context import get_context
 from bridge.exceptions import EventNotFound
 from bridge.ops import logs
 from bridge.ops.jobs import record_outcome
-from bridge.storage import events, history
-from workers import failure
-from bridge.context import get_context
+from bridge.storage import events, history, mappings
+from bridge.sync import handlers, reverse
+from workers import failure, poll_trigger
 
 log = logging.getLogger("bridge.jobs")
 
 
 def process_event(event_id: str) -> str:
     """Process one stored webhook event through the Real Geeks → LionDesk sync."""
-    from bridge.sync.handlers import handle_event
-
     context = get_context()
     job = get_current_job()
     started = time.perf_counter()
@@ -31,7 +30,7 @@ def process_event(event_id: str) -> str:
         event = events.load(context.redis, event_id)
         if event is None:
             raise EventNotFound(f"event {event_id} is no longer stored")
-        summary = handle_event(context, event)
+        summary = handlers.handle_event(context, event)
     except BaseException as exc:
         outcome = failure.outcome(job, exc)  # the worker's exception handler applies the policy
         facts = dict(event_id=event_id, action=event and event.action, lead_id=event and event.lead_id,
@@ -70,9 +69,6 @@ def _ms(started: float) -> float:
 
 def poll_liondesk(slot_start: int | None = None) -> str:
     """Run one LionDesk → Real Geeks poll: the job the poll trigger enqueues once per slot."""
-    from bridge.sync import reverse
-    from workers import poll_trigger
-
     context = get_context()
     job = get_current_job()
     if slot_start is not None and poll_trigger.superseded(context.redis, slot_start):
@@ -91,9 +87,6 @@ def poll_liondesk(slot_start: int | None = None) -> str:
 
 def sync_liondesk_contact(contact_id) -> str:
     """Sync one LionDesk contact to Real Geeks: a contact the poll handed over after a failure of its own."""
-    from bridge.storage import mappings
-    from bridge.sync import reverse
-
     context = get_context()
     job = get_current_job()
     started = time.perf_counter()

@@ -25,13 +25,12 @@ import logging
 import threading
 
 import redis
-from rq.exceptions import DuplicateJobError
 from rq.registry import FailedJobRegistry
 
 from bridge import defaults
 from bridge.config import Settings
 from bridge.storage import keys
-from bridge.queue import enqueue_poll, poll_queue
+from bridge.queue import JobAlreadyQueued, enqueue_poll, poll_queue
 
 log = logging.getLogger("bridge.poll")
 
@@ -78,7 +77,7 @@ def trigger_once(conn: redis.Redis, settings: Settings, now: float | None = None
         return None
     try:
         job = enqueue_poll(poll_queue(conn), start, intervals=settings.retry_intervals)
-    except DuplicateJobError:
+    except JobAlreadyQueued:
         return None
     conn.hset(keys.poll_state(), "last_slot", start)
     return job.id

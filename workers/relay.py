@@ -14,7 +14,6 @@ import threading
 import time
 
 import redis
-from rq.exceptions import DuplicateJobError
 
 from bridge import defaults
 from bridge.intake.classify import schema_errors
@@ -22,7 +21,7 @@ from bridge.jsonlimits import parse
 from bridge.intake.store import received_entry
 from bridge.ops import leads
 from bridge.storage import events, history, keys
-from bridge.queue import enqueue_event, event_queue
+from bridge.queue import JobAlreadyQueued, enqueue_event, event_queue
 
 log = logging.getLogger("bridge.relay")
 
@@ -98,7 +97,7 @@ class Relay:
         try:
             enqueue_event(self.queue, event.id, intervals=self.intervals, unique=True,
                           description=f"{event.action} lead {event.lead_id or '-'}")
-        except DuplicateJobError:
+        except JobAlreadyQueued:
             pass  # relayed before by a relay that died before acknowledging: one job is enough
 
     def run(self, stop: threading.Event) -> None:

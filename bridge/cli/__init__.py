@@ -1,4 +1,9 @@
-"""The `bridge` command line: run the processes, and the tools support staff use."""
+"""The `bridge` command line: run the processes, and the tools support staff use.
+
+Each command imports what it runs when it runs (inside its function), so that `bridge --version`,
+`bridge lead` or `bridge webhook send` do not load the web app, RQ and the sandbox first. These
+imports point down the stack like any other (tests/test_layers.py reads them too).
+"""
 
 from __future__ import annotations
 
@@ -6,50 +11,8 @@ import sys
 
 import click
 
+from bridge.cli.environment import connection_reason, redis_location, redis_or_exit, settings_or_exit
 from bridge.exceptions import ConfigError
-
-
-def settings_or_exit():
-    """Load settings, or stop with one message naming the offending variable."""
-    from bridge.config import load_settings
-
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        click.echo(f"bridge: configuration error: {exc}", err=True)
-        sys.exit(2)
-
-
-def redis_or_exit(settings):
-    """Connect to the configured (or embedded) Redis."""
-    from bridge.storage.redis import connect, redis_url
-
-    return connect(redis_url(settings))
-
-
-def _redis_location() -> str:
-    """Where the command looked for Redis, for people: REDIS_URL without its password."""
-    import os
-    import re
-
-    url = os.environ.get("REDIS_URL")
-    if not url:
-        from bridge.storage.embedded import state_dir
-
-        return f"the embedded Redis in {state_dir()}"
-    return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", url)
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost reason of a connection error, in a few words ("Connection refused")."""
-    import re
-
-    text = str(exc)
-    redis_style = re.search(r"Error -?\d+ connecting to \S+?\.? (.+?)\.?$", text)
-    if redis_style:
-        return redis_style.group(1)
-    found = re.findall(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
-    return found[-1].strip() if found else text
 
 
 class BridgeGroup(click.Group):
@@ -62,11 +25,11 @@ class BridgeGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            click.echo(f"bridge: cannot reach Redis at {_redis_location()}: {_reason(exc)}", err=True)
+            click.echo(f"bridge: cannot reach Redis at {redis_location()}: {connection_reason(exc)}", err=True)
             sys.exit(1)
         except (requests.ConnectionError, requests.Timeout) as exc:
             url = getattr(getattr(exc, "request", None), "url", None) or "the server"
-            click.echo(f"bridge: cannot reach {url}: {_reason(exc)}", err=True)
+            click.echo(f"bridge: cannot reach {url}: {connection_reason(exc)}", err=True)
             sys.exit(1)
         except ConfigError as exc:  # met after start-up, e.g. no REDIS_URL and no embedded Redis installed
             click.echo(f"bridge: configuration error: {exc}", err=True)

@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from bridge.cli.environment import redis_or_exit, settings_or_exit
 from bridge.exceptions import JobNotFailed, JobNotFound
 from bridge.ops import jobs as job_tools
 from bridge.ops import leads as lead_tools
@@ -22,8 +23,6 @@ def connect_or_exit():
 
 def _settings_and_redis():
     """Load the settings and open their Redis, or stop with the configuration error."""
-    from bridge.cli import redis_or_exit, settings_or_exit
-
     settings = settings_or_exit()
     return settings, redis_or_exit(settings)
 

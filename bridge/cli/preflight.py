@@ -17,6 +17,7 @@ import redis
 from bridge import defaults
 from bridge.config import Settings, load_settings, redis_tls
 from bridge.exceptions import ConfigError
+from bridge.storage.redis import connect
 
 
 @dataclass
@@ -61,7 +62,6 @@ def _config_errors(env: Mapping[str, str]) -> tuple[Settings | None, list[Config
 
 def _redis_problem(url: str, verify: bool) -> str | None:
     """Connect to `url` and PING it within the preflight timeout; a message when it does not answer."""
-    from bridge.storage.redis import connect
 
     timeout = defaults.PREFLIGHT_REDIS_TIMEOUT_SECONDS
     try:

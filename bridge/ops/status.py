@@ -10,8 +10,9 @@ from datetime import timezone
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from bridge import defaults
-from bridge.storage import keys
+from bridge.clients.oauth import auth_state
 from bridge.queue import event_queue, poll_queue
+from bridge.storage import keys
 
 QUEUE_NAMES = (defaults.EVENT_QUEUE, defaults.POLL_QUEUE)
 """The RQ queues the bridge runs; their scheduled and failed registries are summed."""
@@ -47,7 +48,6 @@ def oldest_waiting_age(conn, now: float | None = None) -> float | None:
 
 def liondesk_auth(conn, settings=None) -> dict:
     """Return LionDesk's authorisation state as the OAuth client records it (`state`, `reason`, `since`; no token)."""
-    from bridge.clients.oauth import auth_state
 
     return {"reason": None, "since": None, **auth_state(conn, settings)}
 

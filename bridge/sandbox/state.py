@@ -14,6 +14,7 @@ from flask import current_app
 from bridge.defaults import SANDBOX_CALL_LOG_SIZE
 from bridge.sandbox.calls import CallLog
 from bridge.sandbox.faults import FaultBoard
+from bridge.sandbox.seeds import seed_reference_data
 from bridge.sandbox.tokens import TokenStore
 from bridge.sandbox.webhooks import Deliverer
 
@@ -87,7 +88,6 @@ class SandboxState:
 
     def reset(self) -> None:
         """Back to a fresh sandbox: reference data only, no faults, no destination."""
-        from bridge.sandbox.seeds import seed_reference_data
 
         with self.lock:
             self.faults.clear()

@@ -10,6 +10,9 @@ from urllib.parse import urlparse
 import redis
 
 from bridge import defaults
+from bridge.config import redis_tls
+from bridge.exceptions import ConfigError
+from bridge.storage.embedded import ensure_embedded_redis
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,6 @@ def connect(url: str, *, verify: bool | None = None, timeout: float | None = Non
     )
     if url.startswith("rediss://"):
         if verify is None:
-            from bridge.config import redis_tls
 
             verify = redis_tls(os.environ, url)[0]
         if not verify:
@@ -53,7 +55,6 @@ def _warn_unverified(url: str) -> None:
             return
         _warned_pid = os.getpid()
     from bridge.config import redis_tls
-    from bridge.exceptions import ConfigError
 
     try:
         reason = redis_tls(os.environ, url)[1]
@@ -70,6 +71,5 @@ def redis_url(settings) -> str:
     """Return REDIS_URL, or the URL of the embedded local Redis (started if needed)."""
     if settings.redis_url:
         return settings.redis_url
-    from bridge.storage.embedded import ensure_embedded_redis
 
     return ensure_embedded_redis()

@@ -53,12 +53,11 @@ from dataclasses import dataclass, field
 
 import redis
 from marshmallow import ValidationError
-from rq.exceptions import DuplicateJobError
-from rq.timeouts import BaseTimeoutException
 
 from bridge import defaults
 from bridge.exceptions import LockTimeout, RealGeeksSiteUnknown, RetryableError, UpstreamError
 from bridge.ops import logs
+from bridge.queue import JobAlreadyQueued, JobTimedOut, contact_job_id, enqueue_contact_sync, poll_queue
 from bridge.storage import events, history, keys, mappings
 from bridge.storage.locks import lead_lock
 from bridge.sync import conflicts, forward, references
@@ -321,7 +320,7 @@ def concerns_one_contact(exc: BaseException) -> bool:
         return True
     if isinstance(exc, UpstreamError):
         return exc.status is not None and 400 <= exc.status < 500 and exc.status not in SERVICE_WIDE_STATUSES
-    return not isinstance(exc, (RetryableError, redis.RedisError, BaseTimeoutException))
+    return not isinstance(exc, (RetryableError, redis.RedisError, JobTimedOut))
 
 
 def process_contact(sync: Sync, contact: Mapping, lock_wait: float, lead_id: str | None, link: Mapping,
@@ -341,12 +340,11 @@ def process_contact(sync: Sync, contact: Mapping, lock_wait: float, lead_id: str
 
 def defer(sync: Sync, contact: Mapping, exc: BaseException) -> None:
     """Give a contact that failed on its own a job of its own (retry ladder, failed store, replay)."""
-    from bridge.queue import contact_job_id, enqueue_contact_sync, poll_queue
 
     contact_id = contact.get("id")
     try:
         enqueue_contact_sync(poll_queue(sync.conn), contact_id, intervals=sync.context.settings.retry_intervals)
-    except DuplicateJobError:
+    except JobAlreadyQueued:
         pass  # its job exists (queued, retrying or failed): it reads the contact afresh when it runs
     facts = dict(contact_id=contact_id, job_id=contact_job_id(contact_id), error_class=exc.__class__.__name__,
                  error=str(exc)[:500])

@@ -11,10 +11,13 @@ from werkzeug.exceptions import HTTPException
 
 from bridge import defaults
 from bridge.config import Settings, load_settings
+from bridge.intake import webhook
+from bridge.intake.store import DeliveryStore
 from bridge.ops import logs
 from bridge.ops.metrics import Metrics
 from bridge.storage.redis import connect, redis_url
-from bridge.intake.store import DeliveryStore
+from bridge.web import auth, health, prometheus
+from bridge.web import console as admin
 
 
 def session_secret(settings: Settings) -> str:
@@ -48,14 +51,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["bridge.store"] = DeliveryStore(conn)
     app.extensions["bridge.metrics"] = Metrics(conn)
 
-    from bridge.intake import webhook
-    from bridge.web import health
-
     app.register_blueprint(webhook.bp)
     app.register_blueprint(health.bp)
-
-    from bridge.web import auth, prometheus
-    from bridge.web import console as admin
 
     auth.configure_sessions(app)  # console-only sessions: no cookie work on any other route
 
