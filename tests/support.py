@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shlex
 import socket
 import subprocess
@@ -15,10 +16,37 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """Return a TCP port that nothing uses right now, below the kernel's ephemeral range.
+
+    A port the kernel hands out (bind to 0) is one it also hands to outgoing connections, so a
+    server started a moment later can find it taken by some client; ports below the ephemeral
+    range are only ever taken by listeners.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(low // 2, low - 1)
+        if bindable(port):
+            return port
+    raise AssertionError(f"found no free port between {low // 2} and {low - 1}")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 when it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def bindable(port: int) -> bool:
+    """Whether a server could bind `port` on every address now (as gunicorn and bridge dev do)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 class RedisProcess(subprocess.Popen):

@@ -50,13 +50,17 @@ def test_metrics_with_the_token_count_webhooks_jobs_calls_latency_and_queues(
     metrics.call("liondesk", 201)
     metrics.call("liondesk", 201)
     metrics.call("realgeeks", "UpstreamTimeout")
+    metrics.job("processed", "poll")  # polls are counted too, under their own kind
+    redis_conn.hincrbyfloat(keys.metric("jobs"), "retrying", 1)  # a counter kept before jobs had kinds
 
     response = token_client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200
     assert response.content_type.startswith("text/plain; version=")
     found = samples(response.get_data(as_text=True))
     assert found[("bridge_webhooks_total", (("outcome", "queued"),))] == 3
-    assert found[("bridge_jobs_total", (("outcome", "failed"),))] == 2
+    assert found[("bridge_jobs_total", (("kind", "event"), ("outcome", "failed")))] == 2
+    assert found[("bridge_jobs_total", (("kind", "poll"), ("outcome", "processed")))] == 1
+    assert found[("bridge_jobs_total", (("kind", "event"), ("outcome", "retrying")))] == 1
     assert found[("bridge_upstream_calls_total", (("service", "liondesk"), ("status", "201")))] == 2
     assert found[("bridge_upstream_calls_total", (("service", "realgeeks"), ("status", "UpstreamTimeout")))] == 1
     assert found[("bridge_job_duration_seconds_count", ())] == 2

@@ -1,14 +1,17 @@
-"""RQ entry points. Each is a thin shell: load what the job names, call the sync core,
-record the outcome in the lead's history, and let the failure policy steer retries."""
+"""RQ entry points. Each is a thin shell over one wrapper (`_run`): load what the job names, call
+the sync core; the wrapper records the outcome (story, metrics, stats, log line) the same way for
+every kind of job, and the failure policy steers retries."""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
+from typing import Callable
 
 from rq import get_current_job
 
-from bridge.context import get_context
+from bridge.context import Context, get_context
 from bridge.exceptions import EventNotFound
 from bridge.ops import logs
 from bridge.ops.jobs import record_outcome
@@ -19,40 +22,90 @@ from workers import failure, poll_trigger
 log = logging.getLogger("bridge.jobs")
 
 
-def process_event(event_id: str) -> str:
-    """Process one stored webhook event through the Real Geeks → LionDesk sync."""
+@dataclass
+class Run:
+    """One job run as its story, metrics and log line tell it; the work fills in what it learns."""
+
+    kind: str
+    """event, poll or contact: the label of its metrics and outcome stats."""
+    facts: dict = field(default_factory=dict)
+    """What the run works on (event id and action, contact id...), for the story and the log line."""
+    lead_id: str | None = None
+    """The Real Geeks lead whose story the run's outcome goes into, once known."""
+    story_facts: dict = field(default_factory=dict)
+    """Facts for the story only (direction of a reverse run, the summary)."""
+
+
+def _run(kind: str, facts: dict, work: Callable[[Context, Run], str],
+         given_up: Callable[[Context, object], None] | None = None) -> str:
+    """Run `work` as one job: outcome, metrics, history and the log line recorded once, alike for every kind."""
     context = get_context()
     job = get_current_job()
     started = time.perf_counter()
-    attempt = _attempt_number(job)
-    event = None
+    run = Run(kind, {**facts, "attempt": _attempt_number(job)})
     try:
+        summary = work(context, run)
+    except BaseException as exc:
+        outcome = failure.outcome(job, exc)  # the worker's exception handler applies the policy
+        if outcome == failure.FAILED and given_up is not None and job is not None:
+            given_up(context, job)
+        _record(context, run, started, outcome, job_id=job and job.id, error_class=exc.__class__.__name__,
+                error=str(exc)[:500])
+        raise
+    _record(context, run, started, "processed", summary=summary)
+    return summary
+
+
+def _record(context: Context, run: Run, started: float, outcome: str, **facts) -> None:
+    """Write one run's outcome everywhere it is read: the lead's story, metrics, stats and the log."""
+    facts = {**run.facts, "outcome": outcome, **facts}
+    if run.lead_id:
+        story = {**run.story_facts, **facts}
+        if outcome == "processed":
+            del story["outcome"]  # the entry's kind says it
+        history.append(context.redis, run.lead_id, "processed" if outcome == "processed" else "attempt_failed",
+                       **story)
+    context.metrics.job(outcome, run.kind)
+    record_outcome(context.redis, outcome, run.kind)
+    context.metrics.observe_job_latency(time.perf_counter() - started)
+    facts.pop("summary", None)  # the story keeps the summary; the log line stays one short line
+    logs.event_line(log, "job", job_kind=run.kind, lead_id=run.lead_id, duration_ms=_ms(started), **facts)
+
+
+def process_event(event_id: str) -> str:
+    """Process one stored webhook event through the Real Geeks → LionDesk sync."""
+
+    def work(context: Context, run: Run) -> str:
         event = events.load(context.redis, event_id)
         if event is None:
             raise EventNotFound(f"event {event_id} is no longer stored")
-        summary = handlers.handle_event(context, event)
-    except BaseException as exc:
-        outcome = failure.outcome(job, exc)  # the worker's exception handler applies the policy
-        facts = dict(event_id=event_id, action=event and event.action, lead_id=event and event.lead_id,
-                     outcome=outcome, attempt=attempt, error_class=exc.__class__.__name__, error=str(exc)[:500])
-        if event is not None and event.lead_id:
-            # the lead id is the history's key, not one of its facts (passing it twice was a TypeError)
-            history.append(context.redis, event.lead_id, "attempt_failed",
-                           **{name: value for name, value in facts.items() if name != "lead_id"})
-        context.metrics.job(outcome)
-        record_outcome(context.redis, outcome)
-        context.metrics.observe_job_latency(time.perf_counter() - started)
-        logs.event_line(log, "job", duration_ms=_ms(started), **facts)
-        raise
-    if event.lead_id:
-        history.append(context.redis, event.lead_id, "processed", event_id=event_id,
-                       action=event.action, attempt=attempt, summary=summary)
-    context.metrics.job("processed")
-    record_outcome(context.redis, "processed")
-    context.metrics.observe_job_latency(time.perf_counter() - started)
-    logs.event_line(log, "job", event_id=event_id, action=event.action, lead_id=event.lead_id,
-                    outcome="processed", attempt=attempt, duration_ms=_ms(started))
-    return summary
+        run.facts["action"], run.lead_id = event.action, event.lead_id
+        return handlers.handle_event(context, event)
+
+    return _run("event", {"event_id": event_id}, work)
+
+
+def poll_liondesk(slot_start: int | None = None) -> str:
+    """Run one LionDesk → Real Geeks poll: the job the poll trigger enqueues once per slot."""
+
+    def work(context: Context, run: Run) -> str:
+        if slot_start is not None and poll_trigger.superseded(context.redis, slot_start):
+            return "superseded: the poll of a later slot reads the same changes"
+        return reverse.poll(context).summary()
+
+    return _run("poll", {"slot_start": slot_start}, work,
+                given_up=lambda context, job: poll_trigger.mark_failed(context.redis, job.id))
+
+
+def sync_liondesk_contact(contact_id) -> str:
+    """Sync one LionDesk contact to Real Geeks: a contact the poll handed over after a failure of its own."""
+
+    def work(context: Context, run: Run) -> str:
+        run.lead_id = mappings.lead_of_contact(context.redis, contact_id)
+        run.story_facts["direction"] = "reverse"
+        return reverse.sync_one(context, contact_id)
+
+    return _run("contact", {"contact_id": contact_id}, work)
 
 
 def _attempt_number(job) -> int:
@@ -65,47 +118,3 @@ def _attempt_number(job) -> int:
 def _ms(started: float) -> float:
     """Milliseconds since `started` (a perf_counter reading)."""
     return round((time.perf_counter() - started) * 1000, 2)
-
-
-def poll_liondesk(slot_start: int | None = None) -> str:
-    """Run one LionDesk → Real Geeks poll: the job the poll trigger enqueues once per slot."""
-    context = get_context()
-    job = get_current_job()
-    if slot_start is not None and poll_trigger.superseded(context.redis, slot_start):
-        return "superseded: the poll of a later slot reads the same changes"
-    try:
-        report = reverse.poll(context)
-    except BaseException as exc:
-        outcome = failure.outcome(job, exc)
-        if outcome == failure.FAILED and job is not None:
-            poll_trigger.mark_failed(context.redis, job.id)
-        logs.event_line(log, "job", job_id=job and job.id, outcome=outcome, attempt=_attempt_number(job),
-                        error_class=exc.__class__.__name__, error=str(exc)[:500])
-        raise
-    return report.summary()
-
-
-def sync_liondesk_contact(contact_id) -> str:
-    """Sync one LionDesk contact to Real Geeks: a contact the poll handed over after a failure of its own."""
-    context = get_context()
-    job = get_current_job()
-    started = time.perf_counter()
-    attempt = _attempt_number(job)
-    try:
-        summary = reverse.sync_one(context, contact_id)
-    except BaseException as exc:
-        outcome = failure.outcome(job, exc)
-        facts = dict(contact_id=contact_id, job_id=job and job.id, outcome=outcome, attempt=attempt,
-                     error_class=exc.__class__.__name__, error=str(exc)[:500])
-        lead_id = mappings.lead_of_contact(context.redis, contact_id)
-        if lead_id:
-            history.append(context.redis, lead_id, "attempt_failed", direction="reverse", **facts)
-        context.metrics.job(outcome)
-        record_outcome(context.redis, outcome)
-        logs.event_line(log, "job", lead_id=lead_id, duration_ms=_ms(started), **facts)
-        raise
-    context.metrics.job("processed")
-    record_outcome(context.redis, "processed")
-    logs.event_line(log, "job", contact_id=contact_id, outcome="processed", attempt=attempt,
-                    duration_ms=_ms(started))
-    return summary

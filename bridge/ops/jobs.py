@@ -228,10 +228,10 @@ def dismissal(conn, job_id: str) -> dict | None:
     return json.loads(raw) if raw else None
 
 
-def record_outcome(conn, outcome: str, now: float | None = None) -> None:
-    """Note that a job run ended with `outcome`, for `bridge jobs stats`; a Redis error never fails the job."""
+def record_outcome(conn, outcome: str, kind: str = "event", now: float | None = None) -> None:
+    """Note that a job run of `kind` ended with `outcome`, for `bridge jobs stats`; a Redis error never fails the job."""
     now = time.time() if now is None else now
-    key = keys.job_outcomes(outcome)
+    key = keys.job_outcomes(outcome, kind)
     try:
         pipe = conn.pipeline(transaction=False)
         pipe.zadd(key, {f"{now:.6f}-{secrets.token_hex(4)}": now})
@@ -242,13 +242,13 @@ def record_outcome(conn, outcome: str, now: float | None = None) -> None:
         log.debug("job outcome %s not recorded: redis unavailable", outcome)
 
 
-def outcome_counts(conn, now: float | None = None) -> dict[str, dict[str, int]]:
-    """Return how many job runs ended with each outcome over the last hour and the last day."""
+def outcome_counts(conn, now: float | None = None, kind: str = "event") -> dict[str, dict[str, int]]:
+    """Return how many job runs of `kind` ended with each outcome over the last hour and the last day."""
     now = time.time() if now is None else now
     pipe = conn.pipeline(transaction=False)
     for outcome in OUTCOMES:
         for seconds in STATS_WINDOWS.values():
-            pipe.zcount(keys.job_outcomes(outcome), now - seconds, now)
+            pipe.zcount(keys.job_outcomes(outcome, kind), now - seconds, now)
     counts = iter(pipe.execute())
     return {outcome: {window: next(counts) for window in STATS_WINDOWS} for outcome in OUTCOMES}
 

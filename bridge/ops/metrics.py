@@ -35,9 +35,9 @@ class Metrics:
         """Count one webhook delivery by outcome (queued, duplicate, ignored, rejected, ...)."""
         self._incr("webhooks", outcome)
 
-    def job(self, outcome: str) -> None:
-        """Count one job run by outcome (processed, retried, failed, waiting)."""
-        self._incr("jobs", outcome)
+    def job(self, outcome: str, kind: str = "event") -> None:
+        """Count one job run by kind (event, poll, contact) and outcome (processed, retrying, failed, waiting)."""
+        self._incr("jobs", f"{kind}|{outcome}")
 
     def call(self, service: str, status: str | int) -> None:
         """Count one outbound HTTP call by service and status (or error class)."""

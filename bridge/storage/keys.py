@@ -111,9 +111,9 @@ def poll_lock() -> str:
     return f"{PREFIX}poll:lock"
 
 
-def job_outcomes(outcome: str) -> str:
-    """Sorted set of job finish times for an outcome (processed, failed), for stats."""
-    return f"{PREFIX}stats:jobs:{outcome}"
+def job_outcomes(outcome: str, kind: str = "event") -> str:
+    """Sorted set of job finish times for a kind of job (event, poll, contact) and an outcome, for stats."""
+    return f"{PREFIX}stats:jobs:{outcome}" if kind == "event" else f"{PREFIX}stats:{kind}-jobs:{outcome}"
 
 
 def failed_dismissed() -> str:

@@ -12,8 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from bridge.ops import status
-from bridge.web import auth
 from bridge.ops.metrics import Metrics
+from bridge.web import auth
 
 bp = Blueprint("metrics", __name__)
 
@@ -33,8 +33,8 @@ class RedisCollector:
         metrics = Metrics(self.conn)
         yield _counter("bridge_webhooks", "Webhook deliveries by outcome.", ["outcome"],
                        {(label,): value for label, value in metrics.counts("webhooks").items()})
-        yield _counter("bridge_jobs", "Job runs by outcome.", ["outcome"],
-                       {(label,): value for label, value in metrics.counts("jobs").items()})
+        yield _counter("bridge_jobs", "Job runs by kind (event, poll, contact) and outcome.", ["kind", "outcome"],
+                       {_job_labels(label): value for label, value in metrics.counts("jobs").items()})
         yield _counter("bridge_upstream_calls", "HTTP calls to LionDesk and Real Geeks by service and status.",
                        ["service", "status"],
                        {tuple(label.split("|", 1)): value for label, value in metrics.counts("calls").items()
@@ -93,3 +93,9 @@ def _counter(name: str, documentation: str, labels: list[str], values: dict) -> 
     for label_values, value in sorted(values.items()):
         family.add_metric(list(label_values), value)
     return family
+
+
+def _job_labels(label: str) -> tuple[str, str]:
+    """(kind, outcome) of a stored job counter; counters from before kinds were kept are event jobs."""
+    kind, _, outcome = label.rpartition("|")
+    return kind or "event", outcome
