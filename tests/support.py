@@ -39,14 +39,10 @@ def _ephemeral_low() -> int:
 
 
 def bindable(port: int) -> bool:
-    """Whether a server could bind `port` on every address now (as gunicorn and bridge dev do)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
+    """Whether a server could bind `port` on every address now: the very check `bridge dev` makes."""
+    from bridge.cli.dev import port_free
+
+    return port_free(port)
 
 
 class RedisProcess(subprocess.Popen):
