@@ -29,8 +29,8 @@ from rq.registry import FailedJobRegistry
 
 from bridge import defaults
 from bridge.config import Settings
-from bridge.storage import keys
 from bridge.queue import JobAlreadyQueued, enqueue_poll, poll_queue
+from bridge.storage import keys, polls
 
 log = logging.getLogger("bridge.poll")
 
@@ -55,8 +55,7 @@ def claim_slot(conn: redis.Redis, poll_seconds: int, now: float | None = None) -
 
 def blocking_job(conn: redis.Redis) -> str | None:
     """The poll job that failed for good and still waits in the failed store (new polls wait for it), or None."""
-    job_id = conn.hget(keys.poll_state(), "failed_job")
-    job_id = job_id.decode() if isinstance(job_id, bytes) else job_id
+    job_id = polls.failed_job(conn)
     if not job_id:
         return None
     in_store = conn.zscore(FailedJobRegistry(defaults.POLL_QUEUE, connection=conn).key, job_id) is not None
@@ -65,7 +64,7 @@ def blocking_job(conn: redis.Redis) -> str | None:
 
 def mark_failed(conn: redis.Redis, job_id: str) -> None:
     """Remember a poll job that failed for good: no new poll starts while it waits in the failed store."""
-    conn.hset(keys.poll_state(), "failed_job", job_id)
+    polls.record_failed_job(conn, job_id)
 
 
 def trigger_once(conn: redis.Redis, settings: Settings, now: float | None = None) -> str | None:
@@ -79,14 +78,14 @@ def trigger_once(conn: redis.Redis, settings: Settings, now: float | None = None
         job = enqueue_poll(poll_queue(conn), start, intervals=settings.retry_intervals)
     except JobAlreadyQueued:
         return None
-    conn.hset(keys.poll_state(), "last_slot", start)
+    polls.record_slot(conn, start)
     return job.id
 
 
 def superseded(conn: redis.Redis, start: int) -> bool:
     """Whether a poll of a later slot than `start` was enqueued (it covers this one's changes)."""
-    last = conn.hget(keys.poll_state(), "last_slot")
-    return last is not None and int(last) > start
+    last = polls.last_slot(conn)
+    return last is not None and last > start
 
 
 def run_trigger(conn: redis.Redis, settings: Settings, stop: threading.Event) -> None:

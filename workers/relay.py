@@ -22,6 +22,7 @@ from bridge.intake.store import received_entry
 from bridge.ops import leads
 from bridge.storage import events, history, keys
 from bridge.queue import JobAlreadyQueued, enqueue_event, event_queue
+from bridge.storage.redis import text
 
 log = logging.getLogger("bridge.relay")
 
@@ -60,7 +61,7 @@ class Relay:
                 entries.extend(batch)
         for entry_id, fields in entries:
             if fields:  # a claimed entry trimmed from the stream meanwhile comes back empty
-                self.dispatch(fields[b"event"].decode())
+                self.dispatch(text(fields[b"event"]))
             self.conn.xack(keys.intake_stream(), defaults.RELAY_GROUP, entry_id)
         return len(entries)
 

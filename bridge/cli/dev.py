@@ -37,6 +37,7 @@ import click
 from bridge.storage import keys
 from bridge.storage.embedded import start_server, state_dir
 from bridge.storage.redis import connect
+from bridge.storage.redis import text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -321,7 +322,7 @@ def run_dev(settings, port: int | None) -> int:
         secret = settings.realgeeks_webhook_secret
         if not secret:
             stored = conn.get(keys.webhook_secret_dev())
-            secret = stored.decode() if stored else secrets.token_hex(16)
+            secret = text(stored) or secrets.token_hex(16)
             conn.set(keys.webhook_secret_dev(), secret)
             env["REALGEEKS_WEBHOOK_SECRET"] = secret
 

@@ -31,6 +31,7 @@ from bridge.exceptions import (
     UpstreamUnavailable,
 )
 from bridge.storage import keys
+from bridge.storage.redis import text_hash
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,6 @@ def expiry_of(answer: dict, now: float) -> float | None:
         return None
 
 
-def _decoded(raw: dict) -> dict[str, str]:
-    """Return a Redis hash answer with text keys and values, whatever the client's decoding."""
-    return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in raw.items()}
-
 
 def _iso(unix: float | str | None) -> str | None:
     """Format unix seconds as an ISO 8601 UTC time for people."""
@@ -105,7 +101,7 @@ def read_tokens(conn: redis.Redis) -> Tokens:
 
 def _tokens_of(raw: dict) -> Tokens:
     """Build Tokens from the stored hash."""
-    stored = _decoded(raw)
+    stored = text_hash(raw)
     expires_at = stored.get("expires_at")
     return Tokens(access_token=stored.get("access_token"), refresh_token=stored.get("refresh_token"),
                   expires_at=float(expires_at) if expires_at else None)
@@ -139,7 +135,7 @@ def auth_state(conn: redis.Redis, settings: Settings | None = None) -> dict:
     pipe.hgetall(keys.liondesk_auth_state())
     pipe.hgetall(keys.liondesk_tokens())
     state_raw, tokens_raw = pipe.execute()
-    state, stored = _decoded(state_raw), _decoded(tokens_raw)
+    state, stored = text_hash(state_raw), text_hash(tokens_raw)
     if state.get("state") == NEEDS_REAUTHORIZATION:
         return {"state": NEEDS_REAUTHORIZATION, "reason": state.get("reason"), "since": _iso(state.get("since"))}
     if settings is not None and not settings.liondesk_configured:
@@ -240,7 +236,7 @@ class LionDeskAuth:
         pipe.hgetall(keys.liondesk_tokens())
         pipe.hgetall(keys.liondesk_auth_state())
         tokens_raw, state_raw = pipe.execute()
-        return _tokens_of(tokens_raw), _decoded(state_raw)
+        return _tokens_of(tokens_raw), text_hash(state_raw)
 
     def _refresh_token_for(self, tokens: Tokens, state: dict) -> str:
         """Choose the refresh token to present: the stored one wins over LIONDESK_REFRESH_TOKEN once present.

@@ -18,6 +18,7 @@ import redis
 from bridge import defaults
 from bridge.intake.classify import Verdict
 from bridge.storage import events, history, keys
+from bridge.storage.redis import text
 
 # KEYS: dedupe, event, events index, rejected index, intake stream, lead history, webhook metric
 # ARGV: event id, dedupe ttl, event ttl, received at, status, history entry (or ""),
@@ -89,5 +90,5 @@ class DeliveryStore:
                   verdict.status, entry, defaults.HISTORY_MAX_ENTRIES, defaults.HISTORY_TTL_SECONDS,
                   defaults.INTAKE_STREAM_MAX_LENGTH, *fields],
         )
-        event_id = event_id.decode() if isinstance(event_id, bytes) else event_id
+        event_id = text(event_id)
         return Receipt(event_id, verdict.status, duplicate=not created)

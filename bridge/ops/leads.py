@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from bridge import defaults
 from bridge.jsonlimits import parse
 from bridge.ops import present
-from bridge.storage import events, history, keys
+from bridge.storage import events, history, keys, mappings
+from bridge.storage.redis import text
 from bridge.translate.realgeeks import normalize_id
 
 EMAIL_FIELDS = ("email", "second_email")
@@ -96,14 +97,14 @@ def search(conn, query: str, limit: int = defaults.CONSOLE_PAGE_SIZE) -> list[st
     token = query_token(query)
     if token:
         members = conn.smembers(keys.lead_search_token(_digest(token)))
-        found += sorted(member.decode() for member in members if member.decode() not in found)
+        found += sorted(member for member in map(text, members) if member not in found)
     return found[:limit]
 
 
 def lead_story(conn, lead_id: str) -> LeadStory:
     """Return a lead's LionDesk mapping, history and contact card; the id may carry dashes or capitals."""
     lead_id = normalize_id(lead_id)
-    mapping = {key.decode(): value.decode() for key, value in conn.hgetall(keys.lead_mapping(lead_id)).items()}
+    mapping = mappings.get_link(conn, lead_id)
     story = LeadStory(lead_id=lead_id, mapping=mapping, history=history.read(conn, lead_id))
     story.name, story.email, story.phone = _card(conn, story.history)
     return story

@@ -11,6 +11,7 @@ import redis
 
 from bridge import defaults
 from bridge.storage import keys
+from bridge.storage.redis import text_hash
 
 log = logging.getLogger(__name__)
 
@@ -66,4 +67,4 @@ class Metrics:
 
     def counts(self, family: str) -> dict[str, float]:
         """Return the current counters of one family."""
-        return {k.decode(): float(v) for k, v in self.conn.hgetall(keys.metric(family)).items()}
+        return {name: float(value) for name, value in text_hash(self.conn.hgetall(keys.metric(family))).items()}

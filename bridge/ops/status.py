@@ -5,6 +5,7 @@ authorisation and the last LionDesk poll. Read live from Redis by /healthz, /met
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from datetime import timezone
 
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
@@ -12,7 +13,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from bridge import defaults
 from bridge.clients.oauth import auth_state
 from bridge.queue import event_queue, poll_queue
-from bridge.storage import keys
+from bridge.storage import polls
 
 QUEUE_NAMES = (defaults.EVENT_QUEUE, defaults.POLL_QUEUE)
 """The RQ queues the bridge runs; their scheduled and failed registries are summed."""
@@ -54,22 +55,4 @@ def liondesk_auth(conn, settings=None) -> dict:
 
 def poll_status(conn) -> dict:
     """Return what the last LionDesk poll recorded (last_run, cursor, outcome); empty before the first poll."""
-    stored = _decoded(conn.hgetall(keys.poll_state()))
-    if "last_run" in stored:
-        stored["last_run"] = _number_or_text(stored["last_run"])
-    return stored
-
-
-def _decoded(raw: dict) -> dict[str, str]:
-    """Decode a Redis hash's bytes keys and values into text."""
-    return {key.decode(): value.decode(errors="replace") for key, value in raw.items()}
-
-
-def _number_or_text(value: str | None):
-    """Return a stored time as unix seconds when it is numeric, else as the text stored (its writer decides)."""
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return value
+    return asdict(polls.load(conn))

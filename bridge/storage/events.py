@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from bridge import defaults
 from bridge.storage import keys
+from bridge.storage.redis import text
 
 QUEUED, IGNORED, REJECTED = "queued", "ignored", "rejected"
 """What the intake decided about a delivery."""
@@ -71,7 +72,7 @@ def load(conn, event_id: str) -> Event | None:
 def list_rejected(conn, start: int = 0, count: int = 50) -> list[Event]:
     """Return rejected deliveries, newest first."""
     ids = conn.zrevrange(keys.rejected_events(), start, start + count - 1)
-    found = (load(conn, raw.decode()) for raw in ids)
+    found = (load(conn, text(raw)) for raw in ids)
     return [event for event in found if event is not None]
 
 

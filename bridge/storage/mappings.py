@@ -14,16 +14,12 @@ import redis
 
 from bridge import defaults
 from bridge.storage import keys
-
-
-def _text(value) -> str | None:
-    """Decode a Redis value (bytes) to text; None stays None."""
-    return value.decode() if isinstance(value, bytes) else value
+from bridge.storage.redis import text, text_hash
 
 
 def get_link(conn: redis.Redis, lead_id: str) -> dict:
     """Return the stored link of a Real Geeks lead: contact_id, lead_id (LionDesk), site_uuid, ... or {}."""
-    return {k.decode(): v.decode() for k, v in conn.hgetall(keys.lead_mapping(lead_id)).items()}
+    return text_hash(conn.hgetall(keys.lead_mapping(lead_id)))
 
 
 def save_link(conn: redis.Redis, lead_id: str, /, **fields) -> None:
@@ -39,7 +35,7 @@ def save_link(conn: redis.Redis, lead_id: str, /, **fields) -> None:
 
 def lead_of_contact(conn: redis.Redis, contact_id: int | str) -> str | None:
     """Return the Real Geeks lead id linked to a LionDesk contact, if any."""
-    return _text(conn.get(keys.contact_mapping(contact_id)))
+    return text(conn.get(keys.contact_mapping(contact_id)))
 
 
 def get_snapshot(conn: redis.Redis, lead_id: str) -> dict | None:
@@ -55,7 +51,7 @@ def save_snapshot(conn: redis.Redis, lead_id: str, snapshot: dict) -> None:
 
 def effect_state(conn: redis.Redis, lead_id: str, effect: str) -> str | None:
     """The recorded state of a once-only effect (e.g. "campaign:6", "offers") of a lead, or None."""
-    return _text(conn.hget(keys.lead_effects(lead_id), effect))
+    return text(conn.hget(keys.lead_effects(lead_id), effect))
 
 
 def mark_effect(conn: redis.Redis, lead_id: str, effect: str, state: str) -> None:
@@ -91,7 +87,7 @@ def links_of_contacts(conn: redis.Redis, contact_ids: list) -> list[tuple[str | 
     with conn.pipeline(transaction=False) as pipe:
         for contact_id in contact_ids:
             pipe.get(keys.contact_mapping(contact_id))
-        lead_ids = [_text(value) for value in pipe.execute()]
+        lead_ids = [text(value) for value in pipe.execute()]
     with conn.pipeline(transaction=False) as pipe:
         for lead_id in filter(None, lead_ids):
             pipe.hgetall(keys.lead_mapping(lead_id))
@@ -103,6 +99,6 @@ def links_of_contacts(conn: redis.Redis, contact_ids: list) -> list[tuple[str | 
             found.append((None, {}, None))
             continue
         link, snapshot = next(stored), next(stored)
-        found.append((lead_id, {k.decode(): v.decode() for k, v in link.items()},
+        found.append((lead_id, text_hash(link),
                       json.loads(snapshot) if snapshot else None))
     return found

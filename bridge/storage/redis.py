@@ -73,3 +73,15 @@ def redis_url(settings) -> str:
         return settings.redis_url
 
     return ensure_embedded_redis()
+
+
+def text(value) -> str | None:
+    """A Redis reply as text: bytes decoded as UTF-8 (bad bytes replaced), str and None unchanged."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
+
+
+def text_hash(raw: dict) -> dict[str, str]:
+    """A Redis hash (HGETALL) with its names and values as text."""
+    return {text(name): text(value) for name, value in raw.items()}

@@ -58,7 +58,7 @@ from bridge import defaults
 from bridge.exceptions import LockTimeout, RealGeeksSiteUnknown, RetryableError, UpstreamError
 from bridge.ops import logs
 from bridge.queue import JobAlreadyQueued, JobTimedOut, contact_job_id, enqueue_contact_sync, poll_queue
-from bridge.storage import events, history, keys, mappings
+from bridge.storage import events, history, keys, mappings, polls
 from bridge.storage.locks import lead_lock
 from bridge.sync import conflicts, forward, references
 from bridge.translate.liondesk import liondesk_time
@@ -236,12 +236,6 @@ def changed_pages(client, since: str, page_size: int = defaults.LIONDESK_PAGE_SI
 # -- the poll --------------------------------------------------------------------------------
 
 
-def stored_cursor(conn: redis.Redis) -> str | None:
-    """The cursor the last poll left (a LionDesk `modified_at`), or None before the first poll."""
-    raw = conn.hget(keys.poll_state(), "cursor")
-    return raw.decode() if isinstance(raw, bytes) else raw or None
-
-
 def poll(context, *, since: str | None = None, budget_seconds: float = defaults.POLL_TIME_BUDGET_SECONDS,
          lock_wait: float = defaults.POLL_LEAD_LOCK_WAIT_SECONDS, clock: Callable[[], float] = time.time) -> PollReport:
     """Run one poll under the poll lock and record its outcome; `since` reads from that time instead of the cursor.
@@ -251,7 +245,7 @@ def poll(context, *, since: str | None = None, budget_seconds: float = defaults.
     Raises the service-wide failure that stopped it, after recording it.
     """
     conn = context.redis
-    cursor = stored_cursor(conn)
+    cursor = polls.cursor(conn)
     if context.clients.realgeeks is None:
         return PollReport(cursor or "", cursor or "", clock(), outcome=OFF,
                           error="REALGEEKS_API_USERNAME / REALGEEKS_API_PASSWORD are not set")
@@ -303,10 +297,7 @@ def _poll_locked(context, start: str | None, stored: str | None, budget_seconds:
             report.cursor = later(stored, report.cursor)  # a finished --since run never moves the cursor back
         report.conflicts, report.finished_at = sync.conflicts, clock()
         state = report.state()
-        with context.redis.pipeline() as pipe:
-            pipe.hset(keys.poll_state(), mapping=state)
-            pipe.hincrby(keys.poll_state(), "runs", 1)  # polls run so far, for support and tests
-            pipe.execute()
+        polls.record_run(context.redis, state)
         logs.event_line(log, "poll", **{name: value for name, value in state.items() if value not in ("", 0)})
     return report
 
