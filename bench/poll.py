@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -34,20 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bridge import defaults  # noqa: E402
-from bridge.storage import mappings  # noqa: E402
-from bridge.translate.snapshot import empty_snapshot, merge_snapshot, snapshot_from_liondesk  # noqa: E402
-
-
-def link_bulk_contacts(conn, rules: Mapping, links: list[dict], contacts: list[dict]) -> None:
-    """Store what the bridge keeps after syncing each seeded pair: the link and the agreed snapshot."""
-    by_id = {contact["id"]: contact for contact in contacts}
-    for link in links:
-        contact = by_id[link["contact_id"]]
-        lead_id = link["lead_id"].replace("-", "").lower()
-        mappings.save_link(conn, lead_id, contact_id=contact["id"], site_uuid=link["site_uuid"],
-                           received_id=link["lead_id"])
-        mappings.save_snapshot(conn, lead_id, merge_snapshot(empty_snapshot(),
-                                                             snapshot_from_liondesk(contact, rules, user_emails={})))
+from tests.support import link_bulk_contacts  # noqa: E402
 
 
 class Sandbox:

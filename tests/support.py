@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,3 +202,22 @@ def start_sandbox_process(processes: Processes, *, latency_ms: float = 0.0, name
     wait_until(up, timeout=30, message=f"the sandbox on port {port}")
     assert process.poll() is None, processes.log_of(name)
     return box
+
+
+def link_bulk_contacts(conn, rules: Mapping, links: list[dict], contacts: list[dict]) -> None:
+    """Store what the bridge keeps after syncing each seeded pair: the link and the agreed snapshot.
+
+    The sandbox's bulk seeding makes thousands of linked pairs at once (the poll benchmark and
+    the reverse tests); syncing each through the bridge would cost minutes.
+    """
+    from bridge.storage import mappings
+    from bridge.translate.snapshot import empty_snapshot, merge_snapshot, snapshot_from_liondesk
+
+    by_id = {contact["id"]: contact for contact in contacts}
+    for link in links:
+        contact = by_id[link["contact_id"]]
+        lead_id = link["lead_id"].replace("-", "").lower()
+        mappings.save_link(conn, lead_id, contact_id=contact["id"], site_uuid=link["site_uuid"],
+                           received_id=link["lead_id"])
+        mappings.save_snapshot(conn, lead_id, merge_snapshot(empty_snapshot(),
+                                                             snapshot_from_liondesk(contact, rules, user_emails={})))

@@ -574,6 +574,7 @@ def test_cli_authorize_then_status(http, redis_conn, token_endpoint, cli_env):
 
     result = runner.invoke(main, ["liondesk", "status"], env=cli_env)
     assert result.exit_code == 0 and "state: ok" in result.output
+    assert token_endpoint.issued  # the loop below judges the tokens really issued, never none
     for pair in token_endpoint.issued:
         assert pair["access_token"] not in result.output and pair["refresh_token"] not in result.output
 

@@ -16,14 +16,13 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from werkzeug.serving import make_server
 
-from bench.poll import link_bulk_contacts
 from bridge.config import load_settings
 from bridge.exceptions import UpstreamUnavailable
 from bridge.sandbox.sample import sample_lead
 from bridge.storage import history, keys, mappings
 from bridge.sync import reverse
 from workers import poll_trigger
-from tests.support import signed_post
+from tests.support import link_bulk_contacts, signed_post
 from bridge.context import Context
 from bridge.queue import contact_job_id, poll_job_id, poll_queue
 from workers.relay import Relay

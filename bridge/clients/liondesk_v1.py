@@ -1,6 +1,6 @@
 """Legacy LionDesk v1 partner API client: one endpoint, a JSON body naming the `action`.
 
-Used only as an optional channel for activities and comments (liondesk-api.md §8); LionDesk
+Used only as an optional channel for activities and comments (docs/vendors/liondesk-api.md §8); LionDesk
 announced its shutdown in 2018, so `echo()` is there to check it still answers.
 
 v1 reports failures inside a 200 answer: `{"error": <code>, "errorText": "..."}`, where 0

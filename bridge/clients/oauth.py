@@ -1,7 +1,7 @@
 """LionDesk OAuth2: tokens kept in Redis, refreshed by one process at a time, and a dead grant
 turned into a state operators can see and fix (`bridge liondesk authorize`).
 
-Whether LionDesk rotates refresh tokens is unknown (liondesk-api.md §2.3), so we assume
+Whether LionDesk rotates refresh tokens is unknown (docs/vendors/liondesk-api.md §2.3), so we assume
 it does: a refresh answer is written to Redis, in one transaction, before its access
 token is used, and two refreshes never run at once (a second one would present a refresh
 token the first had already spent, and lose the grant). When an answer carries no new

@@ -1,6 +1,6 @@
 """Real Geeks Incoming API client: create and update leads, add activities, list a site's users.
 
-Failures follow Real Geeks' own client (realgeeks-api.md §4.5): 400, 401 and 422 are never
+Failures follow Real Geeks' own client (docs/vendors/realgeeks-api.md §4.5): 400, 401 and 422 are never
 retried (a bad body or bad credentials stay bad), everything else is: other 4xx (a 404
 can be a lead Real Geeks has not finished creating), 5xx, timeouts, connection errors.
 """

@@ -1,7 +1,7 @@
 """LionDesk v2 records: field validation (limits as documented), read shapes, and the
 rules that tie records together (routes, offers, enrolments). No HTTP here.
 
-Unknown body keys are ignored, as LionDesk appears to do (reference §3.3, inferred).
+Unknown body keys are ignored, as LionDesk appears to do (docs/vendors/liondesk-api.md §3.3, inferred).
 Validation failures raise ApiError(400) whose `errors` name each offending field.
 """
 
@@ -63,7 +63,7 @@ class _Body(Schema):
 
 
 class ContactSchema(_Body):
-    """Contact fields and limits (reference §4.1, seed 003); no field is required."""
+    """Contact fields and limits (docs/vendors/liondesk-api.md §4.1, docs/vendors/seeds/003); no field is required."""
 
     first_name, last_name, email, mobile_phone = text(255), text(255), text(255), text(255)
     home_phone, office_phone, fax, company = text(45), text(45), text(45), text(45)
@@ -75,7 +75,7 @@ class ContactSchema(_Body):
 
 
 class AddressSchema(_Body):
-    """Address fields and limits (reference §4.2)."""
+    """Address fields and limits (docs/vendors/liondesk-api.md §4.2)."""
 
     type = text(choices=ADDRESS_TYPES)
     street_address_1, street_address_2, zip = text(45), text(45), text(45)
@@ -89,7 +89,7 @@ class ContactSourceSchema(_Body):
 
 
 class LeadSchema(_Body):
-    """Lead fields (reference §4.7); only contact_id is required."""
+    """Lead fields (docs/vendors/liondesk-api.md §4.7); only contact_id is required."""
 
     contact_id = Reference(required=True)
     source_id = Reference()
@@ -100,7 +100,7 @@ class LeadSchema(_Body):
 
 
 class LeadRouteSchema(_Body):
-    """Lead route fields (reference §4.9, seed 001)."""
+    """Lead route fields (docs/vendors/liondesk-api.md §4.9, docs/vendors/seeds/001)."""
 
     team_id = Reference()
     campaign_id, lead_source_id, contact_source_id = (Reference(required=True), Reference(required=True),
@@ -124,7 +124,7 @@ class CampaignContactSchema(_Body):
 
 
 class TaskSchema(_Body):
-    """Task fields (reference §4.14); action_type (alias reminder_type) is checked after loading."""
+    """Task fields (docs/vendors/liondesk-api.md §4.14); action_type (alias reminder_type) is checked after loading."""
 
     contact_id, assigned_user_id = Reference(), Reference()
     action_type, reminder_type = text(), text()
@@ -291,7 +291,7 @@ def team_view(team: dict) -> dict:
 
 
 def route_view(state: SandboxState, route: dict) -> dict:
-    """A lead route with nested team, campaign and sources, as in seed 001."""
+    """A lead route with nested team, campaign and sources, as in docs/vendors/seeds/001."""
     def named(table, key):
         record = table.get(key)
         return {"id": record["id"], "name": record["name"]} if record else None

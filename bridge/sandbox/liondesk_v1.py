@@ -1,4 +1,4 @@
-"""The legacy LionDesk v1 partner endpoint (seed 002): one URL, POST JSON with an `action`.
+"""The legacy LionDesk v1 partner endpoint (docs/vendors/seeds/002): one URL, POST JSON with an `action`.
 
 Authentication is Basic with the partner API key as user name (password empty) plus
 the user's key in X-LionDesk-Id. Application errors come back inside an HTTP 200 as

@@ -1,4 +1,4 @@
-"""The Real Geeks Incoming API under /realgeeks/rest (reference §4), plus the Outgoing
+"""The Real Geeks Incoming API under /realgeeks/rest (docs/vendors/realgeeks-api.md §4), plus the Outgoing
 webhook each accepted write triggers when a destination is configured.
 
 Errors are {"error": "..."}: 400 bad JSON, 401 bad credentials, 404 unknown lead or
@@ -22,7 +22,7 @@ bp = Blueprint("realgeeks", __name__, url_prefix="/realgeeks")
 LEAD_FIELDS = ("id", "source", "source_details", "email", "second_email", "first_name", "last_name", "phone",
                "phone2", "address", "street_address", "city", "state", "zip", "role", "activities", "region",
                "created", "timeframe", "urgency", "status", "notes", "tags")
-"""Keys a lead write may carry (reference §2.1); others are dropped."""
+"""Keys a lead write may carry (docs/vendors/realgeeks-api.md §2.1); others are dropped."""
 IDENTIFICATION_FIELDS = ("first_name", "last_name", "email", "phone", "address")
 ROLES = ("Buyer", "Seller", "Buyer and Seller", "Renter")
 TIMEFRAMES = ("Immediately", "1 Week", "2-4 Weeks", "30 Days", "60 Days", "90 Days", "3-6 Months",

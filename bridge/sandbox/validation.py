@@ -12,7 +12,7 @@ FLOAT_FIELDS = frozenset({"latitude", "longitude"})
 STRING_LIST_FIELDS = frozenset({"images", "tags"})
 STRING_FIELDS = frozenset({"mls", "url", "street_address", "city", "state", "zip", "type", "sqft",
                            "listing_status", "last_sold_date", "list_date"})
-"""The PROPERTY object (LionDesk v1 seed 002, Real Geeks reference §3.4); other keys pass unchecked."""
+"""The PROPERTY object (LionDesk v1: docs/vendors/seeds/002; Real Geeks: docs/vendors/realgeeks-api.md §3.4); other keys pass unchecked."""
 
 _NUMERIC_STRING = re.compile(r"^\d+(\.\d+)?$")
 

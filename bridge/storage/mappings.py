@@ -1,7 +1,7 @@
 """The links between the two systems, kept per Real Geeks lead.
 
 - the id maps, both ways: Real Geeks lead ↔ LionDesk contact (and LionDesk lead);
-- the snapshot of the fields last synced (design principle 5: sync state, not events);
+- the snapshot of the fields last synced (the reverse sync pushes only what differs from it, so neither side echoes the other);
 - once-only effects already done (campaign started, offers created);
 - which activities already reached LionDesk.
 """

@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 LEAD_HANDLERS = {
     "created": forward.upsert,
-    "unknown": forward.upsert,  # "update, or create if missing" (realgeeks-api.md §1.4)
+    "unknown": forward.upsert,  # "update, or create if missing" (docs/vendors/realgeeks-api.md §1.4)
     "updated": forward.update,
     "activity_added": forward.add_activities,
 }

@@ -1,6 +1,6 @@
 """LionDesk reference data the sync resolves names against: sources, routes, campaigns, users, hotnesses.
 
-Every lookup goes through the client's Redis cache (design principle 9), so with warm
+Every lookup goes through the client's Redis cache (reference data changes rarely), so with warm
 caches a new lead costs only the calls it must make.
 """
 

@@ -9,7 +9,7 @@ at a time, under the poll lock). One poll:
    (`$gte` it, skipping those of that second already read) rather than on one growing
    `$skip`, which a contact edited mid-poll would shift under our feet.
 2. For each contact linked to a Real Geeks lead, compares the contact's snapshot with
-   the last synced one (design principle 5). Equal means nothing happened or it is
+   the last synced one (sync state, not events). Equal means nothing happened or it is
    the echo of our own LionDesk write: no call, and no lock either (links and
    snapshots are read per page, two Redis round trips). Otherwise, under the lead's
    lock (the lock the forward sync takes) and against the snapshot stored by then, it
@@ -83,7 +83,7 @@ SERVICE_WIDE_STATUSES = frozenset({401, 403, 407, 408, 429})
 """4xx answers that say something about our access or pace, not about one contact."""
 
 IDENTIFICATION_FIELDS = ("first_name", "last_name", "email", "phone")
-"""Snapshot fields of which Real Geeks needs one to create a lead (realgeeks-api.md §2.1; its fifth,
+"""Snapshot fields of which Real Geeks needs one to create a lead (docs/vendors/realgeeks-api.md §2.1; its fifth,
 the one-line `address`, is not one the bridge writes)."""
 
 
@@ -227,7 +227,7 @@ def changed_pages(client, since: str, page_size: int = defaults.LIONDESK_PAGE_SI
             return
         last = records[-1].get("modified_at")
         if not last:
-            return  # LionDesk guarantees modified_at (liondesk-api.md §1); without it there is no key to page on
+            return  # LionDesk guarantees modified_at (docs/vendors/liondesk-api.md §1); without it there is no key to page on
         at_last = sum(1 for record in records if record.get("modified_at") == last)
         skip = skip + at_last if operator == "$gte" and last == bound else at_last
         operator, bound = "$gte", last

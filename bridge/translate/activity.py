@@ -1,6 +1,6 @@
 """Real Geeks activities: what each means for LionDesk, how to recognise one seen before, how to write it.
 
-LionDesk v2 has no notes or timeline endpoint (liondesk-api.md §6), so an activity
+LionDesk v2 has no notes or timeline endpoint (docs/vendors/liondesk-api.md §6), so an activity
 reaches the contact as a v1 NewActivity when the v1 channel is on and v1 knows its
 type, as a v1 NewComment for notes, and otherwise as a COMPLETED v2 task whose
 description says what happened.
@@ -68,7 +68,7 @@ def fingerprint(lead_id: str, activity: Mapping) -> str:
 
     Real Geeks may send the same activity inside `created` and again in an
     `activity_added`; (lead id, type, created to the nanosecond, user id) names it in
-    both (realgeeks-api.md §5). Without a `created` the content stands in for the time.
+    both (docs/vendors/realgeeks-api.md §5). Without a `created` the content stands in for the time.
     """
     ns = created_ns(activity)
     user = activity.get("user") or {}

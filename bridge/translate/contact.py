@@ -6,7 +6,7 @@ Decisions, with the reason for each:
 - E-mail is written as Real Geeks gave it (stripped): the address is the person's and
   we do not rewrite it. It is COMPARED case-insensitively (`snapshot`), and searched
   both as given and lower-cased (`email_search_forms`) since LionDesk's search case
-  sensitivity is unknown (liondesk-api.md §7.1).
+  sensitivity is unknown (docs/vendors/liondesk-api.md §7.1).
 - `phone` → `mobile_phone` and `phone2` → `home_phone`, in the one format of
   `phones.display`.
 - `second_email` has no home on a LionDesk contact (`spouse_email` is another person):
@@ -17,6 +17,8 @@ Decisions, with the reason for each:
   spelled out (§4.2). Without `street_address`, the one-line `address` fills the street.
 - Hotness and assigned agent are names (hotness name, agent e-mail) that become ids
   only with the caller's reference maps; unresolved names are noted, never guessed.
+
+Section numbers (§) refer to docs/vendors/liondesk-api.md.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 `lead_body` builds a POST /leads body: a new record, so empty values are simply left
 out (there is nothing to clear). The lead's text carries what the contact cannot hold
 (source details, area, timeframe, notes, second e-mail, the site login link).
+
+Section numbers (§) refer to docs/vendors/liondesk-api.md.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from bridge.translate.translation import Translation
 
 PROPERTY_TO_LEAD = {"mls": "mls_id", "listing_price": "listing_price", "listing_status": "listing_status",
                     "street_address": "street_address", "city": "city", "state": "state", "zip": "zipcode"}
-"""Real Geeks Property field → LionDesk lead field (liondesk-api.md §4.7, §7.6: `zip` becomes `zipcode`)."""
+"""Real Geeks Property field → LionDesk lead field (docs/vendors/liondesk-api.md §4.7, §7.6: `zip` becomes `zipcode`)."""
 
 ADDRESS_TO_LEAD = {"street_address": "street_address", "city": "city", "state": "state", "zip": "zipcode"}
 """Real Geeks lead address field → LionDesk lead field, for leads about the person's own home."""

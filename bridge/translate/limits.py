@@ -4,6 +4,8 @@ A value longer than its limit is cut, never refused: a lead must not fail becaus
 visitor typed a long street name. Each cut is reported as plain data
 (`{"field", "original_length", "limit"}`) so the sync can write it into the lead's history.
 Limits count characters (Python code points), as LionDesk's documentation states them.
+
+Section numbers (§) refer to docs/vendors/liondesk-api.md.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ CONTACT = {
     "home_phone": 45, "office_phone": 45, "fax": 45, "company": 45, "birthday": 45,
     "anniversary": 45, "spouse_name": 45, "spouse_email": 45,
 }
-"""Contact text fields → longest value in characters (liondesk-api.md §4.1)."""
+"""Contact text fields → longest value in characters (docs/vendors/liondesk-api.md §4.1)."""
 
 CONTACT_TAGS = 508
 """Longest `tags` string of a contact, in characters; tags are ONE string (§4.1, §4.6)."""

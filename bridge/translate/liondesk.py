@@ -4,6 +4,8 @@ Every outgoing body passes `checked` before it leaves the translation layer: an 
 key (a typo like `spouce_email`) or a value over a documented limit is a bug in the
 bridge, not in the lead, and stops here as a `TranslationError` instead of reaching
 LionDesk. Absent keys stay absent through `dump`, so PATCH bodies keep their meaning.
+
+Section numbers (§) refer to docs/vendors/liondesk-api.md.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from bridge.translate import limits
 from bridge.translate.realgeeks import Instant
 
 ADDRESS_TYPES = ("Home", "Main Office", "Branch Office", "Second Home", "Investment", "Mailing")
-"""Address `type` values LionDesk documents (liondesk-api.md §4.2)."""
+"""Address `type` values LionDesk documents (docs/vendors/liondesk-api.md §4.2)."""
 
 TASK_STATUSES = ("complete", "incomplete", "deleted")
 """Task `status` values LionDesk documents (§4.14)."""

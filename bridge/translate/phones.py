@@ -1,6 +1,6 @@
 """Phone numbers: one canonical form to compare (E.164), one to write, every form to search.
 
-LionDesk stores phones as free text and finds them by equality only (liondesk-api.md
+LionDesk stores phones as free text and finds them by equality only (docs/vendors/liondesk-api.md
 §7.2), so:
 - we COMPARE numbers as E.164 (`normalize`);
 - we WRITE one format (`display`): the national format "(808) 817-2382" for numbers of

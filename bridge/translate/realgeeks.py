@@ -3,7 +3,7 @@
 Three rules run through every schema here:
 - unknown fields are kept, not rejected: Real Geeks adds fields without notice;
 - an absent key stays absent and `""` (or null) means "cleared": the difference is
-  carried through to LionDesk PATCH bodies (design principle 4);
+  carried through to LionDesk PATCH bodies (absent is not empty: never overwrite with nothing);
 - timestamps keep their nanoseconds (`Instant.ns`) so deliveries order correctly.
 """
 

@@ -17,7 +17,7 @@ STATE_NAMES = {
     "AS": "American Samoa", "GU": "Guam", "MP": "Northern Mariana Islands", "PR": "Puerto Rico",
     "VI": "U.S. Virgin Islands", "UM": "U.S. Minor Outlying Islands",
 }
-"""USPS code → the name LionDesk's address `state` expects (liondesk-api.md §4.2: "Kansas")."""
+"""USPS code → the name LionDesk's address `state` expects (docs/vendors/liondesk-api.md §4.2: "Kansas")."""
 
 # Spellings people actually type for the same places; the key is compared folded (see _fold).
 _ALIASES = {
