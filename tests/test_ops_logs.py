@@ -112,3 +112,44 @@ def test_identifiers_are_logged_verbatim_even_when_all_digits():
 def test_identifier_fields_holding_text_are_still_masked():
     """Only a single token counts as an identifier: an email under an *_id name is masked."""
     assert EMAIL not in logs.scrub({"user_id": f"{EMAIL} "})["user_id"]
+
+
+HOSTILE_LENGTH = 300_000
+"""Characters of each hostile value below: linear maskers take milliseconds over it; the
+quadratic ones (an 8,000-letter value took 2-3 s) would take about an hour."""
+
+
+def test_masking_long_runs_without_a_match_takes_linear_time():
+    """A hostile lead's long field cannot freeze a worker in the log maskers.
+
+    Run in a child process bounded far above what linear time needs (bench/masking.py
+    measures the growth itself); the masked text is checked too, so the patterns that
+    avoid the rescans still mask what they must.
+    """
+    import subprocess
+    import sys
+    import textwrap
+
+    program = textwrap.dedent(f"""
+        from bridge.ops import logs
+        n = {HOSTILE_LENGTH}
+        for text in ("a" * n, "a" * n + "@", "token" * (n // 5), "1" * n + "a", "x-" * (n // 2), "a" * n + " "):
+            for mask in (logs.mask_email, logs.mask_credentials, logs.mask_phone, logs.scrub):
+                assert mask(text) == text, mask.__name__
+        tail = " mail leilani.kealoha@example.com token=tok987654"
+        assert logs.scrub("a" * n + tail).endswith(" mail l***@e***.com token=[redacted]")
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+@pytest.mark.parametrize("text, masked", [
+    ("reach me at leilani.kealoha@example.com!", "reach me at l***@e***.com!"),
+    ("a+b@x.io and c@d.org", "a***@x***.io and c***@d***.org"),
+    ("my_api_key=abc123; user_key: 'zz9'", "my_api_key=[redacted]; user_key: '[redacted]'"),
+    ("X-Access-Token=abc", "X-Access-Token=[redacted]"),
+])
+def test_anchored_patterns_mask_what_they_did_before(text, masked):
+    """The maskers start only at the start of a run of their characters; a match never started inside one."""
+    assert logs.mask_phone(logs.mask_email(logs.mask_credentials(text))) == masked

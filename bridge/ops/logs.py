@@ -8,21 +8,28 @@ import logging
 import re
 import sys
 
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-])[A-Za-z0-9.-]*\.([A-Za-z]{2,})")
+# Each pattern that starts with a run of characters (an e-mail's local part, a credential's
+# name) may only start where that run starts (the lookbehinds): otherwise a long run without
+# a match is rescanned from every one of its positions, quadratic time (an 8,000-letter value
+# took seconds, freezing a worker on one hostile lead). A match starting inside a run would
+# also match from the run's start, so the masking is the same.
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-])[A-Za-z0-9.-]*\.([A-Za-z]{2,})")
 # A date-time is tried first at each position: "2026-11-22 06:32" looks like a phone number too.
 _PHONE = re.compile(r"(?P<date>\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?)"
                     r"|(?<![\w.])\+?\d[\d\s().-]{6,}\d(?![\w.])")
 _SECRET_KEYS = re.compile(r"token|secret|password|authorization|signature|api_key|user_key", re.I)
 # Credentials quoted inside free text (an exception message repeating a request or an answer).
 _AUTH_SCHEME = re.compile(r"\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+", re.I)
-_CREDENTIAL = re.compile(r"([\w-]*(?:token|secret|password|passwd|api_?key|user_key)[\"']?\s*[:=]\s*[\"']?)"
+_CREDENTIAL = re.compile(r"(?<![\w-])([\w-]*(?:token|secret|password|passwd|api_?key|user_key)[\"']?\s*[:=]\s*[\"']?)"
                          r"([^\s\"',&;}]+)", re.I)
 
 # A string of word characters with at least one that is not a digit can hold no e-mail
 # (no "@"), no phone number (the phone pattern needs a non-word character or the string's
 # edge on both sides of its digits, so the whole string would be digits) and no quoted
 # credential (those need ":", "=" or a space): ids, actions and outcomes skip the maskers.
-_PLAIN_WORD = re.compile(r"\w*[^\W\d]\w*")
+# Digits first, then the first non-digit: the same strings as `\w*[^\W\d]\w*`, but that
+# form tries every split of a long word before failing on what follows it (quadratic).
+_PLAIN_WORD = re.compile(r"\d*[^\W\d]\w*")
 # Identifiers (event_id, lead_id, job_id, ...) are what support searches by: logged
 # verbatim when they are a single token, even when they happen to be all digits.
 _IDENTIFIER = re.compile(r"[\w.:-]+")
