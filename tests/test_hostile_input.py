@@ -340,3 +340,34 @@ def test_lead_page_shows_oddly_typed_history(console, redis_conn):
     redis_conn.rpush(keys.lead_history(lead_id), b"[1, 2]", b'"text"', b"42")
     text = page_of(client, f"/admin/leads/{lead_id}")
     assert "y" * 100_000 not in text and "characters cut" in text
+
+
+def test_history_entries_past_the_json_limits_read_as_placeholders(redis_conn):
+    """One entry nested 5,000 deep or holding a 5,000-digit integer would stop json.loads
+    (RecursionError, ValueError) and with it every reader of the story: it reads as a placeholder."""
+    from bridge.ops.present import describe_entry
+    from bridge.storage import history
+
+    lead_id = "beef03"
+    history.append(redis_conn, lead_id, "processed", action="created", attempt=1)
+    deep, huge = nested(5000), b'{"kind": "call", "status": ' + b"9" * 5000 + b"}"
+    redis_conn.rpush(keys.lead_history(lead_id), deep, huge, b"[1, 2]")
+    history.append(redis_conn, lead_id, "processed", action="updated", attempt=1)
+    story = history.read(redis_conn, lead_id)
+    assert [entry["kind"] for entry in story] == ["processed", "unreadable", "unreadable", "unreadable", "processed"]
+    assert story[1]["bytes"] == len(deep) and "nested deeper" in story[1]["problem"]
+    assert "digits" in story[2]["problem"] and story[3]["problem"] == "not a JSON object"
+    assert describe_entry(story[1]).startswith(f"unreadable entry ({len(deep)} bytes): nested deeper than")
+
+
+def test_lead_page_and_cli_show_unreadable_history_entries(console, redis_conn, redis_url, runner):
+    from bridge.cli import main
+
+    client, _ = console
+    lead_id = "beef04"
+    store_event(redis_conn, HUGE, lead_id=lead_id)
+    redis_conn.rpush(keys.lead_history(lead_id), nested(5000), b'{"kind": "call", "ms": ' + b"7" * 5000 + b"}")
+    text = page_of(client, f"/admin/leads/{lead_id}")
+    assert text.count("unreadable entry (") == 2
+    result = runner.invoke(main, ["lead", lead_id], env={"REDIS_URL": redis_url})
+    assert result.exit_code == 0 and result.output.count("unreadable entry (") == 2, result.output

@@ -20,6 +20,7 @@ _HEADLINE_FACTS = {
     "dismissed": ("job_id", "by", "via", "reason", "event_id"),
     "rejected": ("action", "errors", "event_id"),
     "call": ("service", "method", "path", "status", "ms", "event_id"),
+    "unreadable": ("problem", "bytes"),
 }
 
 _SERVICE_NAMES = {"liondesk": "LionDesk", "liondesk_v1": "LionDesk v1", "realgeeks": "Real Geeks"}
@@ -101,6 +102,8 @@ def describe_entry(entry: dict, *, with_event: bool = True) -> str:
     elif kind == "dismissed":
         line = (f"failed job {entry.get('job_id', '?')} dismissed by {entry.get('by', '?')} "
                 f"({entry.get('via', '?')}): {entry.get('reason', '')}")
+    elif kind == "unreadable":  # history.read's placeholder for an entry past the JSON limits
+        line = f"unreadable entry ({entry.get('bytes', '?')} bytes): {entry.get('problem', '?')}"
     else:
         line = kind.replace("_", " ")
     extra = other_facts(entry)

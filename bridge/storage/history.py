@@ -13,7 +13,11 @@ import time
 import redis
 
 from bridge import defaults
+from bridge.intake.jsonlimits import parse
 from bridge.storage import keys
+
+UNREADABLE = "unreadable"
+"""Kind of the placeholder `read` returns for a stored entry it cannot parse within the JSON limits."""
 
 
 def entry(kind: str, **facts) -> dict:
@@ -41,5 +45,19 @@ def append_entry(conn, lead_id: str, record: dict) -> dict:
 
 
 def read(conn, lead_id: str) -> list[dict]:
-    """Return a lead's story, oldest entry first."""
-    return [json.loads(raw) for raw in conn.lrange(keys.lead_history(lead_id), 0, -1)]
+    """Return a lead's story, oldest entry first.
+
+    Each entry is parsed within the intake's JSON limits: one entry nested past them or
+    holding a huge integer (written by an older version, or by hand) would otherwise stop
+    every reader of the story (the console page, the CLI, the poll) with an error. Such an
+    entry, or one that is not a JSON object, reads as an `unreadable` placeholder saying why.
+    """
+    return [_entry_of(raw) for raw in conn.lrange(keys.lead_history(lead_id), 0, -1)]
+
+
+def _entry_of(raw: bytes) -> dict:
+    """One stored entry as a dict, or a placeholder naming the problem and the entry's size."""
+    parsed = parse(raw)
+    if parsed.problem is None and isinstance(parsed.value, dict):
+        return parsed.value
+    return {"at": None, "kind": UNREADABLE, "problem": parsed.problem or "not a JSON object", "bytes": len(raw)}
