@@ -13,7 +13,7 @@ import time
 import redis
 
 from bridge import defaults
-from bridge.intake.jsonlimits import parse
+from bridge.jsonlimits import parse
 from bridge.storage import keys
 
 UNREADABLE = "unreadable"
