@@ -20,7 +20,6 @@ import yaml
 
 from tests.support import ROOT, procfile_command
 
-DESIGN = ROOT.parent / "shared" / "design.md"
 INSTALL_FROM_LOCK = ["pip", "install", "-r", "requirements.txt"]
 # Variables of the interpreter and its tools, not of the bridge: allowed in the Dockerfile.
 IMAGE_TOOL_VARIABLES = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PIP_NO_CACHE_DIR",
@@ -28,13 +27,16 @@ IMAGE_TOOL_VARIABLES = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "
 
 
 def contract_variables() -> set[str]:
-    """Every environment variable the deployment contract names: app.json, and design.md when present."""
+    """Every environment variable the deployment contract names: app.json and the README's Configuration table.
+
+    Both live in the repository, so the check reads the same contract in any clone (the team's
+    design document outside the repository is not there in CI's clean clone).
+    """
     names = set(json.loads((ROOT / "app.json").read_text())["env"])
-    if DESIGN.exists():
-        section = DESIGN.read_text().split("### Environment variables", 1)[1].split("\n### ", 1)[0]
-        for row in section.splitlines():
-            if row.startswith("| `"):
-                names.update(re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1]))
+    section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    for row in section.splitlines():
+        if row.startswith("| `"):
+            names.update(re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1]))
     return names
 
 
