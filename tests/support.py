@@ -6,12 +6,13 @@ import json
 import os
 import random
 import shlex
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from bridge.cli.dev import port_free
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ def free_port() -> int:
     low = _ephemeral_low()
     for _ in range(200):
         port = random.randrange(low // 2, low - 1)
-        if bindable(port):
+        if port_free(port):
             return port
     raise AssertionError(f"found no free port between {low // 2} and {low - 1}")
 
@@ -37,13 +38,6 @@ def _ephemeral_low() -> int:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 32768
-
-
-def bindable(port: int) -> bool:
-    """Whether a server could bind `port` on every address now: the very check `bridge dev` makes."""
-    from bridge.cli.dev import port_free
-
-    return port_free(port)
 
 
 class RedisProcess(subprocess.Popen):

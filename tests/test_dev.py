@@ -9,14 +9,15 @@ import time
 import pytest
 import requests
 
-from tests.support import ROOT, bindable, free_port, wait_until
+from bridge.cli.dev import port_free
+from tests.support import ROOT, free_port, wait_until
 
 
 def free_port_pair() -> int:
     """A port P on 127.0.0.1 such that P and P + 1 are both free right now."""
     for _ in range(100):
         port = free_port()
-        if bindable(port + 1):
+        if port_free(port + 1):
             return port
     raise AssertionError("found no two consecutive free ports on 127.0.0.1")
 

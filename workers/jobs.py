@@ -33,7 +33,7 @@ class Run:
     lead_id: str | None = None
     """The Real Geeks lead whose story the run's outcome goes into, once known."""
     story_facts: dict = field(default_factory=dict)
-    """Facts for the story only (direction of a reverse run, the summary)."""
+    """Facts for the story only (the direction of a reverse run); the log line leaves them out."""
 
 
 def _run(kind: str, facts: dict, work: Callable[[Context, Run], str],

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 import redis
 
 from bridge.storage import keys
-from bridge.storage.redis import text
+from bridge.storage.redis import text, text_hash
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,10 @@ class PollState:
     """A poll job that failed for good; no new poll starts while it waits in the failed store."""
 
 
-RUN_FIELDS = ("last_run", "cursor", "outcome", "error", "read", "pushed", "created", "deferred", "conflicts",
-              "duration_ms")
+TRIGGER_FIELDS = ("runs", "last_slot", "failed_job")
+"""Fields the poll trigger and the run counter keep; a poll run writes every other field."""
+
+RUN_FIELDS = tuple(field.name for field in fields(PollState) if field.name not in TRIGGER_FIELDS)
 """The fields one poll run writes (`record_run`)."""
 
 _TYPES = {field.name: field.type for field in fields(PollState)}
@@ -48,12 +50,9 @@ _TYPES = {field.name: field.type for field in fields(PollState)}
 
 def load(conn: redis.Redis) -> PollState:
     """The whole poll state, typed; fields never written (or unreadable) keep their defaults."""
-    stored = {text(name): text(value) for name, value in conn.hgetall(keys.poll_state()).items()}
-    values = {}
-    for name, raw in stored.items():
-        if name in _TYPES and raw not in (None, ""):
-            values[name] = _typed(_TYPES[name], raw)
-    return PollState(**{name: value for name, value in values.items() if value is not None})
+    typed = {name: _typed(_TYPES[name], raw) for name, raw in text_hash(conn.hgetall(keys.poll_state())).items()
+             if name in _TYPES and raw}
+    return PollState(**{name: value for name, value in typed.items() if value is not None})
 
 
 def cursor(conn: redis.Redis) -> str | None:
