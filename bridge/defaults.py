@@ -7,6 +7,17 @@ DEDUPE_TTL_SECONDS = 7 * 24 * 3600
 """How long an identical delivery is recognised as a repeat, in seconds (7 days,
 the window Real Geeks' own receiver ignores repeats for)."""
 
+REALGEEKS_TIMESTAMP_MAX_AHEAD_SECONDS = 300
+"""How far ahead of our receipt time an X-Lead-Router-Timestamp may lie and still order
+a lead's changes, in seconds (5 minutes of clock skew). The header is not signed: a later
+one would make every real change after it look stale, so past this, receipt time orders."""
+
+REALGEEKS_TIMESTAMP_MAX_BEHIND_SECONDS = DEDUPE_TTL_SECONDS
+"""How far behind our receipt time an X-Lead-Router-Timestamp may lie and still order a
+lead's changes, in seconds (7 days): Real Geeks stamps a message when it queues it and
+retries every 30 s without a cap, so a delivery after an outage is hours old; its own
+receiver ignores messages older than 7 days. Past this, receipt time orders."""
+
 EVENT_TTL_SECONDS = 90 * 24 * 3600
 """How long a stored webhook event (body, headers, outcome) is kept, in seconds."""
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import redis
 
 from bridge import defaults
+from bridge.intake import identity
 from bridge.intake.classify import Verdict
+from bridge.intake.signature import TIMESTAMP_HEADER
 from bridge.storage import events, history, keys
 from bridge.storage.redis import text
 
@@ -50,7 +52,7 @@ return {1, ARGV[1]}
 def received_entry(event: events.Event) -> dict:
     """The history entry saying a delivery arrived, stamped with its receipt time."""
     record = history.entry("received", event_id=event.id, action=event.action, status=event.status,
-                           errors=event.errors or None)
+                           errors=event.errors or None, ordered_by=event.ordered_by, order_note=event.order_note)
     record["at"] = round(event.received_at, 3)
     return record
 
@@ -72,19 +74,22 @@ class DeliveryStore:
         self._script = conn.register_script(_STORE)
 
     def store(self, body: bytes, headers: dict, verdict: Verdict, received_at: float) -> Receipt:
-        """Store a delivery at most once per body; raises redis.RedisError when Redis cannot take it."""
-        digest = hashlib.sha256(body).hexdigest()
+        """Store a delivery at most once (same bytes, same timestamp header); raises redis.RedisError
+        when Redis cannot take it."""
+        body_sha256 = hashlib.sha256(body).hexdigest()
+        stamp = headers.get(TIMESTAMP_HEADER)
+        order = identity.ordering(stamp, received_at)
         event = events.Event(
             id=events.new_event_id(received_at), body=body, headers=headers, received_at=received_at,
             status=verdict.status, action=verdict.action, lead_id=verdict.lead_id, errors=verdict.errors,
-            body_sha256=digest,
+            body_sha256=body_sha256, order_ns=order.ns, ordered_by=order.by, order_note=order.note,
         )
         entry = ""
         if verdict.lead_id and verdict.status != events.QUEUED:  # queued ones: the relay writes it
             entry = json.dumps(received_entry(event), separators=(",", ":"))
         fields = [part for pair in event.to_redis().items() for part in pair]
         created, event_id = self._script(
-            keys=[keys.delivery_dedupe(digest), keys.event(event.id), keys.events_by_time(), keys.rejected_events(),
+            keys=[keys.delivery_dedupe(identity.delivery_digest(body_sha256, stamp)), keys.event(event.id), keys.events_by_time(), keys.rejected_events(),
                   keys.intake_stream(), keys.lead_history(verdict.lead_id or "-"), keys.metric("webhooks")],
             args=[event.id, defaults.DEDUPE_TTL_SECONDS, defaults.EVENT_TTL_SECONDS, repr(received_at),
                   verdict.status, entry, defaults.HISTORY_MAX_ENTRIES, defaults.HISTORY_TTL_SECONDS,
