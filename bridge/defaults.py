@@ -178,6 +178,10 @@ JOB_LATENCY_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0)
 """Upper bounds of the job-duration histogram buckets in /metrics, in seconds
 (the last one is JOB_TIMEOUT_SECONDS: no job runs longer)."""
 
+INTAKE_BACKLOG_COUNT_LIMIT = 10_000
+"""Most intake-stream entries read to count the backlog on a Redis older than 7 (which does not
+count it itself); past it, /healthz and /metrics report this many (a floor)."""
+
 INTAKE_STREAM_MAX_LENGTH = 1_000_000
 """Approximate number of relayed entries the intake stream keeps before trimming old ones."""
 

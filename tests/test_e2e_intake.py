@@ -26,6 +26,8 @@ from tests.test_e2e_sync import Stack
 
 pytestmark = pytest.mark.e2e
 
+METRICS_TOKEN = secrets.token_hex(16)
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, redis_url):
@@ -36,7 +38,7 @@ def stack(tmp_path_factory, redis_url):
         sandbox = start_sandbox_process(processes)
         secret = secrets.token_hex(16)
         env = {**forward_environment(sandbox, redis_url, secret, "1,1,1,1,1,1"),
-               "ADMIN_USERNAME": "support", "ADMIN_PASSWORD": "a-long-test-password"}
+               "METRICS_TOKEN": METRICS_TOKEN}
         base_url = start_web(processes, env)
         yield Stack(processes, sandbox, conn, base_url, secret, env)
     finally:
@@ -58,11 +60,64 @@ def worker(stack):
     return process
 
 
+def healthz(stack: Stack) -> dict:
+    """The web process's /healthz answer (it must be 200)."""
+    response = stack.session.get(f"{stack.base_url}/healthz", timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def metric(stack: Stack, name: str) -> float:
+    """One unlabelled gauge from the web process's /metrics."""
+    response = stack.session.get(f"{stack.base_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+                                 timeout=10)
+    assert response.status_code == 200, response.text
+    (line,) = [line for line in response.text.splitlines() if line.startswith(name + " ")]
+    return float(line.split()[1])
+
+
+# -- issue 15, item 1: nothing accepted is invisible (these run before any worker starts) ---------
+
+
+def test_with_no_worker_an_accepted_lead_is_findable_and_the_backlog_shows(stack):
+    from bridge.ops import leads
+
+    lead = sample_lead(first_name="Noelani", last_name="Kahale", phone="(808) 555-0150")
+    before = healthz(stack)["intake"]["entries"]
+    answer = stack.deliver(lead, expect=200)
+    assert answer["status"] == "queued"
+
+    story = history.read(stack.conn, lead["id"])
+    assert [entry["kind"] for entry in story] == ["received"] and story[0]["event_id"] == answer["event_id"]
+    for query in (lead["email"].upper(), "808.555.0150", "noelani kahale", lead["id"]):
+        assert leads.search(stack.conn, query) == [lead["id"]], query
+    intake = healthz(stack)["intake"]
+    assert intake["entries"] == before + 1
+    assert intake["oldest_age_seconds"] is not None and intake["oldest_age_seconds"] >= 0
+    assert metric(stack, "bridge_intake_backlog") == before + 1
+
+
+def test_a_worker_started_later_relays_the_backlog(stack, worker):
+    wait_until(lambda: healthz(stack)["intake"]["entries"] == 0, timeout=60, message="the backlog to drain")
+    assert healthz(stack)["intake"]["oldest_age_seconds"] is None
+    assert metric(stack, "bridge_intake_backlog") == 0
+
+
+# -- issue 12, item 1: delivery identity --------------------------------------------------------------
+
+
 def stamp(seconds: float) -> str:
     """An X-Lead-Router-Timestamp for unix time `seconds`, nine fractional digits as Real Geeks sends."""
     whole = int(seconds)
     text = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{text}.{round((seconds - whole) * 1e9):09d}Z"
+
+
+def contact_of(stack: Stack, lead_id: str) -> dict:
+    """The LionDesk contact the lead is linked to, as the sandbox holds it."""
+    contact_id = str(mappings.get_link(stack.conn, lead_id)["contact_id"])
+    (contact,) = [contact for contact in stack.contacts() if str(contact["id"]) == contact_id]
+    return contact
 
 
 def phone_patches(stack: Stack, since: int, contact_id: str) -> list[str]:
@@ -99,7 +154,7 @@ def test_a_phone_changed_a_b_a_b_reaches_liondesk_each_time_and_a_redelivery_is_
 
     patched = phone_patches(stack, since, contact_id)
     assert [p[-4:] for p in patched] == [p[-4:] for p in sequence], patched  # every change, in order
-    (contact,) = stack.contacts()
+    contact = contact_of(stack, lead["id"])
     assert b[-4:] in str(contact.get("mobile_phone") or contact.get("home_phone")), contact
     story = history.read(stack.conn, lead["id"])
     assert sum(entry["kind"] == "received" for entry in story) == 5  # the redelivery added no delivery
@@ -122,7 +177,7 @@ def test_a_timestamp_outside_the_tolerance_is_ordered_by_receipt_and_the_story_s
                   headers={TIMESTAMP_HEADER: stamp(time.time()), ACTION_HEADER: "updated"}, expect=200)
     stack.wait_processed({lead["id"]: 3})
 
-    (contact,) = stack.contacts()
+    contact = contact_of(stack, lead["id"])
     assert "0222" in str(contact.get("mobile_phone") or contact.get("home_phone")), contact
     event = events.load(stack.conn, wrong["event_id"])
     assert event.ordered_by == "receipt"

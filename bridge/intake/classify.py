@@ -26,6 +26,8 @@ class Verdict:
     action: str | None = None
     lead_id: str | None = None
     errors: dict = field(default_factory=dict)
+    payload: dict | None = None
+    """The parsed body of a queued delivery (the intake indexes its lead for search)."""
 
 
 def action_of(headers, payload) -> str | None:
@@ -67,7 +69,7 @@ def classify(parsed: Parsed, headers, partner_id: str | None) -> Verdict:
                        {"action": ["missing: neither X-Lead-Router-Action nor body action"]})
     if schema_for(action) is None:
         return Verdict(IGNORED, 200, action, lead_id)
-    return Verdict(QUEUED, 200, action, lead_id)
+    return Verdict(QUEUED, 200, action, lead_id, payload=payload)
 
 
 def schema_errors(action: str, payload: dict) -> dict:

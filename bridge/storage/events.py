@@ -7,6 +7,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+import redis
+
 from bridge import defaults
 from bridge.storage import keys
 from bridge.storage.redis import text
@@ -84,9 +86,11 @@ def list_rejected(conn, start: int = 0, count: int = 50) -> list[Event]:
 
 
 def mark_rejected(conn, event: Event, errors: dict) -> None:
-    """Record that a stored event failed validation, so support sees it with its errors."""
+    """Record that a stored event failed validation, so support sees it with its errors; `conn` may be
+    an open pipeline (the relay's)."""
     event.status, event.errors = REJECTED, errors
-    with conn.pipeline() as pipe:
-        pipe.hset(keys.event(event.id), "meta", event.meta())
-        pipe.zadd(keys.rejected_events(), {event.id: event.received_at})
+    pipe = conn if isinstance(conn, redis.client.Pipeline) else conn.pipeline()
+    pipe.hset(keys.event(event.id), "meta", event.meta())
+    pipe.zadd(keys.rejected_events(), {event.id: event.received_at})
+    if pipe is not conn:
         pipe.execute()
