@@ -3,6 +3,11 @@
 WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
 """Largest webhook body accepted, in bytes (1 MiB); larger bodies get 413."""
 
+WEB_REQUEST_READ_TIMEOUT_SECONDS = 10
+"""Longest a client may take to send one whole request (headers and body) to the web process,
+in seconds, from its first byte; then it is answered 408 and closed. 1 MiB in 10 s is 100 KB/s;
+until then the request waits in memory, not in a thread (bridge/web/server.py)."""
+
 DEDUPE_TTL_SECONDS = 7 * 24 * 3600
 """How long an identical delivery is recognised as a repeat, in seconds (7 days,
 the window Real Geeks' own receiver ignores repeats for)."""

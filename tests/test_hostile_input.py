@@ -135,6 +135,30 @@ def test_a_signature_header_that_is_not_ascii_is_401_and_stores_nothing(client, 
     assert stored_count(redis_conn) == 0
 
 
+@pytest.mark.parametrize("header", ["X-Lead-Router-Timestamp", "X-Lead-Router-Action"])
+def test_other_non_ascii_headers_of_a_signed_delivery_do_no_harm(client, redis_conn, webhook_secret, header):
+    body = json.dumps(sample_lead()).encode()
+    environ = {"HTTP_" + header.upper().replace("-", "_"): "2026-01-01T00:00:00Zé" if "Time" in header else "créé"}
+    response = client.post(URL, data=body, headers={SIGNATURE_HEADER: sign(body, webhook_secret)},
+                           environ_overrides=environ)
+    assert response.status_code == 200, response.json
+    event = events.load(redis_conn, response.json["event_id"])
+    if "Time" in header:  # unusable for ordering: receipt time orders, and the story says why
+        assert response.json["status"] == "queued" and event.ordered_by == "receipt"
+        assert "is not a timestamp" in event.order_note
+    else:  # an action nobody acts on: kept as ignored
+        assert response.json["status"] == "ignored" and event.action == "créé"
+
+
+@pytest.mark.parametrize("value", ["Bearer é" + "x" * 30, "Bearer \u2603", "é"])
+def test_a_metrics_token_that_is_not_ascii_is_401(make_settings, redis_conn, value):
+    from bridge.web import create_app
+
+    client = create_app(make_settings(metrics_token="the-token")).test_client()
+    response = client.get("/metrics", environ_overrides={"HTTP_AUTHORIZATION": value})
+    assert response.status_code == 401
+
+
 def chunked_post(client, body: bytes, secret: str):
     """POST `body` the way a WSGI server hands over a chunked request: no Content-Length, a terminated stream."""
     return client.post(URL, input_stream=io.BytesIO(body), headers={SIGNATURE_HEADER: sign(body, secret)},
