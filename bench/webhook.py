@@ -164,8 +164,11 @@ def measure_rounds(args, work: Path, env: dict) -> dict:
     results = {mode: {name: [] for name in APPS} for mode in scripts}
     try:
         for round_number in range(args.rounds):
+            # Every other round in reverse order: on a shared machine, load that comes and goes
+            # would otherwise always fall on the same server of a round.
+            order = list(ports.items())[::-1 if round_number % 2 else 1]
             for mode, script in scripts.items():
-                for name, port in ports.items():
+                for name, port in order:
                     conn.flushdb()  # our private server: every run starts with no dedupe keys
                     measured = run_wrk(port, deliveries, args.seconds, args.connections, args.threads, script)
                     if name == "bridge":
