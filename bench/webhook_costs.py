@@ -50,6 +50,23 @@ def _store_with_one_set(app):
     store.store = one_set
 
 
+def without_intake_records():
+    """The bridge storing deliveries without the lead's received entry and search index (what issue 15 added)."""
+    from dataclasses import replace
+
+    from bridge.web import create_app
+
+    app = create_app()
+    store = app.extensions["bridge.store"]
+    full = store.store
+
+    def without_records(body, headers, verdict, received_at):
+        return full(body, headers, replace(verdict, lead_id=None, payload=None), received_at)
+
+    store.store = without_records
+    return app
+
+
 def without_log_line():
     """The bridge without its per-webhook log line."""
     from bridge.web import create_app
@@ -78,6 +95,7 @@ def with_set_store_without_log_line():
 VARIANTS = {
     "bridge": "bridge.web:create_app()",
     "bridge on gunicorn's own gthread": "bridge.web:create_app()",
+    "bridge, no story entry or search index": "bench.webhook_costs:without_intake_records()",
     "bridge, no log line": "bench.webhook_costs:without_log_line()",
     "bridge, SET instead of script": "bench.webhook_costs:with_set_store()",
     "bridge, SET, no log line": "bench.webhook_costs:with_set_store_without_log_line()",

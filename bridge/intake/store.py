@@ -32,19 +32,18 @@ from bridge.storage.redis import text
 # ARGV: event id, dedupe ttl, event ttl, received at, status, history entry (or ""),
 #       history max, history ttl, stream max length, lead id, then the event's hash fields as pairs
 _STORE = """
-local existing = redis.call('GET', KEYS[1])
-if existing then
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   redis.call('HINCRBY', KEYS[7], 'duplicate', 1)
-  return {0, existing}
+  return {0, redis.call('GET', KEYS[1])}
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('HSET', KEYS[2], unpack(ARGV, 11))
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 if ARGV[5] == 'rejected' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1]) end
 if ARGV[6] ~= '' then
-  redis.call('RPUSH', KEYS[6], ARGV[6])
-  redis.call('LTRIM', KEYS[6], -tonumber(ARGV[7]), -1)
+  if redis.call('RPUSH', KEYS[6], ARGV[6]) > tonumber(ARGV[7]) then
+    redis.call('LTRIM', KEYS[6], -tonumber(ARGV[7]), -1)
+  end
   redis.call('EXPIRE', KEYS[6], ARGV[8])
 end
 for i = 8, #KEYS do
