@@ -58,9 +58,9 @@ class Bridge:
         payload = sample_lead(**overrides)
         self.sandbox.control("POST", "realgeeks/leads", **payload)
         self.settle()
-        link = mappings.get_link(self.conn, payload["id"])
-        assert "contact_id" in link, history.read(self.conn, payload["id"])
-        return payload, self.contact(link["contact_id"])
+        link = mappings.load_link(self.conn, payload["id"])
+        assert link.linked, history.read(self.conn, payload["id"])
+        return payload, self.contact(link.contact_id)
 
     def agent_edits(self, contact_id, **fields) -> dict:
         """An agent changes a contact in LionDesk."""
@@ -283,7 +283,7 @@ def pending_update(bridge, payload, when: datetime, **fields):
 def test_a_later_liondesk_change_wins_over_a_real_geeks_change_not_yet_applied(bridge):
     payload, contact = bridge.website_lead()
     bridge.poll()
-    applied = int(mappings.get_link(bridge.conn, payload["id"])["applied_ns"]) / 1e9
+    applied = mappings.load_link(bridge.conn, payload["id"]).applied_ns / 1e9
     changed_in_realgeeks = datetime.fromtimestamp(applied + 0.001, timezone.utc)
     pending_update(bridge, payload, changed_in_realgeeks, phone="808-555-0001")
     time.sleep(max(int(applied) + 1.05 - time.time(), 0))  # LionDesk stamps seconds: edit in the next one
@@ -471,7 +471,7 @@ def test_a_contact_created_in_liondesk_becomes_one_real_geeks_lead_when_enabled(
     assert [(a["type"], a["user"]["id"]) for a in body["activities"]] == [("was_assigned", CASEY_RG_ID)]
     lead_id = mappings.lead_of_contact(redis_conn, contact["id"])
     assert lead_id == body["id"].replace("-", "")
-    assert mappings.get_link(redis_conn, lead_id)["origin"] == "liondesk"
+    assert mappings.load_link(redis_conn, lead_id).origin == "liondesk"
 
     bridge.settle()  # Real Geeks announces the new lead as `created`: no LionDesk lead, no call
     assert bridge.liondesk_writes(mark) == []

@@ -38,7 +38,7 @@ class LeadStory:
     """Everything support sees about one Real Geeks lead."""
 
     lead_id: str
-    mapping: dict[str, str] = field(default_factory=dict)
+    mapping: mappings.LeadLink
     history: list[dict] = field(default_factory=list)
     name: str | None = None
     email: str | None = None
@@ -47,12 +47,12 @@ class LeadStory:
     @property
     def known(self) -> bool:
         """Whether the bridge has any record of this lead."""
-        return bool(self.history or self.mapping)
+        return bool(self.history or self.mapping.facts())
 
     def to_json(self) -> dict:
         """Return the story as JSON-ready data; each history entry gains `at_iso`."""
         return {"lead_id": self.lead_id, "name": self.name, "email": self.email, "phone": self.phone,
-                "mapping": self.mapping,
+                "mapping": self.mapping.facts(),
                 "history": [{**entry, "at_iso": present.iso_time(entry.get("at"))} for entry in self.history]}
 
 
@@ -104,7 +104,7 @@ def search(conn, query: str, limit: int = defaults.CONSOLE_PAGE_SIZE) -> list[st
 def lead_story(conn, lead_id: str) -> LeadStory:
     """Return a lead's LionDesk mapping, history and contact card; the id may carry dashes or capitals."""
     lead_id = normalize_id(lead_id)
-    mapping = mappings.get_link(conn, lead_id)
+    mapping = mappings.load_link(conn, lead_id)
     story = LeadStory(lead_id=lead_id, mapping=mapping, history=history.read(conn, lead_id))
     story.name, story.email, story.phone = _card(conn, story.history)
     return story

@@ -42,7 +42,7 @@ def lead_lock(lead_id: str) -> str:
 
 
 def lead_mapping(lead_id: str) -> str:
-    """Hash of LionDesk ids for a Real Geeks lead: contact_id, lead_id, site_uuid, raw id."""
+    """Hash linking a Real Geeks lead to LionDesk: contact_id, liondesk_lead_id, site_uuid, ... (`mappings.LeadLink`)."""
     return f"{PREFIX}map:rg:{lead_id}"
 
 

@@ -38,11 +38,23 @@ class Job:
     event_id: str
     received_ns: int
     done: list[str] = field(default_factory=list)
+    _link: mappings.LeadLink | None = field(default=None, repr=False)
 
     @property
     def lead_id(self) -> str:
         """The normalised Real Geeks lead id."""
         return self.lead["id"]
+
+    @property
+    def link(self) -> mappings.LeadLink:
+        """The lead's stored link, loaded once (the job holds the lead's lock; every write goes through it)."""
+        if self._link is None:
+            self._link = mappings.load_link(self.conn, self.lead_id)
+        return self._link
+
+    def relink(self, **changes) -> None:
+        """Record link fields of the lead (`mappings.save_link`)."""
+        mappings.save_link(self.conn, self.link, **changes)
 
     @property
     def rules(self) -> dict:
@@ -73,11 +85,11 @@ class Job:
 
 def upsert(job: Job) -> None:
     """`created` / `unknown`: make sure the contact, the lead, its campaign, offers and activities exist."""
-    link = mappings.get_link(job.conn, job.lead_id)
-    if "contact_id" in link:
-        contact_id = link["contact_id"]
+    link = job.link
+    if link.linked:
+        contact_id = link.contact_id
         apply_changes(job)
-        if link.get("origin") == mappings.LIONDESK_ORIGIN:  # the echo of a lead made from a LionDesk contact
+        if link.origin == mappings.LIONDESK_ORIGIN:  # the echo of a lead made from a LionDesk contact
             deliver_activities(job, contact_id, job.lead.get("activities") or [])
             return
     else:
@@ -89,21 +101,21 @@ def upsert(job: Job) -> None:
 
 def update(job: Job) -> None:
     """`updated`: PATCH only the fields that changed since the last sync; unknown leads are created."""
-    link = mappings.get_link(job.conn, job.lead_id)
-    if "contact_id" not in link:
+    link = job.link
+    if not link.linked:
         job.note("update_before_create", detail="no LionDesk contact linked yet: handled as created")
         upsert(job)
         return
     apply_changes(job)
-    deliver_activities(job, link["contact_id"], job.lead.get("activities") or [])
+    deliver_activities(job, link.contact_id, job.lead.get("activities") or [])
 
 
 def add_activities(job: Job) -> None:
     """`activity_added`: deliver each new activity once; the lead must have reached LionDesk first."""
-    link = mappings.get_link(job.conn, job.lead_id)
-    if "contact_id" not in link:
+    link = job.link
+    if not link.linked:
         raise LeadNotYetSynced(f"lead {job.lead_id} has no LionDesk contact yet; its activities wait for it")
-    deliver_activities(job, link["contact_id"], job.lead.get("activities") or [])
+    deliver_activities(job, link.contact_id, job.lead.get("activities") or [])
 
 
 # -- contact -------------------------------------------------------------------------------
@@ -185,8 +197,8 @@ def link_or_create_contact(job: Job):
         contact, matched_by = _contact_of_a_dead_attempt(job, ids["source_id"])
     if contact is not None:
         contact_id = contact["id"]
-        mappings.save_link(job.conn, job.lead_id, contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
-                           received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
+        job.relink(contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
+                   received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
         translation = contact_body(job.lead, job.rules, first_sync=True, existing_tags=contact.get("tags"), **ids)
         changed = {key: value for key, value in translation.body.items() if contact.get(key) != value}
         if changed:
@@ -204,8 +216,8 @@ def link_or_create_contact(job: Job):
     mappings.mark_effect(job.conn, job.lead_id, "contact", PENDING)
     created = client.create_contact(translation.body)
     contact_id = created["id"]
-    mappings.save_link(job.conn, job.lead_id, contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
-                       received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
+    job.relink(contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
+               received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
     mappings.mark_effect(job.conn, job.lead_id, "contact", "done")
     job.note("contact_created", contact_id=contact_id, **translation.facts())
     job.did(f"created contact {contact_id}")
@@ -219,8 +231,7 @@ def _save_address(job: Job, contact_id, address: dict | None, contact: dict | No
     """Write the lead's address record: PATCH the one we wrote before (or the contact's), else POST it."""
     if not address:
         return
-    link = mappings.get_link(job.conn, job.lead_id)
-    address_id = link.get("address_id")
+    address_id = job.link.address_id
     if address_id is None and contact is not None:
         existing = [a for a in contact.get("addresses") or [] if str(a.get("type")) == address.get("type")]
         address_id = existing[0]["id"] if existing else None
@@ -228,7 +239,7 @@ def _save_address(job: Job, contact_id, address: dict | None, contact: dict | No
         job.liondesk.update_address(contact_id, address_id, address)
     else:
         address_id = job.liondesk.create_address(contact_id, address)["id"]
-    mappings.save_link(job.conn, job.lead_id, address_id=address_id)
+    job.relink(address_id=address_id)
 
 
 def apply_changes(job: Job) -> None:
@@ -237,9 +248,8 @@ def apply_changes(job: Job) -> None:
     An update older than the last one applied (by X-Lead-Router-Timestamp, else receipt
     time) is stale: applying it would undo a newer change, so its fields are skipped.
     """
-    link = mappings.get_link(job.conn, job.lead_id)
-    last = int(link.get("applied_ns") or 0)
-    if job.received_ns < last:
+    link = job.link
+    if job.received_ns < link.applied_ns:
         job.note("stale_update_skipped", detail="an update newer than this one was already applied")
         return
     old = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
@@ -253,15 +263,15 @@ def apply_changes(job: Job) -> None:
             ids["user_ids"] = references.user_ids_by_email(client)
         translation = liondesk_patch(changed, job.rules, **ids)
         if translation.body:
-            client.update_contact(link["contact_id"], translation.body)
-        _save_address(job, link["contact_id"], translation.address, None)
-        job.note("contact_updated", contact_id=link["contact_id"], fields=sorted(changed), **translation.facts())
+            client.update_contact(link.contact_id, translation.body)
+        _save_address(job, link.contact_id, translation.address, None)
+        job.note("contact_updated", contact_id=link.contact_id, fields=sorted(changed), **translation.facts())
         job.did(f"updated {', '.join(sorted(changed))}")
     mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(old, changed))
-    mappings.save_link(job.conn, job.lead_id, applied_ns=job.received_ns)
+    job.relink(applied_ns=job.received_ns)
 
 
-def _without_overruled(job: Job, link: dict, changed: dict, change_ns: int) -> dict:
+def _without_overruled(job: Job, link: mappings.LeadLink, changed: dict, change_ns: int) -> dict:
     """Drop the fields the reverse sync wrote to Real Geeks after `change_ns`: Real Geeks holds that newer value."""
     overruled = conflicts.overruled_by_push(link, changed, change_ns)
     if overruled:
@@ -278,15 +288,14 @@ def ensure_lead(job: Job, contact_id):
     A "pending" mark goes down before the POST: a retry that finds it (the worker died
     between LionDesk's answer and recording the id) looks the lead up by contact first.
     """
-    link = mappings.get_link(job.conn, job.lead_id)
-    if "lead_id" in link:
-        return link["lead_id"]
+    if job.link.liondesk_lead_id is not None:
+        return job.link.liondesk_lead_id
     client = job.liondesk
     if mappings.effect_state(job.conn, job.lead_id, "lead") == PENDING:
         found = client.find_leads([("contact_id", contact_id)])
         if found:
             lead_id = min(lead["id"] for lead in found)
-            mappings.save_link(job.conn, job.lead_id, lead_id=lead_id)
+            job.relink(liondesk_lead_id=lead_id)
             job.note("lead_recovered", liondesk_lead_id=lead_id,
                      detail="created by an earlier attempt that stopped before recording it")
             return lead_id
@@ -298,7 +307,7 @@ def ensure_lead(job: Job, contact_id):
     translation = lead_body(job.lead, job.rules, contact_id=contact_id, source_id=source_id)
     mappings.mark_effect(job.conn, job.lead_id, "lead", PENDING)
     created = client.create_lead(translation.body)
-    mappings.save_link(job.conn, job.lead_id, lead_id=created["id"], lead_source_id=source_id)
+    job.relink(liondesk_lead_id=created["id"], lead_source_id=source_id)
     mappings.mark_effect(job.conn, job.lead_id, "lead", "done")
     job.note("lead_created", liondesk_lead_id=created["id"], source_id=source_id, **translation.facts())
     job.did(f"created lead {created['id']}")
@@ -329,9 +338,8 @@ def _once(job: Job, effect: str, call, describe: str) -> None:
 def start_campaign_and_offers(job: Job, contact_id, lead_id) -> None:
     """Start the campaign of the lead route (or the role's configured one) and make team-rollout offers."""
     client = job.liondesk
-    link = mappings.get_link(job.conn, job.lead_id)
     contact_source = references.contact_source_id(client, job.rules["contact"]["source_name"])
-    route = references.lead_route(client, link.get("lead_source_id"), contact_source)
+    route = references.lead_route(client, job.link.lead_source_id, contact_source)
     campaign_id = references.route_campaign_id(route) if route else None
     if campaign_id is None:
         name = campaign_name(job.lead, job.rules)
@@ -370,8 +378,7 @@ def _assign(job: Job, contact_id, item: dict, kind: str) -> None:
     snapshot = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
     if snapshot.get("agent_email", "") == email.casefold():
         return  # already applied, e.g. folded into the contact we just created
-    link = mappings.get_link(job.conn, job.lead_id)
-    if not _without_overruled(job, link, {"agent_email": email}, activities.created_ns(item) or job.received_ns):
+    if not _without_overruled(job, job.link, {"agent_email": email}, activities.created_ns(item) or job.received_ns):
         return
     user_id = None
     if email:
