@@ -19,7 +19,7 @@ from werkzeug.serving import make_server
 from bridge.config import load_settings
 from bridge.exceptions import UpstreamUnavailable
 from bridge.sandbox.sample import sample_lead
-from bridge.storage import history, keys, mappings
+from bridge.storage import history, keys, mappings, pending
 from bridge.sync import reverse
 from workers import poll_trigger
 from tests.support import link_bulk_contacts, signed_post
@@ -318,6 +318,31 @@ def test_a_later_real_geeks_change_wins_over_a_liondesk_change(bridge):
     again = bridge.mark()
     bridge.poll()
     assert bridge.realgeeks_writes(again) == []
+
+
+def test_waiting_forward_work_is_read_from_its_record_not_from_the_story(bridge):
+    payload, contact = bridge.website_lead()
+    bridge.poll()
+    bridge.agent_edits(contact["id"], mobile_phone="808-555-0002")
+    pending_update(bridge, payload, datetime.now(timezone.utc) + timedelta(minutes=5), phone="808-555-0001")
+    assert len(pending.waiting(bridge.conn, payload["id"])) == 1
+    bridge.conn.delete(keys.lead_history(payload["id"]))  # the story no longer tells of the delivery
+    mark = bridge.mark()
+    assert bridge.poll().conflicts == 1
+    assert bridge.realgeeks_writes(mark) == []  # Real Geeks' later phone wins: left to its waiting job
+
+
+def test_a_delivery_no_longer_waiting_is_no_conflict(bridge):
+    payload, contact = bridge.website_lead()
+    bridge.poll()
+    bridge.agent_edits(contact["id"], mobile_phone="808-555-0002")
+    pending_update(bridge, payload, datetime.now(timezone.utc) + timedelta(minutes=5), phone="808-555-0001")
+    (event_id,) = pending.waiting(bridge.conn, payload["id"])
+    pending.remove(bridge.conn, payload["id"], event_id)  # as when its job failed for good
+    mark = bridge.mark()
+    assert bridge.poll().conflicts == 0
+    (write,) = bridge.realgeeks_writes(mark)
+    assert write["body"] == {"phone": "(808) 555-0002"}
 
 
 def test_a_real_geeks_change_older_than_our_push_is_not_applied_even_if_it_arrives_after(bridge):

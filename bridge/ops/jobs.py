@@ -25,7 +25,7 @@ from rq.results import Result
 from bridge import defaults
 from bridge.exceptions import JobNotFailed, JobNotFound
 from bridge.ops import leads, present, status
-from bridge.storage import events, history, keys
+from bridge.storage import events, history, keys, pending
 from bridge.queue import event_id_of_job, retry_ladder
 
 log = logging.getLogger(__name__)
@@ -263,6 +263,9 @@ def stats(conn, now: float | None = None) -> dict:
 def _replay_one(conn, job: Job, *, by: str, via: str, intervals) -> ReplayResult:
     """Requeue one job from the failed store (or the dismissed list) with the full retry ladder."""
     ladder = retry_ladder(intervals)
+    event = _event_of(conn, job.id)
+    # Waiting again before it is queued again (see pending.add); taken back below if not replayed.
+    added = bool(event and event.lead_id) and pending.add(conn, event.lead_id, event.id)
     # RQ's requeue keeps the spent budget (retries_left 0 after giving up): a replayed
     # job would fail for good at its first hiccup. Restore the whole ladder instead.
     job.retries_left, job.retry_intervals = ladder.max, list(ladder.intervals)
@@ -272,6 +275,8 @@ def _replay_one(conn, job: Job, *, by: str, via: str, intervals) -> ReplayResult
         # Not in the failed store: replay it only if support dismissed it. HDEL is the
         # guard, so two racing replays of a dismissed job queue it once.
         if not conn.hdel(keys.failed_dismissed(), job.id):
+            if added:
+                pending.remove(conn, event.lead_id, event.id)
             return ReplayResult(job.id, replayed=False, status=_status_of(job))
         job.started_at = job.ended_at = None
         Queue(job.origin, connection=conn).enqueue_job(job)

@@ -58,7 +58,7 @@ from bridge import defaults
 from bridge.exceptions import LockTimeout, RealGeeksSiteUnknown, RetryableError, UpstreamError
 from bridge.ops import logs
 from bridge.queue import JobAlreadyQueued, JobTimedOut, contact_job_id, enqueue_contact_sync, poll_queue
-from bridge.storage import events, history, keys, mappings, polls
+from bridge.storage import events, history, keys, mappings, pending, polls
 from bridge.storage.locks import lead_lock
 from bridge.sync import conflicts, forward, references
 from bridge.translate.liondesk import liondesk_time
@@ -487,19 +487,13 @@ def realgeeks_target(sync: Sync, link: mappings.LeadLink, lead_id: str) -> tuple
 def pending_realgeeks_changes(sync: Sync, lead_id: str, snapshot: Mapping, link: mappings.LeadLink) -> dict:
     """Fields Real Geeks changed in deliveries received but not yet applied: field → (latest value, its time ns).
 
-    A delivery is waiting while its history has `received` but neither `processed`, a
-    rejection nor a final failure. Deliveries the forward sync will skip (older than
-    the last applied, or than our push of a field) are left out, as it leaves them out.
+    The waiting deliveries are the lead's pending events (`bridge.storage.pending`: queued
+    and not yet processed or failed for good). Deliveries the forward sync will skip (older
+    than the last applied, or than our push of a field) are left out, as it leaves them out.
     """
-    story = history.read(sync.conn, lead_id)
-    settled = {entry.get("event_id") for entry in story
-               if entry.get("kind") in ("processed", "rejected")
-               or (entry.get("kind") == "attempt_failed" and entry.get("outcome") == "failed")}
-    waiting = [entry.get("event_id") for entry in story if entry.get("kind") == "received"
-               and entry.get("status") == events.QUEUED and entry.get("event_id") not in settled]
     applied = link.applied_ns
     changes = []
-    for event_id in dict.fromkeys(waiting):
+    for event_id in pending.waiting(sync.conn, lead_id):
         event = events.load(sync.conn, event_id)
         if event is None or event.action not in LEAD_ACTIONS:
             continue
