@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.storage import keys, mappings, polls
+from bridge.storage import history, keys, kinds, mappings, polls
 from bridge.storage.redis import text, text_hash
 
 
@@ -91,3 +91,12 @@ def test_a_link_field_the_record_does_not_have_is_refused(redis_conn):
     with pytest.raises(ValueError, match="not lead-link fields"):
         mappings.save_link(redis_conn, link, lead_id="x")  # the key, never a field: no second meaning
     assert not redis_conn.exists(keys.lead_mapping("lead2"))
+
+
+def test_history_entries_are_written_only_with_named_kinds(redis_conn):
+    assert history.append(redis_conn, "lead3", kinds.PROCESSED, summary="ok")["kind"] == "processed"
+    with pytest.raises(ValueError, match="not a history kind"):
+        history.append(redis_conn, "lead3", "procesed")
+    with pytest.raises(ValueError, match="not a history kind"):
+        history.append(redis_conn, "lead3", kinds.UNREADABLE)  # what reading returns, never stored
+    assert [entry["kind"] for entry in history.read(redis_conn, "lead3")] == ["processed"]

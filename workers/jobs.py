@@ -15,7 +15,7 @@ from bridge.context import Context, get_context
 from bridge.exceptions import EventNotFound
 from bridge.ops import logs
 from bridge.ops.jobs import record_outcome
-from bridge.storage import events, history, mappings, pending
+from bridge.storage import events, history, kinds, mappings, pending
 from bridge.sync import handlers, reverse
 from workers import failure, poll_trigger
 
@@ -72,7 +72,7 @@ def _record(context: Context, run: Run, started: float, outcome: str, **facts) -
         story = {**run.story_facts, **facts}
         if outcome == "processed":
             del story["outcome"]  # the entry's kind says it
-        history.append(context.redis, run.lead_id, "processed" if outcome == "processed" else "attempt_failed",
+        history.append(context.redis, run.lead_id, kinds.PROCESSED if outcome == "processed" else kinds.ATTEMPT_FAILED,
                        **story)
     context.metrics.job(outcome, run.kind)
     record_outcome(context.redis, outcome, run.kind)

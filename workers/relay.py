@@ -20,7 +20,7 @@ from bridge.intake.classify import schema_errors
 from bridge.jsonlimits import parse
 from bridge.intake.store import received_entry
 from bridge.ops import leads
-from bridge.storage import events, history, keys, pending
+from bridge.storage import events, history, keys, kinds, pending
 from bridge.queue import JobAlreadyQueued, enqueue_event, event_queue
 from bridge.storage.redis import text
 
@@ -92,7 +92,7 @@ class Relay:
         if errors:
             events.mark_rejected(self.conn, event, errors)
             if event.lead_id:
-                history.append(self.conn, event.lead_id, "rejected", event_id=event.id, action=event.action,
+                history.append(self.conn, event.lead_id, kinds.REJECTED, event_id=event.id, action=event.action,
                                errors=errors)
             return
         added = bool(event.lead_id) and pending.add(self.conn, event.lead_id, event.id)  # before: see pending.add

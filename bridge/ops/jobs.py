@@ -25,7 +25,7 @@ from rq.results import Result
 from bridge import defaults
 from bridge.exceptions import JobNotFailed, JobNotFound
 from bridge.ops import leads, present, status
-from bridge.storage import events, history, keys, pending
+from bridge.storage import events, history, keys, kinds, pending
 from bridge.queue import event_id_of_job, retry_ladder
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def summarise(job_id: str, job: Job | None, event: events.Event | None, story: l
     """
     event_id = event_id_of_job(job_id)
     attempts = [entry for entry in story
-                if entry.get("kind") == "attempt_failed" and entry.get("event_id") == event_id]
+                if entry.get("kind") == kinds.ATTEMPT_FAILED and entry.get("event_id") == event_id]
     summary = JobSummary(
         id=job_id,
         queue=job.origin if job else None,
@@ -218,7 +218,7 @@ def dismiss(conn, job_id: str, reason: str, *, by: str, via: str) -> bool:
         pipe.hset(keys.failed_dismissed(), job_id, json.dumps(record))
         pipe.expire(keys.failed_dismissed(), defaults.FAILED_JOB_TTL_SECONDS)
         pipe.execute()
-    _write_history(conn, job_id, "dismissed", reason=reason, by=by, via=via)
+    _write_history(conn, job_id, kinds.DISMISSED, reason=reason, by=by, via=via)
     return True
 
 
@@ -280,7 +280,7 @@ def _replay_one(conn, job: Job, *, by: str, via: str, intervals) -> ReplayResult
             return ReplayResult(job.id, replayed=False, status=_status_of(job))
         job.started_at = job.ended_at = None
         Queue(job.origin, connection=conn).enqueue_job(job)
-    _write_history(conn, job.id, "replayed", by=by, via=via, retries=ladder.max)
+    _write_history(conn, job.id, kinds.REPLAYED, by=by, via=via, retries=ladder.max)
     return ReplayResult(job.id, replayed=True, status="queued")
 
 
@@ -291,7 +291,7 @@ def _describe(conn, job_id: str, job: Job | None, event: events.Event | None, st
     if lead_id and lead_id not in stories:
         stories[lead_id] = history.read(conn, lead_id)
     story = stories.get(lead_id, []) if lead_id else []
-    has_attempts = any(entry.get("kind") == "attempt_failed" for entry in story)
+    has_attempts = any(entry.get("kind") == kinds.ATTEMPT_FAILED for entry in story)
     last_result = job.latest_result() if job is not None and not has_attempts else None
     return summarise(job_id, job, event, story, last_result, dismissed)
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from bridge import defaults
 from bridge.jsonlimits import parse
 from bridge.ops import present
-from bridge.storage import events, history, keys, mappings
+from bridge.storage import events, history, keys, kinds, mappings
 from bridge.storage.redis import text
 from bridge.translate.realgeeks import normalize_id
+from bridge.translate.text import folded, folded_words
 
 EMAIL_FIELDS = ("email", "second_email")
 PHONE_FIELDS = ("phone", "phone2")
@@ -58,7 +59,7 @@ class LeadStory:
 
 def search_tokens(payload: dict) -> set[str]:
     """Return the search tokens of a lead payload: casefolded emails, last ten phone digits, names."""
-    tokens = {f"email:{value.strip().casefold()}" for value in _texts(payload, EMAIL_FIELDS)}
+    tokens = {f"email:{folded(value)}" for value in _texts(payload, EMAIL_FIELDS)}
     tokens |= {f"phone:{digits}" for digits in map(_phone_digits, _texts(payload, PHONE_FIELDS)) if digits}
     names = [_name(value) for value in _texts(payload, ("first_name", "last_name"))]
     tokens |= {f"name:{name}" for name in names}
@@ -73,7 +74,7 @@ def query_token(query: str) -> str | None:
     if not text:
         return None
     if "@" in text:
-        return f"email:{text.casefold()}"
+        return f"email:{folded(text)}"
     if not re.search(r"[^\d\s().+-]", text):
         digits = _phone_digits(text)
         return f"phone:{digits}" if digits else None
@@ -137,7 +138,7 @@ def _card(conn, story: list[dict]) -> tuple[str | None, str | None, str | None]:
     """Find the lead's latest name, email and phone in the newest valid stored events of its story."""
     name = email = phone = None
     event_ids = [entry["event_id"] for entry in reversed(story)
-                 if isinstance(entry, dict) and entry.get("kind") == "received"
+                 if isinstance(entry, dict) and entry.get("kind") == kinds.RECEIVED
                  and isinstance(entry.get("event_id"), str)]
     for event_id in event_ids[:CARD_EVENTS_SCANNED]:
         event = events.load(conn, event_id)
@@ -170,7 +171,7 @@ def _phone_digits(text: str) -> str | None:
 
 def _name(text: str) -> str:
     """A name as the index keeps it: casefolded, inner spaces collapsed."""
-    return " ".join(text.casefold().split())
+    return folded_words(text)
 
 
 def _digest(token: str) -> str:

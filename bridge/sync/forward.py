@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bridge.exceptions import LeadNotYetSynced, UpstreamRejected
-from bridge.storage import history, mappings
+from bridge.storage import history, kinds, mappings
 from bridge.sync import conflicts, references
 from bridge.translate import activity as activities
 from bridge.translate import phones
@@ -24,6 +24,7 @@ from bridge.translate.lead import campaign_name, lead_body, lead_source_name
 from bridge.translate.realgeeks import parse_instant
 from bridge.translate.snapshot import (diff, empty_snapshot, liondesk_patch, merge_snapshot,
                                        snapshot_from_liondesk, snapshot_from_realgeeks)
+from bridge.translate.text import folded
 
 PENDING = "pending"
 """Value of a once-only effect whose call was sent but not confirmed."""
@@ -103,7 +104,7 @@ def update(job: Job) -> None:
     """`updated`: PATCH only the fields that changed since the last sync; unknown leads are created."""
     link = job.link
     if not link.linked:
-        job.note("update_before_create", detail="no LionDesk contact linked yet: handled as created")
+        job.note(kinds.UPDATE_BEFORE_CREATE, detail="no LionDesk contact linked yet: handled as created")
         upsert(job)
         return
     apply_changes(job)
@@ -132,9 +133,9 @@ def find_existing_contact(job: Job) -> tuple[dict | None, str | None]:
     emails = [lead.get("email"), lead.get("second_email")]
     forms = email_search_forms(emails)
     if forms:
-        wanted = {form.casefold() for form in forms}
+        wanted = {folded(form) for form in forms}
         found = [c for c in client.find_contacts([("email[$in]", form) for form in forms])
-                 if str(c.get("email") or "").strip().casefold() in wanted]
+                 if folded(c.get("email")) in wanted]
         if found:
             return _oldest(found), "email"
     region = phone_region(job.rules)
@@ -203,7 +204,7 @@ def link_or_create_contact(job: Job):
         changed = {key: value for key, value in translation.body.items() if contact.get(key) != value}
         if changed:
             client.update_contact(contact_id, changed)
-        job.note("contact_linked", contact_id=contact_id, matched_by=matched_by,
+        job.note(kinds.CONTACT_LINKED, contact_id=contact_id, matched_by=matched_by,
                  changed=sorted(changed) or None, **translation.facts())
         job.did(f"linked contact {contact_id} by {matched_by}")
         _save_address(job, contact_id, translation.address, contact)
@@ -219,7 +220,7 @@ def link_or_create_contact(job: Job):
     job.relink(contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
                received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
     mappings.mark_effect(job.conn, job.lead_id, "contact", "done")
-    job.note("contact_created", contact_id=contact_id, **translation.facts())
+    job.note(kinds.CONTACT_CREATED, contact_id=contact_id, **translation.facts())
     job.did(f"created contact {contact_id}")
     _save_address(job, contact_id, translation.address, None)
     mappings.save_snapshot(job.conn, job.lead_id,
@@ -250,7 +251,7 @@ def apply_changes(job: Job) -> None:
     """
     link = job.link
     if job.received_ns < link.applied_ns:
-        job.note("stale_update_skipped", detail="an update newer than this one was already applied")
+        job.note(kinds.STALE_UPDATE_SKIPPED, detail="an update newer than this one was already applied")
         return
     old = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
     changed = _without_overruled(job, link, diff(old, snapshot_from_realgeeks(job.lead, job.rules)), job.received_ns)
@@ -265,7 +266,7 @@ def apply_changes(job: Job) -> None:
         if translation.body:
             client.update_contact(link.contact_id, translation.body)
         _save_address(job, link.contact_id, translation.address, None)
-        job.note("contact_updated", contact_id=link.contact_id, fields=sorted(changed), **translation.facts())
+        job.note(kinds.CONTACT_UPDATED, contact_id=link.contact_id, fields=sorted(changed), **translation.facts())
         job.did(f"updated {', '.join(sorted(changed))}")
     mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(old, changed))
     job.relink(applied_ns=job.received_ns)
@@ -275,7 +276,7 @@ def _without_overruled(job: Job, link: mappings.LeadLink, changed: dict, change_
     """Drop the fields the reverse sync wrote to Real Geeks after `change_ns`: Real Geeks holds that newer value."""
     overruled = conflicts.overruled_by_push(link, changed, change_ns)
     if overruled:
-        job.note("conflict_resolved", fields=overruled, winner="liondesk", detail=conflicts.OVERRULED)
+        job.note(kinds.CONFLICT_RESOLVED, fields=overruled, winner="liondesk", detail=conflicts.OVERRULED)
     return {name: value for name, value in changed.items() if name not in overruled}
 
 
@@ -296,25 +297,25 @@ def ensure_lead(job: Job, contact_id):
         if found:
             lead_id = min(lead["id"] for lead in found)
             job.relink(liondesk_lead_id=lead_id)
-            job.note("lead_recovered", liondesk_lead_id=lead_id,
+            job.note(kinds.LEAD_RECOVERED, liondesk_lead_id=lead_id,
                      detail="created by an earlier attempt that stopped before recording it")
             return lead_id
     source_name = lead_source_name(job.lead, job.rules)
     source_id = references.lead_source_id(client, source_name)
     if source_name and source_id is None:
-        job.note("no_lead_source", detail=f"LionDesk has no lead source named {source_name!r}; "
+        job.note(kinds.NO_LEAD_SOURCE, detail=f"LionDesk has no lead source named {source_name!r}; "
                                           "the lead is sent without one (lead sources are read-only)")
     translation = lead_body(job.lead, job.rules, contact_id=contact_id, source_id=source_id)
     mappings.mark_effect(job.conn, job.lead_id, "lead", PENDING)
     created = client.create_lead(translation.body)
     job.relink(liondesk_lead_id=created["id"], lead_source_id=source_id)
     mappings.mark_effect(job.conn, job.lead_id, "lead", "done")
-    job.note("lead_created", liondesk_lead_id=created["id"], source_id=source_id, **translation.facts())
+    job.note(kinds.LEAD_CREATED, liondesk_lead_id=created["id"], source_id=source_id, **translation.facts())
     job.did(f"created lead {created['id']}")
     return created["id"]
 
 
-def _once(job: Job, effect: str, call, describe: str) -> None:
+def _once(job: Job, effect: str, kind: str, call, describe: str) -> None:
     """Run a once-only LionDesk call for the lead, marking it pending first and done after.
 
     A retry that finds the mark still pending knows the call may have reached LionDesk:
@@ -329,9 +330,9 @@ def _once(job: Job, effect: str, call, describe: str) -> None:
     except UpstreamRejected as exc:
         if state is None:
             raise
-        job.note("effect_already_done", effect=effect, detail=f"LionDesk refused a repeat: {exc}")
+        job.note(kinds.EFFECT_ALREADY_DONE, effect=effect, detail=f"LionDesk refused a repeat: {exc}")
     mappings.mark_effect(job.conn, job.lead_id, effect, "done")
-    job.note(effect.split(":")[0], detail=describe)
+    job.note(kind, detail=describe)
     job.did(describe)
 
 
@@ -345,12 +346,12 @@ def start_campaign_and_offers(job: Job, contact_id, lead_id) -> None:
         name = campaign_name(job.lead, job.rules)
         campaign_id = references.campaign_id_by_name(client, name) if name else None
         if name and campaign_id is None:
-            job.note("no_campaign", detail=f"LionDesk has no campaign named {name!r}")
+            job.note(kinds.NO_CAMPAIGN, detail=f"LionDesk has no campaign named {name!r}")
     if campaign_id is not None:
-        _once(job, f"campaign:{campaign_id}", lambda: client.start_campaign(campaign_id, contact_id),
+        _once(job, f"campaign:{campaign_id}", kinds.CAMPAIGN, lambda: client.start_campaign(campaign_id, contact_id),
               f"started campaign {campaign_id}")
     if route and references.is_team_rollout(route):
-        _once(job, "offers", lambda: client.create_lead_offers(lead_id), f"created lead offers for lead {lead_id}")
+        _once(job, "offers", kinds.OFFERS, lambda: client.create_lead_offers(lead_id), f"created lead offers for lead {lead_id}")
 
 
 # -- activities ----------------------------------------------------------------------------
@@ -376,19 +377,19 @@ def _assign(job: Job, contact_id, item: dict, kind: str) -> None:
     """Set (or clear) the contact's assigned LionDesk user, unless the snapshot says it already is."""
     email = "" if kind == activities.UNASSIGN else (activities.liondesk_email_of(item.get("user") or {}, job.rules) or "")
     snapshot = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
-    if snapshot.get("agent_email", "") == email.casefold():
+    if snapshot.get("agent_email", "") == folded(email):
         return  # already applied, e.g. folded into the contact we just created
     if not _without_overruled(job, job.link, {"agent_email": email}, activities.created_ns(item) or job.received_ns):
         return
     user_id = None
     if email:
-        user_id = references.user_ids_by_email(job.liondesk).get(email.casefold())
+        user_id = references.user_ids_by_email(job.liondesk).get(folded(email))
         if user_id is None:
-            job.note("agent_not_found", detail=f"no LionDesk user with e-mail {email}: assignment left unchanged")
+            job.note(kinds.AGENT_NOT_FOUND, detail=f"no LionDesk user with e-mail {email}: assignment left unchanged")
             return
     job.liondesk.update_contact(contact_id, {"assigned_user_id": user_id})
-    mappings.save_snapshot(job.conn, job.lead_id, {**snapshot, "agent_email": email.casefold()})
-    job.note("assigned" if user_id else "unassigned", contact_id=contact_id, user_id=user_id)
+    mappings.save_snapshot(job.conn, job.lead_id, {**snapshot, "agent_email": folded(email)})
+    job.note(kinds.ASSIGNED if user_id else kinds.UNASSIGNED, contact_id=contact_id, user_id=user_id)
     job.did(f"assigned user {user_id}" if user_id else "unassigned")
 
 
@@ -400,7 +401,7 @@ def _comment(job: Job, contact_id, item: dict) -> None:
         return
     body = activities.v1_comment(item, lead_id=job.lead_id, contact_id=contact_id).body
     v1.call(body.pop("action"), **body)
-    job.note("activity_delivered", type=item.get("type"), channel="v1 comment")
+    job.note(kinds.ACTIVITY_DELIVERED, type=item.get("type"), channel="v1 comment")
 
 
 def _timeline(job: Job, contact_id, item: dict) -> None:
@@ -414,7 +415,7 @@ def _timeline(job: Job, contact_id, item: dict) -> None:
     else:
         job.liondesk.create_task(activities.task_body(item, job.lead, job.rules, contact_id=contact_id).body)
         channel = "v2 task"
-    job.note("activity_delivered", type=item.get("type"), channel=channel)
+    job.note(kinds.ACTIVITY_DELIVERED, type=item.get("type"), channel=channel)
 
 
 def received_ns(event) -> int:

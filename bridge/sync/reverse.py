@@ -58,11 +58,12 @@ from bridge import defaults
 from bridge.exceptions import LockTimeout, RealGeeksSiteUnknown, RetryableError, UpstreamError
 from bridge.ops import logs
 from bridge.queue import JobAlreadyQueued, JobTimedOut, contact_job_id, enqueue_contact_sync, poll_queue
-from bridge.storage import events, history, keys, mappings, pending, polls
-from bridge.storage.locks import lead_lock
+from bridge.storage import events, history, kinds, mappings, pending, polls
+from bridge.storage.locks import lead_lock, poll_lock
 from bridge.sync import conflicts, forward, references
 from bridge.translate.liondesk import liondesk_time
 from bridge.translate.realgeeks import LEAD_ACTIONS, Instant, load_event, normalize_id, parse_instant
+from bridge.translate.text import folded
 from bridge.translate.snapshot import (diff, empty_snapshot, merge_snapshot, realgeeks_assignment,
                                        realgeeks_new_lead, realgeeks_patch, snapshot_from_liondesk,
                                        snapshot_from_realgeeks)
@@ -111,7 +112,7 @@ class Sync:
         if str(user_id) not in self._user_emails:
             found = self.liondesk.find_reference("users", lambda user: str(user.get("id")) == str(user_id))
             if found and found.get("email"):
-                self._user_emails[str(user_id)] = str(found["email"]).strip().casefold()
+                self._user_emails[str(user_id)] = folded(found["email"])
         return self._user_emails
 
     def hotness_names(self) -> dict:
@@ -124,7 +125,7 @@ class Sync:
         """Real Geeks user e-mail (casefolded) → user id on one site (the Users API, cached)."""
         if site_uuid not in self._realgeeks_user_ids:
             self._realgeeks_user_ids[site_uuid] = {
-                str(user.get("email") or "").strip().casefold(): str(user["id"])
+                folded(user.get("email")): str(user["id"])
                 for user in self.realgeeks.list_users(site_uuid) if user.get("email") and user.get("id")}
         return self._realgeeks_user_ids[site_uuid]
 
@@ -249,16 +250,10 @@ def poll(context, *, since: str | None = None, budget_seconds: float = defaults.
     if context.clients.realgeeks is None:
         return PollReport(cursor or "", cursor or "", clock(), outcome=OFF,
                           error="REALGEEKS_API_USERNAME / REALGEEKS_API_PASSWORD are not set")
-    lock = conn.lock(keys.poll_lock(), timeout=defaults.POLL_LOCK_TIMEOUT_SECONDS, thread_local=False)
-    if not lock.acquire(blocking=False):
-        return PollReport(cursor or "", cursor or "", clock(), outcome=SKIPPED, error="another poll is running")
-    try:
+    with poll_lock(conn) as held:
+        if not held:
+            return PollReport(cursor or "", cursor or "", clock(), outcome=SKIPPED, error="another poll is running")
         return _poll_locked(context, since or cursor, cursor, budget_seconds, lock_wait, clock)
-    finally:
-        try:
-            lock.release()
-        except redis.exceptions.LockNotOwnedError:
-            pass  # it expired while we worked; whoever holds it now keeps it
 
 
 def _poll_locked(context, start: str | None, stored: str | None, budget_seconds: float, lock_wait: float,
@@ -341,7 +336,7 @@ def defer(sync: Sync, contact: Mapping, exc: BaseException) -> None:
                  error=str(exc)[:500])
     lead_id = mappings.lead_of_contact(sync.conn, contact_id)
     if lead_id:
-        sync.note(lead_id, "reverse_sync_deferred", **facts)
+        sync.note(lead_id, kinds.REVERSE_SYNC_DEFERRED, **facts)
     logs.event_line(log, "reverse_deferred", lead_id=lead_id, **facts)
 
 
@@ -416,7 +411,7 @@ def push_changes(sync: Sync, lead_id: str, contact: Mapping) -> str:
     decision = conflicts.decide(changed, instant_ns(modified), pending_realgeeks_changes(sync, lead_id, snapshot, link))
     for resolution in decision.resolutions:
         sync.conflicts += 1
-        sync.note(lead_id, "conflict_resolved", field=resolution.field, winner=resolution.winner,
+        sync.note(lead_id, kinds.CONFLICT_RESOLVED, field=resolution.field, winner=resolution.winner,
                   reason=resolution.reason, contact_id=contact["id"])
     if decision.agreed:
         snapshot = _accept(sync, link, snapshot, decision.agreed, pushed=False)
@@ -435,13 +430,13 @@ def push_changes(sync: Sync, lead_id: str, contact: Mapping) -> str:
             written["agent_email"] = decision.push["agent_email"]
     left = sorted(set(decision.push) - set(written))
     if left:
-        sync.note(lead_id, "not_synced_back", fields=left, contact_id=contact["id"],
+        sync.note(lead_id, kinds.NOT_SYNCED_BACK, fields=left, contact_id=contact["id"],
                   detail="Real Geeks has no counterpart for these LionDesk values (an unmapped hotness, "
                          "an agent who is no Real Geeks user of the site)")
     mappings.save_link(conn, link, liondesk_seen=handled_fingerprint(current, snapshot))
     if not written:
         return UNCHANGED
-    sync.note(lead_id, "reverse_sync", contact_id=contact["id"], fields=sorted(written), modified_at=modified)
+    sync.note(lead_id, kinds.REVERSE_SYNC, contact_id=contact["id"], fields=sorted(written), modified_at=modified)
     return PUSHED
 
 
@@ -516,14 +511,14 @@ def pending_realgeeks_changes(sync: Sync, lead_id: str, snapshot: Mapping, link:
 
 def came_from_realgeeks(sync: Sync, contact: Mapping) -> bool:
     """Whether the contact is filed under the bridge's own contact source (the forward sync made or linked it)."""
-    wanted = sync.rules["contact"]["source_name"].strip().casefold()
+    wanted = folded(sync.rules["contact"]["source_name"])
     source = contact.get("source")
     if isinstance(source, Mapping) and source.get("name"):
-        return str(source["name"]).strip().casefold() == wanted
+        return folded(source["name"]) == wanted
     if contact.get("source_id") is None:
         return False
     found = sync.liondesk.find_reference("contact-sources",
-                                         lambda record: str(record.get("name") or "").strip().casefold() == wanted)
+                                         lambda record: folded(record.get("name")) == wanted)
     return found is not None and str(found.get("id")) == str(contact["source_id"])
 
 
@@ -570,6 +565,6 @@ def create_lead(sync: Sync, lead_id: str, link: mappings.LeadLink, contact: Mapp
     mappings.save_snapshot(sync.conn, lead_id, agreed)
     mappings.save_link(sync.conn, link, created=DONE, liondesk_seen=handled_fingerprint(snapshot, agreed),
                        pushed_ns=conflicts.push_marks(accepted, time.time_ns()))
-    sync.note(lead_id, "lead_created_from_liondesk", contact_id=contact["id"], site_uuid=site_uuid,
+    sync.note(lead_id, kinds.LEAD_CREATED_FROM_LIONDESK, contact_id=contact["id"], site_uuid=site_uuid,
               fields=sorted(accepted))
     return CREATED
