@@ -3,9 +3,25 @@
 WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
 """Largest webhook body accepted, in bytes (1 MiB); larger bodies get 413."""
 
+WEB_REQUEST_READ_TIMEOUT_SECONDS = 10
+"""Longest a client may take to send one whole request (headers and body) to the web process,
+in seconds, from its first byte; then it is answered 408 and closed. 1 MiB in 10 s is 100 KB/s;
+until then the request waits in memory, not in a thread (bridge/web/server.py)."""
+
 DEDUPE_TTL_SECONDS = 7 * 24 * 3600
 """How long an identical delivery is recognised as a repeat, in seconds (7 days,
 the window Real Geeks' own receiver ignores repeats for)."""
+
+REALGEEKS_TIMESTAMP_MAX_AHEAD_SECONDS = 300
+"""How far ahead of our receipt time an X-Lead-Router-Timestamp may lie and still order
+a lead's changes, in seconds (5 minutes of clock skew). The header is not signed: a later
+one would make every real change after it look stale, so past this, receipt time orders."""
+
+REALGEEKS_TIMESTAMP_MAX_BEHIND_SECONDS = DEDUPE_TTL_SECONDS
+"""How far behind our receipt time an X-Lead-Router-Timestamp may lie and still order a
+lead's changes, in seconds (7 days): Real Geeks stamps a message when it queues it and
+retries every 30 s without a cap, so a delivery after an outage is hours old; its own
+receiver ignores messages older than 7 days. Past this, receipt time orders."""
 
 EVENT_TTL_SECONDS = 90 * 24 * 3600
 """How long a stored webhook event (body, headers, outcome) is kept, in seconds."""
@@ -171,6 +187,10 @@ CONSOLE_PAGE_SIZE = 200
 JOB_LATENCY_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0)
 """Upper bounds of the job-duration histogram buckets in /metrics, in seconds
 (the last one is JOB_TIMEOUT_SECONDS: no job runs longer)."""
+
+INTAKE_BACKLOG_COUNT_LIMIT = 10_000
+"""Most intake-stream entries read to count the backlog on a Redis older than 7 (which does not
+count it itself); past it, /healthz and /metrics report this many (a floor)."""
 
 INTAKE_STREAM_MAX_LENGTH = 1_000_000
 """Approximate number of relayed entries the intake stream keeps before trimming old ones."""

@@ -26,9 +26,10 @@ def rejected_events() -> str:
     return f"{PREFIX}events:rejected"
 
 
-def delivery_dedupe(body_sha256: str) -> str:
-    """String holding the event id first stored for a body with this SHA-256 (7-day TTL)."""
-    return f"{PREFIX}dedupe:delivery:{body_sha256}"
+def delivery_dedupe(digest: str) -> str:
+    """String holding the event id first stored for a delivery (7-day TTL): the digest of its
+    body, with its X-Lead-Router-Timestamp when it has one (bridge/intake/identity.py)."""
+    return f"{PREFIX}dedupe:delivery:{digest}"
 
 
 def lead_history(lead_id: str) -> str:

@@ -1,5 +1,6 @@
 """GET /livez: are this process and Redis answering (for platform health checks).
-GET /healthz: is Redis answering, can the bridge reach LionDesk, how far behind is the queue, the last poll."""
+GET /healthz: is Redis answering, can the bridge reach LionDesk, how far behind are the intake and the queue,
+the last poll."""
 
 from __future__ import annotations
 
@@ -29,11 +30,13 @@ def livez():
 
 @bp.get("/healthz")
 def healthz():
-    """Report Redis, LionDesk authorisation and the backlog; 503 if Redis is down or LionDesk needs re-authorising."""
+    """Report Redis, LionDesk authorisation, the intake backlog (accepted, not yet relayed onto the job
+    queue: grows while no worker runs) and the queue; 503 if Redis is down or LionDesk needs re-authorising."""
     conn = current_app.extensions["bridge.redis"]
     try:
         conn.ping()
         backlog = queue_backlog(conn)
+        intake = status.intake_backlog(conn)
         liondesk = status.liondesk_auth(conn, current_app.config["BRIDGE_SETTINGS"])
         poll = status.poll_status(conn)
     except redis.RedisError as exc:
@@ -43,5 +46,6 @@ def healthz():
     # Likewise the poll's error text: the probe gets when it ran, how far it read, and how it ended.
     poll = {name: poll.get(name) for name in ("last_run", "cursor", "outcome")}
     if liondesk["state"] == status.NEEDS_REAUTHORIZATION:
-        return jsonify(status="needs_reauthorization", redis="ok", liondesk=liondesk, queue=backlog, poll=poll), 503
-    return jsonify(status="ok", redis="ok", liondesk=liondesk, queue=backlog, poll=poll), 200
+        return jsonify(status="needs_reauthorization", redis="ok", liondesk=liondesk, intake=intake, queue=backlog,
+                       poll=poll), 503
+    return jsonify(status="ok", redis="ok", liondesk=liondesk, intake=intake, queue=backlog, poll=poll), 200
