@@ -159,7 +159,7 @@ def wait_for_redis(heart: liveness.Heart, delay: float, stopping=lambda: False) 
         delay = min(delay * 2, defaults.WORKER_REDIS_BACKOFF_MAX_SECONDS)
 
 
-def release_interrupted(worker: BridgeWorker) -> int:
+def release_interrupted(worker: BridgeWorker, problem: str = "unavailable") -> int:
     """Hand the jobs `worker` held when Redis went away to RQ's abandoned-job handling, now.
 
     The worker's loop has ended in this very process, so nothing still runs those jobs:
@@ -169,7 +169,7 @@ def release_interrupted(worker: BridgeWorker) -> int:
     """
     released = liveness.release(worker.connection, worker.queues, lambda names: names & {worker.name},
                                 kind="attempt_interrupted",
-                                reason="Redis became unavailable during the attempt; it is retried at once")
+                                reason=f"Redis was {problem} during the attempt; it is retried at once")
     return len(released)
 
 
@@ -217,13 +217,14 @@ def run(context: Context, *, burst: bool = False, name: str | None = None) -> bo
                 heart.serve(worker.name)  # named in a beat before it takes a job (see Heart.serve)
                 log.info("worker %s listening on %s", worker.name, ", ".join(q.name for q in worker.queues))
                 worked = worker.work(with_scheduler=True, logging_level="WARNING") or worked
-                problem = "RQ's loop ended on an error"
+                trouble, problem = "unavailable", "RQ's loop ended on an error"
             except StopRequested:
                 return worked
             except Exception as exc:  # noqa: BLE001 - only Redis trouble is waited out; the rest re-raises
-                if redis_trouble(exc) is None:
+                trouble = redis_trouble(exc)
+                if trouble is None:
                     raise
-                problem = f"Redis {redis_trouble(exc)} ({exc.__class__.__name__}: {exc})"
+                problem = f"Redis {trouble} ({exc.__class__.__name__}: {exc})"
             if worker._shutdown_requested_date is not None:  # a warm shutdown (SIGTERM, Ctrl-C) ended the loop
                 return worked
             if time.monotonic() - started > defaults.WORKER_REDIS_BACKOFF_MAX_SECONDS:
@@ -232,7 +233,7 @@ def run(context: Context, *, burst: bool = False, name: str | None = None) -> bo
             try:
                 if not wait_for_redis(heart, delay, stopping=lambda: worker._shutdown_requested_date is not None):
                     return worked
-                if released := release_interrupted(worker):
+                if released := release_interrupted(worker, trouble):
                     log.warning("worker %s: %d job(s) interrupted by the outage queued for retry", worker.name, released)
             except StopRequested:
                 return worked

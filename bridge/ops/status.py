@@ -71,16 +71,25 @@ def redis_trouble(exc: BaseException) -> str | None:
     """REDIS_UNREACHABLE or REDIS_FULL when `exc` is Redis being away or refusing writes, else None.
 
     Either is waited out, never died of. A Redis still loading its data after a restart
-    counts as away; a replica promoted away from (READONLY) or a failing save (MISCONF,
-    which redis-py reports as a bare ResponseError) as refusing writes.
+    counts as away; a replica promoted away from (READONLY) or a failing save (MISCONF) as
+    refusing writes.
     """
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return REDIS_UNREACHABLE
     if isinstance(exc, (redis.OutOfMemoryError, redis.ReadOnlyError)):
         return REDIS_FULL
-    if isinstance(exc, redis.ResponseError) and str(exc).startswith("MISCONF"):  # no class of its own
+    if isinstance(exc, redis.ResponseError) and _refuses_writes(str(exc)):
         return REDIS_FULL
     return None
+
+
+def _refuses_writes(message: str) -> bool:
+    """Whether a Redis error without a class of its own says Redis refuses writes.
+
+    redis-py has no class for MISCONF, and a refusal met inside a Lua script (RQ's and the
+    intake's) arrives as a bare ResponseError quoting the OOM reply: only the text tells.
+    """
+    return message.startswith("MISCONF") or "command not allowed when used memory" in message
 
 
 def redis_state(conn) -> str:
