@@ -64,9 +64,18 @@ class Stack:
                **extra_env}
         self.web = self.processes.start("web", procfile_command("web"),
                                         {**env, "PORT": str(self.port), "WEB_CONCURRENCY": "1"})
-        self.workers = [self.processes.start(f"worker{n}", procfile_command("worker"), env) for n in range(WORKERS)]
+        self.env = env
+        self.workers = []
+        for _ in range(WORKERS):
+            self.start_worker()
         self.url = f"http://127.0.0.1:{self.port}"
         wait_until(self._web_up, timeout=60, message="web up")
+
+    def start_worker(self) -> subprocess.Popen:
+        """Start one more worker process (the Procfile's command)."""
+        worker = self.processes.start(f"worker{len(self.workers)}", procfile_command("worker"), self.env)
+        self.workers.append(worker)
+        return worker
 
     def _web_up(self):
         try:
@@ -194,6 +203,7 @@ def test_full_redis_refuses_deliveries_keeps_workers_up_and_resumes_when_the_lim
         assert [answer.status_code for answer in refused] == [503] * 3, [answer.text for answer in refused]
         health = stack.health()
         assert health["status"] == "redis_full" and health["redis_message"] == "Redis full"
+        stack.start_worker()  # a worker (re)started while Redis is full waits too, instead of dying at start-up
         # The workers meet the refusals in their jobs, relay, heartbeat and scheduler; they wait, they do not exit.
         time.sleep(15)
         stack.assert_all_alive()
@@ -204,3 +214,5 @@ def test_full_redis_refuses_deliveries_keeps_workers_up_and_resumes_when_the_lim
         stack.wait_synced_once(leads)
         stack.assert_all_alive()
         assert stack.health()["status"] == "ok"
+        wait_until(lambda: stack.health()["workers"]["live"] == WORKERS + 1, timeout=60,
+                   message="the worker started while Redis was full beating too")

@@ -203,6 +203,21 @@ def test_a_lock_this_process_left_behind_is_taken_over_but_one_it_holds_is_not(r
         assert redis_conn.get(keys.lead_lock("lead3")).decode() == token
 
 
+def test_a_lock_redis_kept_from_being_released_is_released_once_redis_is_back(redis_conn, holder, monkeypatch):
+    import redis
+
+    monkeypatch.setattr(redis.lock.Lock, "release", lambda self: (_ for _ in ()).throw(redis.ConnectionError("gone")))
+    with pytest.raises(redis.ConnectionError):
+        with locks.lead_lock(redis_conn, "lead4"):
+            pass
+    assert redis_conn.get(keys.lead_lock("lead4")) is not None  # left behind by the outage
+    monkeypatch.undo()
+    locks.set_holder("me")
+    assert locks.release_left(redis_conn) == 1
+    assert redis_conn.get(keys.lead_lock("lead4")) is None
+    assert locks.release_left(redis_conn) == 0
+
+
 # --- companions ----------------------------------------------------------------------------
 
 
@@ -286,8 +301,10 @@ def test_healthz_says_redis_full_with_503(full_redis, make_settings):
     assert response.status_code == 503
     assert response.json["status"] == "redis_full" and response.json["redis"] == status.REDIS_FULL
     assert response.json["redis_message"] == "Redis full"
+    assert status.redis_health(conn) == {"state": "full", "message": "Redis full"}
     conn.config_set("maxmemory", 0)
     assert client.get("/healthz").status_code == 200
+    assert status.redis_health(conn) == {"state": "ok", "message": None}
 
 
 def test_healthz_says_redis_unreachable(make_settings):
@@ -296,3 +313,34 @@ def test_healthz_says_redis_unreachable(make_settings):
     response = create_app(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")).test_client().get("/healthz")
     assert response.status_code == 503 and response.json["redis"] == status.REDIS_UNREACHABLE
     assert response.json["redis_message"].startswith("Redis unreachable")
+    banner = status.redis_health(connect(f"redis://127.0.0.1:{free_port()}/0"))
+    assert banner["state"] == "unreachable" and banner["message"].startswith("Redis unreachable (")
+
+
+# --- the scheduler -------------------------------------------------------------------------
+
+
+def test_scheduler_waits_out_redis_trouble_and_reraises_anything_else(redis_conn, monkeypatch):
+    import redis
+
+    from workers.worker import BridgeScheduler
+
+    monkeypatch.setattr(defaults, "WORKER_REDIS_BACKOFF_FIRST_SECONDS", 0.01)
+    scheduler = BridgeScheduler([event_queue(redis_conn)], connection=redis_conn, interval=1)
+    monkeypatch.setattr(scheduler, "_install_signal_handlers", lambda: None)  # not the main thread's business
+    troubles = [redis.ConnectionError("gone"), redis.OutOfMemoryError("command not allowed when used memory")]
+    rounds = []
+
+    def enqueue_scheduled_jobs():
+        rounds.append(1)
+        if troubles:
+            raise troubles.pop(0)
+        scheduler._stop_requested = True
+
+    monkeypatch.setattr(scheduler, "enqueue_scheduled_jobs", enqueue_scheduled_jobs)
+    scheduler.work()  # returns: it stopped on request, after two rounds of Redis trouble
+    assert len(rounds) == 3
+    scheduler._stop_requested = False
+    monkeypatch.setattr(scheduler, "enqueue_scheduled_jobs", lambda: (_ for _ in ()).throw(ValueError("a bug")))
+    with pytest.raises(ValueError):
+        scheduler.work()

@@ -152,14 +152,15 @@ class Heart:
         while not stop.is_set():
             try:
                 self.beat_once()
-                if self.steady():
-                    sweep(self.conn, list(self.queues()))
             except redis.RedisError as exc:
-                trouble = redis_trouble(exc)
-                if trouble is None:
-                    raise
-                log.warning("heartbeat of %s not written: Redis %s (%s)", self.process, trouble,
-                            exc.__class__.__name__)
+                log.warning("heartbeat of %s not written: Redis %s (%s)", self.process,
+                            redis_trouble(exc) or "error", exc.__class__.__name__)
+            else:
+                if self.steady():
+                    try:
+                        sweep(self.conn, list(self.queues()))
+                    except Exception:  # noqa: BLE001 - the beat must go on whatever the sweep meets
+                        log.exception("sweep for jobs of dead workers failed; the next beat tries again")
             for companion in self.companions:
                 companion.ensure_running()
             stop.wait(defaults.WORKER_BEAT_SECONDS)

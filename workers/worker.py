@@ -167,6 +167,7 @@ def release_interrupted(worker: BridgeWorker, problem: str = "unavailable") -> i
     failure policy, and the lead's story says the attempt was cut short.
     Returns how many were released.
     """
+    locks.release_left(worker.connection)  # the job's lead lock, so that any worker can retry it at once
     released = liveness.release(worker.connection, worker.queues, lambda names: names & {worker.name},
                                 kind="attempt_interrupted",
                                 reason=f"Redis was {problem} during the attempt; it is retried at once")

@@ -107,6 +107,15 @@ def redis_state(conn) -> str:
     return REDIS_FULL if limit - int(memory.get("used_memory", 0)) < margin else REDIS_OK
 
 
+def redis_health(conn) -> dict:
+    """Redis as the console's banner shows it: `state` (ok, full, unreachable) and `message` (None when ok)."""
+    try:
+        state = redis_state(conn)
+    except redis.RedisError as exc:
+        return {"state": REDIS_UNREACHABLE, "message": f"{REDIS_MESSAGES[REDIS_UNREACHABLE]} ({exc.__class__.__name__})"}
+    return {"state": state, "message": REDIS_MESSAGES.get(state)}
+
+
 @dataclass(frozen=True)
 class WorkerStatus:
     """The worker processes as their heartbeats tell it (what the console's banner is drawn from)."""

@@ -33,6 +33,7 @@ SEPARATOR = "|"
 
 _holder: str | None = None
 _held: set[str] = set()  # tokens the jobs of this process hold right now
+_left: dict[str, str] = {}  # key -> token of locks whose release Redis refused (it was away or full)
 _held_guard = threading.Lock()
 
 _DELETE_IF_TOKEN = """
@@ -82,6 +83,26 @@ def lead_lock(conn: redis.Redis, lead_id: str, *, wait: float = defaults.LEAD_LO
             lock.release()
         except redis.exceptions.LockNotOwnedError:
             pass  # it expired (or was taken over) while we worked; whoever holds it now keeps it
+        except redis.RedisError:
+            with _held_guard:
+                _left[key] = token  # released by `release_left` once Redis is back
+            raise
+
+
+def release_left(conn: redis.Redis) -> int:
+    """Release the locks this process's jobs could not release while Redis was away; return how many.
+
+    Without this, another worker retrying the interrupted job would wait for the lock's
+    lifetime (this process is alive, so its locks are never taken over by others).
+    """
+    with _held_guard:
+        left = dict(_left)
+    released = 0
+    for key, token in left.items():
+        released += int(conn.eval(_DELETE_IF_TOKEN, 1, key, token))
+        with _held_guard:
+            _left.pop(key, None)
+    return released
 
 
 def take_over_if_dead(conn: redis.Redis, key: str) -> bool:

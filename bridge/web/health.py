@@ -37,16 +37,17 @@ def healthz():
     processes start before workers, and platforms must not restart the web for it.
     """
     conn = current_app.extensions["bridge.redis"]
+    redis_health = status.redis_health(conn)
     try:
-        conn.ping()
-        redis_state = status.redis_state(conn)
+        if redis_health["state"] == status.REDIS_UNREACHABLE:
+            raise redis.ConnectionError(redis_health["message"])
         backlog = queue_backlog(conn)
         liondesk = status.liondesk_auth(conn, current_app.config["BRIDGE_SETTINGS"])
         poll = status.poll_status(conn)
         workers = status.worker_status(conn)
     except redis.RedisError as exc:
-        return jsonify(status="unavailable", redis=status.REDIS_UNREACHABLE,
-                       redis_message=f"{status.REDIS_MESSAGES[status.REDIS_UNREACHABLE]} ({exc.__class__.__name__})"), 503
+        message = redis_health["message"] or f"Redis unreachable ({exc.__class__.__name__})"
+        return jsonify(status="unavailable", redis=status.REDIS_UNREACHABLE, redis_message=message), 503
     # The reason may quote LionDesk's answer; it is for the console, not an unauthenticated probe.
     liondesk = {"state": liondesk["state"], "since": liondesk["since"]}
     # Likewise the poll's error text: the probe gets when it ran, how far it read, and how it ended.
@@ -54,9 +55,9 @@ def healthz():
     # Host names and pids are for the console too: the probe gets the count and the alarm.
     workers = {"live": workers.live, "last_seen": workers.last_seen, "silent_seconds": workers.silent_seconds,
                "no_worker": workers.no_worker, "message": workers.message}
-    body = dict(redis=redis_state, liondesk=liondesk, queue=backlog, poll=poll, workers=workers)
-    if redis_state == status.REDIS_FULL:
-        return jsonify(status="redis_full", redis_message=status.REDIS_MESSAGES[status.REDIS_FULL], **body), 503
+    body = dict(redis=redis_health["state"], liondesk=liondesk, queue=backlog, poll=poll, workers=workers)
+    if redis_health["state"] == status.REDIS_FULL:
+        return jsonify(status="redis_full", redis_message=redis_health["message"], **body), 503
     if liondesk["state"] == status.NEEDS_REAUTHORIZATION:
         return jsonify(status="needs_reauthorization", **body), 503
     return jsonify(status="ok", **body), 200
