@@ -62,9 +62,41 @@ WORKER_DEQUEUE_BLOCK_SECONDS = 10
 """How long an idle worker blocks waiting for a job, in seconds, before it comes round to
 its maintenance again (RQ's own default, 405 s, would delay that for minutes)."""
 
-WORKER_MAINTENANCE_SECONDS = 60
-"""How often a worker sweeps RQ registries, in seconds; this is what re-queues a
-job whose worker died with SIGKILL once its heartbeat has expired."""
+WORKER_MAINTENANCE_SECONDS = 15
+"""How often a worker runs RQ's own maintenance, in seconds: registry cleanup (RQ's
+slow backstop for abandoned jobs, after their 85 s job heartbeat) and restarting a
+scheduler that died or taking over the scheduler of a worker that did."""
+
+WORKER_BEAT_SECONDS = 5.0
+"""How often each worker process writes its heartbeat record, in seconds."""
+
+WORKER_BEAT_TTL_SECONDS = 20
+"""Lifetime of a worker's heartbeat record, in seconds (four missed beats): a worker
+whose record expired is dead, its jobs are retried and its lead locks taken over."""
+
+WORKER_BEATS_RETENTION_SECONDS = 7 * 24 * 3600
+"""How long the index of worker processes remembers one it last heard from, in seconds:
+"last worker seen at ..." reaches this far back."""
+
+WORKER_BEATS_MAX = 1000
+"""Most worker processes the heartbeat index remembers (newest kept); every restart
+of a dyno is a new process."""
+
+WORKER_SILENT_ALARM_SECONDS = 180
+"""With no worker heard from for this long, in seconds, /healthz, /metrics and the
+console say so (no lead is being processed)."""
+
+REDIS_FULL_FREE_FRACTION = 0.01
+"""Redis counts as full when less than this fraction of maxmemory (and at least
+REDIS_FULL_FREE_MIN_BYTES) is free under the `noeviction` policy: a refused write frees its
+own buffer at once, so a Redis refusing webhook bodies always shows a little room left."""
+
+REDIS_FULL_FREE_MIN_BYTES = 64 * 1024
+"""The least free memory below which Redis counts as full, in bytes (a few webhook bodies)."""
+
+ABANDONED_SWEEP_LOCK_SECONDS = 10
+"""Lifetime of the hold a sweep takes on RQ's registry-cleaning lock to retry the jobs of dead workers,
+in seconds (the sweep takes milliseconds; the lock only outlives a sweeper that died)."""
 
 FAILED_JOB_TTL_SECONDS = 365 * 24 * 3600
 """How long a failed job stays in the failed store for inspection and replay, in seconds."""

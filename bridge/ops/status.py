@@ -1,19 +1,21 @@
 """What the bridge is doing right now: the intake backlog, queue depths, the oldest waiting
-job, LionDesk authorisation and the last LionDesk poll. Read live from Redis by /healthz, /metrics,
-`bridge jobs stats` and the console overview."""
+job, LionDesk authorisation, the last LionDesk poll, whether Redis takes writes and which workers
+are alive. Read live from Redis by /healthz, /metrics, `bridge jobs stats` and the console overview."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import timezone
 
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
+import redis
+
 from bridge import defaults
 from bridge.clients.oauth import auth_state
 from bridge.queue import event_queue, poll_queue
-from bridge.storage import keys, polls
+from bridge.storage import beats, keys, polls
 from bridge.storage.redis import text
 
 QUEUE_NAMES = (defaults.EVENT_QUEUE, defaults.POLL_QUEUE)
@@ -87,3 +89,94 @@ def liondesk_auth(conn, settings=None) -> dict:
 def poll_status(conn) -> dict:
     """Return what the last LionDesk poll recorded (last_run, cursor, outcome); empty before the first poll."""
     return asdict(polls.load(conn))
+
+
+REDIS_OK, REDIS_FULL, REDIS_UNREACHABLE = "ok", "full", "unreachable"
+"""What Redis is to the bridge: taking writes, refusing them (maxmemory reached), or away."""
+
+REDIS_MESSAGES = {REDIS_FULL: "Redis full", REDIS_UNREACHABLE: "Redis unreachable"}
+"""How /healthz and the console name a Redis that is not ok."""
+
+
+def redis_trouble(exc: BaseException) -> str | None:
+    """REDIS_UNREACHABLE or REDIS_FULL when `exc` is Redis being away or refusing writes, else None.
+
+    Either is waited out, never died of. A Redis still loading its data after a restart
+    counts as away; a replica promoted away from (READONLY) or a failing save (MISCONF) as
+    refusing writes.
+    """
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return REDIS_UNREACHABLE
+    if isinstance(exc, (redis.OutOfMemoryError, redis.ReadOnlyError)):
+        return REDIS_FULL
+    if isinstance(exc, redis.ResponseError) and _refuses_writes(str(exc)):
+        return REDIS_FULL
+    return None
+
+
+def _refuses_writes(message: str) -> bool:
+    """Whether a Redis error without a class of its own says Redis refuses writes.
+
+    redis-py has no class for MISCONF, and a refusal met inside a Lua script (RQ's and the
+    intake's) arrives as a bare ResponseError quoting the OOM reply: only the text tells.
+    """
+    return message.startswith("MISCONF") or "command not allowed when used memory" in message
+
+
+def redis_state(conn) -> str:
+    """REDIS_OK, or REDIS_FULL when Redis is at maxmemory with nothing it may evict (writes refused).
+
+    "At maxmemory" leaves a margin (REDIS_FULL_FREE_FRACTION): Redis refuses a write that
+    would cross the limit and frees its buffer, so used memory hovers just under it.
+    Raises redis.RedisError when Redis does not answer (the caller reports REDIS_UNREACHABLE).
+    """
+    memory = conn.info("memory")
+    limit = int(memory.get("maxmemory") or 0)
+    if not limit or memory.get("maxmemory_policy") != "noeviction":
+        return REDIS_OK
+    margin = max(limit * defaults.REDIS_FULL_FREE_FRACTION, defaults.REDIS_FULL_FREE_MIN_BYTES)
+    return REDIS_FULL if limit - int(memory.get("used_memory", 0)) < margin else REDIS_OK
+
+
+def redis_health(conn) -> dict:
+    """Redis as the console's banner shows it: `state` (ok, full, unreachable) and `message` (None when ok)."""
+    try:
+        state = redis_state(conn)
+    except redis.RedisError as exc:
+        return {"state": REDIS_UNREACHABLE, "message": f"{REDIS_MESSAGES[REDIS_UNREACHABLE]} ({exc.__class__.__name__})"}
+    return {"state": state, "message": REDIS_MESSAGES.get(state)}
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """The worker processes as their heartbeats tell it (what the console's banner is drawn from)."""
+
+    live: int
+    """Worker processes with a live heartbeat record."""
+    last_seen: float | None
+    """When a worker last beat (unix seconds): now while one is alive; None when none did within a week."""
+    silent_seconds: float | None
+    """Seconds since a worker last beat (0 while one is alive); None when none ever did."""
+    no_worker: bool
+    """True when no worker beat for WORKER_SILENT_ALARM_SECONDS (or ever): nothing processes leads."""
+    message: str | None
+    """The sentence for the banner when `no_worker`, else None."""
+    workers: tuple[dict, ...] = ()
+    """Each live process: name, host, pid, started, last beat."""
+
+
+def worker_status(conn, now: float | None = None) -> WorkerStatus:
+    """Count the live workers from their heartbeats and say whether none has been seen for too long."""
+    now = time.time() if now is None else now
+    alive = beats.live(conn)
+    last_seen = now if alive else beats.last_seen(conn)
+    silent = None if last_seen is None else round(max(now - last_seen, 0.0), 1)
+    no_worker = not alive and (silent is None or silent >= defaults.WORKER_SILENT_ALARM_SECONDS)
+    message = None
+    if no_worker:
+        minutes = defaults.WORKER_SILENT_ALARM_SECONDS // 60
+        message = (f"No worker seen for {minutes} minutes or more: leads are accepted but not processed"
+                   if last_seen is not None else "No worker has ever run: leads are accepted but not processed")
+    return WorkerStatus(live=len(alive), last_seen=last_seen, silent_seconds=silent, no_worker=no_worker,
+                        message=message, workers=tuple({"process": beat.process, "host": beat.host, "pid": beat.pid,
+                                                        "started": beat.started, "beat": beat.beat} for beat in alive))

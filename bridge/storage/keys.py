@@ -165,3 +165,14 @@ def liondesk_reference_fresh(kind: str) -> str:
 def poll_slot(slot_start: int) -> str:
     """Marker that the LionDesk poll of the slot starting at `slot_start` (unix seconds) was claimed."""
     return f"{PREFIX}poll:slot:{slot_start}"
+
+
+def worker_beat(process: str) -> str:
+    """Hash of one worker process's heartbeat (host, pid, RQ worker, last beat); expires when it stops beating."""
+    return f"{PREFIX}worker:{process}:beat"
+
+
+def worker_beats() -> str:
+    """Sorted set of worker process names scored by their last beat (unix seconds), trimmed by age and count."""
+    return f"{PREFIX}workers:beats"
+
