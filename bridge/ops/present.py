@@ -6,7 +6,9 @@ The CLI and the console both use these, so a history entry reads the same everyw
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bridge import defaults
 from bridge.jsonlimits import parse
@@ -15,8 +17,9 @@ from bridge.jsonlimits import parse
 _HEADLINE_FACTS = {
     "received": ("action", "status", "event_id"),
     "processed": ("action", "attempt", "summary", "event_id"),
-    "attempt_failed": ("attempt", "outcome", "error_class", "error", "event_id", "action"),
+    "attempt_failed": ("attempt", "outcome", "error_class", "error", "event_id", "action", "next_attempt_at"),
     "replayed": ("job_id", "by", "via", "event_id"),
+    "retried_now": ("job_id", "by", "via", "event_id", "retries_left"),
     "dismissed": ("job_id", "by", "via", "reason", "event_id"),
     "rejected": ("action", "errors", "event_id"),
     "call": ("service", "method", "path", "status", "ms", "event_id"),
@@ -26,10 +29,35 @@ _HEADLINE_FACTS = {
 _SERVICE_NAMES = {"liondesk": "LionDesk", "liondesk_v1": "LionDesk v1", "realgeeks": "Real Geeks"}
 
 
-def format_time(timestamp: float | None) -> str:
-    """Return a unix time as `YYYY-MM-DD HH:MM:SSZ` (UTC), or "-" when unknown."""
+def format_time(timestamp: float | None, zone: tzinfo | None = None) -> str:
+    """Return a unix time as `YYYY-MM-DD HH:MM:SSZ` (UTC), or in `zone` as `YYYY-MM-DD HH:MM:SS TZ`; "-" when unknown."""
     moment = _moment(timestamp)
-    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
+    if moment is None:
+        return "-"
+    if zone is None or zone.utcoffset(moment) is None or _is_utc(zone):
+        return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def time_zone(name: str | None) -> tzinfo:
+    """The IANA time zone called `name` (None or blank: UTC); raises ValueError for an unknown name."""
+    if not name or not name.strip():
+        return timezone.utc
+    return _zone(name.strip())
+
+
+@lru_cache(maxsize=16)
+def _zone(name: str) -> tzinfo:
+    """ZoneInfo of a name, read once per process (the tz database is a file per zone)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (an IANA name such as America/Los_Angeles)") from None
+
+
+def _is_utc(zone: tzinfo) -> bool:
+    """Whether a zone is UTC itself (shown with the short `Z` suffix)."""
+    return zone is timezone.utc or getattr(zone, "key", None) in ("UTC", "Etc/UTC")
 
 
 def iso_time(timestamp: float | None) -> str | None:
@@ -69,8 +97,9 @@ def parse_time(text: str) -> float:
     return value.timestamp()
 
 
-def describe_entry(entry: dict, *, with_event: bool = True) -> str:
-    """Return one line saying what a lead-history entry records (`with_event`: name the event it belongs to).
+def describe_entry(entry: dict, *, with_event: bool = True, zone: tzinfo | None = None) -> str:
+    """Return one line saying what a lead-history entry records (`with_event`: name the event it belongs to;
+    `zone`: where times it mentions are shown).
 
     Whatever a stored entry holds (another type, a huge or deeply nested fact), the line
     is text of at most CONSOLE_PAYLOAD_PREVIEW_CHARACTERS.
@@ -97,8 +126,13 @@ def describe_entry(entry: dict, *, with_event: bool = True) -> str:
     elif kind == "attempt_failed":
         line = (f"attempt {entry.get('attempt', '?')} failed, {entry.get('outcome', '?')}: "
                 f"{entry.get('error_class', 'Error')}: {entry.get('error', '')}")
+        if _moment(entry.get("next_attempt_at")) is not None:
+            line += f"; next attempt at {format_time(entry['next_attempt_at'], zone)}"
     elif kind == "replayed":
         line = f"job {entry.get('job_id', '?')} replayed by {entry.get('by', '?')} ({entry.get('via', '?')})"
+    elif kind == "retried_now":
+        line = (f"job {entry.get('job_id', '?')} run now by {entry.get('by', '?')} ({entry.get('via', '?')}), "
+                f"ahead of its next attempt; it counts as one of its retries")
     elif kind == "dismissed":
         line = (f"failed job {entry.get('job_id', '?')} dismissed by {entry.get('by', '?')} "
                 f"({entry.get('via', '?')}): {entry.get('reason', '')}")
