@@ -260,6 +260,9 @@ WEBHOOK_JSON_MAX_VALUES = 200_000
 """Most JSON values (objects, arrays, strings, numbers, true/false/null; keys not counted)
 one webhook body may hold, in values; more get 400."""
 
+CONSOLE_LINE_CHARACTERS = 1_000
+"""Most characters of one story entry or error a console list shows; the rest is on the entry's own page."""
+
 CONSOLE_PAYLOAD_PREVIEW_CHARACTERS = 20_000
 """Longest stored payload or error text a console list shows, in characters; the rest is
 cut with a note saying how much, and the job page shows the whole payload."""

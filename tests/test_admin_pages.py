@@ -138,11 +138,37 @@ def test_replay_one_from_its_page(browser, redis_conn, failures):
     assert event_queue(redis_conn).job_ids == [job_id]
 
 
-def test_bulk_replay_of_the_selected_jobs(browser, redis_conn, failures):
+def confirm_form(text: str) -> dict:
+    """The fields of a confirmation page's form (CSRF token and the listed job ids included)."""
+    form = re.search(r'<form id="confirm-form" method="post" action="([^"]+)">(.*?)</form>', text, re.S)
+    assert form, "no confirmation form on the page"
+    fields: dict = {}
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form[2]):
+        fields.setdefault(name, []).append(html.unescape(value))
+    return {"action": form[1], **{name: values if name == "job_id" else values[0] for name, values in fields.items()}}
+
+
+def counts_on(text: str, table: str) -> dict[str, int]:
+    """The (name, count) rows of one of the confirmation page's count tables."""
+    body = re.search(rf'<table id="{table}">(.*?)</table>', text, re.S)[1]
+    return {html.unescape(name): int(count) for name, count in re.findall(r"<th>([^<]*)</th><td>(\d+)</td>", body)}
+
+
+def test_bulk_replay_of_the_selected_jobs_asks_first(browser, redis_conn, failures):
     chosen = [event_job_id(failures[name]["event_id"]) for name in ("refused", "updated")]
-    text = submit(browser, "/admin/failed", "/admin/failed/replay", {"job_id": chosen, "scope": "selected"})
-    assert flash_of(text) == "Replayed 2 jobs with a fresh retry budget."
-    assert job_ids_on(text) == [event_job_id(failures["flaky"]["event_id"])]
+    token = csrf_of(page(browser, "/admin/failed"))
+    asked = browser.post("/admin/failed/replay", data={"job_id": chosen, "scope": "selected", "csrf_token": token})
+    text = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and 'data-total="2"' in text and "Nothing has happened yet." in text
+    assert counts_on(text, "by-action") == {"created": 1, "updated": 1}
+    assert counts_on(text, "by-error") == {"PermanentError": 2}
+    assert event_queue(redis_conn).count == 0  # nothing replayed by asking
+    form = confirm_form(text)
+    assert sorted(form["job_id"]) == sorted(chosen) and form["confirm"] == "1"
+
+    done = browser.post(form.pop("action"), data=form, follow_redirects=True).get_data(as_text=True)
+    assert flash_of(done) == "Replayed 2 jobs with a fresh retry budget."
+    assert job_ids_on(done) == [event_job_id(failures["flaky"]["event_id"])]
     assert sorted(event_queue(redis_conn).job_ids) == sorted(chosen)
 
 
@@ -152,12 +178,23 @@ def test_bulk_replay_with_nothing_selected_says_so(browser, redis_conn, failures
     assert event_queue(redis_conn).count == 0
 
 
-def test_replay_all_matching_the_filter(browser, redis_conn, failures):
-    text = submit(browser, "/admin/failed?error_class=PermanentError", "/admin/failed/replay",
-                  {"scope": "matching", "error_class": "PermanentError", "action": "", "since": "", "until": ""})
+def test_replay_all_matching_the_filter_replays_exactly_what_it_showed(
+        browser, redis_conn, failures, make_settings, webhook_secret, monkeypatch):
+    token = csrf_of(page(browser, "/admin/failed?error_class=PermanentError"))
+    asked = browser.post("/admin/failed/replay", data={
+        "scope": "matching", "error_class": "PermanentError", "action": "", "since": "", "until": "",
+        "csrf_token": token}).get_data(as_text=True)
+    assert counts_on(asked, "by-error") == {"PermanentError": 2} and counts_on(asked, "by-kind") == {"lead": 2}
+    assert FailedJobRegistry(defaults.EVENT_QUEUE, connection=redis_conn).count == 3  # nothing replayed yet
+
+    late = deliver(browser, webhook_secret)  # fails after the preview: not part of what was confirmed
+    run_jobs(make_settings(retry_intervals=(0,)), redis_conn, monkeypatch, lambda context, event: (
+        _ for _ in ()).throw(PermanentError("late")))
+    form = confirm_form(asked)
+    text = browser.post(form.pop("action"), data=form, follow_redirects=True).get_data(as_text=True)
     assert flash_of(text) == "Replayed 2 jobs with a fresh retry budget."
     remaining = FailedJobRegistry(defaults.EVENT_QUEUE, connection=redis_conn).get_job_ids()
-    assert remaining == [event_job_id(failures["flaky"]["event_id"])]
+    assert sorted(remaining) == sorted([event_job_id(failures["flaky"]["event_id"]), event_job_id(late["event_id"])])
 
 
 def test_dismiss_with_a_reason(browser, redis_conn, failures):
@@ -214,7 +251,7 @@ def test_lead_search_by_email_phone_name_and_id_leads_to_the_timeline(browser, r
 
     story = page(browser, f"/admin/leads/{lead['id']}")
     assert "Keoni Nakamura" in story and "keoni@example.com" in story
-    assert re.findall(r'data-kind="(\w+)"', story) == ["received", "processed"]
+    assert re.findall(r'<li class="entry" data-kind="(\w+)"', story) == ["received", "processed"]
     assert "not linked yet" in story
 
     token = csrf_of(page(browser, "/admin/leads"))
@@ -229,7 +266,8 @@ def test_lead_page_shows_the_liondesk_mapping(browser, redis_conn, settings, web
     run_jobs(settings, redis_conn, monkeypatch)
     redis_conn.hset(keys.lead_mapping(lead["id"]), mapping={"contact_id": "9001", "lead_id": "77"})
     text = page(browser, f"/admin/leads/{lead['id']}")
-    assert re.search(r'id="mapping-contact">9001<', text) and re.search(r'id="mapping-lead">77<', text)
+    assert re.search(r'id="mapping-contact" data-contact-id="9001"><a id="contact-link" href="https://www.liondesk.com/admin/index.html"', text)
+    assert re.search(r'id="mapping-lead">77<', text)
 
 
 def test_pages_are_served_without_any_script(browser, failures):

@@ -96,7 +96,7 @@ def _zone(settings):
 
 def _bulk_filter(kind: str, since_time: float | None = None) -> job_tools.JobFilter:
     """The filter of a bulk command: one kind of job (or any), optionally since a time."""
-    return job_tools.JobFilter(kind=None if kind == "any" else kind, since=since_time)
+    return job_tools.JobFilter(kinds=None if kind == "any" else frozenset({kind}), since=since_time)
 
 
 def _show_preview(verb: str, plan: job_tools.Preview, as_json: bool, err: bool = False) -> None:

@@ -46,6 +46,9 @@ LEAD, POLL, CONTACT, OTHER = "lead", "poll", "contact", "other"
 """Kinds of job: a Real Geeks delivery of a lead (event jobs), the LionDesk poll, one LionDesk contact
 synced back. Lead jobs are what support replays in bulk; the others are listed apart."""
 
+LEAD_JOBS, NON_LEAD_JOBS = frozenset({LEAD}), frozenset({POLL, CONTACT, OTHER})
+"""The two groups support sees apart: lead jobs, and the poll and contact jobs."""
+
 RETRYING, WAITING = "retrying", "waiting"
 """Why a scheduled job waits: on the retry ladder, or for something an operator must fix (re-authorisation)."""
 
@@ -91,12 +94,13 @@ class JobFilter:
     error_class: str | None = None
     since: float | None = None
     until: float | None = None
-    kind: str | None = None
+    kinds: frozenset[str] | None = None
+    """Kinds of job (LEAD, POLL, CONTACT, OTHER) to take; None: every kind."""
 
     def matches(self, job: JobSummary) -> bool:
         """Whether `job` meets every criterion; times compare against its last attempt."""
         when = job.last_attempt_at
-        return ((self.kind is None or job.kind == self.kind)
+        return ((self.kinds is None or job.kind in self.kinds)
                 and (self.action is None or job.action == self.action)
                 and (self.error_class is None or job.error_class == self.error_class)
                 and (self.since is None or (when is not None and when >= self.since))

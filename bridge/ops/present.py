@@ -97,15 +97,16 @@ def parse_time(text: str) -> float:
     return value.timestamp()
 
 
-def describe_entry(entry: dict, *, with_event: bool = True, zone: tzinfo | None = None) -> str:
+def describe_entry(entry: dict, *, with_event: bool = True, zone: tzinfo | None = None,
+                   limit: int | None = defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS) -> str:
     """Return one line saying what a lead-history entry records (`with_event`: name the event it belongs to;
     `zone`: where times it mentions are shown).
 
     Whatever a stored entry holds (another type, a huge or deeply nested fact), the line
-    is text of at most CONSOLE_PAYLOAD_PREVIEW_CHARACTERS.
+    is text of at most `limit` characters (None: whole) and a note of what was cut.
     """
     if not isinstance(entry, dict):
-        return clip(f"unreadable entry: {_fact_text(entry)}")
+        return clip(f"unreadable entry: {_fact_text(entry)}", limit)
     kind = entry.get("kind")
     kind = kind if isinstance(kind, str) and kind else "?"
     if kind == "call":
@@ -144,8 +145,8 @@ def describe_entry(entry: dict, *, with_event: bool = True, zone: tzinfo | None 
     if extra:
         line += " " + " ".join(f"{key}={_fact_text(value)}" for key, value in extra.items())
     if with_event and entry.get("event_id"):
-        line += f" [event {entry['event_id']}]"
-    return clip(line)
+        line += f" [event {_fact_text(entry['event_id'])}]"
+    return clip(line, limit)
 
 
 def other_facts(entry: dict) -> dict:
@@ -192,6 +193,27 @@ def error_items(errors, limit: int | None = defaults.CONSOLE_PAYLOAD_PREVIEW_CHA
     if errors in (None, "", [], ()):
         return []
     return [("", shown(errors, limit))]
+
+
+def errors_sentence(errors) -> str:
+    """Validation errors as plain sentences for people: `The email field: Not a valid email address.`"""
+    items = error_items(errors, 500)
+    if not items:
+        return "The delivery was not valid."
+    sentences = []
+    for field_name, message in items:
+        message = _errors_text(_unjson(message)).strip() or "is not valid"
+        message = message if message.endswith(".") else message + "."
+        sentences.append(f"{field_name.replace('_', ' ').capitalize()}: {message}" if field_name else message)
+    return clip(" ".join(sentences), 2000)
+
+
+def _unjson(text: str):
+    """A compact JSON rendering back to data when it is one (error lists were shown as JSON), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _errors_text(errors, depth: int = 0) -> str:

@@ -152,3 +152,12 @@ def _unix(value) -> float | None:
             return None
         return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
     return None
+
+
+def next_attempt_at(conn, job_id: str) -> float | None:
+    """When RQ's scheduler runs a waiting job next (unix seconds), or None when it is not waiting."""
+    for name in QUEUE_NAMES:
+        score = conn.zscore(ScheduledJobRegistry(name, connection=conn).key, job_id)
+        if score is not None:
+            return score
+    return None
