@@ -247,20 +247,6 @@ def test_dismiss_refuses_unknown_and_unfailed_jobs(cli, client, redis_conn, sett
 # -- waiting jobs: retrying, retry-now, previews ------------------------------------------------
 
 
-def run_due(settings, conn, monkeypatch, handler):
-    """Run the jobs that are due, scheduled retries included, with a real burst worker and its scheduler."""
-    from bridge.context import Context, set_context
-    from bridge.sync import handlers
-    from workers.worker import build_worker
-
-    monkeypatch.setattr(handlers, "handle_event", handler)
-    try:
-        build_worker(Context(settings=settings, redis=conn)).work(burst=True, with_scheduler=True,
-                                                                   logging_level="WARNING")
-    finally:
-        set_context(None)
-
-
 @pytest.fixture
 def waiting(client, redis_conn, settings, webhook_secret, monkeypatch):
     """Two lead jobs waiting for their next attempt: one on the ladder (LionDesk 503), one for re-authorisation."""
@@ -317,8 +303,8 @@ def test_retry_now_runs_a_waiting_job_and_the_early_attempt_counts(cli, redis_co
     assert (entry["kind"], entry["via"], entry["by"]) == ("retried_now", "cli", getpass.getuser())
 
     from bridge.exceptions import UpstreamUnavailable
-    run_due(settings, redis_conn, monkeypatch,
-            raising(UpstreamUnavailable("still 503", service="liondesk", status=503)))
+    run_jobs(settings, redis_conn, monkeypatch,
+             raising(UpstreamUnavailable("still 503", service="liondesk", status=503)), scheduled=True)
     job = Job.fetch(job_id, connection=redis_conn)
     assert job.get_status() == JobStatus.SCHEDULED
     assert job.retries_left == spent - 1  # the early attempt was one of its retries
@@ -330,7 +316,7 @@ def test_retry_now_runs_a_waiting_job_and_the_early_attempt_counts(cli, redis_co
 
     again = cli("jobs", "retry-now", job_id)
     assert again.exit_code == 0
-    run_due(settings, redis_conn, monkeypatch, succeeding)
+    run_jobs(settings, redis_conn, monkeypatch, succeeding, scheduled=True)
     assert kinds(redis_conn, waiting["flaky"]["id"])[-1] == "processed"
     assert Job.fetch(job_id, connection=redis_conn).get_status() == JobStatus.FINISHED
     done = cli("jobs", "retry-now", job_id)

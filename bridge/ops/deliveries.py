@@ -68,11 +68,12 @@ def page(conn, delivery_filter: DeliveryFilter = DeliveryFilter(), *, before: fl
          size: int = 50) -> Page:
     """Return up to `size` deliveries matching the filter, newest first, received before `before`."""
     found: list[Delivery] = []
-    scanned, cursor = 0, before if before is not None else _after(delivery_filter.until)
+    scanned, cursor, exhausted = 0, before if before is not None else _after(delivery_filter.until), False
     while len(found) < size and scanned < SCAN_LIMIT:
         batch = events.recent(conn, before=cursor, since=delivery_filter.since, count=min(500, SCAN_LIMIT - scanned))
         if not batch:
-            return Page(found, None, scanned)
+            exhausted = True
+            break
         scanned += len(batch)
         for (event_id, received_at), (meta, body_bytes) in zip(batch, events.metas(conn, [i for i, _ in batch])):
             cursor = received_at
@@ -86,7 +87,7 @@ def page(conn, delivery_filter: DeliveryFilter = DeliveryFilter(), *, before: fl
                     break
     for row in found:
         row.lead_name = _name(conn, row)
-    more = bool(events.recent(conn, before=cursor, since=delivery_filter.since, count=1))
+    more = not exhausted and bool(events.recent(conn, before=cursor, since=delivery_filter.since, count=1))
     return Page(found, cursor if more else None, scanned)
 
 

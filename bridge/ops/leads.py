@@ -116,11 +116,12 @@ def summary_state(story: list[dict]) -> LeadSummary:
     for entry in story:
         if not isinstance(entry, dict) or entry.get("direction") == "reverse":
             continue  # LionDesk → Real Geeks work says nothing about the delivery to LionDesk
-        kind = entry.get("kind")
+        kind, status_, outcome = (value if isinstance(value, str) else None
+                                  for value in (entry.get("kind"), entry.get("status"), entry.get("outcome")))
         if kind == "received":
-            state = {events.QUEUED: QUEUED, events.IGNORED: IGNORED, events.REJECTED: REJECTED}.get(entry.get("status"))
+            state = {events.QUEUED: QUEUED, events.IGNORED: IGNORED, events.REJECTED: REJECTED}.get(status_)
         elif kind == "attempt_failed":
-            state = {RETRYING: RETRYING, WAITING: WAITING, FAILED: FAILED}.get(entry.get("outcome"), RETRYING)
+            state = {RETRYING: RETRYING, WAITING: WAITING, FAILED: FAILED}.get(outcome, RETRYING)
         else:
             state = _STATE_OF_KIND.get(kind)
         if state is None:

@@ -354,13 +354,14 @@ def lead(lead_id: str):
     return render_template("lead.html", story=story, summary=summary, steps=leads.story_steps(story.history))
 
 
-@bp.get("/leads/<lead_id>/entries/<int:index>")
-def lead_entry(lead_id: str, index: int):
+@bp.get("/leads/<lead_id>/entries/<index>")
+def lead_entry(lead_id: str, index: str):
     """One entry of a lead's story, whole: the page a list links to when it shows the entry cut short."""
     story = leads.lead_story(redis_client(), lead_id)
-    if not 0 <= index < len(story.history):
+    position = int(index) if index.isdigit() else -1  # not <int:>: every console URL asks for a login first
+    if not 0 <= position < len(story.history):
         abort(404, f"Lead {story.lead_id} has no story entry {index}.")
-    return render_template("entry.html", story=story, index=index, entry=story.history[index])
+    return render_template("entry.html", story=story, index=position, entry=story.history[position])
 
 
 def redis_client() -> redis.Redis:
