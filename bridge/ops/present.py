@@ -17,7 +17,7 @@ from bridge.jsonlimits import parse
 _HEADLINE_FACTS = {
     "received": ("action", "status", "event_id"),
     "processed": ("action", "attempt", "summary", "event_id"),
-    "attempt_failed": ("attempt", "outcome", "error_class", "error", "event_id", "action", "next_attempt_at"),
+    "attempt_failed": ("attempt", "outcome", "error_class", "error", "event_id", "action", "next_attempt_at", "job_id"),
     "replayed": ("job_id", "by", "via", "event_id"),
     "retried_now": ("job_id", "by", "via", "event_id", "retries_left"),
     "dismissed": ("job_id", "by", "via", "reason", "event_id"),

@@ -199,8 +199,8 @@ def overview():
                            chart=chart_of(hours))
 
 
-CHART_HEIGHT = 120
-"""Height in SVG units of the bars' area of the overview's chart."""
+CHART_HEIGHT, CHART_STEP = 120, 30
+"""Height of the bars' area of the overview's chart, and the width of one hour, in SVG units."""
 
 
 def chart_of(hours: list[dict]) -> dict:
@@ -210,9 +210,9 @@ def chart_of(hours: list[dict]) -> dict:
     for index, hour in enumerate(hours):
         delivered = round(hour["processed"] / peak * CHART_HEIGHT, 1)
         failed = round(hour["failed"] / peak * CHART_HEIGHT, 1)
-        bars.append({**hour, "x": index * 12, "delivered_height": delivered, "failed_height": failed,
+        bars.append({**hour, "x": index * CHART_STEP, "delivered_height": delivered, "failed_height": failed,
                      "label": present.format_time(hour["start"], zone())[11:16]})
-    return {"bars": bars, "peak": peak, "height": CHART_HEIGHT, "width": len(hours) * 12,
+    return {"bars": bars, "peak": peak, "height": CHART_HEIGHT, "width": len(hours) * CHART_STEP,
             "delivered": sum(hour["processed"] for hour in hours), "failed": sum(hour["failed"] for hour in hours)}
 
 
@@ -266,10 +266,12 @@ def replay():
 
 
 CONFIRM_VERBS = {
-    "replay": ("Replay", "with a fresh retry budget: each runs again from the first step of the retry ladder"),
-    "run now": ("Run now", "ahead of their next attempt; the attempt counts as one of each job's retries"),
+    "replay": ("Replay {n}?", "Replay these {n}", "with a fresh retry budget: each runs again from the first step "
+               "of the retry ladder"),
+    "run now": ("Run {n} now?", "Run these {n} now", "ahead of their next attempt; the attempt counts as one of "
+                "each job's retries"),
 }
-"""The bulk actions the confirmation page asks about: button text, and what the action does."""
+"""The bulk actions the confirmation page asks about: its title, its button, and what the action does."""
 
 
 def confirm_page(verb: str, found: list, action: str, back: str, values: dict | None = None):
@@ -281,9 +283,11 @@ def confirm_page(verb: str, found: list, action: str, back: str, values: dict | 
     if not found:
         flash(f"Nothing to {verb}: no job matches.", "error")
         return redirect(back)
-    button, meaning = CONFIRM_VERBS[verb]
-    return render_template("confirm.html", verb=verb, button=button, meaning=meaning,
-                           plan=job_tools.preview(found), jobs=found[:defaults.CONSOLE_PAGE_SIZE],
+    plan = job_tools.preview(found)
+    jobs = f"{plan.total} job{'s' if plan.total != 1 else ''}"
+    title, button, meaning = (text.format(n=jobs) for text in CONFIRM_VERBS[verb])
+    return render_template("confirm.html", verb=verb, title=title, button=button, meaning=meaning,
+                           plan=plan, jobs=found[:defaults.CONSOLE_PAGE_SIZE],
                            action=action, back=back, values=values or {})
 
 
