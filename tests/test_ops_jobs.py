@@ -392,3 +392,21 @@ def test_replay_all_dry_run_counts_and_kind_keeps_poll_jobs_apart(cli, client, r
     assert done.exit_code == 0 and "2 replayed, 0 skipped" in done.stdout
     assert failed_ids(redis_conn) == []
     assert FailedJobRegistry(defaults.POLL_QUEUE, connection=redis_conn).get_job_ids() == poll_failed
+
+
+def test_lead_starts_with_where_the_delivery_stands(cli, redis_conn, waiting):
+    result = cli("lead", waiting["flaky"]["id"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("  Waiting: LionDesk failed, retrying at ") and "; next attempt at " in lines[1]
+    assert lines[2] == "  UpstreamUnavailable: LionDesk answered 503"
+    data = json.loads(cli("lead", waiting["held"]["id"], "--json").stdout)
+    assert data["summary"]["state"] == "waiting" and data["summary"]["next_attempt_at"].endswith("+00:00")
+    assert data["summary"]["job_id"] == event_job_id(waiting["held"]["event_id"])
+
+
+def test_times_show_in_bridge_timezone(runner, redis_url, redis_conn, waiting):
+    result = runner.invoke(main, ["jobs", "retrying"], env={"REDIS_URL": redis_url, "BRIDGE_TIMEZONE": "Asia/Tokyo"})
+    assert result.exit_code == 0 and " JST" in result.stdout and "Z\n" not in result.stdout
+    bad = runner.invoke(main, ["jobs", "retrying"], env={"REDIS_URL": redis_url, "BRIDGE_TIMEZONE": "Mars/Olympus"})
+    assert bad.exit_code == 2 and "BRIDGE_TIMEZONE" in bad.output

@@ -270,10 +270,16 @@ def lead(lead_id, as_json):
     if not story.known:
         click.echo(f"bridge: no record of lead {story.lead_id}", err=True)
         sys.exit(1)
+    summary = lead_tools.lead_summary(conn, story, settings.liondesk_contact_url)
     if as_json:
-        echo_json(story.to_json())
+        echo_json({**story.to_json(), "summary": summary.to_json()})
         return
     click.echo(f"Real Geeks lead {story.lead_id}" + (f": {story.name}" if story.name else ""))
+    click.echo(f"  {summary.headline}" + (f" at {present.format_time(summary.at, zone)}" if summary.at else "")
+               + (f"; next attempt at {present.format_time(summary.next_attempt_at, zone)}"
+                  if summary.next_attempt_at else ""))
+    if summary.reason:
+        click.echo(f"  {summary.reason}")
     contact = " ".join(filter(None, (story.email, story.phone)))
     if contact:
         click.echo(f"  {contact}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from bridge import defaults
 from bridge.clients.liondesk import cached_reference
@@ -62,6 +62,14 @@ DELIVERED, RETRYING, WAITING, FAILED, QUEUED, REJECTED, IGNORED, UNKNOWN = (
     "delivered", "retrying", "waiting", "failed", "queued", "rejected", "ignored", "unknown")
 """Where a lead's latest delivery stands, as its page's summary says first."""
 
+STATE_WORDS = {
+    DELIVERED: "Delivered to LionDesk", RETRYING: "Waiting: LionDesk failed, retrying",
+    WAITING: "Waiting for LionDesk to be connected again", FAILED: "Failed: not in LionDesk",
+    QUEUED: "Queued: on its way to LionDesk", REJECTED: "Rejected: the delivery was not valid",
+    IGNORED: "Ignored: nothing to do for this delivery", UNKNOWN: "No delivery recorded",
+}
+"""How the console and `bridge lead` say each state."""
+
 _STATE_OF_KIND = {"processed": DELIVERED, "rejected": REJECTED, "replayed": QUEUED, "retried_now": QUEUED,
                   "attempt_interrupted": RETRYING}
 """Story entries that settle the latest delivery's state by their kind alone."""
@@ -84,6 +92,15 @@ class LeadSummary:
     agent: str | None = None
     campaigns: list[str] = field(default_factory=list)
     route: str | None = None
+
+    @property
+    def headline(self) -> str:
+        """The state in words."""
+        return STATE_WORDS[self.state]
+
+    def to_json(self) -> dict:
+        """Return the summary as JSON-ready data, times in ISO 8601 UTC."""
+        return {**asdict(self), "at": present.iso_time(self.at), "next_attempt_at": present.iso_time(self.next_attempt_at)}
 
 
 @dataclass
