@@ -16,6 +16,11 @@ HISTORY_MAX_ENTRIES = 1000
 HISTORY_TTL_SECONDS = 365 * 24 * 3600
 """How long a lead's history and id mappings live after their last change, in seconds."""
 
+PENDING_EVENT_TTL_SECONDS = 7 * 24 * 3600
+"""How long an event counts as forward work waiting for its lead, in seconds (7 days), unless its job
+settles first. Far longer than the retry ladder (under 9 hours) with room for days of waiting for
+re-authorisation; it bounds what a job killed before it could say it settled leaves behind."""
+
 EVENT_QUEUE = "events"
 """Name of the RQ queue that carries one job per accepted webhook event."""
 

@@ -496,7 +496,7 @@ def test_corrupt_and_huge_records_render_truncated_with_a_page_of_their_own(
         browser, redis_conn, settings, webhook_secret, monkeypatch, failures):
     lead = failures["refused"]
     huge = "x" * (defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS * 3)
-    history.append(redis_conn, lead["id"], "note", detail=huge)
+    history.append(redis_conn, lead["id"], "contact_updated", detail=huge)
     redis_conn.rpush(keys.lead_history(lead["id"]), b"\xff\xfe not json", b"[1, 2]", b'{"kind": {"nested": 1}}',
                      b"[" * 5000 + b"]" * 5000, b'{"at": "yesterday", "kind": "call", "service": 7}')
     # An event whose meta is broken, listed in the rejected index and the time index.

@@ -15,7 +15,7 @@ from rq.executions import Execution
 
 from bridge import defaults
 from bridge.ops import logs
-from bridge.storage import events, history
+from bridge.storage import events, history, kinds
 from workers.poll_trigger import start_poll_trigger
 from workers import failure
 from bridge.context import Context, set_context
@@ -115,7 +115,7 @@ def _tell_the_story(conn: redis.Redis, job_id: str) -> None:
     event_id = event_id_of_job(job_id)
     event = event_id and events.load(conn, event_id)
     if event and event.lead_id:
-        history.append(conn, event.lead_id, "attempt_interrupted", event_id=event_id, action=event.action,
+        history.append(conn, event.lead_id, kinds.ATTEMPT_INTERRUPTED, event_id=event_id, action=event.action,
                        reason="Redis became unavailable during the attempt; it is retried on its ladder")
 
 

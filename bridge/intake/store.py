@@ -17,7 +17,7 @@ import redis
 
 from bridge import defaults
 from bridge.intake.classify import Verdict
-from bridge.storage import events, history, keys
+from bridge.storage import events, history, keys, kinds
 from bridge.storage.redis import text
 
 # KEYS: dedupe, event, events index, rejected index, intake stream, lead history, webhook metric
@@ -49,7 +49,7 @@ return {1, ARGV[1]}
 
 def received_entry(event: events.Event) -> dict:
     """The history entry saying a delivery arrived, stamped with its receipt time."""
-    record = history.entry("received", event_id=event.id, action=event.action, status=event.status,
+    record = history.entry(kinds.RECEIVED, event_id=event.id, action=event.action, status=event.status,
                            errors=event.errors or None)
     record["at"] = round(event.received_at, 3)
     return record

@@ -19,9 +19,10 @@ from bridge.clients.liondesk import cached_reference
 from bridge.jsonlimits import parse
 from bridge.ops import present, status
 from bridge.queue import event_job_id
-from bridge.storage import events, history, keys, mappings
+from bridge.storage import events, history, keys, kinds, mappings
 from bridge.storage.redis import text
 from bridge.translate.realgeeks import normalize_id
+from bridge.translate.text import folded, folded_words
 
 EMAIL_FIELDS = ("email", "second_email")
 PHONE_FIELDS = ("phone", "phone2")
@@ -40,7 +41,7 @@ class LeadStory:
     """Everything support sees about one Real Geeks lead."""
 
     lead_id: str
-    mapping: dict[str, str] = field(default_factory=dict)
+    mapping: mappings.LeadLink
     history: list[dict] = field(default_factory=list)
     name: str | None = None
     email: str | None = None
@@ -49,12 +50,12 @@ class LeadStory:
     @property
     def known(self) -> bool:
         """Whether the bridge has any record of this lead."""
-        return bool(self.history or self.mapping)
+        return bool(self.history or self.mapping.facts())
 
     def to_json(self) -> dict:
         """Return the story as JSON-ready data; each history entry gains `at_iso`."""
         return {"lead_id": self.lead_id, "name": self.name, "email": self.email, "phone": self.phone,
-                "mapping": self.mapping,
+                "mapping": self.mapping.facts(),
                 "history": [{**entry, "at_iso": present.iso_time(entry.get("at"))} for entry in self.history]}
 
 
@@ -70,8 +71,8 @@ STATE_WORDS = {
 }
 """How the console and `bridge lead` say each state."""
 
-_STATE_OF_KIND = {"processed": DELIVERED, "rejected": REJECTED, "replayed": QUEUED, "retried_now": QUEUED,
-                  "attempt_interrupted": RETRYING}
+_STATE_OF_KIND = {kinds.PROCESSED: DELIVERED, kinds.REJECTED: REJECTED, kinds.REPLAYED: QUEUED,
+                  kinds.RETRIED_NOW: QUEUED, kinds.ATTEMPT_INTERRUPTED: RETRYING}
 """Story entries that settle the latest delivery's state by their kind alone."""
 
 
@@ -117,7 +118,7 @@ def story_steps(story: list[dict]) -> list[Step]:
     """Group a story into steps: each run of `call` entries goes under the entry written after it (pure)."""
     steps, calls = [], []
     for index, entry in enumerate(story):
-        if isinstance(entry, dict) and entry.get("kind") == "call":
+        if isinstance(entry, dict) and entry.get("kind") == kinds.CALL:
             calls.append((index, entry))
             continue
         steps.append(Step(index, entry, calls))
@@ -135,9 +136,9 @@ def summary_state(story: list[dict]) -> LeadSummary:
             continue  # LionDesk → Real Geeks work says nothing about the delivery to LionDesk
         kind, status_, outcome = (value if isinstance(value, str) else None
                                   for value in (entry.get("kind"), entry.get("status"), entry.get("outcome")))
-        if kind == "received":
+        if kind == kinds.RECEIVED:
             state = {events.QUEUED: QUEUED, events.IGNORED: IGNORED, events.REJECTED: REJECTED}.get(status_)
-        elif kind == "attempt_failed":
+        elif kind == kinds.ATTEMPT_FAILED:
             state = {RETRYING: RETRYING, WAITING: WAITING, FAILED: FAILED}.get(outcome, RETRYING)
         else:
             state = _STATE_OF_KIND.get(kind)
@@ -148,7 +149,7 @@ def summary_state(story: list[dict]) -> LeadSummary:
         summary.job_id = event_job_id(event_id) if event_id else summary.job_id
         summary.action = entry.get("action") if isinstance(entry.get("action"), str) else summary.action
         summary.reason = None
-        if kind == "attempt_failed":
+        if kind == kinds.ATTEMPT_FAILED:
             summary.reason = f"{present.shown(entry.get('error_class'), 200) or 'Error'}: {present.shown(entry.get('error'), 500)}"
         elif state == REJECTED and entry.get("errors"):
             summary.reason = present.errors_sentence(entry.get("errors"))
@@ -164,7 +165,7 @@ def lead_summary(conn, story: LeadStory, contact_url: str | None = None) -> Lead
     summary = summary_state(story.history)
     if summary.state in (RETRYING, WAITING) and summary.job_id:
         summary.next_attempt_at = status.next_attempt_at(conn, summary.job_id)
-    summary.contact_id = story.mapping.get("contact_id")
+    summary.contact_id = story.mapping.contact_id
     if summary.contact_id:
         summary.contact_url = (contact_url.replace("{contact_id}", summary.contact_id) if contact_url
                                else defaults.LIONDESK_APP_URL)
@@ -182,8 +183,8 @@ def _by_id(conn, kind: str) -> dict[str, dict]:
 def _agent(conn, story: LeadStory) -> str | None:
     """The LionDesk user the contact is assigned to, by name when the users list is cached."""
     for entry in reversed(story.history):
-        if isinstance(entry, dict) and entry.get("kind") in ("assigned", "unassigned"):
-            if entry.get("kind") == "unassigned" or entry.get("user_id") is None:
+        if isinstance(entry, dict) and entry.get("kind") in (kinds.ASSIGNED, kinds.UNASSIGNED):
+            if entry.get("kind") == kinds.UNASSIGNED or entry.get("user_id") is None:
                 return None
             user = _by_id(conn, "users").get(str(entry["user_id"]))
             name = " ".join(str(user.get(part) or "").strip() for part in ("first_name", "last_name")).strip() if user else ""
@@ -202,9 +203,9 @@ def _campaigns(conn, lead_id: str) -> list[str]:
     return [str(names.get(campaign_id, {}).get("name") or f"campaign {campaign_id}") for campaign_id in started]
 
 
-def _route(conn, mapping: dict) -> str | None:
+def _route(conn, mapping: mappings.LeadLink) -> str | None:
     """The LionDesk lead route the lead's source falls under (distribution and team), when routes are cached."""
-    source_id = mapping.get("lead_source_id")
+    source_id = mapping.lead_source_id
     if not source_id:
         return None
     source = _by_id(conn, "lead-sources").get(str(source_id), {}).get("name") or f"lead source {source_id}"
@@ -219,7 +220,7 @@ def _route(conn, mapping: dict) -> str | None:
 
 def search_tokens(payload: dict) -> set[str]:
     """Return the search tokens of a lead payload: casefolded emails, last ten phone digits, names."""
-    tokens = {f"email:{value.strip().casefold()}" for value in _texts(payload, EMAIL_FIELDS)}
+    tokens = {f"email:{folded(value)}" for value in _texts(payload, EMAIL_FIELDS)}
     tokens |= {f"phone:{digits}" for digits in map(_phone_digits, _texts(payload, PHONE_FIELDS)) if digits}
     names = [_name(value) for value in _texts(payload, ("first_name", "last_name"))]
     tokens |= {f"name:{name}" for name in names}
@@ -234,7 +235,7 @@ def query_token(query: str) -> str | None:
     if not text:
         return None
     if "@" in text:
-        return f"email:{text.casefold()}"
+        return f"email:{folded(text)}"
     if not re.search(r"[^\d\s().+-]", text):
         digits = _phone_digits(text)
         return f"phone:{digits}" if digits else None
@@ -265,7 +266,7 @@ def search(conn, query: str, limit: int = defaults.CONSOLE_PAGE_SIZE) -> list[st
 def lead_story(conn, lead_id: str) -> LeadStory:
     """Return a lead's LionDesk mapping, history and contact card; the id may carry dashes or capitals."""
     lead_id = normalize_id(lead_id)
-    mapping = mappings.get_link(conn, lead_id)
+    mapping = mappings.load_link(conn, lead_id)
     story = LeadStory(lead_id=lead_id, mapping=mapping, history=history.read(conn, lead_id))
     story.name, story.email, story.phone = _card(conn, story.history)
     return story
@@ -298,7 +299,7 @@ def _card(conn, story: list[dict]) -> tuple[str | None, str | None, str | None]:
     """Find the lead's latest name, email and phone in the newest valid stored events of its story."""
     name = email = phone = None
     event_ids = [entry["event_id"] for entry in reversed(story)
-                 if isinstance(entry, dict) and entry.get("kind") == "received"
+                 if isinstance(entry, dict) and entry.get("kind") == kinds.RECEIVED
                  and isinstance(entry.get("event_id"), str)]
     for event_id in event_ids[:CARD_EVENTS_SCANNED]:
         event = events.load(conn, event_id)
@@ -331,7 +332,7 @@ def _phone_digits(text: str) -> str | None:
 
 def _name(text: str) -> str:
     """A name as the index keeps it: casefolded, inner spaces collapsed."""
-    return " ".join(text.casefold().split())
+    return folded_words(text)
 
 
 def _digest(token: str) -> str:

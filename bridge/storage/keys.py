@@ -41,8 +41,13 @@ def lead_lock(lead_id: str) -> str:
     return f"{PREFIX}lock:lead:{lead_id}"
 
 
+def lead_pending_events(lead_id: str) -> str:
+    """Sorted set of the events of a lead whose job is queued and not yet settled, scored by when added (unix s)."""
+    return f"{PREFIX}lead:{lead_id}:pending"
+
+
 def lead_mapping(lead_id: str) -> str:
-    """Hash of LionDesk ids for a Real Geeks lead: contact_id, lead_id, site_uuid, raw id."""
+    """Hash linking a Real Geeks lead to LionDesk: contact_id, liondesk_lead_id, site_uuid, ... (`mappings.LeadLink`)."""
     return f"{PREFIX}map:rg:{lead_id}"
 
 
