@@ -211,7 +211,7 @@ def link_bulk_contacts(conn, rules: Mapping, links: list[dict], contacts: list[d
     for link in links:
         contact = by_id[link["contact_id"]]
         lead_id = link["lead_id"].replace("-", "").lower()
-        mappings.save_link(conn, lead_id, contact_id=contact["id"], site_uuid=link["site_uuid"],
+        mappings.save_link(conn, mappings.LeadLink(lead_id), contact_id=contact["id"], site_uuid=link["site_uuid"],
                            received_id=link["lead_id"])
         mappings.save_snapshot(conn, lead_id, merge_snapshot(empty_snapshot(),
                                                              snapshot_from_liondesk(contact, rules, user_emails={})))

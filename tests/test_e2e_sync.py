@@ -160,9 +160,9 @@ def one_contact_and_lead_per_lead(stack: Stack, payloads: list[dict]) -> None:
     leads_per_contact = Counter(lead["contact_id"] for lead in stack.leads())
     assert leads_per_contact == Counter({contact["id"]: 1 for contact in contacts})
     for payload in payloads:
-        link = mappings.get_link(stack.conn, payload["id"])
+        link = mappings.load_link(stack.conn, payload["id"])
         contact = next(c for c in contacts if c["email"].casefold() == payload["email"].casefold())
-        assert link["contact_id"] == str(contact["id"])
+        assert link.contact_id == str(contact["id"])
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +275,7 @@ def test_an_existing_contact_is_matched_not_duplicated(e2e, matched_by):
     (contact,) = e2e.contacts()
     assert contact["id"] == contact_id and contact["first_name"] == payload["first_name"]
     assert ("POST", "/liondesk/contacts") not in counted(e2e.calls(since))
-    assert mappings.get_link(e2e.conn, payload["id"])["contact_id"] == str(contact_id)
+    assert mappings.load_link(e2e.conn, payload["id"]).contact_id == str(contact_id)
     (lead,) = e2e.leads()
     assert lead["contact_id"] == contact_id
     matched = [e for e in history.read(e2e.conn, payload["id"]) if e["kind"] == "contact_linked"]

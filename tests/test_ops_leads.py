@@ -57,7 +57,7 @@ def test_lead_json_has_mapping_and_history(cli, client, redis_conn, settings, we
 
     data = json.loads(cli("lead", lead["id"], "--json").stdout)
     assert data["lead_id"] == lead["id"]
-    assert data["mapping"] == {"contact_id": "9001", "lead_id": "77"}
+    assert data["mapping"] == {"contact_id": "9001", "liondesk_lead_id": "77"}  # the previous release's name, read
     assert [entry["kind"] for entry in data["history"]] == ["received", "processed"]
     assert data["history"][0]["event_id"] == lead["event_id"]
     assert data["history"][0]["at_iso"].endswith("+00:00")

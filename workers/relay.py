@@ -19,7 +19,7 @@ from bridge import defaults
 from bridge.intake.classify import schema_errors
 from bridge.jsonlimits import parse
 from bridge.intake.store import received_entry
-from bridge.storage import events, history, keys, search
+from bridge.storage import events, history, keys, kinds, pending, search
 from bridge.queue import JobAlreadyQueued, enqueue_event, event_queue
 from bridge.storage.redis import text
 
@@ -98,17 +98,21 @@ class Relay:
             if errors:
                 events.mark_rejected(pipe, event, errors)
                 if event.lead_id:
-                    history.append(pipe, event.lead_id, "rejected", event_id=event.id, action=event.action,
+                    history.append(pipe, event.lead_id, kinds.REJECTED, event_id=event.id, action=event.action,
                                    errors=errors)
             if len(pipe):
                 pipe.execute()
         if errors:
             return
+        added = bool(event.lead_id) and pending.add(self.conn, event.lead_id, event.id)  # before: see pending.add
         try:
             enqueue_event(self.queue, event.id, intervals=self.intervals, unique=True,
                           description=f"{event.action} lead {event.lead_id or '-'}")
         except JobAlreadyQueued:
-            pass  # relayed before by a relay that died before acknowledging: one job is enough
+            # Relayed before by a relay that died before acknowledging: one job is enough. That
+            # relay marked the event waiting first, so finding it unmarked means its job settled.
+            if added:
+                pending.remove(self.conn, event.lead_id, event.id)
 
     def run(self, stop: threading.Event) -> None:
         """Relay until `stop` is set, surviving Redis hiccups."""

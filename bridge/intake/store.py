@@ -24,7 +24,7 @@ from bridge import defaults
 from bridge.intake import identity
 from bridge.intake.classify import Verdict
 from bridge.intake.signature import TIMESTAMP_HEADER
-from bridge.storage import events, history, keys, search
+from bridge.storage import events, history, keys, kinds, search
 from bridge.storage.redis import text
 
 # KEYS: dedupe, event, events index, rejected index, intake stream, lead history, webhook metric,
@@ -60,7 +60,7 @@ return {1, ARGV[1]}
 
 def received_entry(event: events.Event) -> dict:
     """The history entry saying a delivery arrived, stamped with its receipt time."""
-    record = history.entry("received", event_id=event.id, action=event.action, status=event.status,
+    record = history.entry(kinds.RECEIVED, event_id=event.id, action=event.action, status=event.status,
                            errors=event.errors or None, ordered_by=event.ordered_by, order_note=event.order_note)
     record["at"] = round(event.received_at, 3)
     return record

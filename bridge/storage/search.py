@@ -16,6 +16,7 @@ import re
 from bridge import defaults
 from bridge.storage import keys
 from bridge.storage.redis import text
+from bridge.translate.text import folded, folded_words
 
 EMAIL_FIELDS = ("email", "second_email")
 PHONE_FIELDS = ("phone", "phone2")
@@ -28,7 +29,7 @@ MIN_PHONE_DIGITS = 7
 
 def tokens(payload: dict) -> set[str]:
     """Return the search tokens of a lead payload: casefolded emails, last ten phone digits, names."""
-    found = {f"email:{value.strip().casefold()}" for value in texts(payload, EMAIL_FIELDS)}
+    found = {f"email:{folded(value)}" for value in texts(payload, EMAIL_FIELDS)}
     found |= {f"phone:{digits}" for digits in map(phone_digits, texts(payload, PHONE_FIELDS)) if digits}
     names = [_name(value) for value in texts(payload, ("first_name", "last_name"))]
     found |= {f"name:{name}" for name in names}
@@ -43,7 +44,7 @@ def query_token(query: str) -> str | None:
     if not value:
         return None
     if "@" in value:
-        return f"email:{value.casefold()}"
+        return f"email:{folded(value)}"
     if not re.search(r"[^\d\s().+-]", value):
         digits = phone_digits(value)
         return f"phone:{digits}" if digits else None
@@ -80,7 +81,7 @@ def phone_digits(value: str) -> str | None:
 
 def _name(value: str) -> str:
     """A name as the index keeps it: casefolded, inner spaces collapsed."""
-    return " ".join(value.casefold().split())
+    return folded_words(value)
 
 
 def _digest(token: str) -> str:
