@@ -32,7 +32,7 @@ from rq.queue import Queue
 from bridge import defaults
 from bridge.ops.status import redis_trouble
 from bridge.queue import event_id_of_job
-from bridge.storage import beats, events, history
+from bridge.storage import beats, events, history, kinds
 from bridge.storage.redis import text
 from workers import failure
 
@@ -181,7 +181,7 @@ def sweep(conn: redis.Redis, queues: list[Queue]) -> list[str]:
         serving = {beat.rq_worker for beat in beats.live(conn)}
         return {name for name in names if name not in serving and beats.known(conn, process_of(name))}
 
-    return release(conn, queues, dead, kind="attempt_abandoned",
+    return release(conn, queues, dead, kind=kinds.ATTEMPT_ABANDONED,
                    reason="the worker running the attempt stopped (killed or crashed); it is retried at once")
 
 

@@ -19,7 +19,7 @@ from bridge.context import Context, set_context
 from bridge.ops import logs
 from bridge.ops.status import redis_trouble
 from bridge.queue import event_queue, poll_queue
-from bridge.storage import locks
+from bridge.storage import kinds, locks
 from workers import failure, liveness, poll_trigger
 from workers.relay import Relay
 
@@ -169,7 +169,7 @@ def release_interrupted(worker: BridgeWorker, problem: str = "unavailable") -> i
     """
     locks.release_left(worker.connection)  # the job's lead lock, so that any worker can retry it at once
     released = liveness.release(worker.connection, worker.queues, lambda names: names & {worker.name},
-                                kind="attempt_interrupted",
+                                kind=kinds.ATTEMPT_INTERRUPTED,
                                 reason=f"Redis was {problem} during the attempt; it is retried at once")
     return len(released)
 

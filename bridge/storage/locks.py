@@ -1,17 +1,19 @@
-"""The per-lead lock: all work on one Real Geeks lead happens one job at a time.
+"""The Redis locks: one way to hold a simple one (`holding`: the poll, the token refresh), and
+the per-lead lock under which all work on one Real Geeks lead happens one job at a time.
 
-In a worker process the lock's token names the process (`set_holder`), so that a lock
-whose holder died can be taken over at once instead of blocking the lead until it
-expires: the holder is dead when its heartbeat record (`storage/beats.py`) is gone, or,
-for a lock this very process holds on paper, when no job of the process holds it any
-more (a job cut short by a Redis outage could not release it). Tokens of processes
-that do not beat (the web, the CLI) carry no name and are only ever waited out.
+Every lock expires on its own after its timeout. In a worker process the per-lead lock's
+token names the process (`set_holder`), so that a lock whose holder died can be taken over at
+once instead of blocking the lead until it expires: the holder is dead when its heartbeat
+record (`storage/beats.py`) is gone, or, for a lock this very process holds on paper, when no
+job of the process holds it any more (a job cut short by a Redis outage could not release it).
+Tokens of processes that do not beat (the web, the CLI) carry no name and are only ever waited out.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 import time
 import uuid
 from contextlib import contextmanager
@@ -53,6 +55,24 @@ def holder_of(token: str | None) -> str | None:
     if not token or SEPARATOR not in token:
         return None
     return token.rpartition(SEPARATOR)[0]
+
+
+@contextmanager
+def holding(conn: redis.Redis, key: str, *, timeout: float, wait: float = 0, sleep: float = 0.1) -> Iterator[bool]:
+    """Hold the lock `key` for the block if it is free within `wait` seconds (0: only if free now); yield whether it is.
+
+    `timeout` (seconds) is how long it lasts when never released; `sleep` how often a waiter tries again.
+    """
+    lock = conn.lock(key, timeout=timeout, blocking_timeout=wait or None, sleep=sleep, thread_local=False)
+    held = lock.acquire(blocking=wait > 0)
+    try:
+        yield held
+    finally:
+        if held:
+            try:
+                lock.release()
+            except redis.exceptions.LockNotOwnedError:
+                log.warning("lock %s expired before its holder released it (held over %s s)", key, timeout)
 
 
 @contextmanager
@@ -126,3 +146,10 @@ def take_over_if_dead(conn: redis.Redis, key: str) -> bool:
     log.warning("took over %s from %s, which no longer runs the job that held it", key,
                 "this process" if process == _holder else f"dead worker {process}")
     return True
+
+
+@contextmanager
+def poll_lock(conn: redis.Redis) -> Iterator[bool]:
+    """Hold the poll lock for the block if no other poll holds it; yield whether it is held (one poll at a time)."""
+    with holding(conn, keys.poll_lock(), timeout=defaults.POLL_LOCK_TIMEOUT_SECONDS) as held:
+        yield held

@@ -1,6 +1,6 @@
 """GET /livez: are this process and Redis answering (for platform health checks).
-GET /healthz: does Redis answer and take writes, can the bridge reach LionDesk, how far behind is the queue,
-how many workers are alive (from their heartbeats), the last poll."""
+GET /healthz: does Redis answer and take writes, can the bridge reach LionDesk, how far behind are the
+intake and the queue, how many workers are alive (from their heartbeats), the last poll."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def livez():
 
 @bp.get("/healthz")
 def healthz():
-    """Report Redis, LionDesk authorisation, the backlog, the workers and the last poll.
+    """Report Redis, LionDesk authorisation, the intake backlog (accepted, not yet relayed onto the
+    job queue: grows while no worker runs), the queue, the workers and the last poll.
 
     503 when Redis is unreachable or full (intake refuses deliveries then) or LionDesk needs
     re-authorising. No worker alive is reported (`workers.no_worker`) but stays 200: web
@@ -42,6 +43,7 @@ def healthz():
         if redis_health["state"] == status.REDIS_UNREACHABLE:
             raise redis.ConnectionError(redis_health["message"])
         backlog = queue_backlog(conn)
+        intake = status.intake_backlog(conn)
         liondesk = status.liondesk_auth(conn, current_app.config["BRIDGE_SETTINGS"])
         poll = status.poll_status(conn)
         workers = status.worker_status(conn)
@@ -55,7 +57,8 @@ def healthz():
     # Host names and pids are for the console too: the probe gets the count and the alarm.
     workers = {"live": workers.live, "last_seen": workers.last_seen, "silent_seconds": workers.silent_seconds,
                "no_worker": workers.no_worker, "message": workers.message}
-    body = dict(redis=redis_health["state"], liondesk=liondesk, queue=backlog, poll=poll, workers=workers)
+    body = dict(redis=redis_health["state"], liondesk=liondesk, intake=intake, queue=backlog, poll=poll,
+                workers=workers)
     if redis_health["state"] == status.REDIS_FULL:
         return jsonify(status="redis_full", redis_message=redis_health["message"], **body), 503
     if liondesk["state"] == status.NEEDS_REAUTHORIZATION:

@@ -47,6 +47,12 @@ class RedisCollector:
         for queue, count in status.queue_depths(self.conn).items():
             depth.add_metric([queue], count)
         yield depth
+        intake = status.intake_backlog(self.conn)
+        yield GaugeMetricFamily("bridge_intake_backlog", "Accepted deliveries not yet relayed onto the job queue.",
+                                value=intake["entries"])
+        yield GaugeMetricFamily("bridge_intake_oldest_seconds",
+                                "Age of the oldest accepted delivery not yet relayed, in seconds.",
+                                value=intake["oldest_age_seconds"] or 0.0)
         oldest = status.oldest_waiting_age(self.conn)
         yield GaugeMetricFamily("bridge_oldest_waiting_job_seconds", "Age of the job waiting longest, in seconds.",
                                 value=oldest or 0.0)
