@@ -32,8 +32,8 @@ attempt: error class and text, outcome, when, when the job first failed, which v
 LIONDESK_SERVICES = ("liondesk", "liondesk_v1")
 """Service names of LionDesk's APIs in an UpstreamError."""
 
-LIONDESK_FAILING, REAUTHORIZE, NO_WORKER, FULL_REDIS = "liondesk_failing", "reauthorize", "no_worker", "redis_full"
-"""What the console's banner can ask a person to look at (its notices' kinds)."""
+LIONDESK_FAILING, REAUTHORIZE, NO_WORKER, REDIS_FULL_NOTICE = "liondesk_failing", "reauthorize", "no_worker", "redis_full"
+"""What the console's banner can ask a person to look at (kinds of `Notice`)."""
 
 
 @dataclass
@@ -244,11 +244,11 @@ def attention(conn, settings=None, now: float | None = None) -> list[Notice]:
                               "waiting for their next attempt", since=waiting["liondesk_failing_since"], count=count))
     workers = worker_status(conn, now)
     if workers.no_worker:
-        notices.append(Notice(NO_WORKER, f"{workers.message} (deliveries are stored; they are processed once a "
-                              "worker runs)", since=workers.last_seen))
-    if redis_state(conn) == REDIS_FULL:
-        notices.append(Notice(FULL_REDIS, "Redis is full (its maxmemory is reached): new deliveries are refused "
-                              "(Real Geeks delivers them again later) and processing waits until the limit is raised"))
+        notices.append(Notice(NO_WORKER, workers.message,
+                              since=workers.last_seen))
+    if redis_health(conn)["state"] == REDIS_FULL:
+        notices.append(Notice(REDIS_FULL_NOTICE, "Redis is full (at its memory limit): new deliveries are refused "
+                              "(Real Geeks delivers them again later)"))
     return notices
 
 
