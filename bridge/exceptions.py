@@ -78,6 +78,12 @@ class UpstreamAuthError(UpstreamError, RetryableError):
     """The service answered 401 even after a token refresh."""
 
 
+class LionDeskAppConflict(UpstreamError, PermanentError):
+    """LionDesk app registered under another account: LionDesk answered 401 right after a fresh
+    token, or said the oauth_client_id does not belong to the querying user. Refreshing again
+    cannot help; the part of the sync that needs the call is skipped (see clients/oauth.py)."""
+
+
 class LionDeskNeedsReauthorization(WaitingError):
     """LionDesk refused our refresh token (invalid_grant): an operator must run
     `bridge liondesk authorize` again. Jobs wait instead of failing one by one."""

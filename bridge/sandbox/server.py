@@ -52,7 +52,8 @@ class CollapseSlashes:
 def service_of(path: str) -> str:
     """Which simulated service a path belongs to: liondesk | liondesk_v1 | realgeeks | control."""
     first = path.lstrip("/").split("/", 1)[0]
-    return {"liondesk": "liondesk", "liondesk-v1": "liondesk_v1", "realgeeks": "realgeeks"}.get(first, "control")
+    return {"liondesk": "liondesk", "liondesk-communications": "liondesk", "liondesk-v1": "liondesk_v1",
+            "realgeeks": "realgeeks"}.get(first, "control")
 
 
 def path_template(rule) -> str:
@@ -109,7 +110,7 @@ def create_sandbox_app(state: SandboxState | None = None, latency_ms: float = 0.
     state.latency_ms = latency_ms
     app.extensions["sandbox"] = state
     app.wsgi_app = CollapseSlashes(app.wsgi_app)
-    for blueprint in (oauth.bp, liondesk.bp, liondesk_v1.bp, realgeeks.bp, control.bp):
+    for blueprint in (oauth.bp, liondesk.bp, liondesk.communications_bp, liondesk_v1.bp, realgeeks.bp, control.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "index", index)
     app.before_request(delay_and_inject_faults)

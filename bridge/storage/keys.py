@@ -159,3 +159,18 @@ def liondesk_reference_fresh(kind: str) -> str:
 def poll_slot(slot_start: int) -> str:
     """Marker that the LionDesk poll of the slot starting at `slot_start` (unix seconds) was claimed."""
     return f"{PREFIX}poll:slot:{slot_start}"
+
+
+def liondesk_channels() -> str:
+    """Hash: which LionDesk channel the bridge uses for tasks and how v1 answered (owner: clients/liondesk.py)."""
+    return f"{PREFIX}liondesk:channels"
+
+
+def liondesk_app_conflict() -> str:
+    """Hash: LionDesk refused our app for another account's client id (owner: clients/oauth.py)."""
+    return f"{PREFIX}liondesk:app-conflict"
+
+
+def liondesk_connect_state(state: str) -> str:
+    """String: a pending console "Connect LionDesk" round trip, by its `state` (owner: web/connect.py)."""
+    return f"{PREFIX}liondesk:connect:{state}"

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bridge.exceptions import LeadNotYetSynced, UpstreamRejected
+from bridge.clients import liondesk as liondesk_channels
+from bridge.exceptions import LeadNotYetSynced, LionDeskAppConflict, UpstreamError, UpstreamRejected
 from bridge.storage import history, mappings
 from bridge.sync import conflicts, references
 from bridge.translate import activity as activities
@@ -386,28 +387,59 @@ def _assign(job: Job, contact_id, item: dict, kind: str) -> None:
 
 
 def _comment(job: Job, contact_id, item: dict) -> None:
-    """A note: a v1 comment when the v1 channel is on, else a completed task."""
-    v1 = job.context.clients.liondesk_v1
-    if v1 is None:
-        _timeline(job, contact_id, item)
-        return
-    body = activities.v1_comment(item, lead_id=job.lead_id, contact_id=contact_id).body
-    v1.call(body.pop("action"), **body)
-    job.note("activity_delivered", type=item.get("type"), channel="v1 comment")
+    """A note: a v1 comment when the v1 channel is on and answering, else a completed task."""
+    if _v1_usable(job):
+        body = activities.v1_comment(item, lead_id=job.lead_id, contact_id=contact_id).body
+        if _sent_through_v1(job, item, body, "v1 comment"):
+            return
+    _timeline_task(job, contact_id, item)
 
 
 def _timeline(job: Job, contact_id, item: dict) -> None:
-    """Anything else: a v1 activity when v1 knows the type, else a completed v2 task."""
-    v1 = job.context.clients.liondesk_v1
-    translation = activities.v1_activity(item, job.lead, job.rules, contact_id=contact_id) if v1 else None
-    if translation is not None:
-        body = translation.body
-        v1.call(body.pop("action"), **body)
-        channel = "v1 activity"
-    else:
-        job.liondesk.create_task(activities.task_body(item, job.lead, job.rules, contact_id=contact_id).body)
-        channel = "v2 task"
+    """Anything else: a v1 activity when v1 knows the type and answers, else a completed task."""
+    translation = activities.v1_activity(item, job.lead, job.rules, contact_id=contact_id) if _v1_usable(job) else None
+    if translation is None or not _sent_through_v1(job, item, translation.body, "v1 activity"):
+        _timeline_task(job, contact_id, item)
+
+
+def _v1_usable(job: Job) -> bool:
+    """Whether to try v1 for an activity: it is configured and did not fail within the recheck period."""
+    return job.context.clients.liondesk_v1 is not None and not liondesk_channels.v1_recently_failing(job.conn)
+
+
+def _sent_through_v1(job: Job, item: dict, body: dict, channel: str) -> bool:
+    """Send one v1 call; on any failure record v1 as failing and return False, so a v2 task carries it.
+
+    v1 was announced as shutting down in 2018 (§8): a dead v1 must not fail activities. A v1
+    call that timed out may still have landed, so the task can duplicate it: better twice than never.
+    """
+    body = dict(body)
+    try:
+        job.context.clients.liondesk_v1.call(body.pop("action"), **body)
+    except UpstreamError as exc:
+        liondesk_channels.record_v1_answer(job.conn, False, str(exc))
+        job.note("v1_failed", type=item.get("type"), detail=f"{exc}; sent as a LionDesk task instead")
+        return False
     job.note("activity_delivered", type=item.get("type"), channel=channel)
+    return True
+
+
+def _timeline_task(job: Job, contact_id, item: dict) -> None:
+    """File the activity as a completed LionDesk task (Tasks v2.1, else v2.0).
+
+    When both task channels refuse it, the story says so and the lead carries on: no activity
+    fails a lead because of its timeline channel. Retryable failures still retry the job.
+    """
+    entry = activities.task_body(item, job.lead, job.rules, contact_id=contact_id).body
+    title, _, details = entry["description"].partition("\n")
+    details = "\n".join(part for part in (details, entry.get("notes")) if part)
+    try:
+        task_id = job.liondesk.create_task(contact_id, title=title, description=details, due_at=entry.get("due_at"),
+                                           completed=True)
+    except (UpstreamRejected, LionDeskAppConflict) as exc:
+        job.note("activity_not_delivered", type=item.get("type"), detail=f"LionDesk refused the task: {exc}")
+        return
+    job.note("activity_delivered", type=item.get("type"), channel=f"{task_id.split(':')[0]} task")
 
 
 def received_ns(event) -> int:

@@ -1,4 +1,4 @@
-"""LionDesk reference data the sync resolves names against: sources, routes, campaigns, users, hotnesses.
+"""LionDesk reference data the sync resolves names against: sources, routes, campaigns, agents, hotnesses.
 
 Every lookup goes through the client's Redis cache (reference data changes rarely), so with warm
 caches a new lead costs only the calls it must make.
@@ -68,14 +68,35 @@ def campaign_id_by_name(client: LionDeskClient, name: str):
     return found["id"] if found else None
 
 
+AGENT_SOURCES = ("users", "team-members", "sub-accounts")
+"""Where LionDesk shows the account's agents (§10): `/users` lists only who holds a token for our
+app (usually the broker alone), `/team-members` (accepted) and a broker's `/sub-accounts` the rest."""
+
+
+def agent_directory(client: LionDeskClient) -> list[dict]:
+    """Every LionDesk user the account works with, once each: the union of AGENT_SOURCES.
+
+    Team members and sub-accounts carry the agent as a nested `user`. Each list is cached
+    like other reference data; a list LionDesk refuses (no sub-accounts for a non-broker,
+    /users for an app of another account) counts as empty.
+    """
+    users: dict[str, dict] = {}
+    for kind in AGENT_SOURCES:
+        for record in client.reference(kind):
+            user = record if kind == "users" else (record.get("user") or {})
+            if user.get("id") is not None and user.get("email"):
+                users.setdefault(str(user["id"]), user)
+    return list(users.values())
+
+
 def user_ids_by_email(client: LionDeskClient) -> dict:
-    """LionDesk user e-mail (casefolded) → user id, for the users who authorised our app."""
-    return {_folded(user.get("email")): user["id"] for user in client.reference("users") if user.get("email")}
+    """LionDesk user e-mail (casefolded) → user id, for every agent of the directory."""
+    return {_folded(user["email"]): user["id"] for user in agent_directory(client)}
 
 
 def user_emails_by_id(client: LionDeskClient) -> dict:
     """LionDesk user id → e-mail (casefolded): the reverse of `user_ids_by_email`."""
-    return {str(user["id"]): _folded(user.get("email")) for user in client.reference("users") if user.get("email")}
+    return {str(user["id"]): _folded(user["email"]) for user in agent_directory(client)}
 
 
 def hotness_ids_by_name(client: LionDeskClient) -> dict:
