@@ -275,6 +275,9 @@ tries it again, in seconds: a retired channel costs one failed call an hour, not
 LIONDESK_V1_ECHO_MAX_AGE_SECONDS = 300
 """/healthz repeats the v1 `Echo` when the last check of the v1 channel is older than this, in seconds."""
 
+V1_ECHO_TIMEOUT_SECONDS = 3.0
+"""Read timeout of the v1 `Echo` /healthz and check-config send, in seconds."""
+
 LIONDESK_APP_CONFLICT_RECHECK_SECONDS = 3600
 """After LionDesk answered "the oauth_client_id does not belong to the querying user" (or a 401
 right after a fresh refresh), the calls that need it are skipped for this long, in seconds,

@@ -83,10 +83,25 @@ def agent_directory(client: LionDeskClient) -> list[dict]:
     users: dict[str, dict] = {}
     for kind in AGENT_SOURCES:
         for record in client.reference(kind):
-            user = record if kind == "users" else (record.get("user") or {})
+            user = _agent_of(kind, record)
             if user.get("id") is not None and user.get("email"):
                 users.setdefault(str(user["id"]), user)
     return list(users.values())
+
+
+def agent_by_id(client: LionDeskClient, user_id) -> dict | None:
+    """The directory's agent with this LionDesk user id, looking each list up again on a miss
+    (at most once per REFERENCE_MISS_REFRESH_SECONDS each): an agent may have joined a team since."""
+    for kind in AGENT_SOURCES:
+        found = client.find_reference(kind, lambda r: str(_agent_of(kind, r).get("id")) == str(user_id))
+        if found and _agent_of(kind, found).get("email"):
+            return _agent_of(kind, found)
+    return None
+
+
+def _agent_of(kind: str, record: dict) -> dict:
+    """The user a directory record describes (team members and sub-accounts nest it as `user`)."""
+    return record if kind == "users" else (record.get("user") or {})
 
 
 def user_ids_by_email(client: LionDeskClient) -> dict:

@@ -34,12 +34,19 @@ def healthz():
     try:
         conn.ping()
         backlog = queue_backlog(conn)
-        liondesk = status.liondesk_auth(conn, current_app.config["BRIDGE_SETTINGS"])
+        settings = current_app.config["BRIDGE_SETTINGS"]
+        liondesk = status.liondesk_auth(conn, settings)
+        channels = status.liondesk_channels(conn, settings, echo=True)
         poll = status.poll_status(conn)
     except redis.RedisError as exc:
         return jsonify(status="unavailable", redis=f"error: {exc.__class__.__name__}"), 503
     # The reason may quote LionDesk's answer; it is for the console, not an unauthenticated probe.
-    liondesk = {"state": liondesk["state"], "since": liondesk["since"]}
+    conflict = liondesk.get("app_conflict")
+    liondesk = {"state": liondesk["state"], "since": liondesk["since"],
+                "tasks_channel": channels["tasks"]["channel"], "v1": channels["v1"]["state"]}
+    if conflict:  # named once here, whatever number of leads it touched
+        liondesk["app_conflict"] = {"problem": conflict["problem"], "since": conflict["since"],
+                                    "scopes": conflict["scopes"]}
     # Likewise the poll's error text: the probe gets when it ran, how far it read, and how it ended.
     poll = {name: poll.get(name) for name in ("last_run", "cursor", "outcome")}
     if liondesk["state"] == status.NEEDS_REAUTHORIZATION:
