@@ -45,6 +45,9 @@ class EventNotFound(PermanentError):
 class UpstreamError(BridgeError):
     """An HTTP call to LionDesk or Real Geeks failed; carries the service's answer."""
 
+    fields: tuple[str, ...] = ()
+    """The request fields the service's answer names as wrong (Feathers `errors`), if any."""
+
     def __init__(self, message: str, *, service: str, status: int | None = None,
                  method: str | None = None, path: str | None = None):
         super().__init__(message)

@@ -84,25 +84,45 @@ class AddressSchema(Schema):
 
 
 class LeadBodySchema(Schema):
-    """A POST body for /leads (§4.7); `state` abbreviated, `zipcode` and `mls_id` sent as text.
+    """A POST body for /leads (§4.7); `state` abbreviated, `zipcode` and `mls_id` as text or number.
 
-    LionDesk's example sends `zipcode` and `mls_id` as numbers; we send text because a
-    number would lose a zip's leading zero and MLS ids may hold letters. Whether
-    LionDesk coerces them is (unknown); both are free text in its UI.
+    LionDesk's example sends `zipcode` and `mls_id` as numbers; `with_numbers` does so where
+    that loses nothing, and text stays text (a zip's leading zero, MLS ids with letters).
     """
 
     contact_id = _id(required=True)
     source_id = _id()
     text_body = fields.String()
     html_body = fields.String()
-    mls_id = fields.String()
+    mls_id = fields.Raw(validate=lambda v: isinstance(v, (str, int)) and not isinstance(v, bool))
     listing_status = fields.String()
     listing_price = fields.String()
     street_address = fields.String()
     city = fields.String()
     state = fields.String()
-    zipcode = fields.String()
+    zipcode = fields.Raw(validate=lambda v: isinstance(v, (str, int)) and not isinstance(v, bool))
     type = fields.String()
+
+
+NUMERIC_LEAD_FIELDS = ("mls_id", "zipcode")
+"""Lead fields LionDesk's example sends as numbers (§4.7, §10); their column types are unknown."""
+
+LEAD_REQUIRED_FIELDS = frozenset({"contact_id"})
+"""The only lead field LionDesk requires: any other it refuses can be left out (§4.7)."""
+
+
+def with_numbers(body: dict) -> dict:
+    """The lead body with numeric-looking `mls_id` / `zipcode` as numbers, as LionDesk's example sends them.
+
+    Numeric-looking means digits without a leading zero: "98112" → 98112, while "02134" (a zip
+    whose zero a number would lose) and "A1234" (Real Geeks MLS numbers can hold letters) stay text.
+    """
+    numbered = dict(body)
+    for name in NUMERIC_LEAD_FIELDS:
+        value = numbered.get(name)
+        if isinstance(value, str) and value.isdigit() and value.isascii() and not value.startswith("0"):
+            numbered[name] = int(value)
+    return numbered
 
 
 class TaskBodySchema(Schema):
