@@ -177,21 +177,37 @@ def test_a_401_refreshes_once_and_retries_once(http, client, token_endpoint, red
 def test_a_401_right_after_a_fresh_refresh_is_the_named_app_conflict_and_stops_refreshing(
         http, client, token_endpoint, redis_conn, clock):
     stored_valid_token(redis_conn, clock)
-    http.add(responses.GET, f"{BASE}/me", status=401, json={"message": "no"})
+    http.add(responses.GET, f"{BASE}/lead-routes", status=401, json={"message": "no"})
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1})  # the fresh token itself is good
     with pytest.raises(LionDeskAppConflict) as raised:
-        client.get_me()
+        client.request("GET", "/lead-routes")
     assert isinstance(raised.value, PermanentError) and APP_CONFLICT in str(raised.value)
-    assert len(api_calls(http)) == 2 and len(token_endpoint.bodies) == 1
+    assert len(api_calls(http)) == 3 and len(token_endpoint.bodies) == 1  # route, route again, /me
     # No refresh storm: the same scope fails at once, without a call or a refresh, until the recheck.
     for _ in range(3):
         with pytest.raises(LionDeskAppConflict):
-            client.get_me()
-    assert len(api_calls(http)) == 2 and len(token_endpoint.bodies) == 1
+            client.request("GET", "/lead-routes")
+    assert len(api_calls(http)) == 3 and len(token_endpoint.bodies) == 1
     conflict = auth_state(redis_conn)["app_conflict"]
-    assert conflict["problem"] == APP_CONFLICT and conflict["scopes"] == ["me"]
+    assert conflict["problem"] == APP_CONFLICT and conflict["scopes"] == ["lead-routes"]
+    assert client.get_me() == {"id": 1}  # other parts of LionDesk still work
     clock.now += defaults.LIONDESK_APP_CONFLICT_RECHECK_SECONDS + 1
-    http.replace(responses.GET, f"{BASE}/me", json={"id": 1})
-    assert client.get_me() == {"id": 1}
+    http.replace(responses.GET, f"{BASE}/lead-routes", json=[])
+    assert client.request("GET", "/lead-routes") == []
+    assert "app_conflict" not in auth_state(redis_conn)
+
+
+def test_a_second_401_with_a_token_refused_everywhere_stays_retryable(http, client, token_endpoint, redis_conn,
+                                                                       clock):
+    stored_valid_token(redis_conn, clock)
+    http.add(responses.GET, f"{BASE}/contacts/7", status=401, json={"message": "Invalid access token"})
+    http.add(responses.GET, f"{BASE}/me", status=401, json={"message": "Invalid access token"})
+    with pytest.raises(UpstreamAuthError) as raised:
+        client.get_contact(7)
+    assert not isinstance(raised.value, LionDeskAppConflict)  # expired or revoked again: not another account
+    assert len(token_endpoint.bodies) == 1 and "app_conflict" not in auth_state(redis_conn)
+    with pytest.raises(UpstreamAuthError):
+        client.get_me()  # /me itself refused twice: never an app conflict
     assert "app_conflict" not in auth_state(redis_conn)
 
 

@@ -150,8 +150,8 @@ class LionDeskClient:
                 service: Service | None = None) -> Any:
         """Send one authorised call and return its JSON; a 401 refreshes the token once and retries once.
 
-        A 401 that is not expiry (LionDesk says the client id belongs to another account, or
-        it refuses the token it has just issued) raises LionDeskAppConflict and is recorded
+        A 401 that is not expiry (LionDesk says the client id belongs to another account, or it
+        refuses here the token it has just issued while /me accepts it) raises LionDeskAppConflict and is recorded
         for the path's scope: later calls of that scope fail at once, without a call or a
         refresh, until LIONDESK_APP_CONFLICT_RECHECK_SECONDS have passed.
         """
@@ -172,10 +172,24 @@ class LionDeskClient:
             try:
                 answer = self._send(service, method, path, token, params, body)
             except UpstreamAuthError as again:
-                raise self._app_conflict(scope, again) from again
+                if scope != "me" and self._token_works(token):
+                    raise self._app_conflict(scope, again) from again
+                raise  # the fresh token is refused everywhere: expired or revoked again, the retry ladder decides
         if refused_at is not None:
             oauth.clear_app_conflict(self.conn, scope)
         return answer
+
+    def _token_works(self, token: str) -> bool:
+        """Whether LionDesk accepts `token` for GET /me: then a 401 elsewhere refuses that part, not the token.
+
+        Asked only after a fresh token was refused (rare): a token expired or revoked in between
+        (as the sandbox's expiry storms do) is not mistaken for an app of another account.
+        """
+        try:
+            self._send(self.service, "GET", "/me", token, None, None)
+        except UpstreamAuthError:
+            return False
+        return True
 
     def _app_conflict(self, scope: str, exc: UpstreamAuthError) -> LionDeskAppConflict:
         """Record a 401 that is not expiry for `scope` and return the named error to raise."""
