@@ -147,6 +147,12 @@ def test_an_existing_contacts_source_hotness_and_tags_are_kept(e2e):
     assert {"Referral", "VIP", "Beach", "Real Geeks"} <= set(tags)
     (linked,) = [e for e in story(e2e, payload["id"]) if e["kind"] == "contact_linked"]
     assert linked["kept"] == ["hotness_id", "source_id"]
+    # A later tag change in Real Geeks replaces Real Geeks' tags only: the agent's stay.
+    e2e.deliver({"action": "updated", "id": payload["id"], "tags": ["Beach", "Pool"]})
+    e2e.wait_processed({payload["id"]: 2})
+    (contact,) = e2e.contacts()
+    assert {"Referral", "VIP", "Beach", "Pool", "Real Geeks"} == set(contact["tags"].split(","))
+    assert contact["source_id"] == zillow
 
 
 def test_a_match_on_office_phone(e2e):

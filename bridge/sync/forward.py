@@ -24,8 +24,9 @@ from bridge.translate.contact import contact_body, email_search_forms, phone_reg
 from bridge.translate.lead import campaign_name, lead_body, lead_source_name
 from bridge.translate.liondesk import LEAD_REQUIRED_FIELDS, with_numbers
 from bridge.translate.realgeeks import parse_instant
+from bridge.translate.limits import fit_tags, split_tags
 from bridge.translate.snapshot import (diff, empty_snapshot, liondesk_patch, merge_snapshot,
-                                       snapshot_from_liondesk, snapshot_from_realgeeks)
+                                       snapshot_from_liondesk, snapshot_from_realgeeks, synced_tags)
 
 PENDING = "pending"
 """Value of a once-only effect whose call was sent but not confirmed."""
@@ -283,6 +284,8 @@ def apply_changes(job: Job) -> None:
         if "agent_email" in changed:
             ids["user_ids"] = references.user_ids_by_email(client)
         translation = liondesk_patch(changed, job.rules, **ids)
+        if "tags" in translation.body:
+            translation.body["tags"] = _with_their_tags(job, link["contact_id"], translation.body["tags"], old)
         if translation.body:
             client.update_contact(link["contact_id"], translation.body)
         _save_address(job, link["contact_id"], translation.address, None)
@@ -290,6 +293,23 @@ def apply_changes(job: Job) -> None:
         job.did(f"updated {', '.join(sorted(changed))}")
     mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(old, changed))
     mappings.save_link(job.conn, job.lead_id, applied_ns=job.received_ns)
+
+
+def _with_their_tags(job: Job, contact_id, tags: str, old: dict) -> str:
+    """Our new `tags` string plus the contact's tags the bridge never synced (added in LionDesk), kept after ours.
+
+    LionDesk holds tags as one string (§4.6), so writing Real Geeks' list alone would erase
+    the tags agents added there; one read of the contact tells which those are.
+    """
+    current = synced_tags(job.liondesk.get_contact(contact_id).get("tags"), job.rules)
+    known = {tag.casefold() for tag in old.get("tags") or ()} | {t.casefold() for t in split_tags(tags)}
+    theirs_only = [tag for tag in current if tag.casefold() not in known]
+    if not theirs_only:
+        return tags
+    merged, _, dropped = fit_tags([*split_tags(tags), *theirs_only])
+    job.note("tags_kept", tags=theirs_only, dropped=dropped or None,
+             detail="tags added in LionDesk kept beside Real Geeks' own")
+    return merged
 
 
 def _without_overruled(job: Job, link: dict, changed: dict, change_ns: int) -> dict:
