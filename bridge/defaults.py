@@ -364,8 +364,3 @@ LIONDESK_CONTACT_URL gives no deep link to the contact: LionDesk documents no co
 CONSOLE_BANNER_SCAN_JOBS = 1000
 """Most waiting jobs the console's banner reads to say how long LionDesk has been failing (a count)."""
 
-REDIS_FULL_FRACTION = 0.95
-"""Share of Redis `maxmemory` in use from which the console's banner says Redis is full (a fraction)."""
-
-WORKER_SILENT_SECONDS = 300
-"""Seconds without any live worker after which the console's banner says no worker is running."""

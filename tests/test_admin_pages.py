@@ -1,6 +1,7 @@
 """The console's pages, driven like a browser without JavaScript: real deliveries, real failed jobs."""
 
 import html
+import os
 import time
 import re
 
@@ -11,7 +12,7 @@ from rq.registry import FailedJobRegistry
 from bridge import defaults
 from bridge.web import create_app
 from bridge.exceptions import PermanentError, RetryableError
-from bridge.storage import history, keys
+from bridge.storage import beats, history, keys
 from tests.ops_support import ADMIN_PASSWORD, ADMIN_USER, WEBHOOK, csrf_of, deliver, log_in, run_jobs
 from tests.support import signed_post
 from bridge.queue import event_job_id, event_queue
@@ -350,18 +351,14 @@ def test_banner_asks_for_reauthorisation_with_the_connect_button(browser, redis_
     assert '<a class="button" id="connect-liondesk" href="/admin/liondesk/connect">' in text
 
 
-def test_banner_says_when_no_worker_runs_and_not_when_one_does(browser, redis_conn, console_settings):
+def test_banner_says_when_no_worker_runs_and_not_when_one_does(browser, redis_conn):
     assert 'data-kind="no_worker"' in page(browser, "/admin/")
-    from bridge.context import Context, set_context
-    from workers.worker import build_worker
-
-    worker = build_worker(Context(settings=console_settings, redis=redis_conn))
-    worker.register_birth()
+    process = "test-worker-banner"
+    beats.record(redis_conn, beats.new_beat(process, "host", os.getpid(), time.time(), "rq:worker:test"))
     try:
         assert 'data-kind="no_worker"' not in page(browser, "/admin/")
     finally:
-        worker.register_death()
-        set_context(None)
+        beats.forget(redis_conn, process)
 
 
 def test_banner_says_when_redis_is_full(browser, redis_conn):

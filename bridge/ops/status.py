@@ -8,7 +8,6 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from rq import Worker
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
@@ -33,8 +32,8 @@ attempt: error class and text, outcome, when, when the job first failed, which v
 LIONDESK_SERVICES = ("liondesk", "liondesk_v1")
 """Service names of LionDesk's APIs in an UpstreamError."""
 
-LIONDESK_FAILING, REAUTHORIZE, NO_WORKER, REDIS_FULL = "liondesk_failing", "reauthorize", "no_worker", "redis_full"
-"""What the console's banner can ask a person to look at."""
+LIONDESK_FAILING, REAUTHORIZE, NO_WORKER, REDIS_FULL_NOTICE = "liondesk_failing", "reauthorize", "no_worker", "redis_full"
+"""What the console's banner can ask a person to look at (kinds of `Notice`)."""
 
 
 @dataclass
@@ -254,18 +253,6 @@ def waiting_jobs(conn, limit: int = defaults.CONSOLE_BANNER_SCAN_JOBS) -> dict:
     return {"liondesk_failing": failing, "waiting_for_operator": waiting, "liondesk_failing_since": since}
 
 
-def live_workers(conn) -> int:
-    """How many RQ workers are registered (each renews its registration while it lives)."""
-    return Worker.count(connection=conn)
-
-
-def redis_memory(conn) -> dict:
-    """Redis memory in use and its `maxmemory` limit in bytes (limit None when Redis has none)."""
-    info = conn.info("memory")
-    limit = info.get("maxmemory") or None
-    return {"used_bytes": info.get("used_memory"), "max_bytes": limit}
-
-
 def attention(conn, settings=None, now: float | None = None) -> list[Notice]:
     """What needs a person right now, most urgent first: LionDesk refusing the bridge's access,
     LionDesk failing with leads waiting, no worker running, Redis full."""
@@ -282,13 +269,13 @@ def attention(conn, settings=None, now: float | None = None) -> list[Notice]:
         count = waiting["liondesk_failing"]
         notices.append(Notice(LIONDESK_FAILING, f"LionDesk is failing: {count} lead{'s' if count != 1 else ''} "
                               "waiting for their next attempt", since=waiting["liondesk_failing_since"], count=count))
-    if live_workers(conn) == 0:
-        notices.append(Notice(NO_WORKER, "No worker is running: deliveries are stored but nothing processes them"))
-    memory = redis_memory(conn)
-    if memory["max_bytes"] and memory["used_bytes"] >= memory["max_bytes"] * defaults.REDIS_FULL_FRACTION:
-        share = memory["used_bytes"] / memory["max_bytes"]
-        notices.append(Notice(REDIS_FULL, f"Redis is full ({share:.0%} of its memory limit): new deliveries "
-                              "are refused (Real Geeks delivers them again later)"))
+    workers = worker_status(conn, now)
+    if workers.no_worker:
+        notices.append(Notice(NO_WORKER, workers.message,
+                              since=workers.last_seen))
+    if redis_health(conn)["state"] == REDIS_FULL:
+        notices.append(Notice(REDIS_FULL_NOTICE, "Redis is full (at its memory limit): new deliveries are refused "
+                              "(Real Geeks delivers them again later)"))
     return notices
 
 

@@ -97,7 +97,8 @@ def meta_of(raw) -> dict:
     return {"received_at": typed("received_at", (int, float), 0.0), "status": typed("status", str, UNREADABLE),
             "action": typed("action", str), "lead_id": typed("lead_id", str),
             "errors": meta.get("errors") or {}, "headers": typed("headers", dict, {}),
-            "body_sha256": typed("body_sha256", str)}
+            "body_sha256": typed("body_sha256", str), "order_ns": typed("order_ns", int),
+            "ordered_by": typed("ordered_by", str), "order_note": typed("order_note", str)}
 
 
 def recent(conn, *, before: float | None = None, since: float | None = None,

@@ -296,7 +296,7 @@ def apply_changes(job: Job) -> None:
             ids["user_ids"] = references.user_ids_by_email(client)
         translation = liondesk_patch(changed, job.rules, **ids)
         if "tags" in translation.body:
-            translation.body["tags"] = _with_their_tags(job, link["contact_id"], translation.body["tags"], old)
+            translation.body["tags"] = _with_their_tags(job, link.contact_id, translation.body["tags"], old)
         if translation.body:
             client.update_contact(link.contact_id, translation.body)
         _save_address(job, link.contact_id, translation.address, None)
