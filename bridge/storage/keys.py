@@ -167,6 +167,20 @@ def poll_slot(slot_start: int) -> str:
     return f"{PREFIX}poll:slot:{slot_start}"
 
 
+def liondesk_channels() -> str:
+    """Hash: which LionDesk channel the bridge uses for tasks and how v1 answered (owner: clients/liondesk.py)."""
+    return f"{PREFIX}liondesk:channels"
+
+
+def liondesk_app_conflict() -> str:
+    """Hash: LionDesk refused our app for another account's client id (owner: clients/oauth.py)."""
+    return f"{PREFIX}liondesk:app-conflict"
+
+
+def liondesk_connect_state(state: str) -> str:
+    """String: a pending console "Connect LionDesk" round trip, by its `state` (owner: web/liondesk_connect.py)."""
+    return f"{PREFIX}liondesk:connect:{state}"
+
 def worker_beat(process: str) -> str:
     """Hash of one worker process's heartbeat (host, pid, RQ worker, last beat); expires when it stops beating."""
     return f"{PREFIX}worker:{process}:beat"

@@ -17,6 +17,7 @@ from bridge.ops import logs
 from bridge.ops.metrics import Metrics
 from bridge.storage.redis import connect, redis_url
 from bridge.web import auth, health, prometheus
+from bridge.web import liondesk_connect
 from bridge.web import console as admin
 
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.register_blueprint(prometheus.bp)
     admin.init_app(app)  # the support console, only when ADMIN_USERNAME and ADMIN_PASSWORD are set
+    liondesk_connect.init_app(app)  # the console's "Connect LionDesk" round trip
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
