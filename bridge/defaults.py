@@ -160,6 +160,10 @@ ADMIN_LOGIN_MAX_FAILURES_PER_USERNAME = 20
 """Failed console logins for one username, from any address, before it is locked out;
 higher than the per-address limit so one attacker cannot lock support out of their account."""
 
+SEARCH_INDEX_BUCKET_SECONDS = 30 * 24 * 3600
+"""Period of one lead-search index bucket, in seconds (30 days): a bucket expires a history
+lifetime after its period ends, taking with it the leads not indexed again since."""
+
 CONSOLE_PAGE_SIZE = 200
 """Most rows (failed jobs, rejected deliveries, search results) one console page shows."""
 

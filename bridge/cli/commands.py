@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from bridge.cli.environment import redis_or_exit, settings_or_exit
+from bridge.cli.environment import redis_or_exit, say, settings_or_exit
 from bridge.exceptions import JobNotFailed, JobNotFound
 from bridge.ops import jobs as job_tools
 from bridge.ops import leads as lead_tools
@@ -36,7 +36,7 @@ def operator() -> str:
 
 
 def echo_json(data) -> None:
-    """Print data as indented JSON."""
+    """Print data as indented JSON (control characters in it come out escaped, as JSON writes them)."""
     click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
@@ -56,12 +56,12 @@ def jobs_failed(as_json):
     for job in failed:
         lead = f"lead {job.lead_id}" if job.lead_id else (job.description or "no lead")
         name = f" ({job.lead_name})" if job.lead_name else ""
-        click.echo(f"{job.id}  {job.action or '-'}  {lead}{name}")
-        click.echo(f"  error:    {job.error_class or 'Error'}: {job.error or '(no message)'}")
-        click.echo(f"  attempts: {job.attempts if job.attempts is not None else '?'}, "
+        say(f"{job.id}  {job.action or '-'}  {lead}{name}")
+        say(f"  error:    {job.error_class or 'Error'}: {job.error or '(no message)'}")
+        say(f"  attempts: {job.attempts if job.attempts is not None else '?'}, "
                    f"first {present.format_time(job.first_attempt_at)}, "
                    f"last {present.format_time(job.last_attempt_at)}")
-    click.echo(f"{len(failed)} failed job{'s' if len(failed) != 1 else ''}")
+    say(f"{len(failed)} failed job{'s' if len(failed) != 1 else ''}")
 
 
 @jobs.command("replay")
@@ -88,17 +88,17 @@ def jobs_replay(job_ids, replay_all, since, as_json):
         else:
             results = job_tools.replay(conn, list(job_ids), by=operator(), via=job_tools.CLI, intervals=ladder)
     except JobNotFound as exc:
-        click.echo(f"bridge: {exc}", err=True)
+        say(f"bridge: {exc}", err=True)
         sys.exit(1)
     if as_json:
         echo_json([result.to_json() for result in results])
         return
     for result in results:
         if result.replayed:
-            click.echo(f"replayed {result.job_id} (fresh retry budget)")
+            say(f"replayed {result.job_id} (fresh retry budget)")
         else:
-            click.echo(f"skipped {result.job_id}: not failed (status: {result.status})")
-    click.echo(f"{sum(r.replayed for r in results)} replayed, {sum(not r.replayed for r in results)} skipped")
+            say(f"skipped {result.job_id}: not failed (status: {result.status})")
+    say(f"{sum(r.replayed for r in results)} replayed, {sum(not r.replayed for r in results)} skipped")
 
 
 @jobs.command("dismiss")
@@ -111,9 +111,9 @@ def jobs_dismiss(job_id, reason):
     try:
         dismissed = job_tools.dismiss(connect_or_exit(), job_id, reason, by=operator(), via=job_tools.CLI)
     except (JobNotFound, JobNotFailed) as exc:
-        click.echo(f"bridge: {exc}", err=True)
+        say(f"bridge: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"dismissed {job_id}" if dismissed else f"{job_id} was already dismissed")
+    say(f"dismissed {job_id}" if dismissed else f"{job_id} was already dismissed")
 
 
 @jobs.command("stats")
@@ -125,11 +125,11 @@ def jobs_stats(as_json):
         echo_json(stats)
         return
     queues = stats["queues"]
-    click.echo("queues:  " + ", ".join(f"{name} {count}" for name, count in queues.items()))
-    click.echo(f"oldest waiting job: {present.format_age(stats['oldest_waiting_seconds'])}")
-    click.echo(f"{'':<10}{'last hour':>10}{'last day':>10}")
+    say("queues:  " + ", ".join(f"{name} {count}" for name, count in queues.items()))
+    say(f"oldest waiting job: {present.format_age(stats['oldest_waiting_seconds'])}")
+    say(f"{'':<10}{'last hour':>10}{'last day':>10}")
     for outcome, counts in stats["outcomes"].items():
-        click.echo(f"{outcome:<10}{counts['last_hour']:>10}{counts['last_day']:>10}")
+        say(f"{outcome:<10}{counts['last_hour']:>10}{counts['last_day']:>10}")
 
 
 @click.command("lead")
@@ -139,20 +139,46 @@ def lead(lead_id, as_json):
     """Show a Real Geeks lead's LionDesk mapping and its full history."""
     story = lead_tools.lead_story(connect_or_exit(), lead_id)
     if not story.known:
-        click.echo(f"bridge: no record of lead {story.lead_id}", err=True)
+        say(f"bridge: no record of lead {story.lead_id}", err=True)
         sys.exit(1)
     if as_json:
         echo_json(story.to_json())
         return
-    click.echo(f"Real Geeks lead {story.lead_id}" + (f": {story.name}" if story.name else ""))
+    say(f"Real Geeks lead {story.lead_id}" + (f": {story.name}" if story.name else ""))
     contact = " ".join(filter(None, (story.email, story.phone)))
     if contact:
-        click.echo(f"  {contact}")
+        say(f"  {contact}")
     if story.mapping.get("contact_id"):
-        click.echo(f"LionDesk: contact {story.mapping['contact_id']}, lead {story.mapping.get('lead_id') or '-'}")
+        say(f"LionDesk: contact {story.mapping['contact_id']}, lead {story.mapping.get('lead_id') or '-'}")
     else:
-        click.echo("LionDesk: not linked yet")
-    click.echo(f"History ({len(story.history)} entries, oldest first):")
+        say("LionDesk: not linked yet")
+    say(f"History ({len(story.history)} entries, oldest first):")
     for entry in story.history:
         when, kind = present.format_time(entry.get("at")), entry.get("kind", "?")
-        click.echo(f"  {when}  {kind:<15} {present.describe_entry(entry)}")
+        say(f"  {when}  {kind:<15} {present.describe_entry(entry)}")
+
+
+@click.command("find")
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def find(query, as_json):
+    """Find leads by Real Geeks id, LionDesk contact id, e-mail (or its start), phone (or its last 7+ digits) or name.
+
+    Names match without accents or case, from the start of any of their words
+    ("zoe" finds Zoë Tanaka, "tan" finds her too). Exit 1 when nothing matches.
+    """
+    conn = connect_or_exit()
+    cards = lead_tools.lead_cards(conn, lead_tools.search(conn, query))
+    if as_json:
+        echo_json([card.card_json() for card in cards])
+    else:
+        for card in cards:
+            say("  ".join(filter(None, (card.lead_id, card.name, card.email, card.phone))))
+            contact = card.mapping.get("contact_id")
+            say(f"  LionDesk: contact {contact}" if contact else "  LionDesk: not linked yet")
+            last = card.history[-1] if card.history else None
+            if isinstance(last, dict):
+                say(f"  last:     {present.format_time(last.get('at'))}  {present.describe_entry(last)}")
+        say(f"{len(cards)} lead{'s' if len(cards) != 1 else ''} found")
+    if not cards:
+        sys.exit(1)

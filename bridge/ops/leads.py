@@ -1,17 +1,24 @@
 """One lead's story for support (`bridge lead` and the console), and finding a lead by
-its Real Geeks id, email, phone or name.
+what support is told: its Real Geeks id, its LionDesk contact id, the start of an e-mail
+address, the last digits of a phone number, or a name typed without accents.
 
-The search index is one Redis set of lead ids per token. Tokens are hashed before they
-become key names, so emails and phone numbers never show up in key listings or
-monitoring tools; the lead's history and events stay the place personal data lives.
-An old email or phone keeps finding the lead after it changed: support searches with
-what the customer tells them, which is often the old value.
+The search index is a Redis sorted set of `field:value<NUL>lead id` members, all of score
+0, so that ZRANGEBYLEX finds every value starting with what was typed: e-mails and names
+by prefix, phones by suffix (their digits are stored reversed). Key names carry no
+personal data (only a month number); the values do, as the stored events already do.
+Entries cannot expire one by one, so the index is kept in monthly buckets that expire a
+history lifetime after their month: a lead indexed again lands in the current bucket,
+and a lead nobody heard of for a year drops out with its history. An old e-mail or
+phone keeps finding the lead after it changed: support searches with what the customer
+tells them, which is often the old value.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import time
+import unicodedata
 from dataclasses import dataclass, field
 
 from bridge import defaults
@@ -24,10 +31,20 @@ from bridge.translate.realgeeks import normalize_id
 EMAIL_FIELDS = ("email", "second_email")
 PHONE_FIELDS = ("phone", "phone2")
 PHONE_DIGITS = 10
-"""Phones are matched on their last ten digits, so +1 (808) 555-0101 finds 808-555-0101."""
+"""Phones are matched on at most their last ten digits, so +1 (808) 555-0101 finds 808-555-0101."""
 
 MIN_PHONE_DIGITS = 7
-"""Fewer digits than this is not a phone number worth indexing or searching."""
+"""Fewer digits than this is not a phone number worth indexing or searching: a query of
+seven digits finds every phone ending in them (a local number without its area code)."""
+
+MIN_PREFIX_CHARACTERS = 2
+"""Shortest name or e-mail start searched for; one letter would list half the leads."""
+
+MAX_QUERY_CHARACTERS = 200
+"""Longest query looked at; the rest is ignored."""
+
+SEPARATOR = "\0"
+"""Between the value and the lead id of an index member: no e-mail, phone or name holds it."""
 
 CARD_EVENTS_SCANNED = 20
 """Most stored events read (newest first) to find a lead's name, email and phone."""
@@ -53,52 +70,121 @@ class LeadStory:
         """Return the story as JSON-ready data; each history entry gains `at_iso`."""
         return {"lead_id": self.lead_id, "name": self.name, "email": self.email, "phone": self.phone,
                 "mapping": self.mapping,
-                "history": [{**entry, "at_iso": present.iso_time(entry.get("at"))} for entry in self.history]}
+                "history": [_with_iso(entry) for entry in self.history]}
+
+    def card_json(self) -> dict:
+        """Return the lead as one search result: who it is, its LionDesk link and its latest story entry."""
+        last = self.history[-1] if self.history else None
+        return {"lead_id": self.lead_id, "name": self.name, "email": self.email, "phone": self.phone,
+                "mapping": self.mapping,
+                "last_entry": _with_iso(last) if isinstance(last, dict) else None}
+
+
+def _with_iso(entry: dict) -> dict:
+    """A history entry for JSON output: as stored, plus `at_iso`."""
+    return {**entry, "at_iso": present.iso_time(entry.get("at"))}
 
 
 def search_tokens(payload: dict) -> set[str]:
-    """Return the search tokens of a lead payload: casefolded emails, last ten phone digits, names."""
-    tokens = {f"email:{value.strip().casefold()}" for value in _texts(payload, EMAIL_FIELDS)}
-    tokens |= {f"phone:{digits}" for digits in map(_phone_digits, _texts(payload, PHONE_FIELDS)) if digits}
-    names = [_name(value) for value in _texts(payload, ("first_name", "last_name"))]
-    tokens |= {f"name:{name}" for name in names}
-    if len(names) == 2:
-        tokens.add(f"name:{names[0]} {names[1]}")
+    """Return the index values of a lead payload (pure): `e:` e-mails, `p:` phone digits reversed, `n:` names.
+
+    A name is indexed from each of its words on ("mary ann smith", "ann smith", "smith"),
+    so a prefix search finds it by first name, middle name or last name.
+    """
+    tokens = {f"e:{email}" for email in map(_email, _texts(payload, EMAIL_FIELDS)) if email}
+    tokens |= {f"p:{digits[::-1]}" for digits in map(_phone_digits, _texts(payload, PHONE_FIELDS)) if digits}
+    words = _name(" ".join(_texts(payload, ("first_name", "last_name")))).split()
+    tokens |= {"n:" + " ".join(words[start:]) for start in range(len(words))}
     return tokens
 
 
-def query_token(query: str) -> str | None:
-    """Return the token a support query searches for: an email, a phone number, or a name."""
+def index_entries(lead_id: str, payload: dict) -> list[str]:
+    """Return the sorted-set members that index `lead_id` under its payload's values (pure)."""
+    return sorted(f"{token}{SEPARATOR}{lead_id}" for token in search_tokens(payload))
+
+
+def index_key(now: float | None = None) -> str:
+    """The index bucket a lead indexed at `now` goes into."""
+    return keys.lead_search_bucket(_bucket(now))
+
+
+def index_lead(conn, lead_id: str, payload: dict, now: float | None = None) -> None:
+    """Add a lead to the search index under its payload's values; `conn` may be an open pipeline."""
+    members = index_entries(lead_id, payload)
+    if not members:
+        return
+    key = index_key(now)
+    conn.zadd(key, dict.fromkeys(members, 0))
+    conn.expire(key, defaults.HISTORY_TTL_SECONDS + defaults.SEARCH_INDEX_BUCKET_SECONDS)
+
+
+def query_prefixes(query: str) -> list[str]:
+    """Return the index prefixes a support query looks for (pure): an e-mail's start, a phone's end, a name's start."""
     text = query.strip()
-    if not text:
-        return None
     if "@" in text:
-        return f"email:{text.casefold()}"
-    if not re.search(r"[^\d\s().+-]", text):
+        return [f"e:{_email(text)}"]
+    if text and not re.search(r"[^\d\s().+-]", text):
         digits = _phone_digits(text)
-        return f"phone:{digits}" if digits else None
-    return f"name:{_name(text)}"
+        return [f"p:{digits[::-1]}"] if digits else []
+    name = _name(text)
+    if len(name) < MIN_PREFIX_CHARACTERS:
+        return []
+    prefixes = [f"n:{name}"]
+    if not re.search(r"\s", text):  # one word could be the start of an e-mail address too ("mei.wong")
+        prefixes.append(f"e:{_email(text)}")
+    return prefixes
 
 
-def index_lead(conn, lead_id: str, payload: dict) -> None:
-    """Add a lead to the search index under its payload's tokens; `conn` may be an open pipeline."""
-    for token in search_tokens(payload):
-        key = keys.lead_search_token(_digest(token))
-        conn.sadd(key, lead_id)
-        conn.expire(key, defaults.HISTORY_TTL_SECONDS)
-
-
-def search(conn, query: str, limit: int = defaults.CONSOLE_PAGE_SIZE) -> list[str]:
-    """Return ids of leads matching `query`: the lead with that Real Geeks id first, then index matches."""
+def search(conn, query: str, limit: int = defaults.CONSOLE_PAGE_SIZE, now: float | None = None) -> list[str]:
+    """Return ids of leads matching `query`, best first: the lead with that Real Geeks id, the lead linked
+    to that LionDesk contact id, then index matches (exact values before longer ones)."""
+    query = query.strip()[:MAX_QUERY_CHARACTERS]
     found = []
     candidate = normalize_id(query)
     if candidate and re.fullmatch(r"[0-9a-z]+", candidate) and _exists(conn, candidate):
         found.append(candidate)
-    token = query_token(query)
-    if token:
-        members = conn.smembers(keys.lead_search_token(_digest(token)))
-        found += sorted(member for member in map(text, members) if member not in found)
+    if query.isdigit() and (linked := mappings.lead_of_contact(conn, query)) and linked not in found:
+        found.append(linked)
+    matches = set()
+    for prefix in query_prefixes(query):
+        for member in _members_from(conn, prefix, limit, now):
+            value, _, lead_id = member.rpartition(SEPARATOR)
+            matches.add((value != prefix, value, lead_id))
+    for _, _, lead_id in sorted(matches):
+        if lead_id not in found:
+            found.append(lead_id)
+    found += [lead_id for lead_id in sorted(_legacy_matches(conn, query)) if lead_id not in found]
     return found[:limit]
+
+
+def _legacy_matches(conn, query: str) -> set[str]:
+    """Leads indexed before the prefix index, under the hashed exact token the query names.
+
+    Those sets expire by themselves a history lifetime after their last write; until
+    then a lead that sent nothing since the upgrade stays findable by its exact values.
+    """
+    if "@" in query:
+        token = f"email:{query.casefold()}"
+    elif query and not re.search(r"[^\d\s().+-]", query):
+        token = f"phone:{_phone_digits(query)}" if _phone_digits(query) else None
+    else:
+        token = f"name:{' '.join(query.casefold().split())}" if query else None
+    if token is None:
+        return set()
+    digest = hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
+    return {text(member) for member in conn.smembers(keys.lead_search_token(digest))}
+
+
+def _members_from(conn, prefix: str, limit: int, now: float | None) -> list[str]:
+    """Index members starting with `prefix`, from every bucket still alive, at most `limit` per bucket."""
+    newest = _bucket(now)
+    oldest = _bucket((time.time() if now is None else now) - defaults.HISTORY_TTL_SECONDS)
+    pipe = conn.pipeline(transaction=False)
+    low = f"[{prefix}".encode("utf-8")
+    high = f"[{prefix}".encode("utf-8") + b"\xff"  # no UTF-8 text holds the byte 0xff
+    for bucket in range(newest, oldest - 1, -1):
+        pipe.zrangebylex(keys.lead_search_bucket(bucket), low, high, start=0, num=limit)
+    return [text(member) for members in pipe.execute() for member in members]
 
 
 def lead_story(conn, lead_id: str) -> LeadStory:
@@ -169,10 +255,18 @@ def _phone_digits(text: str) -> str | None:
 
 
 def _name(text: str) -> str:
-    """A name as the index keeps it: casefolded, inner spaces collapsed."""
-    return " ".join(text.casefold().split())
+    """A name as the index keeps it: without accents, casefolded, apostrophes dropped, other
+    punctuation a space, spaces collapsed ("Zoë O'Brien-Ng" → "zoe obrien ng")."""
+    bare = "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
+    bare = re.sub(r"['’`]", "", bare.casefold())
+    return " ".join(re.sub(r"[^\w]+|_", " ", bare).split())
 
 
-def _digest(token: str) -> str:
-    """The hashed form of a token used in its key name."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
+def _email(text: str) -> str:
+    """An e-mail address (or its start) as the index keeps it: trimmed, casefolded, no NUL."""
+    return text.strip().casefold().replace(SEPARATOR, "")
+
+
+def _bucket(now: float | None) -> int:
+    """The number of the index bucket covering the time `now` (default: this moment)."""
+    return int((time.time() if now is None else now) // defaults.SEARCH_INDEX_BUCKET_SECONDS)

@@ -142,8 +142,17 @@ def liondesk_rate_limiter() -> str:
 
 
 def lead_search_token(token_digest: str) -> str:
-    """Set of Real Geeks lead ids carrying one search token (a hashed email, phone or name)."""
+    """Set of Real Geeks lead ids carrying one search token (a hashed email, phone or name).
+
+    Written before the prefix index (lead_search_bucket) replaced it; only read now, until
+    the last of these sets expires a history lifetime after its last write."""
     return f"{PREFIX}index:lead:{token_digest}"
+
+
+def lead_search_bucket(bucket: int) -> str:
+    """Sorted set (all scores 0) of `field:value<NUL>lead id` members: the leads indexed in one
+    SEARCH_INDEX_BUCKET_SECONDS period (bucket = unix time // that period), searched by prefix."""
+    return f"{PREFIX}index:lead-prefix:{bucket}"
 
 
 def intake_stream() -> str:
