@@ -154,11 +154,34 @@ ADMIN_LOGIN_WINDOW_SECONDS = 15 * 60
 address may try again this long after its last counted failure."""
 
 ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS = 5
-"""Failed console logins from one client address (within the window) before it is locked out."""
+"""Failed console logins from one client address (within the window) before that address
+must wait out the window; a browser its user logged in from before is exempt."""
 
-ADMIN_LOGIN_MAX_FAILURES_PER_USERNAME = 20
-"""Failed console logins for one username, from any address, before it is locked out;
-higher than the per-address limit so one attacker cannot lock support out of their account."""
+ADMIN_LOGIN_FREE_FAILURES_PER_ACCOUNT = 10
+"""Failed console logins for one account (from browsers it never logged in from) before each
+further try must wait a growing delay."""
+
+ADMIN_LOGIN_FIRST_DELAY_SECONDS = 2
+"""The first wait imposed on an account past its free failures, in seconds; each further
+failure doubles it, up to ADMIN_LOGIN_MAX_DELAY_SECONDS."""
+
+ADMIN_LOGIN_MAX_DELAY_SECONDS = 60
+"""The longest wait between two tries at one account, in seconds: an attacker gets at
+most one guess a minute, and the owner is slowed, never locked out."""
+
+ADMIN_LOGIN_MAX_FAILURES_PER_DEVICE = 5
+"""Failed console logins from one trusted browser (within the window) before it is
+treated like any other browser: a stolen device cookie buys a handful of guesses."""
+
+ADMIN_DEVICE_SECONDS = 90 * 24 * 3600
+"""How long a browser that logged in stays trusted for its user's logins, in seconds (90 days)."""
+
+ADMIN_PASSWORD_MIN_CHARACTERS = 12
+"""Shortest password `bridge admin add-user` accepts, in characters."""
+
+ADMIN_SCRYPT_N, ADMIN_SCRYPT_R, ADMIN_SCRYPT_P = 2 ** 15, 8, 1
+"""scrypt cost of console passwords: 128·N·r bytes = 32 MiB of memory and about 0.1 s of
+one core per check (stored with each hash, so raising them leaves older hashes readable)."""
 
 SEARCH_INDEX_BUCKET_SECONDS = 30 * 24 * 3600
 """Period of one lead-search index bucket, in seconds (30 days): a bucket expires a history

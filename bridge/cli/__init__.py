@@ -204,3 +204,7 @@ from bridge.cli.commands import find as _find_command, jobs as _jobs_commands, l
 main.add_command(_jobs_commands)
 main.add_command(_lead_command)
 main.add_command(_find_command)
+
+from bridge.cli.admin import admin as _admin_commands  # noqa: E402  (console users and sessions)
+
+main.add_command(_admin_commands)

@@ -126,6 +126,26 @@ def admin_login_failures(who: str) -> str:
     return f"{PREFIX}admin:login-failures:{who}"
 
 
+def admin_login_throttle(who: str) -> str:
+    """Hash (failures, last_at) of recent failed console logins for one account: its growing delay."""
+    return f"{PREFIX}admin:login-throttle:{who}"
+
+
+def console_users() -> str:
+    """Hash of the named console users: casefolded name → JSON record with the password's scrypt hash."""
+    return f"{PREFIX}admin:users"
+
+
+def console_session(session_digest: str) -> str:
+    """Hash of one open console session (user, password version, opened at, address), expiring with it."""
+    return f"{PREFIX}admin:session:{session_digest}"
+
+
+def console_sessions() -> str:
+    """Sorted set of every open console session's digest, scored by its expiry time (unix seconds)."""
+    return f"{PREFIX}admin:sessions"
+
+
 def webhook_secret_dev() -> str:
     """The generated webhook secret `bridge dev` keeps for local runs."""
     return f"{PREFIX}dev:webhook-secret"
