@@ -14,7 +14,7 @@ from rq.exceptions import StopRequested
 from rq.executions import Execution
 
 from bridge import defaults
-from bridge.ops import logs
+from bridge.ops import alerts, logs
 from bridge.storage import events, history
 from workers.poll_trigger import start_poll_trigger
 from workers import failure
@@ -137,6 +137,7 @@ def run(context: Context, *, burst: bool = False, name: str | None = None) -> bo
     name = name or process_name()
     _, stop_relay = start_relay_thread(context.redis, name, context.settings.retry_intervals)
     _, stop_poll_trigger = start_poll_trigger(context.redis, context.settings)  # one LionDesk poll per slot
+    _, stop_alerts = alerts.start_alert_thread(context.redis, context.settings)  # one evaluation per period
     worked, delay, generation = False, defaults.WORKER_REDIS_BACKOFF_FIRST_SECONDS, 0
     try:
         while True:
@@ -171,3 +172,4 @@ def run(context: Context, *, burst: bool = False, name: str | None = None) -> bo
     finally:
         stop_relay.set()
         stop_poll_trigger.set()
+        stop_alerts.set()

@@ -206,5 +206,7 @@ main.add_command(_lead_command)
 main.add_command(_find_command)
 
 from bridge.cli.admin import admin as _admin_commands  # noqa: E402  (console users and sessions)
+from bridge.cli.alerts import alerts as _alerts_commands  # noqa: E402
 
 main.add_command(_admin_commands)
+main.add_command(_alerts_commands)

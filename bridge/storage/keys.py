@@ -146,6 +146,16 @@ def console_sessions() -> str:
     return f"{PREFIX}admin:sessions"
 
 
+def alert_state(condition: str) -> str:
+    """Hash of one alert condition's state: announced or not, since when, what it last saw."""
+    return f"{PREFIX}alerts:state:{condition}"
+
+
+def alert_tick() -> str:
+    """Marker that one process is evaluating the alerts of the current period."""
+    return f"{PREFIX}alerts:tick"
+
+
 def webhook_secret_dev() -> str:
     """The generated webhook secret `bridge dev` keeps for local runs."""
     return f"{PREFIX}dev:webhook-secret"
