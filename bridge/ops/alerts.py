@@ -280,7 +280,7 @@ def decide(condition: Condition, state: store.AlertState, seen: Observation, now
 def tick(conn, settings, *, now: float | None = None, owner: str | None = None) -> list[Message]:
     """Evaluate every condition once (unless another process has this period) and send what changed."""
     now = time.time() if now is None else now
-    if not store.claim_tick(conn, settings.alert_check_seconds, owner or _process()):
+    if not store.claim_tick(conn, settings.alert_check_seconds, f"{owner or _process()}@{now:.3f}"):
         return []
     sent = []
     for condition in CONDITIONS:
