@@ -215,3 +215,23 @@ def link_bulk_contacts(conn, rules: Mapping, links: list[dict], contacts: list[d
                            received_id=link["lead_id"])
         mappings.save_snapshot(conn, lead_id, merge_snapshot(empty_snapshot(),
                                                              snapshot_from_liondesk(contact, rules, user_emails={})))
+
+
+def answers(url: str) -> bool:
+    """Whether `url` answers 200 within a second."""
+    import requests
+
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def start_web(processes: Processes, env: dict, name: str = "web") -> str:
+    """Start the Procfile's gunicorn `web` (two processes) on a free port; return its URL once it answers."""
+    port = free_port()
+    process = processes.start(name, procfile_command("web"), {**env, "PORT": str(port), "WEB_CONCURRENCY": "2"})
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: answers(f"{url}/livez") or process.poll() is not None, timeout=60, message=f"{name} up")
+    assert process.poll() is None, processes.log_of(name)
+    return url

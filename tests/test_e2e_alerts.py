@@ -28,7 +28,7 @@ from bridge.storage import history, keys
 from bridge.storage.redis import connect
 from tests.alert_support import WebhookReceiver
 from tests.conftest import delete_run_keys
-from tests.support import ROOT, Processes, free_port, procfile_command, start_sandbox_process, wait_until
+from tests.support import ROOT, Processes, procfile_command, start_sandbox_process, start_web, wait_until
 from workers.relay import Relay
 
 pytestmark = pytest.mark.e2e
@@ -82,11 +82,7 @@ def bridge(tmp_path, redis_url):
                # Alert at half the limit, and fill three quarters: Redis's own use moves by a few per cent.
                "ALERT_REDIS_MEMORY_PERCENT": "50",
                "LIONDESK_REDIRECT_URI": "https://bridge.example.com/liondesk/callback", **sandbox_env}
-        port = free_port()
-        web = processes.start("web", procfile_command("web"), {**env, "PORT": str(port), "WEB_CONCURRENCY": "2"})
-        base_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(f"{base_url}/healthz") or web.poll() is not None, timeout=60, message="web up")
-        assert web.poll() is None, processes.log_of("web")
+        base_url = start_web(processes, env)
         yield {"processes": processes, "conn": conn, "sandbox": sandbox, "env": env, "url": base_url,
                "alerts": Alerts(receiver)}
     finally:
@@ -94,14 +90,6 @@ def bridge(tmp_path, redis_url):
         receiver.stop()
         delete_run_keys(conn)
         conn.close()
-
-
-def _answers(url: str) -> bool:
-    """Whether `url` answers 200."""
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def deliver(bridge, **overrides) -> dict:
