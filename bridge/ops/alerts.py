@@ -467,15 +467,20 @@ def start_alert_thread(conn, settings) -> tuple[threading.Thread | None, threadi
 
 
 _STARTED: dict[int, threading.Thread] = {}
+_STARTING = threading.Lock()
 
 
 def ensure_alert_thread(conn, settings) -> None:
     """Start this process's evaluator thread unless it runs (a forked web process starts its own)."""
     thread = _STARTED.get(os.getpid())
-    if thread is None or not thread.is_alive():
-        started, _ = start_alert_thread(conn, settings)
-        if started is not None:
-            _STARTED[os.getpid()] = started
+    if thread is not None and thread.is_alive():
+        return
+    with _STARTING:  # two requests arriving together start one thread
+        thread = _STARTED.get(os.getpid())
+        if thread is None or not thread.is_alive():
+            started, _ = start_alert_thread(conn, settings)
+            if started is not None:
+                _STARTED[os.getpid()] = started
 
 
 def _process() -> str:
