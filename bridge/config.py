@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bridge import defaults
 from bridge.exceptions import ConfigError
@@ -58,6 +59,8 @@ class Settings:
     alert_no_worker_minutes: float = defaults.ALERT_NO_WORKER_MINUTES
     alert_redis_memory_percent: int = defaults.ALERT_REDIS_MEMORY_PERCENT
     alert_check_seconds: float = defaults.ALERT_CHECK_SECONDS
+    bridge_timezone: str = defaults.DISPLAY_TIMEZONE
+    liondesk_contact_url: str | None = None
     rules: Mapping = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -239,6 +242,22 @@ def _email_alerts(env: Mapping[str, str]) -> tuple[str | None, tuple[str, ...], 
 def _minutes(env: Mapping[str, str], name: str, default: float) -> float:
     """Return a number of minutes (fractions allowed) between 0 and a week."""
     return _number(env, name, default, float, 0, 7 * 24 * 60)
+def _timezone(env: Mapping[str, str], name: str) -> str:
+    """Return an IANA time zone name that this system's tz database knows."""
+    value = _text(env, name) or defaults.DISPLAY_TIMEZONE
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(name, f"must be an IANA time zone such as America/Los_Angeles, got {value!r}") from None
+    return value
+
+
+def _contact_url(env: Mapping[str, str], name: str) -> str | None:
+    """Return a URL template naming `{contact_id}`, where the LionDesk web app shows one contact."""
+    value = _url(env, name, None, ("http", "https"))
+    if value is not None and "{contact_id}" not in value:
+        raise ConfigError(name, f"must contain {{contact_id}} where the contact's id goes, got {value!r}")
+    return value
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -296,5 +315,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_redis_memory_percent=_number(env, "ALERT_REDIS_MEMORY_PERCENT", defaults.ALERT_REDIS_MEMORY_PERCENT,
                                            int, 1, 100),
         alert_check_seconds=_number(env, "ALERT_CHECK_SECONDS", defaults.ALERT_CHECK_SECONDS, float, 0.2, 3600),
+        bridge_timezone=_timezone(env, "BRIDGE_TIMEZONE"),
+        liondesk_contact_url=_contact_url(env, "LIONDESK_CONTACT_URL"),
         rules=load_rules(bridge_config),
     )

@@ -28,7 +28,8 @@ from bridge.storage import history, keys
 from bridge.storage.redis import connect
 from tests.alert_support import WebhookReceiver
 from tests.conftest import delete_run_keys
-from tests.support import ROOT, Processes, procfile_command, start_sandbox_process, start_web, wait_until
+from tests.support import (ROOT, Processes, forward_environment, procfile_command, start_sandbox_process, start_web,
+                           wait_until)
 from workers.relay import Relay
 
 pytestmark = pytest.mark.e2e
@@ -73,16 +74,14 @@ def bridge(tmp_path, redis_url):
     receiver = WebhookReceiver()
     try:
         sandbox = start_sandbox_process(processes)
-        sandbox_env = {k: v for k, v in sandbox.environment().items() if not k.startswith("REALGEEKS_API_")}
-        env = {"REDIS_URL": redis_url, "REALGEEKS_WEBHOOK_SECRET": secrets.token_hex(16), "PYTHONPATH": str(ROOT),
-               "LIONDESK_MAX_REQUESTS_PER_SECOND": "1000", "BRIDGE_RETRY_INTERVALS": RETRY_INTERVALS,
+        env = {**forward_environment(sandbox, redis_url, secrets.token_hex(16), RETRY_INTERVALS),
                "ALERT_WEBHOOK_URL": receiver.url, "BRIDGE_PUBLIC_URL": PUBLIC, "ALERT_CHECK_SECONDS": "0.3",
                "ALERT_NO_WORKER_MINUTES": "0", "ALERT_LIONDESK_FAILING_MINUTES": "0",
                "ALERT_BACKLOG_MINUTES": f"{2 / 60:.4f}", "ALERT_WINDOW_MINUTES": "60",
                # Alert at half the limit, and fill three quarters: Redis's own use moves by a few per cent.
                "ALERT_REDIS_MEMORY_PERCENT": "50",
-               "LIONDESK_REDIRECT_URI": "https://bridge.example.com/liondesk/callback", **sandbox_env}
-        base_url = start_web(processes, env)
+               "LIONDESK_REDIRECT_URI": "https://bridge.example.com/liondesk/callback"}
+        base_url = start_web(processes, env, concurrency=2)
         yield {"processes": processes, "conn": conn, "sandbox": sandbox, "env": env, "url": base_url,
                "alerts": Alerts(receiver)}
     finally:

@@ -29,7 +29,7 @@ def web(tmp_path, redis_url):
     env = {"REDIS_URL": redis_url, "PYTHONPATH": str(ROOT), "ADMIN_USERNAME": ADMIN_USER,
            "ADMIN_PASSWORD": ADMIN_PASSWORD, "SECRET_KEY": "e2e-console", "REALGEEKS_WEBHOOK_SECRET": "x" * 32}
     try:
-        yield start_web(processes, env), env
+        yield start_web(processes, env, concurrency=2), env
     finally:
         processes.stop_all()
         delete_run_keys(conn)

@@ -9,7 +9,7 @@ from bridge import defaults
 from bridge.cli import main
 from bridge.exceptions import PermanentError
 from bridge.ops import leads, present
-from bridge.storage import keys
+from bridge.storage import keys, search
 from tests.ops_support import WEBHOOK, deliver, raising, run_jobs
 from tests.support import signed_post
 from bridge.queue import event_job_id
@@ -59,7 +59,7 @@ def test_lead_json_has_mapping_and_history(cli, client, redis_conn, settings, we
 
     data = json.loads(cli("lead", lead["id"], "--json").stdout)
     assert data["lead_id"] == lead["id"]
-    assert data["mapping"] == {"contact_id": "9001", "lead_id": "77"}
+    assert data["mapping"] == {"contact_id": "9001", "liondesk_lead_id": "77"}  # the previous release's name, read
     assert [entry["kind"] for entry in data["history"]] == ["received", "processed"]
     assert data["history"][0]["event_id"] == lead["event_id"]
     assert data["history"][0]["at_iso"].endswith("+00:00")
@@ -72,7 +72,7 @@ def test_unknown_lead_is_an_error(cli, redis_conn):
 
 
 def test_search_tokens_of_a_payload():
-    tokens = leads.search_tokens({"email": " Jack@Music.COM ", "second_email": "", "phone": "+1 (808) 555-0101",
+    tokens = search.tokens({"email": " Jack@Music.COM ", "second_email": "", "phone": "+1 (808) 555-0101",
                                   "phone2": "12", "first_name": "Jack", "last_name": "  Van  Halen ",
                                   "notes": "jack@elsewhere.com"})
     assert tokens == {"e:jack@music.com", "p:1010555808", "n:jack van halen", "n:van halen", "n:halen"}
@@ -83,7 +83,7 @@ def test_search_tokens_of_a_payload():
     ("Ñúñez", {"nunez"}),
 ])
 def test_names_are_indexed_without_accents_or_case(name, indexed):
-    assert leads.search_tokens({"first_name": name}) == {f"n:{value}" for value in indexed}
+    assert search.tokens({"first_name": name}) == {f"n:{value}" for value in indexed}
 
 
 @pytest.mark.parametrize("query, prefixes", [
@@ -100,7 +100,7 @@ def test_names_are_indexed_without_accents_or_case(name, indexed):
     ("  ", []),
 ])
 def test_query_prefixes(query, prefixes):
-    assert leads.query_prefixes(query) == prefixes
+    assert search.prefixes(query) == prefixes
 
 
 @pytest.fixture
@@ -114,9 +114,7 @@ def indexed(client, redis_conn, settings, webhook_secret, monkeypatch):
         "zoe": deliver(client, webhook_secret, first_name="Zoë", last_name="Tanaka-Åberg", phone="(212) 555-4433",
                        email="zoe@example.net"),
     }
-    run_jobs(settings, redis_conn, monkeypatch)
-    for payload in found.values():
-        leads.index_lead(redis_conn, payload["id"], payload)
+    run_jobs(settings, redis_conn, monkeypatch)  # the intake indexed them, before any job ran
     return {name: payload["id"] for name, payload in found.items()}
 
 
@@ -152,8 +150,8 @@ def test_search_by_real_geeks_or_liondesk_id_comes_first(redis_conn, indexed):
 
 
 def test_exact_values_rank_before_longer_ones(redis_conn):
-    leads.index_lead(redis_conn, "longer", {"first_name": "Ann", "last_name": "Marie"})
-    leads.index_lead(redis_conn, "exact", {"first_name": "Ann"})
+    search.add(redis_conn, "longer", {"first_name": "Ann", "last_name": "Marie"})
+    search.add(redis_conn, "exact", {"first_name": "Ann"})
     assert leads.search(redis_conn, "ann") == ["exact", "longer"]
 
 
@@ -166,7 +164,7 @@ def test_index_keys_hold_no_personal_data_and_expire(redis_conn, indexed):
 
 def test_an_index_bucket_outlives_its_period_by_a_history_lifetime(redis_conn):
     now = 1_800_000_000.0
-    leads.index_lead(redis_conn, "old", {"email": "old@example.com"}, now=now)
+    search.add(redis_conn, "old", {"email": "old@example.com"}, now=now)
     year_later = now + defaults.HISTORY_TTL_SECONDS
     assert leads.search(redis_conn, "old@example.com", now=year_later) == ["old"]
     gone = year_later + 2 * defaults.SEARCH_INDEX_BUCKET_SECONDS
@@ -186,10 +184,10 @@ def test_leads_indexed_before_the_prefix_index_are_still_found_by_exact_values(r
         assert leads.search(redis_conn, query) == ["before"], query
 
 
-def test_index_lead_works_inside_a_transaction(redis_conn):
+def test_the_index_can_be_written_inside_a_transaction(redis_conn):
     with redis_conn.pipeline() as pipe:
         pipe.multi()
-        leads.index_lead(pipe, "abc123", {"email": "a@b.co", "first_name": "Ann", "phone": None, "last_name": 7})
+        search.add(pipe, "abc123", {"email": "a@b.co", "first_name": "Ann", "phone": None, "last_name": 7})
         pipe.execute()
     assert leads.search(redis_conn, "a@b.co") == ["abc123"]
     assert leads.search(redis_conn, "ann") == ["abc123"]
@@ -244,7 +242,6 @@ def test_cli_text_escapes_control_characters_in_lead_data(cli, client, redis_con
                                                           monkeypatch):
     lead = deliver(client, webhook_secret, first_name=HOSTILE_NAME, last_name="Doe\u202eevil")
     run_jobs(settings, redis_conn, monkeypatch, raising(PermanentError("LionDesk said \x1b[31mno\x1b[0m")))
-    leads.index_lead(redis_conn, lead["id"], lead)
     outputs = [cli("lead", lead["id"]).stdout, cli("find", "eve").stdout, cli("jobs", "failed").stdout]
     for text in outputs:
         assert "\x1b" not in text and "\r" not in text and "\u202e" not in text and "\x07" not in text

@@ -1,50 +1,22 @@
-"""One lead's story for support (`bridge lead` and the console), and finding a lead by
-what support is told: its Real Geeks id, its LionDesk contact id, the start of an e-mail
-address, the last digits of a phone number, or a name typed without accents.
-
-The search index is a Redis sorted set of `field:value<NUL>lead id` members, all of score
-0, so that ZRANGEBYLEX finds every value starting with what was typed: e-mails and names
-by prefix, phones by suffix (their digits are stored reversed). Key names carry no
-personal data (only a month number); the values do, as the stored events already do.
-Entries cannot expire one by one, so the index is kept in monthly buckets that expire a
-history lifetime after their month: a lead indexed again lands in the current bucket,
-and a lead nobody heard of for a year drops out with its history. An old e-mail or
-phone keeps finding the lead after it changed: support searches with what the customer
-tells them, which is often the old value.
+"""One lead's story for support (`bridge lead` and the console), and finding a lead by what
+support is told: its Real Geeks id, its LionDesk contact id, the start of an e-mail address,
+the last digits of a phone number, or a name typed without accents (the index itself:
+bridge/storage/search.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import time
-import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from bridge import defaults
+from bridge.clients.liondesk import cached_reference
 from bridge.jsonlimits import parse
-from bridge.ops import present
-from bridge.storage import events, history, keys, mappings
-from bridge.storage.redis import text
+from bridge.ops import present, status
+from bridge.queue import event_job_id
+from bridge.storage import events, history, keys, kinds, mappings
+from bridge.storage import search as search_index
 from bridge.translate.realgeeks import normalize_id
-
-EMAIL_FIELDS = ("email", "second_email")
-PHONE_FIELDS = ("phone", "phone2")
-PHONE_DIGITS = 10
-"""Phones are matched on at most their last ten digits, so +1 (808) 555-0101 finds 808-555-0101."""
-
-MIN_PHONE_DIGITS = 7
-"""Fewer digits than this is not a phone number worth indexing or searching: a query of
-seven digits finds every phone ending in them (a local number without its area code)."""
-
-MIN_PREFIX_CHARACTERS = 2
-"""Shortest name or e-mail start searched for; one letter would list half the leads."""
-
-MAX_QUERY_CHARACTERS = 200
-"""Longest query looked at; the rest is ignored."""
-
-SEPARATOR = "\0"
-"""Between the value and the lead id of an index member: no e-mail, phone or name holds it."""
 
 CARD_EVENTS_SCANNED = 20
 """Most stored events read (newest first) to find a lead's name, email and phone."""
@@ -55,7 +27,7 @@ class LeadStory:
     """Everything support sees about one Real Geeks lead."""
 
     lead_id: str
-    mapping: dict[str, str] = field(default_factory=dict)
+    mapping: mappings.LeadLink
     history: list[dict] = field(default_factory=list)
     name: str | None = None
     email: str | None = None
@@ -64,20 +36,19 @@ class LeadStory:
     @property
     def known(self) -> bool:
         """Whether the bridge has any record of this lead."""
-        return bool(self.history or self.mapping)
+        return bool(self.history or self.mapping.facts())
 
     def to_json(self) -> dict:
         """Return the story as JSON-ready data; each history entry gains `at_iso`."""
         return {"lead_id": self.lead_id, "name": self.name, "email": self.email, "phone": self.phone,
-                "mapping": self.mapping,
+                "mapping": self.mapping.facts(),
                 "history": [_with_iso(entry) for entry in self.history]}
 
     def card_json(self) -> dict:
         """Return the lead as one search result: who it is, its LionDesk link and its latest story entry."""
         last = self.history[-1] if self.history else None
         return {"lead_id": self.lead_id, "name": self.name, "email": self.email, "phone": self.phone,
-                "mapping": self.mapping,
-                "last_entry": _with_iso(last) if isinstance(last, dict) else None}
+                "mapping": self.mapping.facts(), "last_entry": _with_iso(last) if isinstance(last, dict) else None}
 
 
 def _with_iso(entry: dict) -> dict:
@@ -85,54 +56,167 @@ def _with_iso(entry: dict) -> dict:
     return {**entry, "at_iso": present.iso_time(entry.get("at"))}
 
 
-def search_tokens(payload: dict) -> set[str]:
-    """Return the index values of a lead payload (pure): `e:` e-mails, `p:` phone digits reversed, `n:` names.
+DELIVERED, RETRYING, WAITING, FAILED, QUEUED, REJECTED, IGNORED, UNKNOWN = (
+    "delivered", "retrying", "waiting", "failed", "queued", "rejected", "ignored", "unknown")
+"""Where a lead's latest delivery stands, as its page's summary says first."""
 
-    A name is indexed from each of its words on ("mary ann smith", "ann smith", "smith"),
-    so a prefix search finds it by first name, middle name or last name.
+STATE_WORDS = {
+    DELIVERED: "Delivered to LionDesk", RETRYING: "Waiting: LionDesk failed, retrying",
+    WAITING: "Waiting for LionDesk to be connected again", FAILED: "Failed: not in LionDesk",
+    QUEUED: "Queued: on its way to LionDesk", REJECTED: "Rejected: the delivery was not valid",
+    IGNORED: "Ignored: nothing to do for this delivery", UNKNOWN: "No delivery recorded",
+}
+"""How the console and `bridge lead` say each state."""
+
+_STATE_OF_KIND = {kinds.PROCESSED: DELIVERED, kinds.REJECTED: REJECTED, kinds.REPLAYED: QUEUED,
+                  kinds.RETRIED_NOW: QUEUED, kinds.ATTEMPT_INTERRUPTED: RETRYING}
+"""Story entries that settle the latest delivery's state by their kind alone."""
+
+
+@dataclass
+class LeadSummary:
+    """The answer to "did this lead reach LionDesk?": state, when, why, and who works it there."""
+
+    state: str = UNKNOWN
+    at: float | None = None
+    action: str | None = None
+    reason: str | None = None
+    """The error of a failed or waiting delivery, or why it was rejected."""
+    job_id: str | None = None
+    """The job of the latest delivery: what replay or retry-now acts on."""
+    next_attempt_at: float | None = None
+    contact_id: str | None = None
+    contact_url: str | None = None
+    agent: str | None = None
+    campaigns: list[str] = field(default_factory=list)
+    route: str | None = None
+
+    @property
+    def headline(self) -> str:
+        """The state in words."""
+        return STATE_WORDS[self.state]
+
+    def to_json(self) -> dict:
+        """Return the summary as JSON-ready data, times in ISO 8601 UTC."""
+        return {**asdict(self), "at": present.iso_time(self.at), "next_attempt_at": present.iso_time(self.next_attempt_at)}
+
+
+@dataclass
+class Step:
+    """One step of a lead's story: an entry, with the calls made on the way to it folded under it."""
+
+    index: int | None
+    """The entry's position in the story (None: calls of a step not finished yet)."""
+    entry: dict | None
+    calls: list[tuple[int, dict]] = field(default_factory=list)
+
+
+def story_steps(story: list[dict]) -> list[Step]:
+    """Group a story into steps: each run of `call` entries goes under the entry written after it (pure)."""
+    steps, calls = [], []
+    for index, entry in enumerate(story):
+        if isinstance(entry, dict) and entry.get("kind") == kinds.CALL:
+            calls.append((index, entry))
+            continue
+        steps.append(Step(index, entry, calls))
+        calls = []
+    if calls:
+        steps.append(Step(None, None, calls))
+    return steps
+
+
+def summary_state(story: list[dict]) -> LeadSummary:
+    """Read the latest forward delivery's state from a story: delivered, retrying, waiting, failed... (pure)."""
+    summary = LeadSummary()
+    for entry in story:
+        if not isinstance(entry, dict) or entry.get("direction") == "reverse":
+            continue  # LionDesk → Real Geeks work says nothing about the delivery to LionDesk
+        kind, status_, outcome = (value if isinstance(value, str) else None
+                                  for value in (entry.get("kind"), entry.get("status"), entry.get("outcome")))
+        if kind == kinds.RECEIVED:
+            state = {events.QUEUED: QUEUED, events.IGNORED: IGNORED, events.REJECTED: REJECTED}.get(status_)
+        elif kind == kinds.ATTEMPT_FAILED:
+            state = {RETRYING: RETRYING, WAITING: WAITING, FAILED: FAILED}.get(outcome, RETRYING)
+        else:
+            state = _STATE_OF_KIND.get(kind)
+        if state is None:
+            continue
+        event_id = entry.get("event_id") if isinstance(entry.get("event_id"), str) else None
+        summary.state, summary.at = state, entry.get("at") if isinstance(entry.get("at"), (int, float)) else None
+        summary.job_id = event_job_id(event_id) if event_id else summary.job_id
+        summary.action = entry.get("action") if isinstance(entry.get("action"), str) else summary.action
+        summary.reason = None
+        if kind == kinds.ATTEMPT_FAILED:
+            summary.reason = f"{present.shown(entry.get('error_class'), 200) or 'Error'}: {present.shown(entry.get('error'), 500)}"
+        elif state == REJECTED and entry.get("errors"):
+            summary.reason = present.errors_sentence(entry.get("errors"))
+    return summary
+
+
+def lead_summary(conn, story: LeadStory, contact_url: str | None = None) -> LeadSummary:
+    """The summary a lead's page starts with: state and when, next attempt, LionDesk contact (with a
+    link: `contact_url` with `{contact_id}`, else LionDesk's front door), agent, campaigns and route.
+
+    Names come from LionDesk's reference lists as the bridge cached them: a page never calls LionDesk.
     """
-    tokens = {f"e:{email}" for email in map(_email, _texts(payload, EMAIL_FIELDS)) if email}
-    tokens |= {f"p:{digits[::-1]}" for digits in map(_phone_digits, _texts(payload, PHONE_FIELDS)) if digits}
-    words = _name(" ".join(_texts(payload, ("first_name", "last_name")))).split()
-    tokens |= {"n:" + " ".join(words[start:]) for start in range(len(words))}
-    return tokens
+    summary = summary_state(story.history)
+    if summary.state in (RETRYING, WAITING) and summary.job_id:
+        summary.next_attempt_at = status.next_attempt_at(conn, summary.job_id)
+    summary.contact_id = story.mapping.contact_id
+    if summary.contact_id:
+        summary.contact_url = (contact_url.replace("{contact_id}", summary.contact_id) if contact_url
+                               else defaults.LIONDESK_APP_URL)
+    summary.agent = _agent(conn, story)
+    summary.campaigns = _campaigns(conn, story.lead_id)
+    summary.route = _route(conn, story.mapping)
+    return summary
 
 
-def index_entries(lead_id: str, payload: dict) -> list[str]:
-    """Return the sorted-set members that index `lead_id` under its payload's values (pure)."""
-    return sorted(f"{token}{SEPARATOR}{lead_id}" for token in search_tokens(payload))
+def _by_id(conn, kind: str) -> dict[str, dict]:
+    """A cached LionDesk reference list by record id (empty when not cached)."""
+    return {str(record.get("id")): record for record in cached_reference(conn, kind) or []}
 
 
-def index_key(now: float | None = None) -> str:
-    """The index bucket a lead indexed at `now` goes into."""
-    return keys.lead_search_bucket(_bucket(now))
+def _agent(conn, story: LeadStory) -> str | None:
+    """The LionDesk user the contact is assigned to, by name when the users list is cached."""
+    for entry in reversed(story.history):
+        if isinstance(entry, dict) and entry.get("kind") in (kinds.ASSIGNED, kinds.UNASSIGNED):
+            if entry.get("kind") == kinds.UNASSIGNED or entry.get("user_id") is None:
+                return None
+            user = _by_id(conn, "users").get(str(entry["user_id"]))
+            name = " ".join(str(user.get(part) or "").strip() for part in ("first_name", "last_name")).strip() if user else ""
+            return name or (user or {}).get("email") or f"LionDesk user {entry['user_id']}"
+    agent_email = (mappings.get_snapshot(conn, story.lead_id) or {}).get("agent_email")
+    return agent_email if isinstance(agent_email, str) and agent_email else None
 
 
-def index_lead(conn, lead_id: str, payload: dict, now: float | None = None) -> None:
-    """Add a lead to the search index under its payload's values; `conn` may be an open pipeline."""
-    members = index_entries(lead_id, payload)
-    if not members:
-        return
-    key = index_key(now)
-    conn.zadd(key, dict.fromkeys(members, 0))
-    conn.expire(key, defaults.HISTORY_TTL_SECONDS + defaults.SEARCH_INDEX_BUCKET_SECONDS)
-
-
-def query_prefixes(query: str) -> list[str]:
-    """Return the index prefixes a support query looks for (pure): an e-mail's start, a phone's end, a name's start."""
-    text = query.strip()
-    if "@" in text:
-        return [f"e:{_email(text)}"]
-    if text and not re.search(r"[^\d\s().+-]", text):
-        digits = _phone_digits(text)
-        return [f"p:{digits[::-1]}"] if digits else []
-    name = _name(text)
-    if len(name) < MIN_PREFIX_CHARACTERS:
+def _campaigns(conn, lead_id: str) -> list[str]:
+    """The LionDesk campaigns the bridge started for the lead, by name when the campaign list is cached."""
+    started = [effect.partition(":")[2] for effect, state in mappings.effects(conn, lead_id).items()
+               if effect.startswith("campaign:") and state == "done"]
+    if not started:
         return []
-    prefixes = [f"n:{name}"]
-    if not re.search(r"\s", text):  # one word could be the start of an e-mail address too ("mei.wong")
-        prefixes.append(f"e:{_email(text)}")
-    return prefixes
+    names = _by_id(conn, "campaigns")
+    return [str(names.get(campaign_id, {}).get("name") or f"campaign {campaign_id}") for campaign_id in started]
+
+
+def _route(conn, mapping: mappings.LeadLink) -> str | None:
+    """The LionDesk lead route the lead's source falls under (distribution and team), when routes are cached."""
+    source_id = mapping.lead_source_id
+    if not source_id:
+        return None
+    source = _by_id(conn, "lead-sources").get(str(source_id), {}).get("name") or f"lead source {source_id}"
+    for route in cached_reference(conn, "lead-routes") or []:
+        route_source = route.get("lead_source_id") or (route.get("lead_source") or {}).get("id")
+        if str(route_source) == str(source_id):
+            target = str(route.get("distribution_target") or "route")
+            team = route.get("team_id") or (route.get("team") or {}).get("id")
+            return f"{source} → {target}" + (f" (team {team})" if team else "")
+    return f"{source} (no lead route)"
+
+
+MAX_QUERY_CHARACTERS = 200
+"""Longest query looked at; the rest is ignored."""
 
 
 def search(conn, query: str, limit: int = defaults.CONSOLE_PAGE_SIZE, now: float | None = None) -> list[str]:
@@ -145,52 +229,19 @@ def search(conn, query: str, limit: int = defaults.CONSOLE_PAGE_SIZE, now: float
         found.append(candidate)
     if query.isdigit() and (linked := mappings.lead_of_contact(conn, query)) and linked not in found:
         found.append(linked)
-    matches = set()
-    for prefix in query_prefixes(query):
-        for member in _members_from(conn, prefix, limit, now):
-            value, _, lead_id = member.rpartition(SEPARATOR)
-            matches.add((value != prefix, value, lead_id))
-    for _, _, lead_id in sorted(matches):
+    ranked = {(value != prefix, value, lead_id) for prefix in search_index.prefixes(query)
+              for value, lead_id in search_index.matches(conn, prefix, limit, now)}
+    for _, _, lead_id in sorted(ranked):
         if lead_id not in found:
             found.append(lead_id)
-    found += [lead_id for lead_id in sorted(_legacy_matches(conn, query)) if lead_id not in found]
+    found += [lead_id for lead_id in sorted(search_index.legacy_lead_ids(conn, query)) if lead_id not in found]
     return found[:limit]
-
-
-def _legacy_matches(conn, query: str) -> set[str]:
-    """Leads indexed before the prefix index, under the hashed exact token the query names.
-
-    Those sets expire by themselves a history lifetime after their last write; until
-    then a lead that sent nothing since the upgrade stays findable by its exact values.
-    """
-    if "@" in query:
-        token = f"email:{query.casefold()}"
-    elif query and not re.search(r"[^\d\s().+-]", query):
-        token = f"phone:{_phone_digits(query)}" if _phone_digits(query) else None
-    else:
-        token = f"name:{' '.join(query.casefold().split())}" if query else None
-    if token is None:
-        return set()
-    digest = hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
-    return {text(member) for member in conn.smembers(keys.lead_search_token(digest))}
-
-
-def _members_from(conn, prefix: str, limit: int, now: float | None) -> list[str]:
-    """Index members starting with `prefix`, from every bucket still alive, at most `limit` per bucket."""
-    newest = _bucket(now)
-    oldest = _bucket((time.time() if now is None else now) - defaults.HISTORY_TTL_SECONDS)
-    pipe = conn.pipeline(transaction=False)
-    low = f"[{prefix}".encode("utf-8")
-    high = f"[{prefix}".encode("utf-8") + b"\xff"  # no UTF-8 text holds the byte 0xff
-    for bucket in range(newest, oldest - 1, -1):
-        pipe.zrangebylex(keys.lead_search_bucket(bucket), low, high, start=0, num=limit)
-    return [text(member) for members in pipe.execute() for member in members]
 
 
 def lead_story(conn, lead_id: str) -> LeadStory:
     """Return a lead's LionDesk mapping, history and contact card; the id may carry dashes or capitals."""
     lead_id = normalize_id(lead_id)
-    mapping = mappings.get_link(conn, lead_id)
+    mapping = mappings.load_link(conn, lead_id)
     story = LeadStory(lead_id=lead_id, mapping=mapping, history=history.read(conn, lead_id))
     story.name, story.email, story.phone = _card(conn, story.history)
     return story
@@ -213,7 +264,7 @@ def event_payload(event: events.Event | None) -> dict:
 
 def person_name(payload: dict) -> str | None:
     """The person a payload is about: first and last name, or a Real Geeks user's `name`."""
-    text = " ".join(part.strip() for part in _texts(payload, ("first_name", "last_name")))
+    text = " ".join(part.strip() for part in search_index.texts(payload, ("first_name", "last_name")))
     if not text and isinstance(payload.get("name"), str):
         text = payload["name"].strip()
     return text or None
@@ -223,7 +274,7 @@ def _card(conn, story: list[dict]) -> tuple[str | None, str | None, str | None]:
     """Find the lead's latest name, email and phone in the newest valid stored events of its story."""
     name = email = phone = None
     event_ids = [entry["event_id"] for entry in reversed(story)
-                 if isinstance(entry, dict) and entry.get("kind") == "received"
+                 if isinstance(entry, dict) and entry.get("kind") == kinds.RECEIVED
                  and isinstance(entry.get("event_id"), str)]
     for event_id in event_ids[:CARD_EVENTS_SCANNED]:
         event = events.load(conn, event_id)
@@ -231,8 +282,8 @@ def _card(conn, story: list[dict]) -> tuple[str | None, str | None, str | None]:
             continue  # an invalid payload is no authority on who the lead is
         payload = event_payload(event)
         name = name or person_name(payload)
-        email = email or next(iter(_texts(payload, ("email",))), None)
-        phone = phone or next(iter(_texts(payload, ("phone",))), None)
+        email = email or next(iter(search_index.texts(payload, ("email",))), None)
+        phone = phone or next(iter(search_index.texts(payload, ("phone",))), None)
         if name and email and phone:
             break
     return name, email, phone
@@ -241,32 +292,3 @@ def _card(conn, story: list[dict]) -> tuple[str | None, str | None, str | None]:
 def _exists(conn, lead_id: str) -> bool:
     """Whether the bridge has a history or a mapping for a lead id."""
     return bool(conn.exists(keys.lead_history(lead_id), keys.lead_mapping(lead_id)))
-
-
-def _texts(payload: dict, names: tuple[str, ...]) -> list[str]:
-    """The non-blank string values of the named fields (cleared or non-text values are skipped)."""
-    return [payload[name] for name in names if isinstance(payload.get(name), str) and payload[name].strip()]
-
-
-def _phone_digits(text: str) -> str | None:
-    """The last ten digits of a phone number, or None when it has too few digits to be one."""
-    digits = re.sub(r"\D", "", text)
-    return digits[-PHONE_DIGITS:] if len(digits) >= MIN_PHONE_DIGITS else None
-
-
-def _name(text: str) -> str:
-    """A name as the index keeps it: without accents, casefolded, apostrophes dropped, other
-    punctuation a space, spaces collapsed ("Zoë O'Brien-Ng" → "zoe obrien ng")."""
-    bare = "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
-    bare = re.sub(r"['’`]", "", bare.casefold())
-    return " ".join(re.sub(r"[^\w]+|_", " ", bare).split())
-
-
-def _email(text: str) -> str:
-    """An e-mail address (or its start) as the index keeps it: trimmed, casefolded, no NUL."""
-    return text.strip().casefold().replace(SEPARATOR, "")
-
-
-def _bucket(now: float | None) -> int:
-    """The number of the index bucket covering the time `now` (default: this moment)."""
-    return int((time.time() if now is None else now) // defaults.SEARCH_INDEX_BUCKET_SECONDS)

@@ -1,25 +1,49 @@
-"""What the bridge is doing right now: queue depths, the oldest waiting job, LionDesk
-authorisation and the last LionDesk poll. Read live from Redis by /healthz, /metrics,
-`bridge jobs stats` and the console overview."""
+"""What the bridge is doing right now: the intake backlog, queue depths, the oldest waiting
+job, LionDesk authorisation, the last LionDesk poll, whether Redis takes writes and which workers
+are alive. Read live from Redis by /healthz, /metrics, `bridge jobs stats` and the console overview."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
-from datetime import timezone
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 
+from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+
+import redis
 
 from bridge import defaults
 from bridge.clients.oauth import auth_state
 from bridge.queue import event_queue, poll_queue
-from bridge.storage import polls
+from bridge.storage import beats, keys, polls
+from bridge.storage.redis import text
 
 QUEUE_NAMES = (defaults.EVENT_QUEUE, defaults.POLL_QUEUE)
 """The RQ queues the bridge runs; their scheduled and failed registries are summed."""
 
 NEEDS_REAUTHORIZATION = "needs_reauthorization"
 """The LionDesk authorisation state in which no job can reach LionDesk."""
+
+LAST_FAILURE = "last_failure"
+"""RQ job meta field where the worker's failure policy (workers/failure.py) keeps the last failed
+attempt: error class and text, outcome, when, when the job first failed, which vendor failed."""
+
+LIONDESK_SERVICES = ("liondesk", "liondesk_v1")
+"""Service names of LionDesk's APIs in an UpstreamError."""
+
+LIONDESK_FAILING, REAUTHORIZE, NO_WORKER, REDIS_FULL_NOTICE = "liondesk_failing", "reauthorize", "no_worker", "redis_full"
+"""What the console's banner can ask a person to look at (kinds of `Notice`)."""
+
+
+@dataclass
+class Notice:
+    """One thing that needs a person, for the banner at the top of every console page."""
+
+    kind: str
+    text: str
+    since: float | None = None
+    count: int | None = None
 
 
 def queue_depths(conn) -> dict[str, int]:
@@ -47,6 +71,36 @@ def oldest_waiting_age(conn, now: float | None = None) -> float | None:
     return round(max(ages), 1) if ages else None
 
 
+def intake_backlog(conn, now: float | None = None) -> dict:
+    """Deliveries accepted but not yet relayed onto the job queue: how many (`entries`) and the
+    age in seconds of the oldest (`oldest_age_seconds`, None when none waits).
+
+    These are the intake stream's entries the relays' consumer group has not acknowledged:
+    those no relay has read yet, and those read by a relay that has not finished with them
+    (or died). A backlog that only grows means no worker is running, or none reaches this
+    Redis. Redis 7 reports the unread count itself (the group's `lag`); older servers are
+    counted by reading, at most INTAKE_BACKLOG_COUNT_LIMIT entries (the figure is then a floor).
+    """
+    now = time.time() if now is None else now
+    stream = keys.intake_stream()
+    if not conn.exists(stream):
+        return {"entries": 0, "oldest_age_seconds": None}
+    group = next((g for g in conn.xinfo_groups(stream) if text(g.get("name")) == defaults.RELAY_GROUP), None)
+    if group is None:  # no worker ever started on this Redis: every entry waits
+        unread, after, pending, oldest_pending = conn.xlen(stream), "-", 0, None
+    else:
+        after = "(" + text(group["last-delivered-id"])
+        pending = int(group.get("pending") or 0)
+        oldest_pending = text(conn.xpending(stream, defaults.RELAY_GROUP)["min"]) if pending else None
+        unread = group.get("lag")
+        if unread is None:  # Redis < 7, or a lag Redis cannot know after deletions
+            unread = len(conn.xrange(stream, min=after, count=defaults.INTAKE_BACKLOG_COUNT_LIMIT))
+    first_unread = conn.xrange(stream, min=after, count=1) if unread else []
+    oldest = [entry for entry in (oldest_pending, text(first_unread[0][0]) if first_unread else None) if entry]
+    ages = [max(now - int(entry.split("-")[0]) / 1000, 0.0) for entry in oldest]
+    return {"entries": int(unread) + pending, "oldest_age_seconds": round(max(ages), 1) if ages else None}
+
+
 def liondesk_auth(conn, settings=None) -> dict:
     """Return LionDesk's authorisation state as the OAuth client records it (`state`, `reason`, `since`; no token)."""
 
@@ -56,3 +110,165 @@ def liondesk_auth(conn, settings=None) -> dict:
 def poll_status(conn) -> dict:
     """Return what the last LionDesk poll recorded (last_run, cursor, outcome); empty before the first poll."""
     return asdict(polls.load(conn))
+
+
+REDIS_OK, REDIS_FULL, REDIS_UNREACHABLE = "ok", "full", "unreachable"
+"""What Redis is to the bridge: taking writes, refusing them (maxmemory reached), or away."""
+
+REDIS_MESSAGES = {REDIS_FULL: "Redis full", REDIS_UNREACHABLE: "Redis unreachable"}
+"""How /healthz and the console name a Redis that is not ok."""
+
+
+def redis_trouble(exc: BaseException) -> str | None:
+    """REDIS_UNREACHABLE or REDIS_FULL when `exc` is Redis being away or refusing writes, else None.
+
+    Either is waited out, never died of. A Redis still loading its data after a restart
+    counts as away; a replica promoted away from (READONLY) or a failing save (MISCONF) as
+    refusing writes.
+    """
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return REDIS_UNREACHABLE
+    if isinstance(exc, (redis.OutOfMemoryError, redis.ReadOnlyError)):
+        return REDIS_FULL
+    if isinstance(exc, redis.ResponseError) and _refuses_writes(str(exc)):
+        return REDIS_FULL
+    return None
+
+
+def _refuses_writes(message: str) -> bool:
+    """Whether a Redis error without a class of its own says Redis refuses writes.
+
+    redis-py has no class for MISCONF, and a refusal met inside a Lua script (RQ's and the
+    intake's) arrives as a bare ResponseError quoting the OOM reply: only the text tells.
+    """
+    return message.startswith("MISCONF") or "command not allowed when used memory" in message
+
+
+def redis_state(conn) -> str:
+    """REDIS_OK, or REDIS_FULL when Redis is at maxmemory with nothing it may evict (writes refused).
+
+    "At maxmemory" leaves a margin (REDIS_FULL_FREE_FRACTION): Redis refuses a write that
+    would cross the limit and frees its buffer, so used memory hovers just under it.
+    Raises redis.RedisError when Redis does not answer (the caller reports REDIS_UNREACHABLE).
+    """
+    memory = conn.info("memory")
+    limit = int(memory.get("maxmemory") or 0)
+    if not limit or memory.get("maxmemory_policy") != "noeviction":
+        return REDIS_OK
+    margin = max(limit * defaults.REDIS_FULL_FREE_FRACTION, defaults.REDIS_FULL_FREE_MIN_BYTES)
+    return REDIS_FULL if limit - int(memory.get("used_memory", 0)) < margin else REDIS_OK
+
+
+def redis_health(conn) -> dict:
+    """Redis as the console's banner shows it: `state` (ok, full, unreachable) and `message` (None when ok)."""
+    try:
+        state = redis_state(conn)
+    except redis.RedisError as exc:
+        return {"state": REDIS_UNREACHABLE, "message": f"{REDIS_MESSAGES[REDIS_UNREACHABLE]} ({exc.__class__.__name__})"}
+    return {"state": state, "message": REDIS_MESSAGES.get(state)}
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """The worker processes as their heartbeats tell it (what the console's banner is drawn from)."""
+
+    live: int
+    """Worker processes with a live heartbeat record."""
+    last_seen: float | None
+    """When a worker last beat (unix seconds): now while one is alive; None when none did within a week."""
+    silent_seconds: float | None
+    """Seconds since a worker last beat (0 while one is alive); None when none ever did."""
+    no_worker: bool
+    """True when no worker beat for WORKER_SILENT_ALARM_SECONDS (or ever): nothing processes leads."""
+    message: str | None
+    """The sentence for the banner when `no_worker`, else None."""
+    workers: tuple[dict, ...] = ()
+    """Each live process: name, host, pid, started, last beat."""
+
+
+def worker_status(conn, now: float | None = None) -> WorkerStatus:
+    """Count the live workers from their heartbeats and say whether none has been seen for too long."""
+    now = time.time() if now is None else now
+    alive = beats.live(conn)
+    last_seen = now if alive else beats.last_seen(conn)
+    silent = None if last_seen is None else round(max(now - last_seen, 0.0), 1)
+    no_worker = not alive and (silent is None or silent >= defaults.WORKER_SILENT_ALARM_SECONDS)
+    message = None
+    if no_worker:
+        minutes = defaults.WORKER_SILENT_ALARM_SECONDS // 60
+        message = (f"No worker seen for {minutes} minutes or more: leads are accepted but not processed"
+                   if last_seen is not None else "No worker has ever run: leads are accepted but not processed")
+    return WorkerStatus(live=len(alive), last_seen=last_seen, silent_seconds=silent, no_worker=no_worker,
+                        message=message, workers=tuple({"process": beat.process, "host": beat.host, "pid": beat.pid,
+                                                        "started": beat.started, "beat": beat.beat} for beat in alive))
+
+
+def waiting_jobs(conn, limit: int = defaults.CONSOLE_BANNER_SCAN_JOBS) -> dict:
+    """Count the lead jobs waiting for a next attempt: on LionDesk failing (and since when), and on an operator.
+
+    Read from what the failure policy keeps on each job, not from every lead's story, so that
+    the banner of every console page costs two round trips even during a long outage.
+    """
+    ids = [raw.decode() if isinstance(raw, bytes) else raw
+           for raw in conn.zrange(ScheduledJobRegistry(defaults.EVENT_QUEUE, connection=conn).key, 0, limit - 1)]
+    failing, waiting, since = 0, 0, None
+    for job in Job.fetch_many(ids, connection=conn):
+        failure = job.meta.get(LAST_FAILURE) if job is not None and isinstance(job.meta, dict) else None
+        if not isinstance(failure, dict):
+            continue
+        if failure.get("outcome") == "waiting":
+            waiting += 1
+        elif failure.get("service") in LIONDESK_SERVICES:
+            failing += 1
+            first = failure.get("first_at")
+            if isinstance(first, (int, float)) and not isinstance(first, bool):
+                since = first if since is None else min(since, first)
+    return {"liondesk_failing": failing, "waiting_for_operator": waiting, "liondesk_failing_since": since}
+
+
+def attention(conn, settings=None, now: float | None = None) -> list[Notice]:
+    """What needs a person right now, most urgent first: LionDesk refusing the bridge's access,
+    LionDesk failing with leads waiting, no worker running, Redis full."""
+    notices = []
+    waiting = waiting_jobs(conn)
+    auth = liondesk_auth(conn, settings)
+    if auth.get("state") == NEEDS_REAUTHORIZATION:
+        held = waiting["waiting_for_operator"]
+        notices.append(Notice(REAUTHORIZE, "LionDesk needs re-authorisation: it refused the bridge's access"
+                              + (f" ({auth['reason']})" if auth.get("reason") else "")
+                              + (f"; {held} lead{'s' if held != 1 else ''} waiting for it" if held else ""),
+                              since=_unix(auth.get("since")), count=held))
+    if waiting["liondesk_failing"]:
+        count = waiting["liondesk_failing"]
+        notices.append(Notice(LIONDESK_FAILING, f"LionDesk is failing: {count} lead{'s' if count != 1 else ''} "
+                              "waiting for their next attempt", since=waiting["liondesk_failing_since"], count=count))
+    workers = worker_status(conn, now)
+    if workers.no_worker:
+        notices.append(Notice(NO_WORKER, workers.message,
+                              since=workers.last_seen))
+    if redis_health(conn)["state"] == REDIS_FULL:
+        notices.append(Notice(REDIS_FULL_NOTICE, "Redis is full (at its memory limit): new deliveries are refused "
+                              "(Real Geeks delivers them again later)"))
+    return notices
+
+
+def _unix(value) -> float | None:
+    """A time the OAuth state reports (ISO 8601 text or unix seconds) as unix seconds, or None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    return None
+
+
+def next_attempt_at(conn, job_id: str) -> float | None:
+    """When RQ's scheduler runs a waiting job next (unix seconds), or None when it is not waiting."""
+    for name in QUEUE_NAMES:
+        score = conn.zscore(ScheduledJobRegistry(name, connection=conn).key, job_id)
+        if score is not None:
+            return score
+    return None
