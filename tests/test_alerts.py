@@ -231,6 +231,14 @@ def test_a_backlog_older_than_its_minutes(alerting, receiver, redis_conn):
     assert kinds(tick(redis_conn, alerting, now=later + 1)) == [("backlog", alerts.RECOVERY)]
 
 
+def test_a_delivery_no_relay_picked_up_is_a_backlog_too(alerting, receiver, redis_conn, client, webhook_secret):
+    deliver(client, webhook_secret)  # accepted into the intake stream; no worker relays it
+    assert tick(redis_conn, alerting) == []
+    later = time.time() + alerting.alert_backlog_minutes * 60 + 1
+    assert kinds(tick(redis_conn, alerting, now=later)) == [("backlog", alerts.PROBLEM)]
+    assert "(1 waiting)" in receiver.texts[-1]
+
+
 def test_redis_memory_above_its_share_of_the_limit(alerting, receiver, redis_conn):
     used = int(redis_conn.info("memory")["used_memory"])
     previous = redis_conn.config_get("maxmemory")["maxmemory"]

@@ -37,7 +37,6 @@ from urllib.parse import unquote, urlparse
 
 import redis
 import requests
-from rq import Worker
 from rq.registry import FailedJobRegistry
 
 from bridge import defaults
@@ -196,26 +195,29 @@ def observe_liondesk_failing(conn, settings, state: store.AlertState, now: float
 
 
 def observe_backlog(conn, settings, state: store.AlertState, now: float) -> Observation:
-    """The oldest lead waiting to be worked on: waiting too long means workers are too few, stuck or gone."""
-    age = status.oldest_waiting_age(conn, now)
+    """The oldest lead waiting to be worked on, accepted but not yet relayed or queued but not yet run:
+    waiting too long means workers are too few, stuck or gone."""
+    intake = status.intake_backlog(conn, now)
+    ages = [age for age in (status.oldest_waiting_age(conn, now), intake["oldest_age_seconds"]) if age is not None]
+    age = max(ages) if ages else None
     limit = settings.alert_backlog_minutes * 60
-    depths = status.queue_depths(conn)
+    waiting = status.queue_depths(conn)["events"] + intake["entries"]
     return Observation(age is not None and age >= limit,
                        text=(f"The oldest waiting lead has waited {present.format_age(age)} to be worked on "
-                             f"({depths['events']} waiting): workers are too few, stuck or not running."),
+                             f"({waiting} waiting): workers are too few, stuck or not running."),
                        recovery="The backlog is worked off: no lead waits longer than "
                                 f"{present.format_age(limit)}.")
 
 
 def observe_no_worker(conn, settings, state: store.AlertState, now: float) -> Observation:
-    """No worker process registered: deliveries are stored but nothing sends them on."""
+    """No worker process beating (storage/beats.py): deliveries are stored but nothing sends them on."""
     minutes = settings.alert_no_worker_minutes
-    since = f" (since {present.format_time(state.since)})" if state.since else ""
-    return Observation(Worker.count(connection=conn) == 0, hold_for=minutes * 60,
+    workers = status.worker_status(conn, now)
+    since = f" (last seen {present.format_time(workers.last_seen)})" if workers.last_seen else ""
+    return Observation(workers.live == 0, hold_for=minutes * 60,
                        text=(f"No worker has been seen for {present.format_age(minutes * 60)} or more{since}: "
-                             "deliveries are "
-                             "accepted and stored, but no lead reaches LionDesk. Start (or scale up) the worker "
-                             "process, on the same Redis as the web process."),
+                             "deliveries are accepted and stored, but no lead reaches LionDesk. Start (or scale "
+                             "up) the worker process, on the same Redis as the web process."),
                        recovery="A worker is running again; stored deliveries are being worked off.")
 
 
