@@ -1,6 +1,7 @@
 """`bridge lead`, the lead search index, and how history entries read."""
 
 import json
+import re
 
 import pytest
 
@@ -263,3 +264,17 @@ def test_cli_text_escapes_control_characters_in_lead_data(cli, client, redis_con
 ])
 def test_terminal_safe(text, shown):
     assert present.terminal_safe(text) == shown
+
+
+def test_the_console_search_box_finds_the_same_way(make_settings, redis_conn, indexed):
+    from tests.ops_support import console_app, csrf_of, log_in
+
+    browser = console_app(make_settings).test_client()
+    assert log_in(browser).status_code == 302
+    for query, expected in (("tanaka ab", indexed["zoe"]), ("555 4433", indexed["zoe"]), ("msilva@", indexed["silva"])):
+        token = csrf_of(browser.get("/admin/leads").get_data(as_text=True))
+        response = browser.post("/admin/leads", data={"q": query, "csrf_token": token})
+        assert response.status_code == 303 and response.headers["Location"] == f"/admin/leads/{expected}", query
+    token = csrf_of(browser.get("/admin/leads").get_data(as_text=True))
+    both = browser.post("/admin/leads", data={"q": "5550199", "csrf_token": token}).get_data(as_text=True)
+    assert set(re.findall(r'<li data-lead-id="(\w+)"', both)) == {indexed["wong"], indexed["silva"]}
