@@ -132,6 +132,36 @@ def admin_login_failures(who: str) -> str:
     return f"{PREFIX}admin:login-failures:{who}"
 
 
+def admin_login_throttle(who: str) -> str:
+    """Hash (failures, last_at) of recent failed console logins for one account: its growing delay."""
+    return f"{PREFIX}admin:login-throttle:{who}"
+
+
+def console_users() -> str:
+    """Hash of the named console users: casefolded name → JSON record with the password's scrypt hash."""
+    return f"{PREFIX}admin:users"
+
+
+def console_session(session_digest: str) -> str:
+    """Hash of one open console session (user, password version, opened at, address), expiring with it."""
+    return f"{PREFIX}admin:session:{session_digest}"
+
+
+def console_sessions() -> str:
+    """Sorted set of every open console session's digest, scored by its expiry time (unix seconds)."""
+    return f"{PREFIX}admin:sessions"
+
+
+def alert_state(condition: str) -> str:
+    """Hash of one alert condition's state: announced or not, since when, what it last saw."""
+    return f"{PREFIX}alerts:state:{condition}"
+
+
+def alert_tick() -> str:
+    """Marker that one process is evaluating the alerts of the current period."""
+    return f"{PREFIX}alerts:tick"
+
+
 def webhook_secret_dev() -> str:
     """The generated webhook secret `bridge dev` keeps for local runs."""
     return f"{PREFIX}dev:webhook-secret"
@@ -148,8 +178,17 @@ def liondesk_rate_limiter() -> str:
 
 
 def lead_search_token(token_digest: str) -> str:
-    """Set of Real Geeks lead ids carrying one search token (a hashed email, phone or name)."""
+    """Set of Real Geeks lead ids carrying one search token (a hashed email, phone or name).
+
+    Written before the prefix index (lead_search_bucket) replaced it; only read now, until
+    the last of these sets expires a history lifetime after its last write."""
     return f"{PREFIX}index:lead:{token_digest}"
+
+
+def lead_search_bucket(bucket: int) -> str:
+    """Sorted set (all scores 0) of `field:value<NUL>lead id` members: the leads indexed in one
+    SEARCH_INDEX_BUCKET_SECONDS period (bucket = unix time // that period), searched by prefix."""
+    return f"{PREFIX}index:lead-prefix:{bucket}"
 
 
 def intake_stream() -> str:
