@@ -288,3 +288,6 @@ REDIS_FULL_FRACTION = 0.95
 
 WORKER_SILENT_SECONDS = 300
 """Seconds without any live worker after which the console's banner says no worker is running."""
+
+DUPLICATE_LOG_MAX_ENTRIES = 10_000
+"""Most repeated deliveries the deliveries log keeps (a count; each kept at most DEDUPE_TTL_SECONDS)."""

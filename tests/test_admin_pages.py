@@ -467,25 +467,34 @@ def test_deliveries_log_lists_filters_and_pages(browser, redis_conn, settings, w
                           webhook_secret).json
     bad = signed_post(browser, WEBHOOK, {"action": "created", "id": "ABC-9", "first_name": "Rui", "last_name": "Sá",
                                          "email": "not-an-email"}, webhook_secret).json
+    repeated = {key: value for key, value in queued.items() if key != "event_id"}
+    again = signed_post(browser, WEBHOOK, repeated, webhook_secret)  # Real Geeks delivering the same bytes again
+    assert again.json["status"] == "duplicate" and again.json["event_id"] == queued["event_id"]
     run_jobs(settings, redis_conn, monkeypatch)
     text = page(browser, "/admin/deliveries")
     rows = re.findall(r'<tr data-event-id="(\w+)" data-outcome="(\w+)">', text)
-    assert rows == [(bad["event_id"], "rejected"), (ignored["event_id"], ignored["status"]),
-                    (queued["event_id"], "queued")]  # newest first
+    assert rows == [(queued["event_id"], "duplicate"), (bad["event_id"], "rejected"),
+                    (ignored["event_id"], ignored["status"]), (queued["event_id"], "queued")]  # newest first
+    assert "repeated <a href" in text
+    only_repeats = page(browser, "/admin/deliveries?outcome=duplicate")
+    assert re.findall(r'data-outcome="(\w+)">', only_repeats) == ["duplicate"] and "Ana Lima" in only_repeats
+    story = page(browser, f"/admin/leads/{queued['id']}")
+    assert {"received", "duplicate", "processed"} <= set(re.findall(r'<li class="entry" data-kind="(\w+)"', story))
+    assert 'data-kind="duplicate"' in story and "delivery repeated an earlier one" in story
     assert "Rui Sá" in text and "Ana Lima" in text
     assert "Email: Not a valid email address." in html.unescape(text)
     only = page(browser, "/admin/deliveries?outcome=rejected")
     assert re.findall(r'<tr data-event-id="(\w+)"', only) == [bad["event_id"]]
     assert re.findall(r'<tr data-event-id="(\w+)"', page(browser, "/admin/deliveries?action=created")) == [
-        bad["event_id"], queued["event_id"]]
+        queued["event_id"], bad["event_id"], queued["event_id"]]
     assert 'class="empty"' in page(browser, "/admin/deliveries?since=2000-01-01T00:00&until=2000-01-02T00:00")
 
-    monkeypatch.setattr(deliveries, "PAGE_SIZE", 2)
+    monkeypatch.setattr(deliveries, "PAGE_SIZE", 3)
     first = page(browser, "/admin/deliveries")
-    assert len(re.findall(r'<tr data-event-id=', first)) == 2
+    assert len(re.findall(r'<tr data-event-id=', first)) == 3
     older = html.unescape(re.search(r'<a id="page-older" href="([^"]+)"', first)[1])
     second = page(browser, older)
-    assert re.findall(r'<tr data-event-id="(\w+)"', second) == [queued["event_id"]]
+    assert re.findall(r'<tr data-event-id="(\w+)" data-outcome="(\w+)"', second) == [(queued["event_id"], "queued")]
     assert 'id="page-older"' not in second and 'id="page-newest"' in second
 
 
@@ -520,3 +529,32 @@ def test_corrupt_and_huge_records_render_truncated_with_a_page_of_their_own(
         page(browser, url)
     assert 'data-event-id="0000000000000bad" data-outcome="unreadable"' in page(browser, "/admin/deliveries")
     assert browser.get(f"/admin/leads/{lead['id']}/entries/99999").status_code == 404
+
+
+def test_repeats_log_is_bounded_and_never_fails_the_webhook(browser, redis_conn, webhook_secret, monkeypatch):
+    import redis as redis_lib
+
+    from bridge.storage import events
+
+    now = time.time()
+    pipe = redis_conn.pipeline()
+    for n in range(5):
+        events.record_duplicate(pipe, f"e{n}", now - defaults.DEDUPE_TTL_SECONDS - 100 + n, "created", None)
+    pipe.execute()
+    monkeypatch.setattr(defaults, "DUPLICATE_LOG_MAX_ENTRIES", 3)
+    pipe = redis_conn.pipeline()
+    for n in range(5):
+        events.record_duplicate(pipe, f"f{n}", now + n, "created", None)
+    pipe.execute()
+    assert [record["of"] for record, _ in events.duplicates(redis_conn)] == ["f4", "f3", "f2"]  # old ones and the excess gone
+    assert 0 < redis_conn.ttl(keys.duplicate_deliveries()) <= defaults.DEDUPE_TTL_SECONDS
+
+    lead = deliver(browser, webhook_secret)
+    repeated = {key: value for key, value in lead.items() if key != "event_id"}
+
+    def refused(*args, **kwargs):
+        raise redis_lib.ConnectionError("gone")
+
+    monkeypatch.setattr(events, "record_duplicate", refused)
+    again = signed_post(browser, WEBHOOK, repeated, webhook_secret)
+    assert again.status_code in (200, 202) and again.json["status"] == "duplicate"

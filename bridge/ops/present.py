@@ -23,6 +23,7 @@ _HEADLINE_FACTS = {
     kinds.RETRIED_NOW: ("job_id", "by", "via", "event_id", "retries_left"),
     kinds.DISMISSED: ("job_id", "by", "via", "reason", "event_id"),
     kinds.REJECTED: ("action", "errors", "event_id"),
+    kinds.DUPLICATE: ("action", "event_id"),
     kinds.CALL: ("service", "method", "path", "status", "ms", "event_id"),
     kinds.UNREADABLE: ("problem", "bytes"),
 }
@@ -121,6 +122,8 @@ def describe_entry(entry: dict, *, with_event: bool = True, zone: tzinfo | None 
             line += f": {_errors_text(entry['errors'])}"
     elif kind == kinds.REJECTED:
         line = f"{entry.get('action') or 'unknown'} delivery rejected: {_errors_text(entry.get('errors') or {})}"
+    elif kind == kinds.DUPLICATE:
+        line = f"{entry.get('action') or 'unknown'} delivery repeated an earlier one: acknowledged, nothing to do"
     elif kind == kinds.PROCESSED:
         line = f"{entry.get('action') or 'event'} processed (attempt {entry.get('attempt', '?')})"
         if entry.get("summary"):

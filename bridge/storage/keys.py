@@ -26,6 +26,11 @@ def rejected_events() -> str:
     return f"{PREFIX}events:rejected"
 
 
+def duplicate_deliveries() -> str:
+    """Sorted set of repeated deliveries (what each repeated, when, for which lead), scored by receipt time."""
+    return f"{PREFIX}events:duplicates"
+
+
 def delivery_dedupe(body_sha256: str) -> str:
     """String holding the event id first stored for a body with this SHA-256 (7-day TTL)."""
     return f"{PREFIX}dedupe:delivery:{body_sha256}"
