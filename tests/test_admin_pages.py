@@ -229,6 +229,7 @@ def test_rejected_deliveries_show_their_validation_errors(browser, redis_conn, s
     text = page(browser, "/admin/rejected")
     assert f'data-event-id="{response.json["event_id"]}"' in text
     assert "<strong>email</strong>" in text and "Not a valid email address." in text
+    assert "Email: Not a valid email address." in html.unescape(text) and "Unnamed lead" in text
     assert "not-an-email" in text  # the payload, for support to read
     assert 'data-total="1"' in text
     job_page = page(browser, f"/admin/jobs/event-{response.json['event_id']}")  # linked from the lead's story

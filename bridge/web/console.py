@@ -94,6 +94,7 @@ bp.add_app_template_filter(present.shown, "shown")
 bp.add_app_template_filter(present.error_items, "error_items")
 bp.add_app_template_filter(present.errors_sentence, "errors_sentence")
 bp.add_app_template_filter(event_job_id, "job_of_event")
+bp.add_app_template_filter(lambda event: leads.person_name(leads.event_payload(event)), "lead_name_of")
 bp.add_app_template_global(kinds, "kinds")  # a global, not context: the imported macros see it too
 
 
