@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from rq.exceptions import AbandonedJobError
+
 from bridge import defaults
 from bridge.exceptions import PermanentError, RetryableError, UpstreamError, WaitingError
 from bridge.ops.status import LAST_FAILURE
@@ -32,7 +34,10 @@ def apply(job, exc: BaseException) -> str:
 
     RQ retries a job while `retries_left > 0`, waiting `retry_intervals[len - left]`.
     Giving up sets the budget to zero; waiting gives the spent retry back and waits
-    WAITING_RETRY_SECONDS; a Retry-After longer than the ladder's step wins.
+    WAITING_RETRY_SECONDS; a Retry-After longer than the ladder's step wins. An attempt
+    abandoned by its worker (killed, or cut off by a Redis outage) is retried at once: the
+    job did nothing wrong, but it spends its retry, so a job that kills its worker every
+    time still ends in the failed store.
     """
     decision, retries_left, intervals = _plan(job, exc)
     if job is not None and retries_left is not None:
@@ -61,6 +66,9 @@ def _plan(job, exc: BaseException) -> tuple[str, int | None, list | None]:
     if decision == WAIT:
         retries_left += 1
     step = max(len(intervals) - retries_left, 0)
+    if isinstance(exc, AbandonedJobError) and retries_left > 0:
+        intervals[step] = 0  # its worker died: the attempt never really ran, so run it again at once
+        return decision, retries_left, intervals
     wanted = defaults.WAITING_RETRY_SECONDS if decision == WAIT else getattr(exc, "retry_after", None)
     if wanted and retries_left > 0:
         intervals[step] = max(intervals[step], int(wanted + 0.999))

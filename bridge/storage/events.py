@@ -7,6 +7,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+import redis
+
 from bridge import defaults
 from bridge.jsonlimits import parse
 from bridge.storage import keys
@@ -35,6 +37,11 @@ class Event:
     lead_id: str | None = None
     errors: dict = field(default_factory=dict)
     body_sha256: str | None = None
+    order_ns: int | None = None
+    """When the change happened for ordering a lead's changes (unix ns), as the intake decided
+    (bridge/intake/identity.py); None on events stored before the intake decided it."""
+    ordered_by: str | None = None
+    order_note: str | None = None
 
     def payload(self) -> dict:
         """Return the parsed JSON body (only call on events whose body was valid JSON)."""
@@ -45,7 +52,8 @@ class Event:
         return json.dumps({
             "received_at": self.received_at, "status": self.status, "action": self.action,
             "lead_id": self.lead_id, "errors": self.errors, "headers": self.headers,
-            "body_sha256": self.body_sha256,
+            "body_sha256": self.body_sha256, "order_ns": self.order_ns, "ordered_by": self.ordered_by,
+            "order_note": self.order_note,
         }, separators=(",", ":"))
 
     def to_redis(self) -> dict:
@@ -65,7 +73,8 @@ class Event:
         meta = meta_of(fields.get(b"meta"))
         return cls(id=event_id, body=fields.get(b"body", b""), headers=meta["headers"],
                    received_at=meta["received_at"], status=meta["status"], action=meta["action"],
-                   lead_id=meta["lead_id"], errors=meta["errors"], body_sha256=meta["body_sha256"])
+                   lead_id=meta["lead_id"], errors=meta["errors"], body_sha256=meta["body_sha256"],
+                   order_ns=meta.get("order_ns"), ordered_by=meta.get("ordered_by"), order_note=meta.get("order_note"))
 
 
 UNREADABLE = "unreadable"
@@ -88,7 +97,8 @@ def meta_of(raw) -> dict:
     return {"received_at": typed("received_at", (int, float), 0.0), "status": typed("status", str, UNREADABLE),
             "action": typed("action", str), "lead_id": typed("lead_id", str),
             "errors": meta.get("errors") or {}, "headers": typed("headers", dict, {}),
-            "body_sha256": typed("body_sha256", str)}
+            "body_sha256": typed("body_sha256", str), "order_ns": typed("order_ns", int),
+            "ordered_by": typed("ordered_by", str), "order_note": typed("order_note", str)}
 
 
 def recent(conn, *, before: float | None = None, since: float | None = None,
@@ -132,11 +142,13 @@ def list_rejected(conn, start: int = 0, count: int = 50) -> list[Event]:
 
 
 def mark_rejected(conn, event: Event, errors: dict) -> None:
-    """Record that a stored event failed validation, so support sees it with its errors."""
+    """Record that a stored event failed validation, so support sees it with its errors; `conn` may be
+    an open pipeline (the relay's)."""
     event.status, event.errors = REJECTED, errors
-    with conn.pipeline() as pipe:
-        pipe.hset(keys.event(event.id), "meta", event.meta())
-        pipe.zadd(keys.rejected_events(), {event.id: event.received_at})
+    pipe = conn if isinstance(conn, redis.client.Pipeline) else conn.pipeline()
+    pipe.hset(keys.event(event.id), "meta", event.meta())
+    pipe.zadd(keys.rejected_events(), {event.id: event.received_at})
+    if pipe is not conn:
         pipe.execute()
 
 
