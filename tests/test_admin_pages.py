@@ -1,6 +1,7 @@
 """The console's pages, driven like a browser without JavaScript: real deliveries, real failed jobs."""
 
 import html
+import os
 import time
 import re
 
@@ -11,7 +12,7 @@ from rq.registry import FailedJobRegistry
 from bridge import defaults
 from bridge.web import create_app
 from bridge.exceptions import PermanentError, RetryableError
-from bridge.storage import history, keys
+from bridge.storage import beats, history, keys
 from tests.ops_support import ADMIN_PASSWORD, ADMIN_USER, WEBHOOK, csrf_of, deliver, log_in, run_jobs
 from tests.support import signed_post
 from bridge.queue import event_job_id, event_queue
@@ -352,11 +353,13 @@ def test_banner_asks_for_reauthorisation_with_the_connect_button(browser, redis_
 
 
 def test_banner_says_when_no_worker_runs_and_not_when_one_does(browser, redis_conn):
-    from bridge.storage import beats
-
     assert 'data-kind="no_worker"' in page(browser, "/admin/")
-    beats.record(redis_conn, beats.new_beat("web-test.1", "host", 1, time.time(), "rq-worker-1"))
-    assert 'data-kind="no_worker"' not in page(browser, "/admin/")
+    process = "test-worker-banner"
+    beats.record(redis_conn, beats.new_beat(process, "host", os.getpid(), time.time(), "rq:worker:test"))
+    try:
+        assert 'data-kind="no_worker"' not in page(browser, "/admin/")
+    finally:
+        beats.forget(redis_conn, process)
 
 
 def test_banner_says_when_redis_is_full(browser, redis_conn):
@@ -368,7 +371,7 @@ def test_banner_says_when_redis_is_full(browser, redis_conn):
         text = response.get_data(as_text=True)
     finally:
         redis_conn.config_set("maxmemory", previous)
-    assert response.status_code == 200 and 'data-kind="redis"' in text and "Redis full: new deliveries are refused" in text
+    assert response.status_code == 200 and 'data-kind="redis_full"' in text and "Redis is full" in text
 
 
 def test_overview_chart_shows_delivered_and_failed_per_hour(browser, redis_conn):

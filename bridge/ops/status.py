@@ -8,7 +8,6 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from rq import Worker
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
@@ -33,9 +32,8 @@ attempt: error class and text, outcome, when, when the job first failed, which v
 LIONDESK_SERVICES = ("liondesk", "liondesk_v1")
 """Service names of LionDesk's APIs in an UpstreamError."""
 
-NOTICE_LIONDESK_FAILING, NOTICE_REAUTHORIZE, NOTICE_NO_WORKER, NOTICE_REDIS = (
-    "liondesk_failing", "reauthorize", "no_worker", "redis")
-"""What the console's banner can ask a person to look at (a notice's `kind`)."""
+LIONDESK_FAILING, REAUTHORIZE, NO_WORKER, REDIS_FULL_NOTICE = "liondesk_failing", "reauthorize", "no_worker", "redis_full"
+"""What the console's banner can ask a person to look at (kinds of `Notice`)."""
 
 
 @dataclass
@@ -230,30 +228,27 @@ def waiting_jobs(conn, limit: int = defaults.CONSOLE_BANNER_SCAN_JOBS) -> dict:
 
 def attention(conn, settings=None, now: float | None = None) -> list[Notice]:
     """What needs a person right now, most urgent first: LionDesk refusing the bridge's access,
-    LionDesk failing with leads waiting, no worker seen (heartbeats), Redis full.
-
-    A Redis that does not answer raises redis.RedisError: the page then says so itself.
-    """
+    LionDesk failing with leads waiting, no worker running, Redis full."""
     notices = []
     waiting = waiting_jobs(conn)
     auth = liondesk_auth(conn, settings)
     if auth.get("state") == NEEDS_REAUTHORIZATION:
         held = waiting["waiting_for_operator"]
-        notices.append(Notice(NOTICE_REAUTHORIZE, "LionDesk needs re-authorisation: it refused the bridge's access"
+        notices.append(Notice(REAUTHORIZE, "LionDesk needs re-authorisation: it refused the bridge's access"
                               + (f" ({auth['reason']})" if auth.get("reason") else "")
                               + (f"; {held} lead{'s' if held != 1 else ''} waiting for it" if held else ""),
                               since=_unix(auth.get("since")), count=held))
     if waiting["liondesk_failing"]:
         count = waiting["liondesk_failing"]
-        notices.append(Notice(NOTICE_LIONDESK_FAILING, f"LionDesk is failing: {count} lead{'s' if count != 1 else ''} "
+        notices.append(Notice(LIONDESK_FAILING, f"LionDesk is failing: {count} lead{'s' if count != 1 else ''} "
                               "waiting for their next attempt", since=waiting["liondesk_failing_since"], count=count))
     workers = worker_status(conn, now)
     if workers.no_worker:
-        notices.append(Notice(NOTICE_NO_WORKER, workers.message, since=workers.last_seen))
-    health = redis_health(conn)
-    if health["state"] == REDIS_FULL:
-        notices.append(Notice(NOTICE_REDIS, f"{health['message']}: new deliveries are refused (Real Geeks delivers "
-                              "them again later) and jobs wait until memory is freed"))
+        notices.append(Notice(NO_WORKER, workers.message,
+                              since=workers.last_seen))
+    if redis_health(conn)["state"] == REDIS_FULL:
+        notices.append(Notice(REDIS_FULL_NOTICE, "Redis is full (at its memory limit): new deliveries are refused "
+                              "(Real Geeks delivers them again later)"))
     return notices
 
 
