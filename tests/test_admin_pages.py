@@ -553,3 +553,32 @@ def test_repeats_log_is_bounded_and_never_fails_the_webhook(browser, redis_conn,
     monkeypatch.setattr(events, "record_duplicate", refused)
     again = signed_post(browser, WEBHOOK, repeated, webhook_secret)
     assert again.status_code in (200, 202) and again.json["status"] == "duplicate"
+
+
+def test_job_page_of_a_waiting_job_says_when_and_runs_it_now(browser, outage):
+    job_id = event_job_id(outage["second"]["event_id"])
+    text = page(browser, f"/admin/jobs/{job_id}")
+    assert 'id="job-next-attempt"><time' in text and 'id="retry-now-form"' in text and 'id="replay-form"' not in text
+    done = submit(browser, f"/admin/jobs/{job_id}", "/admin/retrying/run", {"one": job_id, "next": f"/admin/jobs/{job_id}"})
+    assert flash_of(done).startswith("1 job due now")
+
+
+def test_poll_jobs_are_listed_apart_and_never_swept_into_a_lead_replay(browser, redis_conn, settings, failures,
+                                                                      monkeypatch):
+    import workers.jobs
+    from bridge.queue import enqueue_poll, poll_queue
+
+    def refused_poll(context, **_):
+        raise PermanentError("poll refused")
+
+    monkeypatch.setattr(workers.jobs.reverse, "poll", refused_poll)
+    enqueue_poll(poll_queue(redis_conn), 1_700_000_000, intervals=(1,))
+    run_jobs(settings, redis_conn, monkeypatch)
+    text = page(browser, "/admin/failed")
+    assert rows_of(text, "failed-others") == ["poll-1700000000"]
+    assert "poll-1700000000" not in rows_of(text, "failed-jobs") and 'data-matching="3" data-total="3"' in text
+    token = csrf_of(text)
+    asked = browser.post("/admin/failed/replay", data={"scope": "matching", "csrf_token": token}).get_data(as_text=True)
+    assert counts_on(asked, "by-kind") == {"lead": 3} and "poll-1700000000" not in confirm_form(asked)["job_id"]
+    others = browser.post("/admin/failed/replay", data={"scope": "others", "csrf_token": token}).get_data(as_text=True)
+    assert confirm_form(others)["job_id"] == ["poll-1700000000"] and counts_on(others, "by-kind") == {"poll": 1}

@@ -260,6 +260,7 @@ def job_detail(conn, job_id: str) -> JobDetail | None:
         return None
     stories: dict[str, list[dict]] = {}
     summary = _describe(conn, job_id, job, event, stories, dismissal(conn, job_id))
+    summary.next_attempt_at = status.next_attempt_at(conn, job_id) if job else None
     result = job.latest_result() if job else None
     traceback = result.exc_string if result is not None and result.type == Result.Type.FAILED else None
     story = stories.get(event.lead_id, []) if event and event.lead_id else []
