@@ -582,3 +582,21 @@ def test_poll_jobs_are_listed_apart_and_never_swept_into_a_lead_replay(browser, 
     assert counts_on(asked, "by-kind") == {"lead": 3} and "poll-1700000000" not in confirm_form(asked)["job_id"]
     others = browser.post("/admin/failed/replay", data={"scope": "others", "csrf_token": token}).get_data(as_text=True)
     assert confirm_form(others)["job_id"] == ["poll-1700000000"] and counts_on(others, "by-kind") == {"poll": 1}
+
+
+def test_filters_read_times_in_bridge_timezone(redis_conn, make_settings, webhook_secret, settings, monkeypatch):
+    app = create_app(make_settings(admin_username=ADMIN_USER, admin_password=ADMIN_PASSWORD,
+                                   bridge_timezone="Pacific/Honolulu"))
+    client = app.test_client()
+    assert log_in(client).status_code == 302
+    lead = deliver(client, webhook_secret)
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    hawaii = datetime.now(ZoneInfo("Pacific/Honolulu"))
+    before, after = ((hawaii + timedelta(minutes=delta)).strftime("%Y-%m-%dT%H:%M") for delta in (-5, 5))
+    text = page(client, "/admin/deliveries")
+    assert "Since (Pacific/Honolulu)" in text and lead["event_id"] in text
+    assert lead["event_id"] in page(client, f"/admin/deliveries?since={before}&until={after}")
+    # The same wall-clock times read as UTC would miss it by ten hours.
+    assert lead["event_id"] not in page(client, f"/admin/deliveries?since={before}Z&until={after}Z")

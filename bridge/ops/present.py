@@ -91,11 +91,11 @@ def format_age(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def parse_time(text: str) -> float:
-    """Parse an ISO 8601 date or time (naive means UTC, as every time the tools show is) into unix seconds."""
+def parse_time(text: str, zone: tzinfo | None = None) -> float:
+    """Parse an ISO 8601 date or time into unix seconds; one without an offset is in `zone` (None: UTC)."""
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=zone or timezone.utc)
     return value.timestamp()
 
 
