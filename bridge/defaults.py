@@ -420,3 +420,6 @@ LIONDESK_CONTACT_URL gives no deep link to the contact: LionDesk documents no co
 CONSOLE_BANNER_SCAN_JOBS = 1000
 """Most waiting jobs the console's banner reads to say how long LionDesk has been failing (a count)."""
 
+
+DUPLICATE_LOG_MAX_ENTRIES = 10_000
+"""Most repeated deliveries the deliveries log keeps (a count; each kept at most DEDUPE_TTL_SECONDS)."""

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 from rq.job import Job
+from rq.serializers import DefaultSerializer as DEFAULT_SERIALIZER
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 import redis
@@ -233,15 +234,15 @@ def worker_status(conn, now: float | None = None) -> WorkerStatus:
 def waiting_jobs(conn, limit: int = defaults.CONSOLE_BANNER_SCAN_JOBS) -> dict:
     """Count the lead jobs waiting for a next attempt: on LionDesk failing (and since when), and on an operator.
 
-    Read from what the failure policy keeps on each job, not from every lead's story, so that
-    the banner of every console page costs two round trips even during a long outage.
+    Read from what the failure policy keeps on each job (its meta field only, not the job nor the
+    lead's story), so the banner of every console page stays two small round trips during a long
+    outage. Past `limit` waiting jobs the counts are of the `limit` soonest (`more` says so).
     """
-    ids = [raw.decode() if isinstance(raw, bytes) else raw
-           for raw in conn.zrange(ScheduledJobRegistry(defaults.EVENT_QUEUE, connection=conn).key, 0, limit - 1)]
+    key = ScheduledJobRegistry(defaults.EVENT_QUEUE, connection=conn).key
+    ids = [text(raw) for raw in conn.zrange(key, 0, limit - 1)]
     failing, waiting, since = 0, 0, None
-    for job in Job.fetch_many(ids, connection=conn):
-        failure = job.meta.get(LAST_FAILURE) if job is not None and isinstance(job.meta, dict) else None
-        if not isinstance(failure, dict):
+    for failure in last_failures(conn, ids):
+        if failure is None:
             continue
         if failure.get("outcome") == "waiting":
             waiting += 1
@@ -250,7 +251,25 @@ def waiting_jobs(conn, limit: int = defaults.CONSOLE_BANNER_SCAN_JOBS) -> dict:
             first = failure.get("first_at")
             if isinstance(first, (int, float)) and not isinstance(first, bool):
                 since = first if since is None else min(since, first)
-    return {"liondesk_failing": failing, "waiting_for_operator": waiting, "liondesk_failing_since": since}
+    return {"liondesk_failing": failing, "waiting_for_operator": waiting, "liondesk_failing_since": since,
+            "more": len(ids) == limit and conn.zcard(key) > limit}
+
+
+def last_failures(conn, job_ids: list[str]) -> list[dict | None]:
+    """The last failure the failure policy kept on each job (None: none, or unreadable), reading only
+    each job's meta field (one round trip)."""
+    pipe = conn.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.hget(Job.key_for(job_id), "meta")
+    found = []
+    for raw in pipe.execute():
+        try:
+            meta = DEFAULT_SERIALIZER.loads(raw) if raw else None
+        except Exception:  # noqa: BLE001 (a record another program wrote: anything may fail to load)
+            meta = None
+        failure = meta.get(LAST_FAILURE) if isinstance(meta, dict) else None
+        found.append(failure if isinstance(failure, dict) else None)
+    return found
 
 
 def attention(conn, settings=None, now: float | None = None) -> list[Notice]:
@@ -267,7 +286,8 @@ def attention(conn, settings=None, now: float | None = None) -> list[Notice]:
                               since=_unix(auth.get("since")), count=held))
     if waiting["liondesk_failing"]:
         count = waiting["liondesk_failing"]
-        notices.append(Notice(LIONDESK_FAILING, f"LionDesk is failing: {count} lead{'s' if count != 1 else ''} "
+        notices.append(Notice(LIONDESK_FAILING, f"LionDesk is failing: {count}{'+' if waiting['more'] else ''} "
+                              f"lead{'s' if count != 1 else ''} "
                               "waiting for their next attempt", since=waiting["liondesk_failing_since"], count=count))
     workers = worker_status(conn, now)
     if workers.no_worker:

@@ -26,6 +26,11 @@ def rejected_events() -> str:
     return f"{PREFIX}events:rejected"
 
 
+def duplicate_deliveries() -> str:
+    """Sorted set of repeated deliveries (what each repeated, when, for which lead), scored by receipt time."""
+    return f"{PREFIX}events:duplicates"
+
+
 def delivery_dedupe(digest: str) -> str:
     """String holding the event id first stored for a delivery (7-day TTL): the digest of its
     body, with its X-Lead-Router-Timestamp when it has one (bridge/intake/identity.py)."""
