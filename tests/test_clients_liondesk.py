@@ -787,3 +787,24 @@ def test_a_retry_after_longer_than_a_job_should_wait_goes_to_the_retry_ladder(ht
     with pytest.raises(UpstreamRateLimited) as caught:
         patient_client.get_contact(9)
     assert caught.value.retry_after == 30 and len(http.calls) == 1 and pauses == []
+
+
+def test_the_worker_companion_keeps_an_idle_grant_alive_and_survives_failures(http, client, token_endpoint,
+                                                                              redis_conn, clock):
+    class TwoRounds:
+        """A stop event that lets two rounds run, then stops."""
+
+        def __init__(self):
+            self.rounds = 0
+
+        def wait(self, timeout):
+            self.rounds += 1
+            return self.rounds > 2
+
+    stored_valid_token(redis_conn, clock)
+    clock.now += defaults.LIONDESK_KEEPALIVE_SECONDS + 1
+    http.replace(responses.POST, TOKEN_URL, status=503, body="<html>down</html>")
+    stop = TwoRounds()
+    client.auth.run_keep_alive(stop, interval=0)  # the first round's refresh fails: logged, tried again
+    assert stop.rounds == 3
+    assert len([c for c in http.calls if c.request.url.startswith(TOKEN_URL)]) == 2

@@ -180,6 +180,8 @@ def companions_of(context: Context, process: str, stop: threading.Event) -> list
     found = [liveness.Companion("intake-relay", lambda s: Relay(conn, process, settings.retry_intervals).run(s), stop)]
     if settings.reverse_sync_enabled:  # one LionDesk poll per slot across every worker
         found.append(liveness.Companion("poll-trigger", lambda s: poll_trigger.run_trigger(conn, settings, s), stop))
+    if settings.liondesk_configured:  # an idle account's grant is refreshed before it could lapse
+        found.append(liveness.Companion("liondesk-keepalive", context.clients.liondesk.auth.run_keep_alive, stop))
     return found
 
 
