@@ -135,3 +135,34 @@ def test_custom_field_values_skip_empty_and_unknown_fields():
     assert notes == ["LionDesk has no custom field named 'Estimate'; estimated_value not written there"]
     values, _ = custom_field_values(lead, rules, {"timeframe": "7", "estimate": "8"})
     assert values[1] == {"id": "8", "value": "100500.90"}
+
+
+V1 = {"LIONDESK_V1_API_KEY": "sandbox-v1-key", "LIONDESK_V1_USER_KEY": "sandbox-v1-user"}
+
+
+def test_a_dead_v1_falls_back_to_a_task_and_is_skipped_until_the_recheck(bridge_with, redis_conn):
+    bridge = bridge_with(**V1)
+    bridge.sandbox.control("POST", "settings", v1_service="gone")
+    viewed = {"type": "property_viewed", "source": "Website", "description": "Viewed 1 Main St",
+              "created": "2026-12-02T10:00:00.000000Z"}
+    payload = sample_lead(activities=[viewed])
+    bridge.deliver_and_work(payload)
+    tasks = bridge.sandbox.control("GET", "liondesk/tasks")["data"]
+    assert [t["channel"] for t in tasks] == ["v2.1"]
+    entries = history.read(redis_conn, payload["id"])
+    assert [e["channel"] for e in entries if e["kind"] == "activity_delivered"] == ["v2.1 task"]
+    assert [e["kind"] for e in entries].count("v1_failed") == 1
+    since = bridge.sandbox.last_seq()
+    later = {**viewed, "created": "2026-12-02T11:00:00.000000Z"}
+    bridge.deliver_and_work({"action": "activity_added", "id": payload["id"], "activities": [later]})
+    assert bridge.sandbox.calls(since, service="liondesk_v1") == []  # v1 skipped: it failed within the hour
+    assert len(bridge.sandbox.control("GET", "liondesk/tasks")["data"]) == 2
+
+
+def test_healthz_checks_v1_with_echo_at_most_every_few_minutes(bridge_with):
+    bridge = bridge_with(**V1)
+    first = bridge.client.get("/healthz").json["liondesk"]
+    assert first["v1"] == "ok" and first["tasks_channel"] == "v2.1"
+    bridge.client.get("/healthz")
+    echoes = [c for c in bridge.sandbox.calls(service="liondesk_v1") if c["path"] == "/liondesk-v1"]
+    assert len(echoes) == 1  # the second probe reads the recorded answer
