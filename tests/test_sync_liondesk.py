@@ -166,3 +166,12 @@ def test_healthz_checks_v1_with_echo_at_most_every_few_minutes(bridge_with):
     bridge.client.get("/healthz")
     echoes = [c for c in bridge.sandbox.calls(service="liondesk_v1") if c["path"] == "/liondesk-v1"]
     assert len(echoes) == 1  # the second probe reads the recorded answer
+
+
+def test_an_app_conflict_is_one_contacts_problem_for_the_reverse_poll():
+    from bridge.exceptions import LionDeskAppConflict, UpstreamAuthError
+    from bridge.sync.reverse import concerns_one_contact
+
+    conflict = LionDeskAppConflict("LionDesk app registered under another account", service="liondesk", status=401)
+    assert concerns_one_contact(conflict)  # recorded on the contact's own job; the poll moves on
+    assert not concerns_one_contact(UpstreamAuthError("401", service="liondesk", status=401))
