@@ -403,6 +403,9 @@ LIONDESK_KEEPALIVE_SECONDS = 3 * 24 * 3600
 """An idle LionDesk grant is refreshed when no token was issued for this long, in seconds
 (LionDesk publishes no refresh-token lifetime; its access tokens last about 9 days)."""
 
+LIONDESK_KEEPALIVE_CHECK_SECONDS = 3600
+"""How often each worker looks whether the LionDesk grant has been idle for LIONDESK_KEEPALIVE_SECONDS, in seconds."""
+
 LIONDESK_TASK_TITLE_CHARS = 120
 """Longest title the bridge puts at the head of a LionDesk task's text, in characters."""
 

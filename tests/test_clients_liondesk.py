@@ -787,3 +787,35 @@ def test_a_retry_after_longer_than_a_job_should_wait_goes_to_the_retry_ladder(ht
     with pytest.raises(UpstreamRateLimited) as caught:
         patient_client.get_contact(9)
     assert caught.value.retry_after == 30 and len(http.calls) == 1 and pauses == []
+
+
+def test_the_worker_companion_keeps_an_idle_grant_alive_and_survives_failures(http, client, token_endpoint,
+                                                                              redis_conn, clock):
+    class TwoRounds:
+        """A stop event that lets two rounds run, then stops."""
+
+        def __init__(self):
+            self.rounds = 0
+
+        def wait(self, timeout):
+            self.rounds += 1
+            return self.rounds > 2
+
+    stored_valid_token(redis_conn, clock)
+    clock.now += defaults.LIONDESK_KEEPALIVE_SECONDS + 1
+    http.replace(responses.POST, TOKEN_URL, status=503, body="<html>down</html>")
+    stop = TwoRounds()
+    client.auth.run_keep_alive(stop, interval=0)  # the first round's refresh fails: logged, tried again
+    assert stop.rounds == 3
+    assert len([c for c in http.calls if c.request.url.startswith(TOKEN_URL)]) == 2
+
+
+def test_a_v21_401_with_a_good_token_falls_back_to_v20_which_is_not_blocked(http, tasks_client, authorised,
+                                                                              token_endpoint, redis_conn):
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1001})
+    http.add(responses.POST, f"{COMMUNICATIONS}/tasks", status=401, json={"message": "not for this app"})
+    http.add(responses.POST, f"{BASE}/tasks", json={"id": 5})
+    assert tasks_client.create_task(7, title="x") == "v2.0:5"
+    assert auth_state(redis_conn)["app_conflict"]["scopes"] == ["communications/tasks"]
+    assert channels(redis_conn)["tasks"]["channel"] == "v2.0"
+    assert tasks_client.create_task(7, title="y") == "v2.0:5"  # v2.0 /tasks is not the refused scope

@@ -810,3 +810,15 @@ def test_serves_16_concurrent_requests_over_http(sandbox_process):
     requests.post(f"{url}/_sandbox/faults", json={"service": "liondesk", "outage": "drop", "latency_ms": 0})
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/liondesk/me", headers=headers, timeout=10)
+
+
+def test_custom_fields_are_defined_then_valued_on_contacts(ld):
+    field = ld.post("/custom-fields", {"name": "Timeframe"}).json
+    assert isinstance(field["id"], str) and field["rank"] == 99999
+    assert [f["name"] for f in ld.get("/custom-fields").json["data"]] == ["Timeframe"]
+    contact = ld.post("/contacts", {"first_name": "C", "custom_fields": [{"id": field["id"], "value": "0-3 months"}]})
+    assert contact.status_code == 201
+    assert [(f["name"], f["value"]) for f in contact.json["custom_fields"]] == [("Timeframe", "0-3 months")]
+    patched = ld.patch(f"/contacts/{contact.json['id']}", {"custom_fields": [{"id": field["id"], "value": "now"}]})
+    assert patched.json["custom_fields"][0]["value"] == "now"
+    assert_feathers_error(ld.post("/contacts", {"custom_fields": [{"id": "999", "value": "x"}]}), 400, "BadRequest")

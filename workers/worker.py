@@ -183,6 +183,8 @@ def companions_of(context: Context, process: str, stop: threading.Event) -> list
         found.append(liveness.Companion("poll-trigger", lambda s: poll_trigger.run_trigger(conn, settings, s), stop))
     if settings.alerts_enabled:  # one evaluation per period across every web and worker process
         found.append(liveness.Companion("alerts", lambda s: alerts.run_alerts(conn, settings, s), stop))
+    if settings.liondesk_configured:  # an idle account's grant is refreshed before it could lapse
+        found.append(liveness.Companion("liondesk-keepalive", context.clients.liondesk.auth.run_keep_alive, stop))
     return found
 
 

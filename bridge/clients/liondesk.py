@@ -157,7 +157,8 @@ class LionDeskClient:
         refresh, until LIONDESK_APP_CONFLICT_RECHECK_SECONDS have passed.
         """
         service = service or self.service
-        scope = scope_of(path)
+        # Tasks v2.1 is another host: a refusal there must not stop v2.0 /tasks, its fallback.
+        scope = ("communications/" if service is self.communications else "") + scope_of(path)
         refused_at = oauth.app_conflict_checked_at(self.conn, scope)
         if refused_at is not None and self.clock() - refused_at < defaults.LIONDESK_APP_CONFLICT_RECHECK_SECONDS:
             raise LionDeskAppConflict(f"{oauth.APP_CONFLICT}: {method} {path} skipped (LionDesk refused it)",

@@ -24,6 +24,7 @@ from bridge import defaults
 from bridge.clients.http import Service, error_body, error_for, error_message, json_of
 from bridge.config import Settings
 from bridge.exceptions import (
+    BridgeError,
     LionDeskNeedsReauthorization,
     LionDeskNotConfigured,
     TokenRefreshBusy,
@@ -275,6 +276,19 @@ class LionDeskAuth:
         self.refresh(rejected=tokens.access_token)
         log.info("liondesk grant kept alive with a refresh (idle account)")
         return True
+
+    def run_keep_alive(self, stop, interval: float = defaults.LIONDESK_KEEPALIVE_CHECK_SECONDS) -> None:
+        """Call `keep_alive` every `interval` seconds until `stop` (a threading.Event) is set; a worker companion.
+
+        Failures are logged and tried again next time: a refresh LionDesk refuses marks the
+        grant dead through the usual path, and a busy lock means another worker is refreshing.
+        """
+        while not stop.wait(interval):
+            try:
+                self.keep_alive()
+            except (BridgeError, redis.RedisError) as exc:
+                log.warning("liondesk keep-alive refresh failed (%s: %s); next try in %.0f s",
+                            exc.__class__.__name__, exc, interval)
 
     def exchange_authorization_code(self, code: str, redirect_uri: str | None = None) -> dict:
         """Trade an authorisation code for tokens, store them, clear needs-reauthorisation; return auth_state."""

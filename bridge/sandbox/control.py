@@ -292,6 +292,14 @@ def add_user():
         return jsonify(user), 201
 
 
+@bp.post("/liondesk/custom-fields")
+def add_custom_field():
+    """Define a custom field as the broker would in LionDesk ({"name", "data_type"})."""
+    values = data.load(data.CustomFieldSchema(), body_object())
+    with sandbox_state() as state:
+        return jsonify(data.create_custom_field(state, values)), 201
+
+
 @bp.post("/liondesk/lead-sources")
 def add_lead_source():
     """Add a lead source (LionDesk's API cannot; an account may already have one)."""

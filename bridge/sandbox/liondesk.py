@@ -284,6 +284,17 @@ patch_route(data.CONTACT_SOURCES, data.ContactSourceSchema, rename_contact_sourc
 delete_route(data.CONTACT_SOURCES)
 
 
+read_routes(data.CUSTOM_FIELDS, "Custom field definitions (string ids, as documented).")
+
+
+@bp.post("/custom-fields")
+def create_custom_field():
+    """Define a custom field (name required, rank 99999 by default)."""
+    values = data.load(data.CustomFieldSchema(), body_object())
+    with sandbox_state() as state:
+        return jsonify(data.create_custom_field(state, values, TOKEN_OWNER_ID)), 201
+
+
 read_routes(data.LEAD_SOURCES, 'Lead sources (read-only: there is no POST, so a "Real Geeks" one cannot be created).')
 read_routes(data.HOTNESSES, "Hotnesses, by default in user_id then rank order.",
             order=lambda records: sorted(records, key=lambda h: (h["user_id"], h["rank"])))

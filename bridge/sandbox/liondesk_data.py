@@ -75,6 +75,15 @@ class ContactSchema(_Body):
     tags = text(508)
     created_at, modified_at = Timestamp(), Timestamp()
     assigned_user_id, hotness_id, source_id = Reference(), Reference(), Reference()
+    custom_fields = fields.List(fields.Dict(), allow_none=True)
+
+
+class CustomFieldSchema(_Body):
+    """A custom field definition (endpoints/contacts/custom-fields): a name of at most 255, a data type, a rank."""
+
+    name = text(255, required=True)
+    data_type = text(choices=("Text", "Number", "Date", "Dollar Amt"))
+    rank = fields.Integer(allow_none=True)
 
 
 class AddressSchema(_Body):
@@ -153,7 +162,7 @@ class TaskSchema(_Body):
     notes = text(2000)
 
 
-CONTACT_FIELDS = tuple(ContactSchema().fields)
+CONTACT_FIELDS = tuple(name for name in ContactSchema().fields if name != "custom_fields")
 ADDRESS_FIELDS = tuple(AddressSchema().fields)
 LEAD_FIELDS = tuple(LeadSchema().fields)
 TASK_FIELDS = tuple(TaskSchema().fields)
@@ -179,6 +188,7 @@ COLUMNS = {
     "tasks": ("id", "owner_user_id", "campaign_contact_id", "completed_at", "is_all_day", "is_important",
               "is_public", "category", "folder", "channel", *TASK_FIELDS),
     "team_members": ("id", "request_status", "team_id", "user_id"),
+    "custom_fields": ("id", "user_id", "name", "rank", "data_type"),
     "sub_accounts": ("id", "user_id"),
     "campaign_communications": ("id", "campaign_id", "campaign_name", "campaign_contact_id", "contact_id",
                                 "type", "status", "scheduled_at"),
@@ -251,8 +261,31 @@ def sub_account_view(user: dict) -> dict:
             "user": {k: user.get(k) for k in ("id", "first_name", "last_name", "email", "username", "phone")}}
 
 
+def create_custom_field(state: SandboxState, values: dict, user_id: int = 1) -> dict:
+    """Store a custom field definition (rank 99999 and Text unless given)."""
+    return state.custom_fields.insert({"rank": 99999, "data_type": "Text",
+                                       **{k: v for k, v in values.items() if v is not None}, "user_id": user_id})
+
+
+def check_custom_fields(state: SandboxState, values: list[dict] | None) -> None:
+    """Refuse `custom_fields` naming a field that is not defined: a value needs its field first (§4.3)."""
+    for item in values or ():
+        if state.custom_fields.get(item.get("id")) is None:
+            raise bad_request(f"custom field {item.get('id')!r} does not exist", custom_fields="unknown field id")
+
+
+def store_custom_field_values(state: SandboxState, contact_id: int, values: list[dict] | None) -> None:
+    """Keep the checked `custom_fields: [{id, value}]` of a contact body (endpoints/contacts/custom-field-values)."""
+    check_custom_fields(state, values)
+    for item in values or ():
+        state.custom_field_values[f"{contact_id}:{item['id']}"] = None if item.get("value") is None else str(item["value"])
+
+
 def create_contact(state: SandboxState, values: dict, owner_user_id: int = 1) -> dict:
     """Store a new contact from validated `values`; timestamps default to now."""
+    values = dict(values)
+    custom = values.pop("custom_fields", None)
+    check_custom_fields(state, custom)
     check_references(values, contact_references(state))
     check_assignable(state, values, owner_user_id)
     now = state.now()
@@ -260,12 +293,16 @@ def create_contact(state: SandboxState, values: dict, owner_user_id: int = 1) ->
     record.update(values)
     record["created_at"] = values.get("created_at") or now
     record["modified_at"] = values.get("modified_at") or now
-    return state.contacts.insert(record)
+    contact = state.contacts.insert(record)
+    store_custom_field_values(state, contact["id"], custom)
+    return contact
 
 
 def update_contact(state: SandboxState, contact: dict, values: dict) -> bool:
     """Apply validated `values`; bump modified_at when a value really changed (MySQL's ON
     UPDATE CURRENT_TIMESTAMP does the same) unless the caller set it. Return whether it changed."""
+    values = dict(values)
+    store_custom_field_values(state, contact["id"], values.pop("custom_fields", None))
     check_references(values, contact_references(state))
     check_assignable(state, values, contact.get("owner_user_id") or 1)
     changed = any(contact.get(field) != value for field, value in values.items())
@@ -291,7 +328,10 @@ def contact_view(state: SandboxState, contact: dict) -> dict:
         **contact,
         "addresses": [address_view(a) for a in state.addresses_of(contact["id"])],
         "hotness": {k: hotness[k] for k in ("name", "rank", "color")} if hotness else None,
-        "custom_fields": [],
+        "custom_fields": [{**{k: field[k] for k in ("id", "user_id", "name", "rank", "data_type")},
+                           "value": state.custom_field_values[f"{contact['id']}:{field['id']}"]}
+                          for field in state.custom_fields
+                          if f"{contact['id']}:{field['id']}" in state.custom_field_values],
         "source": {k: source[k] for k in ("id", "name", "user_id", "created_at")} if source else None,
     }
 
@@ -547,6 +587,7 @@ class Resource:
 
 CONTACTS = Resource("contacts", "contact", "contact_id", contact_view)
 CONTACT_SOURCES = Resource("contact_sources", "contact source", "source_id")
+CUSTOM_FIELDS = Resource("custom_fields", "custom field", "field_id")
 LEAD_SOURCES = Resource("lead_sources", "lead source", "source_id")
 HOTNESSES = Resource("hotnesses", "hotness", "hotness_id")
 LEADS = Resource("leads", "lead", "lead_id", lambda state, lead: lead_view(lead))

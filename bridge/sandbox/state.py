@@ -101,6 +101,9 @@ class SandboxState:
             self._address_ids: dict[int, list[str]] = {}
             self.leads, self.offers, self.tasks = Table(), Table(), Table()
             self.team_members = Table()
+            # Custom field definitions (string ids, as documented) and their values per contact.
+            self.custom_fields = Table(string_ids=True)
+            self.custom_field_values: dict[str, str] = {}
             # Users holding a token for our app: /users lists only them (endpoints/users).
             self.token_holders: set[int] = {1}
             # LionDesk behaviours the docs leave open, as knobs (docs/sandbox.md): the

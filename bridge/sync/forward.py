@@ -22,7 +22,7 @@ from bridge.translate import activity as activities
 from bridge.translate import phones
 from bridge.translate.contact import contact_body, email_search_forms, phone_region
 from bridge.translate.lead import campaign_name, lead_body, lead_source_name
-from bridge.translate.liondesk import LEAD_REQUIRED_FIELDS, with_numbers
+from bridge.translate.liondesk import LEAD_REQUIRED_FIELDS, custom_field_values, with_numbers
 from bridge.translate.realgeeks import parse_instant
 from bridge.translate.limits import fit_tags, split_tags
 from bridge.translate.snapshot import (diff, empty_snapshot, liondesk_patch, merge_snapshot,
@@ -217,6 +217,7 @@ def link_or_create_contact(job: Job):
     if contact is not None:
         contact_id = contact["id"]
         translation = contact_body(job.lead, job.rules, first_sync=True, existing_tags=contact.get("tags"), **ids)
+        _add_custom_fields(job, translation)
         kept = theirs(contact, translation.body)
         job.relink(contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
                    received_id=job.lead.get("received_id"), applied_ns=job.received_ns,
@@ -235,6 +236,7 @@ def link_or_create_contact(job: Job):
         return contact_id
 
     translation = contact_body(job.lead, job.rules, first_sync=True, **ids)
+    _add_custom_fields(job, translation)
     mappings.mark_effect(job.conn, job.lead_id, "contact", PENDING)
     created = client.create_contact(translation.body)
     contact_id = created["id"]
@@ -248,6 +250,16 @@ def link_or_create_contact(job: Job):
     mappings.save_snapshot(job.conn, job.lead_id,
                            merge_snapshot(empty_snapshot(), snapshot_from_realgeeks(job.lead, job.rules)))
     return contact_id
+
+
+def _add_custom_fields(job: Job, translation) -> None:
+    """Put the rules' `[custom_fields]` values into a contact body (nothing, and no call, when none are mapped)."""
+    if not any((job.rules.get("custom_fields") or {}).values()):
+        return
+    values, notes = custom_field_values(job.lead, job.rules, references.custom_field_ids_by_name(job.liondesk))
+    translation.notes.extend(notes)
+    if values:
+        translation.body["custom_fields"] = values
 
 
 KEPT_ON_LINK = ("source_id", "hotness_id")

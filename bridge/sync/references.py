@@ -149,3 +149,8 @@ def hotness_ids_by_name(client: LionDeskClient) -> dict:
 def hotness_names_by_id(client: LionDeskClient) -> dict:
     """LionDesk hotness id → name."""
     return {str(record["id"]): record["name"] for record in client.reference("hotnesses") if record.get("name")}
+
+
+def custom_field_ids_by_name(client: LionDeskClient) -> dict:
+    """LionDesk custom field name (casefolded) → id, for the fields the account can see."""
+    return {folded(record["name"]): record["id"] for record in client.reference("custom-fields") if record.get("name")}

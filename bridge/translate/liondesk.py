@@ -70,6 +70,8 @@ class ContactBodySchema(Schema):
     hotness_id = _id(allow_none=True)
     source_id = _id(allow_none=True)
     assigned_user_id = _id(allow_none=True)
+    custom_fields = fields.List(fields.Dict(), validate=lambda values: all(
+        set(v) == {"id", "value"} and isinstance(v["value"], str) for v in values))
 
 
 class AddressSchema(Schema):
@@ -102,6 +104,37 @@ class LeadBodySchema(Schema):
     state = fields.String()
     zipcode = fields.Raw(validate=lambda v: isinstance(v, (str, int)) and not isinstance(v, bool))
     type = fields.String()
+
+
+CUSTOM_FIELD_SOURCES = ("timeframe", "region", "source_details", "estimated_value")
+"""The Real Geeks fields the rules may map to LionDesk custom fields (`[custom_fields]`)."""
+
+
+def custom_field_values(lead: dict, rules: dict, field_ids: dict) -> tuple[list[dict], list[str]]:
+    """The `custom_fields` of a contact body for the lead's mapped fields, and notes for names LionDesk lacks.
+
+    `field_ids` maps a custom field's name (casefolded) to its id (`GET /custom-fields`, §4.3).
+    `estimated_value` comes from the latest activity naming a property with one.
+    """
+    values, notes = [], []
+    for source, name in (rules.get("custom_fields") or {}).items():
+        if not name:
+            continue
+        value = lead.get(source) if source != "estimated_value" else _estimated_value(lead)
+        if value in (None, ""):
+            continue
+        field_id = field_ids.get(str(name).strip().casefold())
+        if field_id is None:
+            notes.append(f"LionDesk has no custom field named {name!r}; {source} not written there")
+            continue
+        values.append({"id": field_id, "value": str(value).strip()})
+    return values, notes
+
+
+def _estimated_value(lead: dict):
+    """The estimated value of the property of the lead's latest activity that has one, or None."""
+    priced = [act for act in lead.get("activities") or () if (act.get("property") or {}).get("estimated_value")]
+    return priced[-1]["property"]["estimated_value"] if priced else None
 
 
 NUMERIC_LEAD_FIELDS = ("mls_id", "zipcode")
