@@ -8,6 +8,7 @@ switches of every gunicorn thread. Variants run one after another, so compare fi
 of one run only.
 
     python bench/webhook_costs.py [--seconds 6] [--rounds 1]
+    python bench/webhook_costs.py --loop     # the request path's parts, timed in one thread, no server
 
 The variants are measurement tools, not configurations: they patch a built app.
 """
@@ -167,12 +168,95 @@ def measure(app: str, port: int, env: dict, redis_pid: int, work: Path, deliveri
     }
 
 
+def loop_breakdown(count: int = 5000) -> None:
+    """Time the intake's parts in one thread (CPU µs per call, median of 5 passes): no server, no contention."""
+    import io
+    import json
+    import logging
+
+    from bridge.intake import identity
+    from bridge.intake.classify import classify
+    from bridge.intake.signature import Verifier, sign
+    from bridge.intake.store import received_entry
+    from bridge.jsonlimits import parse
+    from bridge.sandbox.sample import body_of, sample_lead
+    from bridge.sandbox.webhooks import timestamp_header
+    from bridge.storage import events, search
+    from bridge.web import create_app
+
+    secret = os.environ["REALGEEKS_WEBHOOK_SECRET"]
+    app = create_app()
+    for handler in logging.getLogger().handlers:  # the log line's cost without the terminal's
+        handler.stream = open(os.devnull, "w")
+    bodies = [body_of(sample_lead()) for _ in range(count)]
+    body, stamp = bodies[0], timestamp_header(time.time_ns())
+    parsed, verifier, signature = parse(body), Verifier(secret), sign(body, secret)
+    event = events.Event(id=events.new_event_id(), body=body, headers={"X-Lead-Router-Timestamp": stamp},
+                         received_at=time.time(), status=events.QUEUED, action="created", lead_id="a" * 32)
+
+    def environ(n, repeat):
+        """The WSGI environ of delivery n, stamped apart in every pass (so that no pass meets a duplicate)."""
+        stamped = timestamp_header(time.time_ns() - 1000 * (n + repeat * count))
+        return {"REQUEST_METHOD": "POST", "PATH_INFO": "/webhooks/realgeeks", "wsgi.input": io.BytesIO(bodies[n]),
+                "CONTENT_LENGTH": str(len(bodies[n])), "CONTENT_TYPE": "application/json",
+                "HTTP_X_LEAD_ROUTER_SIGNATURE": sign(bodies[n], secret), "HTTP_X_LEAD_ROUTER_ACTION": "created",
+                "HTTP_X_LEAD_ROUTER_TIMESTAMP": stamped, "HTTP_USER_AGENT": "wrk"}
+
+    parts = {
+        "signature (HMAC-SHA256, key prepared once)": lambda: verifier.ok(body, signature),
+        "JSON parse within the limits": lambda: parse(body),
+        "classify": lambda: classify(parsed, {"X-Lead-Router-Action": "created"}, None),
+        "identity + ordering (timestamp header)": lambda: (identity.delivery_digest("ab" * 32, stamp),
+                                                          identity.ordering(stamp, time.time())),
+        "search-index members": lambda: search.entries("a" * 32, parsed.value),
+        "event meta + received entry (JSON)": lambda: (event.meta(),
+                                                       json.dumps(received_entry(event), separators=(",", ":"))),
+    }
+    print("| part | CPU µs per delivery |\n|---|---|")
+    for name, call in parts.items():
+        print(f"| {name} | {_per_call(call, count):.1f} |")
+    store = app.extensions["bridge.store"]
+    real_run = store._run
+    for name, redis_too, logged in (("whole webhook, store call stubbed, no log line", False, False),
+                                    ("whole webhook, store call stubbed", False, True),
+                                    ("whole webhook with the store call (Redis on this machine)", True, True)):
+        store._run = real_run if redis_too else (lambda keys_, args: [1, args[0]])
+        logging.getLogger("bridge.webhook").disabled = not logged
+        samples = []
+        for repeat in range(5):
+            prepared = [environ(n, repeat) for n in range(count)]
+            started = time.process_time()
+            for one in prepared:
+                b"".join(app(one, lambda status, headers: None))
+            samples.append((time.process_time() - started) / count * 1e6)
+        print(f"| {name} | {statistics.median(samples):.1f} |")
+    store._run = real_run
+    logging.getLogger("bridge.webhook").disabled = False
+
+
+def _per_call(call, count: int) -> float:
+    """Median over 5 passes of the CPU µs one call of `call` takes."""
+    samples = []
+    for _ in range(5):
+        started = time.process_time()
+        for _ in range(count):
+            call()
+        samples.append((time.process_time() - started) / count * 1e6)
+    return statistics.median(samples)
+
+
 def main() -> None:
     """Measure every variant and print a Markdown table of medians over rounds."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--loop", action="store_true", help="time the request path's parts in one thread instead")
     args = parser.parse_args()
+    if args.loop:
+        with load_test_setup("bench-costs-") as (_, env, _redis):
+            os.environ.update(env)
+            loop_breakdown()
+        return
     results = {name: [] for name in VARIANTS}
     with load_test_setup("bench-costs-") as (work, env, redis_process):
         deliveries = work / "deliveries.tsv"
