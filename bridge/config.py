@@ -47,6 +47,7 @@ class Settings:
     bridge_config: str | None = None
     port: int = defaults.PORT
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS_SECONDS
+    parked_expiry_days: int = defaults.PARKED_EXPIRY_DAYS
     rules: Mapping = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -230,5 +231,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bridge_config=bridge_config,
         port=_number(env, "PORT", defaults.PORT, int, 1, 65535),
         retry_intervals=_intervals(env, "BRIDGE_RETRY_INTERVALS", defaults.RETRY_INTERVALS_SECONDS),
+        parked_expiry_days=_number(env, "BRIDGE_PARKED_EXPIRY_DAYS", defaults.PARKED_EXPIRY_DAYS, int, 1,
+                                   defaults.EVENT_TTL_SECONDS // 86400 - 1),
         rules=load_rules(bridge_config),
     )

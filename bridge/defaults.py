@@ -27,6 +27,10 @@ RETRY_INTERVALS_SECONDS = (30, 120, 600, 1800, 7200, 21600)
 (30 s, 2 min, 10 min, 30 min, 2 h, 6 h): it spans a LionDesk outage of hours.
 BRIDGE_RETRY_INTERVALS overrides it (comma-separated seconds)."""
 
+PARKED_EXPIRY_DAYS = 30
+"""How long a delivery for a lead Real Geeks has not identified yet waits for the lead's details, in days
+(BRIDGE_PARKED_EXPIRY_DAYS). It must stay under EVENT_TTL_SECONDS: the parked event's body is read when applied."""
+
 JOB_TIMEOUT_SECONDS = 25
 """Longest a single job may run, in seconds; under the 30 s a Heroku dyno gets
 between SIGTERM and SIGKILL, so a warm shutdown always finishes the job in hand."""

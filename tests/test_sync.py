@@ -1,13 +1,14 @@
 """Real Geeks → LionDesk sync, through the real intake, relay and worker, against the sandbox over HTTP."""
 
 import json
+import time
 
 import pytest
 from rq.registry import FailedJobRegistry
 
 from bridge.config import load_settings
 from bridge.sandbox.sample import sample_lead
-from bridge.storage import history, mappings
+from bridge.storage import history, mappings, parked
 from tests.support import signed_post
 from bridge.context import Context
 from bridge.queue import event_queue
@@ -176,16 +177,68 @@ def test_empty_string_clears_and_absent_keys_are_left_alone(bridge):
     assert contact["email"] == payload["email"] and contact["first_name"] == payload["first_name"]
 
 
-def test_activities_before_the_lead_wait_for_it(bridge, redis_conn):
-    lead_id = sample_lead()["id"]
-    bridge.deliver({"action": "activity_added", "id": lead_id, "activities": [
-        {"type": "property_viewed", "source": "Website", "description": "Viewed 1 Main St",
-         "created": "2026-11-01T10:00:00Z"}]})
+VIEWED = {"type": "property_viewed", "source": "Website", "description": "Viewed 1 Main St",
+          "created": "2026-11-01T10:00:00Z"}
+
+
+def test_activities_before_the_lead_are_parked_then_applied_once_after_it(bridge, redis_conn):
+    payload = sample_lead(activities=[])
+    lead_id = payload["id"]
+    bridge.deliver({"action": "activity_added", "id": lead_id, "activities": [VIEWED]})
     bridge.work()
-    (job,) = event_queue(redis_conn).scheduled_job_registry.get_job_ids()
     assert bridge.contacts() == []
-    (failed,) = [e for e in history.read(redis_conn, lead_id) if e["kind"] == "attempt_failed"]
-    assert failed["error_class"] == "LeadNotYetSynced" and failed["outcome"] == "retrying"
+    assert event_queue(redis_conn).scheduled_job_registry.get_job_ids() == []  # not on the retry ladder
+    assert parked.counts(redis_conn)["deliveries"] == 1
+    assert bridge.client.get("/healthz").json["parked"]["deliveries"] == 1
+    (entry,) = [e for e in history.read(redis_conn, lead_id) if e["kind"] == "parked"]
+    assert entry["detail"] == "waiting for Real Geeks to send this lead's details"
+
+    bridge.deliver(payload)
+    bridge.work()
+    (contact,) = bridge.contacts()
+    tasks = [t for t in bridge.sandbox.control("GET", "liondesk/tasks")["data"] if "Viewed 1 Main St" in t["description"]]
+    assert len(tasks) == 1 and tasks[0]["contact_id"] == contact["id"]
+    kinds = [e["kind"] for e in history.read(redis_conn, lead_id)]
+    assert kinds.index("contact_created") < kinds.index("unparked")
+    assert parked.counts(redis_conn) == {"leads": 0, "deliveries": 0, "oldest_age_seconds": None}
+
+    bridge.deliver({"action": "activity_added", "id": lead_id, "activities": [VIEWED], "site_domain": "again"})
+    bridge.work()  # the same activity again: already delivered
+    assert len([t for t in bridge.sandbox.control("GET", "liondesk/tasks")["data"]
+                if "Viewed 1 Main St" in t["description"]]) == 1
+
+
+@pytest.mark.parametrize("action", ["updated", "created"])
+def test_a_lead_without_name_email_or_phone_creates_no_contact_and_waits(bridge, redis_conn, action):
+    lead_id = sample_lead()["id"]
+    bridge.deliver({"action": action, "id": lead_id, "source": "Website", "status": "Active",
+                    "first_name": "", "email": ""})
+    bridge.work()
+    assert bridge.contacts() == []
+    assert [e["kind"] for e in history.read(redis_conn, lead_id)].count("parked") == 1
+    assert parked.waiting(redis_conn, lead_id)
+
+    bridge.deliver({"action": "updated", "id": lead_id, "email": "late@example.com", "source": "Website"})
+    bridge.work()
+    (contact,) = bridge.contacts()
+    assert contact["email"] == "late@example.com"
+    assert parked.waiting(redis_conn, lead_id) == []
+    assert "unparked" in [e["kind"] for e in history.read(redis_conn, lead_id)]
+
+
+def test_parked_deliveries_expire_after_the_window_with_a_story_entry(bridge, redis_conn):
+    lead_id = sample_lead()["id"]
+    bridge.deliver({"action": "activity_added", "id": lead_id, "activities": [VIEWED]})
+    bridge.work()
+    (event_id,) = parked.waiting(redis_conn, lead_id)
+    parked.done(redis_conn, lead_id, event_id)
+    parked.park(redis_conn, lead_id, event_id, time.time() - 31 * 86400)  # as if parked 31 days ago
+
+    bridge.deliver(sample_lead())  # any later job sweeps expired parked work
+    bridge.work()
+    assert parked.waiting(redis_conn, lead_id) == []
+    (expired,) = [e for e in history.read(redis_conn, lead_id) if e["kind"] == "parked_expired"]
+    assert expired["event_ids"] == [event_id] and "30 days" in expired["detail"]
 
 
 def test_liondesk_refusal_sends_the_job_to_the_failed_store_at_once(bridge, redis_conn):

@@ -13,7 +13,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from bridge import defaults
 from bridge.clients.oauth import auth_state
 from bridge.queue import event_queue, poll_queue
-from bridge.storage import polls
+from bridge.storage import parked, polls
 
 QUEUE_NAMES = (defaults.EVENT_QUEUE, defaults.POLL_QUEUE)
 """The RQ queues the bridge runs; their scheduled and failed registries are summed."""
@@ -56,3 +56,8 @@ def liondesk_auth(conn, settings=None) -> dict:
 def poll_status(conn) -> dict:
     """Return what the last LionDesk poll recorded (last_run, cursor, outcome); empty before the first poll."""
     return asdict(polls.load(conn))
+
+
+def parked_status(conn) -> dict:
+    """Return how many leads and deliveries wait for Real Geeks to send the lead's details, and the oldest's age."""
+    return {"reason": parked.WAITING_FOR_DETAILS, **parked.counts(conn)}

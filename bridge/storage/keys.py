@@ -66,6 +66,16 @@ def activity_dedupe(lead_id: str, fingerprint: str) -> str:
     return f"{PREFIX}dedupe:activity:{lead_id}:{fingerprint}"
 
 
+def parked_events(lead_id: str) -> str:
+    """List of event ids of one lead waiting for Real Geeks to send the lead's details, oldest first."""
+    return f"{PREFIX}parked:lead:{lead_id}"
+
+
+def parked_leads() -> str:
+    """Sorted set of the lead ids with parked events, scored by when the first was parked (unix seconds)."""
+    return f"{PREFIX}parked:leads"
+
+
 def lead_search_index() -> str:
     """Hash from a normalised email, phone or name token to the lead ids that carry it."""
     return f"{PREFIX}index:lead-search"

@@ -8,14 +8,22 @@ chosen so that a crash at any point is repaired by the retry:
   recorded in Redis; a "pending" mark before each call tells a retry that the call may
   have happened already, so it checks instead of repeating it;
 - each activity is marked delivered only after LionDesk took it.
+
+A delivery for a lead the bridge has never linked that cannot create a contact (an
+`activity_added`; a `created`, `unknown` or `updated` with no name, e-mail or phone) is
+parked (`bridge.storage.parked`): the job succeeds, the story says it waits for Real
+Geeks to send the lead's details, and `handlers.apply_parked` applies it, in order and
+once, right after the first delivery that identifies the lead. No LionDesk contact is
+ever created without a name, an e-mail or a phone.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
-from bridge.exceptions import LeadNotYetSynced, UpstreamRejected
-from bridge.storage import history, mappings
+from bridge.exceptions import UpstreamRejected
+from bridge.storage import history, mappings, parked
 from bridge.sync import conflicts, references
 from bridge.translate import activity as activities
 from bridge.translate import phones
@@ -38,6 +46,8 @@ class Job:
     event_id: str
     received_ns: int
     done: list[str] = field(default_factory=list)
+    parked: bool = False
+    """Whether this delivery was parked to wait for the lead's details."""
 
     @property
     def lead_id(self) -> str:
@@ -70,10 +80,29 @@ class Job:
 
 # -- the actions ---------------------------------------------------------------------------
 
+IDENTITY_FIELDS = ("first_name", "last_name", "email", "phone", "phone2")
+"""Lead fields of which one is needed to match or create a LionDesk contact."""
+
+
+def identifies(lead: dict) -> bool:
+    """Whether a delivery names the person: a name, an e-mail or a phone that is not empty."""
+    return any(str(lead.get(name) or "").strip() for name in IDENTITY_FIELDS)
+
+
+def park(job: Job, reason: str) -> None:
+    """Keep the delivery until Real Geeks identifies the lead (not failed, not on the retry ladder)."""
+    parked.park(job.conn, job.lead_id, job.event_id, time.time())
+    job.parked = True
+    job.note("parked", detail=parked.WAITING_FOR_DETAILS, reason=reason)
+    job.did(parked.WAITING_FOR_DETAILS)
+
 
 def upsert(job: Job) -> None:
     """`created` / `unknown`: make sure the contact, the lead, its campaign, offers and activities exist."""
     link = mappings.get_link(job.conn, job.lead_id)
+    if "contact_id" not in link and not identifies(job.lead):
+        park(job, "the lead has no name, e-mail or phone yet: no LionDesk contact can be matched or created")
+        return
     if "contact_id" in link:
         contact_id = link["contact_id"]
         apply_changes(job)
@@ -91,6 +120,9 @@ def update(job: Job) -> None:
     """`updated`: PATCH only the fields that changed since the last sync; unknown leads are created."""
     link = mappings.get_link(job.conn, job.lead_id)
     if "contact_id" not in link:
+        if not identifies(job.lead):
+            park(job, "an update of a lead the bridge has not seen, without name, e-mail or phone")
+            return
         job.note("update_before_create", detail="no LionDesk contact linked yet: handled as created")
         upsert(job)
         return
@@ -99,10 +131,11 @@ def update(job: Job) -> None:
 
 
 def add_activities(job: Job) -> None:
-    """`activity_added`: deliver each new activity once; the lead must have reached LionDesk first."""
+    """`activity_added`: deliver each new activity once; a lead not in LionDesk yet is parked until it is."""
     link = mappings.get_link(job.conn, job.lead_id)
     if "contact_id" not in link:
-        raise LeadNotYetSynced(f"lead {job.lead_id} has no LionDesk contact yet; its activities wait for it")
+        park(job, "activities of a lead the bridge has not seen yet")
+        return
     deliver_activities(job, link["contact_id"], job.lead.get("activities") or [])
 
 

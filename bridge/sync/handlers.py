@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 
+from bridge.exceptions import PermanentError
+from bridge.storage import events, history, mappings, parked
 from bridge.storage.locks import lead_lock
 from bridge.sync import forward
 from bridge.translate.realgeeks import load_event
@@ -20,13 +23,59 @@ LEAD_HANDLERS = {
 
 def handle_event(context, event) -> str:
     """Process one event and return a one-line summary for the lead's history."""
+    expire_parked(context)
     lead = load_event(event.action, event.payload())
     if event.action == "user_updated":
         return refresh_agents(context, lead)
     job = forward.Job(context=context, lead=lead, event_id=event.id, received_ns=forward.received_ns(event))
     with context.telling(job.lead_id, event.id), lead_lock(context.redis, job.lead_id):
         LEAD_HANDLERS[event.action](job)
+        apply_parked(job)
     return "; ".join(job.done) or "nothing to change"
+
+
+def apply_parked(job: forward.Job) -> None:
+    """Apply the lead's parked deliveries, oldest change first, once the lead is in LionDesk.
+
+    Runs under the lead's lock right after the delivery that linked (or had linked) the
+    lead, so nothing else of the lead runs between them. Each is taken off the parked
+    list once applied, so a retry of this job (a LionDesk outage halfway) resumes with
+    the rest. One that LionDesk refuses for good is noted in the story and dropped, as
+    its own job would have been; it does not fail the delivery that identified the lead.
+    """
+    conn = job.conn
+    if job.parked or "contact_id" not in mappings.get_link(conn, job.lead_id):
+        return
+    parked.done(conn, job.lead_id, job.event_id)  # this very delivery, if it was parked before (a replay)
+    waiting = [event for event in (events.load(conn, event_id) for event_id in parked.waiting(conn, job.lead_id))
+               if event is not None]
+    for gone in set(parked.waiting(conn, job.lead_id)) - {event.id for event in waiting}:
+        parked.done(conn, job.lead_id, gone)  # its event expired meanwhile: nothing left to apply
+    applied = 0
+    for event in sorted(waiting, key=forward.received_ns):
+        later = forward.Job(context=job.context, lead=load_event(event.action, event.payload()), event_id=event.id,
+                            received_ns=forward.received_ns(event))
+        try:
+            LEAD_HANDLERS[event.action](later)
+        except PermanentError as exc:
+            later.note("parked_failed", identified_by=job.event_id, error_class=exc.__class__.__name__,
+                       error=str(exc)[:500])
+        else:
+            later.note("unparked", identified_by=job.event_id, summary="; ".join(later.done) or "nothing to change",
+                       detail="applied now that Real Geeks sent the lead's details")
+            applied += 1
+        parked.done(conn, job.lead_id, event.id)
+    if waiting:
+        job.did(f"applied {applied} of {len(waiting)} delivery(ies) that waited for the lead's details")
+
+
+def expire_parked(context) -> None:
+    """Drop parked deliveries older than BRIDGE_PARKED_EXPIRY_DAYS, with a story entry for each lead."""
+    days = context.settings.parked_expiry_days
+    for lead_id, event_ids in parked.expire(context.redis, time.time() - days * 86400):
+        history.append(context.redis, lead_id, "parked_expired", event_ids=event_ids,
+                       detail=f"Real Geeks sent no name, e-mail or phone for this lead within {days} days: "
+                              f"{len(event_ids)} waiting delivery(ies) dropped")
 
 
 def refresh_agents(context, user: dict) -> str:

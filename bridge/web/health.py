@@ -1,5 +1,6 @@
 """GET /livez: are this process and Redis answering (for platform health checks).
-GET /healthz: is Redis answering, can the bridge reach LionDesk, how far behind is the queue, the last poll."""
+GET /healthz: is Redis answering, can the bridge reach LionDesk, how far behind is the queue, the last poll,
+how many deliveries wait for Real Geeks to send their lead's details."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def healthz():
         backlog = queue_backlog(conn)
         liondesk = status.liondesk_auth(conn, current_app.config["BRIDGE_SETTINGS"])
         poll = status.poll_status(conn)
+        waiting = status.parked_status(conn)
     except redis.RedisError as exc:
         return jsonify(status="unavailable", redis=f"error: {exc.__class__.__name__}"), 503
     # The reason may quote LionDesk's answer; it is for the console, not an unauthenticated probe.
@@ -43,5 +45,6 @@ def healthz():
     # Likewise the poll's error text: the probe gets when it ran, how far it read, and how it ended.
     poll = {name: poll.get(name) for name in ("last_run", "cursor", "outcome")}
     if liondesk["state"] == status.NEEDS_REAUTHORIZATION:
-        return jsonify(status="needs_reauthorization", redis="ok", liondesk=liondesk, queue=backlog, poll=poll), 503
-    return jsonify(status="ok", redis="ok", liondesk=liondesk, queue=backlog, poll=poll), 200
+        return jsonify(status="needs_reauthorization", redis="ok", liondesk=liondesk, queue=backlog, poll=poll,
+                       parked=waiting), 503
+    return jsonify(status="ok", redis="ok", liondesk=liondesk, queue=backlog, poll=poll, parked=waiting), 200
