@@ -108,7 +108,9 @@ def test_existing_contact_is_matched_by_differently_cased_email(bridge):
     bridge.sandbox.control("POST", "liondesk/contacts", first_name="Existing", email=payload["email"].upper())
     bridge.deliver_and_work(payload)
     (contact,) = bridge.contacts()
-    assert contact["first_name"] == payload["first_name"]  # the lead's newer details were written
+    assert contact["first_name"] == "Existing"  # someone's contact: populated fields are never overwritten
+    assert contact["last_name"] == payload["last_name"]  # empty ones are filled
+    assert contact["email"] == payload["email"].upper()
     assert len(bridge.leads()) == 1
 
 
@@ -332,3 +334,51 @@ def test_with_v1_keys_activities_go_to_the_timeline_and_notes_become_comments(sa
     assert sandbox.control("GET", "liondesk/tasks")["data"] == []
     v1.deliver_and_work({"action": "activity_added", "id": payload["id"], "activities": [note, viewed]})
     assert len(sandbox.control("GET", "liondesk-v1/activities")["data"]) == 2
+
+
+def _timeline_texts(bridge) -> list[str]:
+    """Descriptions of every task in the sandbox's LionDesk (the timeline without v1)."""
+    return [task["description"] for task in bridge.sandbox.control("GET", "liondesk/tasks")["data"]]
+
+
+@pytest.mark.parametrize("how", ["email in another case", "shared phone"])
+def test_a_second_lead_matching_a_linked_contact_never_takes_it_over(bridge, redis_conn, how):
+    victim = sample_lead(activities=[], first_name="Vera", last_name="Victim", phone="808-555-0101")
+    bridge.deliver_and_work(victim)
+    (before,) = bridge.contacts()
+    if how == "shared phone":
+        other = sample_lead(activities=[], first_name="Ivan", last_name="Other", phone="(808) 555-0101")
+    else:
+        other = sample_lead(activities=[], first_name="Ivan", last_name="Other", email=victim["email"].upper(),
+                            phone="808-555-0999")
+    bridge.deliver_and_work(other)
+    bridge.deliver_and_work({"action": "updated", "id": other["id"], "first_name": "Mallory", "phone": "808-555-0777"})
+
+    (after,) = bridge.contacts()
+    for key in ("first_name", "last_name", "email", "mobile_phone", "home_phone"):
+        assert after.get(key) == before.get(key), key
+    assert mappings.lead_of_contact(redis_conn, after["id"]) == victim["id"]  # the link did not move
+    link = mappings.get_link(redis_conn, other["id"])
+    assert link["contact_id"] == str(after["id"]) and link["shared_with"] == victim["id"]
+    assert len(bridge.leads()) == 1  # the other lead makes no enquiry, campaign or offers on it
+    (second,) = [e for e in history.read(redis_conn, victim["id"]) if e["kind"] == "second_lead_matched"]
+    assert second["other_lead"] == other["id"]
+    (linked,) = [e for e in history.read(redis_conn, other["id"]) if e["kind"] == "contact_linked"]
+    assert linked["shared_with"] == victim["id"]
+    notes = [text for text in _timeline_texts(bridge) if "holds other details" in text]
+    assert len(notes) == 2 and "Ivan" in notes[0] and "Mallory" in notes[1]
+
+
+def test_an_agents_own_contact_is_filled_not_overwritten_and_later_changes_are_told(bridge, redis_conn):
+    payload = sample_lead(activities=[], first_name="Lead", last_name="Name", phone="808-555-0123")
+    contact_id = bridge.sandbox.control("POST", "liondesk/contacts", first_name="Agent", email=payload["email"])["id"]
+    bridge.deliver_and_work(payload)
+    bridge.deliver_and_work({**payload, "action": "updated", "last_name": "Changed"})
+    (contact,) = bridge.contacts()
+    assert contact["id"] == contact_id and contact["first_name"] == "Agent"
+    assert contact["last_name"] == "Name"  # filled when it was empty, then someone's: the change is told
+    assert mappings.lead_of_contact(redis_conn, contact_id) == payload["id"]
+    notes = [text for text in _timeline_texts(bridge) if "holds other details" in text]
+    assert len(notes) == 2 and "first name: Lead (here: Agent)" in notes[0] and "last name: Changed" in notes[1]
+    bridge.deliver_and_work({**payload, "action": "updated", "last_name": "Changed", "notes": "again"})
+    assert len([text for text in _timeline_texts(bridge) if "holds other details" in text]) == 2  # told once

@@ -22,13 +22,16 @@ def get_link(conn: redis.Redis, lead_id: str) -> dict:
     return text_hash(conn.hgetall(keys.lead_mapping(lead_id)))
 
 
-def save_link(conn: redis.Redis, lead_id: str, /, **fields) -> None:
-    """Record LionDesk ids (and facts like site_uuid) for a Real Geeks lead, and the reverse map."""
+def save_link(conn: redis.Redis, lead_id: str, /, *, claim: bool = True, **fields) -> None:
+    """Record LionDesk ids (and facts like site_uuid) for a Real Geeks lead, and (`claim`) the reverse map.
+
+    `claim=False` links a second lead to a contact without moving the contact's own link.
+    """
     values = {k: str(v) for k, v in fields.items() if v is not None}
     with conn.pipeline() as pipe:
         pipe.hset(keys.lead_mapping(lead_id), mapping=values)
         pipe.expire(keys.lead_mapping(lead_id), defaults.HISTORY_TTL_SECONDS)
-        if "contact_id" in values:
+        if "contact_id" in values and claim:
             pipe.set(keys.contact_mapping(values["contact_id"]), lead_id, ex=defaults.HISTORY_TTL_SECONDS)
         pipe.execute()
 
@@ -75,6 +78,14 @@ def mark_activity(conn: redis.Redis, lead_id: str, fingerprint: str) -> None:
 def claim_contact(conn: redis.Redis, contact_id: int | str, lead_id: str) -> bool:
     """Link a LionDesk contact to a Real Geeks lead unless it is linked already; True if this call linked it."""
     return bool(conn.set(keys.contact_mapping(contact_id), lead_id, nx=True, ex=defaults.HISTORY_TTL_SECONDS))
+
+
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def release_contact(conn: redis.Redis, contact_id: int | str, lead_id: str) -> None:
+    """Drop a contact's reverse map if it still names `lead_id` (a stale map: that lead links another contact)."""
+    conn.eval(_RELEASE, 1, keys.contact_mapping(contact_id), lead_id)
 
 
 LIONDESK_ORIGIN = "liondesk"

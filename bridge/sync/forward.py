@@ -19,6 +19,8 @@ ever created without a name, an e-mail or a phone.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 
@@ -27,7 +29,7 @@ from bridge.storage import history, mappings, parked
 from bridge.sync import conflicts, references
 from bridge.translate import activity as activities
 from bridge.translate import phones
-from bridge.translate.contact import contact_body, email_search_forms, phone_region
+from bridge.translate.contact import CONTACT_FIELDS, contact_body, email_search_forms, phone_region
 from bridge.translate.lead import campaign_name, lead_body, lead_source_name
 from bridge.translate.realgeeks import parse_instant
 from bridge.translate.snapshot import (diff, empty_snapshot, liondesk_patch, merge_snapshot,
@@ -106,11 +108,16 @@ def upsert(job: Job) -> None:
     if "contact_id" in link:
         contact_id = link["contact_id"]
         apply_changes(job)
-        if link.get("origin") == mappings.LIONDESK_ORIGIN:  # the echo of a lead made from a LionDesk contact
+        if link.get("origin") == mappings.LIONDESK_ORIGIN or link.get("shared_with"):
+        # The echo of a lead made from a LionDesk contact, or a second lead of another lead's
+        # contact: that contact's own lead carries its enquiry, campaign and offers.
             deliver_activities(job, contact_id, job.lead.get("activities") or [])
             return
     else:
         contact_id = link_or_create_contact(job)
+        if mappings.get_link(job.conn, job.lead_id).get("shared_with"):
+            deliver_activities(job, contact_id, job.lead.get("activities") or [])
+            return
     lead_id = ensure_lead(job, contact_id)
     start_campaign_and_offers(job, contact_id, lead_id)
     deliver_activities(job, contact_id, job.lead.get("activities") or [])
@@ -211,28 +218,114 @@ def contact_ids(job: Job) -> dict:
 
 def link_or_create_contact(job: Job):
     """Link the lead to the LionDesk contact it matches, or create one; return the contact id."""
-    client = job.liondesk
     contact, matched_by = find_existing_contact(job)
     ids = contact_ids(job)
     if contact is None and mappings.effect_state(job.conn, job.lead_id, "contact") == PENDING:
         contact, matched_by = _contact_of_a_dead_attempt(job, ids["source_id"])
     if contact is not None:
-        contact_id = contact["id"]
-        mappings.save_link(job.conn, job.lead_id, contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
-                           received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
-        translation = contact_body(job.lead, job.rules, first_sync=True, existing_tags=contact.get("tags"), **ids)
-        changed = {key: value for key, value in translation.body.items() if contact.get(key) != value}
-        if changed:
-            client.update_contact(contact_id, changed)
-        job.note("contact_linked", contact_id=contact_id, matched_by=matched_by,
-                 changed=sorted(changed) or None, **translation.facts())
-        job.did(f"linked contact {contact_id} by {matched_by}")
-        _save_address(job, contact_id, translation.address, contact)
-        agreed = merge_snapshot(snapshot_from_liondesk(contact, job.rules),
-                                snapshot_from_realgeeks(job.lead, job.rules))
-        mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(empty_snapshot(), agreed))
-        return contact_id
+        return link_matched_contact(job, contact, matched_by, ids)
+    return create_contact(job, ids)
 
+
+# -- contacts that belong to someone already ----------------------------------------------
+
+PERSON_FIELDS = tuple(field.name for field in CONTACT_FIELDS)
+"""The person's own details (name, e-mail, phones, address): never overwritten on a contact the bridge did not
+create for this lead, only filled where empty."""
+
+_PERSON_KEYS = frozenset(field.liondesk for field in CONTACT_FIELDS if field.record == "contact")
+_LABELS = {"first_name": "first name", "last_name": "last name", "email": "e-mail", "phone": "phone",
+           "phone2": "second phone", "street_address": "street", "city": "city", "state": "state", "zip": "zip"}
+
+
+def owner_of(job: Job, contact_id) -> str:
+    """The Real Geeks lead a matched contact belongs to: its linked lead, else this one (claimed atomically).
+
+    A reverse map whose lead links another contact is stale (that lead moved on) and is taken over.
+    """
+    owner = mappings.lead_of_contact(job.conn, contact_id)
+    if owner not in (None, job.lead_id) and mappings.get_link(job.conn, owner).get("contact_id") != str(contact_id):
+        mappings.release_contact(job.conn, contact_id, owner)
+        owner = None
+    if owner is None and mappings.claim_contact(job.conn, contact_id, job.lead_id):
+        return job.lead_id
+    return owner or mappings.lead_of_contact(job.conn, contact_id) or job.lead_id
+
+
+def withheld_fields(contact_snapshot: dict, lead_snapshot: dict) -> dict:
+    """Person fields the contact holds (not empty) that the lead would change or clear: field → (contact's, lead's)."""
+    return {name: (contact_snapshot[name], lead_snapshot[name]) for name in PERSON_FIELDS
+            if contact_snapshot.get(name) and name in lead_snapshot and lead_snapshot[name] != contact_snapshot[name]}
+
+
+def link_matched_contact(job: Job, contact: dict, matched_by: str, ids: dict):
+    """Link the lead to a contact it matched without taking it over; return the contact id.
+
+    The contact was not created by the bridge for this lead, so it is someone's: its
+    populated name, e-mail, phones and address are never overwritten (empty ones are
+    filled), the differing values go on its timeline for the agent, and a contact linked
+    to another Real Geeks lead keeps that link (this lead shares it: `shared_with`).
+    """
+    client, contact_id = job.liondesk, contact["id"]
+    owner = owner_of(job, contact_id)
+    shared = owner != job.lead_id
+    mappings.save_link(job.conn, job.lead_id, claim=not shared, contact_id=contact_id,
+                       site_uuid=job.lead.get("site_uuid"), received_id=job.lead.get("received_id"),
+                       applied_ns=job.received_ns, matched_by=matched_by, shared_with=owner if shared else None)
+    translation = contact_body(job.lead, job.rules, first_sync=not shared, existing_tags=contact.get("tags"), **ids)
+    body = translation.body
+    if shared:  # the other lead's sync owns its tags, hotness and agent
+        body = {key: value for key, value in body.items() if key in _PERSON_KEYS}
+    if contact.get("source_id") is not None:
+        body.pop("source_id", None)  # the contact's source says where it came from: not from us
+    filled = {key: value for key, value in body.items()
+              if (key not in _PERSON_KEYS or not contact.get(key)) and contact.get(key) != value}
+    if filled:
+        client.update_contact(contact_id, filled)
+    theirs = snapshot_from_liondesk(contact, job.rules)
+    ours = snapshot_from_realgeeks(job.lead, job.rules)
+    withheld = withheld_fields(theirs, ours)
+    job.note("contact_linked", contact_id=contact_id, matched_by=matched_by, changed=sorted(filled) or None,
+             shared_with=owner if shared else None, withheld=sorted(withheld) or None, **translation.facts())
+    job.did(f"linked contact {contact_id} by {matched_by}" + (f", shared with lead {owner}" if shared else ""))
+    if shared:
+        history.append(job.conn, owner, "second_lead_matched", other_lead=job.lead_id, contact_id=contact_id,
+                       matched_by=matched_by, detail="another Real Geeks lead matched this lead's contact; "
+                                                     "the contact and its link were left as they are")
+    if translation.address and not _has_address(contact, translation.address):
+        _save_address(job, contact_id, translation.address, contact)
+    tell_agent_of_withheld(job, contact_id, withheld, matched_by)
+    agreed = merge_snapshot(merge_snapshot(theirs, ours), {name: theirs[name] for name in withheld})
+    mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(empty_snapshot(), agreed))
+    return contact_id
+
+
+def _has_address(contact: dict, address: dict) -> bool:
+    """Whether the contact has an address record of the type the bridge writes (then it is the person's)."""
+    return any(str(record.get("type")) == address.get("type") for record in contact.get("addresses") or ())
+
+
+def tell_agent_of_withheld(job: Job, contact_id, withheld: dict, why: str) -> None:
+    """Put the values Real Geeks holds but the contact was not given on the contact's timeline, once per set."""
+    if not withheld:
+        return
+    seen = hashlib.sha256(json.dumps(withheld, sort_keys=True).encode()).hexdigest()[:32]
+    if mappings.get_link(job.conn, job.lead_id).get("withheld_seen") == seen:
+        return
+    name = " ".join(str(job.lead.get(key) or "").strip() for key in ("first_name", "last_name")).strip()
+    lines = [f"Real Geeks lead {job.lead.get('received_id') or job.lead_id}" + (f" ({name})" if name else "")
+             + f" ({why}) holds other details; this contact was left as it is:"]
+    lines += [f"- {_LABELS.get(field, field)}: {lead_value or '(cleared)'}"
+              + (f" (here: {contact_value})" if contact_value else "") for field, (contact_value, lead_value) in sorted(withheld.items())]
+    _comment(job, contact_id, {"type": "note", "source": "bridge", "description": "\n".join(lines)})
+    mappings.save_link(job.conn, job.lead_id, withheld_seen=seen)
+    job.note("contact_protected", contact_id=contact_id, fields=sorted(withheld),
+             detail="values not written to a contact that is someone else's; put on its timeline instead")
+
+
+def create_contact(job: Job, ids: dict):
+    """Create the LionDesk contact of a lead that matched none; return its id."""
+    client = job.liondesk
     translation = contact_body(job.lead, job.rules, first_sync=True, **ids)
     mappings.mark_effect(job.conn, job.lead_id, "contact", PENDING)
     created = client.create_contact(translation.body)
@@ -277,6 +370,18 @@ def apply_changes(job: Job) -> None:
         return
     old = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
     changed = _without_overruled(job, link, diff(old, snapshot_from_realgeeks(job.lead, job.rules)), job.received_ns)
+    if link.get("shared_with"):
+        # Another lead's contact: this lead's changes are told to the agent, never written.
+        withheld = {name: ("", value) for name, value in changed.items() if name in PERSON_FIELDS}
+        tell_agent_of_withheld(job, link["contact_id"], withheld, f"sharing the contact of lead {link['shared_with']}")
+        mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(old, changed))
+        mappings.save_link(job.conn, job.lead_id, applied_ns=job.received_ns)
+        return
+    withheld = {}
+    if link.get("matched_by"):
+        withheld = {name: (old[name], changed[name]) for name in PERSON_FIELDS if name in changed and old.get(name)}
+        tell_agent_of_withheld(job, link["contact_id"], withheld, f"matched by {link['matched_by']}")
+        changed = {name: value for name, value in changed.items() if name not in withheld}
     if changed:
         client = job.liondesk
         ids = {}
@@ -382,12 +487,18 @@ def start_campaign_and_offers(job: Job, contact_id, lead_id) -> None:
 
 
 def deliver_activities(job: Job, contact_id, items: list[dict]) -> None:
-    """Bring each activity to LionDesk once: assignments set the agent, notes become comments, the rest the timeline."""
+    """Bring each activity to LionDesk once: assignments set the agent, notes become comments, the rest the timeline.
+
+    A lead sharing another lead's contact never reassigns it: its assignments go on the timeline.
+    """
+    shared = bool(mappings.get_link(job.conn, job.lead_id).get("shared_with"))
     for item in items:
         fingerprint = activities.fingerprint(job.lead_id, item)
         if mappings.activity_seen(job.conn, job.lead_id, fingerprint):
             continue
         kind = activities.classify_activity(item, job.rules)
+        if shared and kind in (activities.ASSIGN, activities.UNASSIGN):
+            kind = activities.TIMELINE
         if kind in (activities.ASSIGN, activities.UNASSIGN):
             _assign(job, contact_id, item, kind)
         elif kind == activities.NOTE:

@@ -1,0 +1,68 @@
+"""Real Geeks as it really behaves, end to end: the Procfile's gunicorn `web` and `worker` processes,
+a real Redis and the sandbox (Real Geeks' Outgoing webhooks and Incoming API, LionDesk) over 127.0.0.1.
+
+Each test drives the situation of issue 12 that it names; the stack is the reverse-sync one
+(`tests/test_reverse_e2e.py`: web, one worker polling LionDesk every second).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from bridge.sandbox.sample import sample_lead
+from bridge.storage import history, mappings
+from tests.support import signed_post, wait_until
+from tests.test_reverse_e2e import stack  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.e2e
+
+PERSON = ("first_name", "last_name", "email", "mobile_phone", "home_phone")
+
+
+def deliver(stack, payload: dict, secret: str) -> None:  # noqa: F811 - `stack` is the fixture's value
+    """POST one signed delivery to the web process, as Real Geeks does."""
+    with requests.Session() as session:
+        response = signed_post(session, f"http://127.0.0.1:{stack.port}/webhooks/realgeeks", payload, secret)
+    assert response.status_code in (200, 202), response.text
+
+
+def linked(stack, lead_id: str) -> dict:  # noqa: F811
+    """Wait until the lead's first delivery is processed and it has a contact; return its link."""
+    wait_until(lambda: stack.processed(lead_id) >= 1 and mappings.get_link(stack.conn, lead_id).get("contact_id"),
+               message=f"lead {lead_id} to reach LionDesk")
+    return mappings.get_link(stack.conn, lead_id)
+
+
+@pytest.mark.parametrize("how", ["email in another case", "shared phone"])
+def test_a_takeover_attempt_leaves_the_victims_contact_alone_and_agent_edits_reach_only_the_victim(
+        stack, webhook_secret, how):  # noqa: F811
+    sandbox, conn = stack.sandbox, stack.conn
+    victim = sample_lead(first_name="Vera", last_name="Victim", phone="808-555-0101")
+    sandbox.control("POST", "realgeeks/leads", **victim)  # a website sign-up, sent to the bridge
+    contact_id = linked(stack, victim["id"])["contact_id"]
+    before = sandbox.control("GET", f"liondesk/contacts/{contact_id}")
+
+    if how == "shared phone":  # a family member, or anyone who knows the number
+        impostor = sample_lead(first_name="Mallory", last_name="Impostor", phone="(808) 555-0101")
+    else:
+        impostor = sample_lead(first_name="Mallory", last_name="Impostor", email=victim["email"].swapcase(),
+                               phone="808-555-0666")
+    deliver(stack, impostor, webhook_secret)
+    assert linked(stack, impostor["id"])["contact_id"] == contact_id  # shares it, does not get a copy
+    after = sandbox.control("GET", f"liondesk/contacts/{contact_id}")
+    assert {key: after.get(key) for key in PERSON} == {key: before.get(key) for key in PERSON}
+    assert mappings.lead_of_contact(conn, contact_id) == victim["id"]
+    assert len(sandbox.control("GET", "liondesk/contacts")["data"]) == 1
+    assert any(e["kind"] == "second_lead_matched" and e["other_lead"] == impostor["id"]
+               for e in history.read(conn, victim["id"]))
+
+    # The agent corrects the victim's details in LionDesk: they reach the victim's lead only.
+    since_rg, edited_at = stack.last_realgeeks_write(), time.time()
+    sandbox.control("PATCH", f"liondesk/contacts/{contact_id}", first_name="Veronica")
+    stack.wait_for_poll_started_after(edited_at)
+    writes = stack.realgeeks_writes(since_rg)
+    assert writes and all(write["lead_id"] == victim["id"] for write in writes), writes
+    assert [write["body"] for write in writes] == [{"first_name": "Veronica"}]
