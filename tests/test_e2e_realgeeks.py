@@ -66,3 +66,35 @@ def test_a_takeover_attempt_leaves_the_victims_contact_alone_and_agent_edits_rea
     writes = stack.realgeeks_writes(since_rg)
     assert writes and all(write["lead_id"] == victim["id"] for write in writes), writes
     assert [write["body"] for write in writes] == [{"first_name": "Veronica"}]
+
+
+BAD_VALUES = {
+    "beds": ({"activities": [{"type": "property_viewed", "source": "Website", "description": "Viewed",
+                              "property": {"street_address": "1 Main St", "beds": "", "full_baths": 2.5}}]},
+             "activities[0].property.beds"),
+    "tags": ({"tags": "", "activities": [{"type": "property_viewed", "source": "Website", "description": "Viewed",
+                                          "property": {"street_address": "1 Main St", "tags": 7}}]},
+             "activities[0].property.tags"),
+    "listing_price": ({"activities": [{"type": "property_viewed", "source": "Website", "description": "Viewed",
+                                       "property": {"street_address": "1 Main St",
+                                                    "listing_price": "Call for price"}}]},
+                      "activities[0].property.listing_price"),
+    "user e-mail": ({"activities": [{"type": "was_assigned", "source": "LeadManager", "description": "Assigned",
+                                     "user": {"id": "14187", "email": "jack@music.com, jill@music.com"}}]},
+                    "activities[0].user.email"),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_VALUES))
+def test_a_lead_with_a_bad_nested_value_syncs_the_rest_with_a_note(stack, webhook_secret, bad):  # noqa: F811
+    extra, path = BAD_VALUES[bad]
+    payload = sample_lead(**extra)
+    deliver(stack, payload, webhook_secret)
+    contact_id = linked(stack, payload["id"])["contact_id"]
+    contact = stack.sandbox.control("GET", f"liondesk/contacts/{contact_id}")
+    assert contact["email"] == payload["email"] and contact["first_name"] == payload["first_name"]
+    (dropped,) = [e for e in history.read(stack.conn, payload["id"]) if e["kind"] == "fields_dropped"]
+    assert [note.split(":")[0] for note in dropped["fields"]] == [path]
+    assert stack.sandbox.control("GET", "liondesk/leads")["data"], "the LionDesk lead was made too"
+    if bad == "beds":  # a count that is not whole keeps its value on the timeline
+        assert any("2.5 ba" in task["description"] for task in stack.sandbox.control("GET", "liondesk/tasks")["data"])

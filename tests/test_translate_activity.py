@@ -181,7 +181,7 @@ def test_a_task_records_the_activity_as_completed():
         "contact_id": 9, "action_type": "Agent Task - No Reminder", "status": "complete",
         "due_at": "2015-10-01T06:14:01.632Z",
         "description": "Real Geeks: Property viewed\nViewed 123 Keolu Rd Unit 12\n"
-                       "Property: 123 Keolu Rd Unit 12, Kailua, HI 96734 · $100,500.90 · MLS 201912345 · "
+                       "Property: 123 Keolu Rd Unit 12, Kailua, HI 96734 · $100,500.90 · 2 bd, 1 ba · MLS 201912345 · "
                        "https://www.mysite.com/listing/201912345\nWhen: 2015-10-01 06:14:01 UTC",
         "notes": "Log in as this lead: https://www.mysite.com/member/quick_login/x/",
     }

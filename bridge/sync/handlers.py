@@ -9,7 +9,7 @@ from bridge.exceptions import PermanentError
 from bridge.storage import events, history, mappings, parked
 from bridge.storage.locks import lead_lock
 from bridge.sync import forward
-from bridge.translate.realgeeks import load_event
+from bridge.translate.realgeeks import DROPPED, load_event
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,9 @@ def handle_event(context, event) -> str:
         return refresh_agents(context, lead)
     job = forward.Job(context=context, lead=lead, event_id=event.id, received_ns=forward.received_ns(event))
     with context.telling(job.lead_id, event.id), lead_lock(context.redis, job.lead_id):
+        if lead.get(DROPPED):
+            job.note("fields_dropped", fields=lead[DROPPED],
+                     detail="unreadable values left out; the rest of the delivery is applied")
         LEAD_HANDLERS[event.action](job)
         apply_parked(job)
     return "; ".join(job.done) or "nothing to change"

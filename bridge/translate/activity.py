@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 
 from bridge.translate import limits, liondesk
-from bridge.translate.liondesk import V1_COMMENT_STANDARD, V1_PROPERTY_FIELDS, liondesk_time, v1_time
+from bridge.translate.liondesk import (V1_COMMENT_STANDARD, V1_INTEGER_FIELDS, V1_PROPERTY_FIELDS, liondesk_time,
+                                      v1_time)
 from bridge.translate.realgeeks import CLEARED, Instant, normalize_id, parse_instant
 from bridge.translate.rules import lookup
 from bridge.translate.translation import Translation
@@ -156,6 +157,10 @@ def property_summary(prop: Mapping | None) -> str:
     parts = [", ".join(part for part in (place, region) if part)]
     if prop.get("listing_price"):
         parts.append(_price(prop["listing_price"]))
+    rooms = [f"{prop[key]} {label}" for key, label in (("beds", "bd"), ("full_baths", "ba"),
+                                                        ("half_baths", "half ba")) if prop.get(key) not in (None, "")]
+    if rooms:
+        parts.append(", ".join(rooms))
     if prop.get("listing_status"):
         parts.append(str(prop["listing_status"]))
     if prop.get("mls"):
@@ -190,9 +195,14 @@ def v1_type(activity: Mapping, rules: Mapping) -> str | None:
 
 
 def v1_property(prop: Mapping | None) -> dict:
-    """The v1 PROPERTY object of a Real Geeks property: the fields v1 knows, empty ones left out."""
+    """The v1 PROPERTY object of a Real Geeks property: the fields v1 knows, empty ones left out.
+
+    A count v1 takes as an integer but Real Geeks sent otherwise (2.5 baths) is left out
+    rather than truncated; `property_summary` carries it in the text.
+    """
     prop = prop or {}
-    return {name: prop[name] for name in V1_PROPERTY_FIELDS if prop.get(name) not in (None, CLEARED, [])}
+    return {name: prop[name] for name in V1_PROPERTY_FIELDS if prop.get(name) not in (None, CLEARED, [])
+            and not (name in V1_INTEGER_FIELDS and not isinstance(prop[name], int))}
 
 
 def _contact_reference(lead_id: str | None, contact_id) -> dict:
