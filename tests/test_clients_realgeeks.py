@@ -131,3 +131,15 @@ def test_the_observer_gets_no_credentials_or_bodies(http, client, observed, logi
         client.create_lead(SITE, {"email": "jack@mail.com"})
     assert observed[0][:4] == ("realgeeks", "POST", f"/sites/{SITE}/leads", 422)
     assert login["realgeeks_api_password"] not in repr(observed) and "jack@mail.com" not in repr(observed)
+
+
+def test_a_user_missing_from_the_cached_list_is_looked_up_afresh_once(http, client):
+    jack = {"id": "14187", "role": "Agent", "name": "Jack Johnson", "email": "jack@music.com"}
+    jill = {"id": "14191", "role": "Agent", "name": "Jill New", "email": "jill@music.com"}
+    http.add(responses.GET, f"{BASE}/sites/{SITE}/users", json=[jack])
+    http.add(responses.GET, f"{BASE}/sites/{SITE}/users", json=[jack, jill])
+    assert client.find_user(SITE, "14187") == jack  # cached list: one listing
+    assert client.find_user(SITE, " 14191") == jill  # a miss lists again, once
+    assert len(http.calls) == 2
+    assert client.find_user(SITE, "99999") is None  # not a user after one more listing
+    assert len(http.calls) == 3

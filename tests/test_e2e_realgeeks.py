@@ -98,3 +98,23 @@ def test_a_lead_with_a_bad_nested_value_syncs_the_rest_with_a_note(stack, webhoo
     assert stack.sandbox.control("GET", "liondesk/leads")["data"], "the LionDesk lead was made too"
     if bad == "beds":  # a count that is not whole keeps its value on the timeline
         assert any("2.5 ba" in task["description"] for task in stack.sandbox.control("GET", "liondesk/tasks")["data"])
+
+
+def test_an_assignment_naming_only_the_user_id_is_resolved_and_an_unknown_id_unassigns_nobody(
+        stack, webhook_secret):  # noqa: F811
+    sandbox, conn = stack.sandbox, stack.conn
+    by_id = {"type": "was_assigned", "source": "Other CRM", "user": {"id": "14188"},  # Casey, by id only
+             "created": "2026-11-01T10:00:00.5Z"}
+    payload = sample_lead(agent_email="dana@example.com", activities=[by_id])  # agent_email: deprecated, ignored
+    deliver(stack, payload, webhook_secret)
+    contact_id = linked(stack, payload["id"])["contact_id"]
+    casey = next(u for u in sandbox.control("GET", "liondesk/users")["data"] if u["email"] == "casey@example.com")
+    assert sandbox.control("GET", f"liondesk/contacts/{contact_id}")["assigned_user_id"] == casey["id"]
+
+    unknown = {**by_id, "user": {"id": "99999"}, "created": "2026-11-02T10:00:00Z"}
+    deliver(stack, {"action": "activity_added", "id": payload["id"], "site_uuid": payload["site_uuid"],
+                    "activities": [unknown]}, webhook_secret)
+    wait_until(lambda: stack.processed(payload["id"]) >= 2, message="the activity_added to be processed")
+    assert sandbox.control("GET", f"liondesk/contacts/{contact_id}")["assigned_user_id"] == casey["id"]
+    (unresolved,) = [e for e in history.read(conn, payload["id"]) if e["kind"] == "assignment_unresolved"]
+    assert unresolved["user_id"] == "99999"

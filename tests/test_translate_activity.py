@@ -119,10 +119,16 @@ def test_agent_overrides_by_real_geeks_id_or_email(overrides, expected):
     assert assigned_agent_email(loaded(ASSIGNED), rules) == expected
 
 
-def test_the_deprecated_agent_email_counts_when_no_activity_assigns():
-    assert assigned_agent_email(loaded(agent_email="ben@mail.com"), RULES) == "ben@mail.com"
-    assert assigned_agent_email(loaded(agent_email=""), RULES) == ""
+def test_the_deprecated_agent_email_is_not_an_assignment():
+    assert assigned_agent_email(loaded(agent_email="ben@mail.com"), RULES) is None
+    assert assigned_agent_email(loaded(agent_email=""), RULES) is None
     assert assigned_agent_email(loaded(ASSIGNED, agent_email="ben@mail.com"), RULES) == "jack@music.com"
+
+
+def test_an_assignment_by_id_only_says_nothing_without_the_users_list():
+    by_id = {"type": "was_assigned", "source": "Other CRM", "user": {"id": "14187"},
+             "created": "2026-11-01T10:00:00Z"}
+    assert assigned_agent_email(loaded(by_id), RULES) is None
 
 
 @pytest.mark.parametrize("kind, v1", [

@@ -72,6 +72,17 @@ class RealGeeksClient:
                       ex=defaults.REALGEEKS_USERS_TTL_SECONDS)
         return users
 
+    def find_user(self, site_uuid: str, user_id: str) -> dict | None:
+        """A site's user by id from the cached list, listed afresh once when the cache lacks it (None: no such user)."""
+        wanted = str(user_id).strip()
+        for attempt in range(2):
+            found = next((user for user in self.list_users(site_uuid)
+                          if str(user.get("id") or "").strip() == wanted), None)
+            if found is not None or attempt:
+                return found
+            self.invalidate_users(site_uuid)  # a user added since the list was cached
+        return None
+
     def invalidate_users(self, site_uuid: str) -> None:
         """Forget a site's cached users (a `user_updated` webhook arrived, say)."""
         self.conn.delete(keys.realgeeks_users(site_uuid))

@@ -509,8 +509,19 @@ def deliver_activities(job: Job, contact_id, items: list[dict]) -> None:
 
 
 def _assign(job: Job, contact_id, item: dict, kind: str) -> None:
-    """Set (or clear) the contact's assigned LionDesk user, unless the snapshot says it already is."""
-    email = "" if kind == activities.UNASSIGN else (activities.liondesk_email_of(item.get("user") or {}, job.rules) or "")
+    """Set (or clear) the contact's assigned LionDesk user, unless the snapshot says it already is.
+
+    A user named by id only is looked up in the site's Real Geeks users; one that cannot be
+    found leaves the assignment as it is (never un-assigns), with a story entry.
+    """
+    email = ""
+    if kind == activities.ASSIGN:
+        email = activities.liondesk_email_of(realgeeks_user(job, item.get("user") or {}), job.rules) or ""
+        if not email:
+            job.note("assignment_unresolved", user_id=(item.get("user") or {}).get("id"),
+                     detail="Real Geeks named the agent by an id the bridge could not resolve to an e-mail "
+                            "(Users API); the LionDesk assignment is left unchanged")
+            return
     snapshot = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
     if snapshot.get("agent_email", "") == email.casefold():
         return  # already applied, e.g. folded into the contact we just created
@@ -527,6 +538,28 @@ def _assign(job: Job, contact_id, item: dict, kind: str) -> None:
     mappings.save_snapshot(job.conn, job.lead_id, {**snapshot, "agent_email": email.casefold()})
     job.note("assigned" if user_id else "unassigned", contact_id=contact_id, user_id=user_id)
     job.did(f"assigned user {user_id}" if user_id else "unassigned")
+
+
+def realgeeks_user(job: Job, user: dict) -> dict:
+    """An activity's user, completed from the site's Users API list when it carries only its id.
+
+    Without Incoming API credentials, or a site, or when Real Geeks refuses the listing, the
+    user stays as sent (the caller notes it unresolved). The list is cached and listed
+    afresh once on a miss (`RealGeeksClient.find_user`); `user_updated` drops the cache.
+    """
+    client = job.context.clients.realgeeks
+    if user.get("email") or not user.get("id") or client is None:
+        return user
+    site_uuid = job.lead.get("site_uuid") or mappings.get_link(job.conn, job.lead_id).get("site_uuid") \
+        or str(job.rules["reverse"].get("site_uuid") or "").strip()
+    if not site_uuid:
+        return user
+    try:
+        found = client.find_user(site_uuid, str(user["id"]))
+    except UpstreamRejected as exc:
+        job.note("realgeeks_users_refused", site_uuid=site_uuid, error=str(exc)[:300])
+        return user
+    return {**user, **found} if found else user
 
 
 def _comment(job: Job, contact_id, item: dict) -> None:

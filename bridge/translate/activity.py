@@ -117,18 +117,18 @@ def liondesk_email_of(realgeeks_user: Mapping, rules: Mapping) -> str | None:
 def assigned_agent_email(lead: Mapping, rules: Mapping) -> str | None:
     """The LionDesk e-mail of the agent a lead is assigned to: "" when unassigned, None when the lead does not say.
 
-    The latest assignment activity decides; without one, the deprecated `agent_email`.
+    The latest assignment activity decides. One naming its user by id only (the Incoming
+    form other integrations use) says nothing here: the sync resolves it through the Users
+    API. The deprecated `agent_email` is not an assignment (docs/vendors/realgeeks-api.md §2.2).
     """
     assignments = [act for act in lead.get("activities") or ()
                    if _assignment_kind(act, rules) in (ASSIGN, UNASSIGN)]
     latest = most_recent(assignments)
-    if latest is not None:
-        if _assignment_kind(latest, rules) == UNASSIGN:
-            return CLEARED
-        return liondesk_email_of(latest.get("user") or {}, rules)
-    if "agent_email" in lead:
-        return CLEARED if lead["agent_email"] == CLEARED else liondesk_email_of({"email": lead["agent_email"]}, rules)
-    return None
+    if latest is None:
+        return None
+    if _assignment_kind(latest, rules) == UNASSIGN:
+        return CLEARED
+    return liondesk_email_of(latest.get("user") or {}, rules)
 
 
 def _assignment_kind(activity: Mapping, rules: Mapping) -> str:
