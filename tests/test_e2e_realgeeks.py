@@ -118,3 +118,32 @@ def test_an_assignment_naming_only_the_user_id_is_resolved_and_an_unknown_id_una
     assert sandbox.control("GET", f"liondesk/contacts/{contact_id}")["assigned_user_id"] == casey["id"]
     (unresolved,) = [e for e in history.read(conn, payload["id"]) if e["kind"] == "assignment_unresolved"]
     assert unresolved["user_id"] == "99999"
+
+
+@pytest.mark.parametrize("paths", ["v2/rest", "rest/v2"])
+def test_an_agent_clearing_a_phone_in_liondesk_clears_it_in_real_geeks(stack, paths):  # noqa: F811
+    sandbox, conn = stack.sandbox, stack.conn
+    sandbox.control("POST", "settings", realgeeks_v2_paths=paths)  # only one published form answers
+    payload = sample_lead(phone2="808-555-0142")
+    sandbox.control("POST", "realgeeks/leads", **payload)
+    contact_id = linked(stack, payload["id"])["contact_id"]
+    wait_until(lambda: sandbox.control("GET", f"liondesk/contacts/{contact_id}").get("home_phone"),
+               message="the second phone to reach LionDesk")
+
+    since_rg, edited_at = stack.last_realgeeks_write(), time.time()
+    sandbox.control("PATCH", f"liondesk/contacts/{contact_id}", home_phone="", first_name="Kept")
+    stack.wait_for_poll_started_after(edited_at)
+    writes = [(w["method"], w["path"].split("/sites/")[0], w["body"], w["status"])
+              for w in stack.realgeeks_writes(since_rg)]
+    unset_base = "/realgeeks/v2/rest" if paths == "v2/rest" else "/realgeeks/rest"
+    assert ("PATCH", "/realgeeks/rest", {"first_name": "Kept"}, 200) in writes  # a set: the documented PATCH
+    assert ("PATCH", unset_base, {"phone2": ""}, 200) in writes  # a clear: the v2 PATCH that answers
+    lead = sandbox.control("GET", f"realgeeks/leads/{payload['id']}")
+    assert "phone2" not in lead and lead["first_name"] == "Kept"
+
+    # Real Geeks' echo (phone2 "") finds nothing to do, and the cleared phone is not written back.
+    stack.echoes_handled(payload["id"], before=1)
+    stack.wait_for_poll_started_after(time.time())
+    assert not sandbox.control("GET", f"liondesk/contacts/{contact_id}").get("home_phone")
+    assert "phone2" not in sandbox.control("GET", f"realgeeks/leads/{payload['id']}")
+    assert mappings.get_snapshot(conn, payload["id"])["phone2"] == ""

@@ -496,7 +496,7 @@ def test_realgeeks_create_patch_and_activities(sandbox):
     assert patched.status_code == 200
     lead = sandbox.get(f"/_sandbox/realgeeks/leads/{lead_id}").json
     assert (lead["first_name"], lead["last_name"], lead["phone"]) == ("Jack", "Johnson", "808-817-2382")
-    assert "phone2" not in lead
+    assert lead["phone2"] == "808-000-0000"  # the documented PATCH cannot unset
     assert rg(sandbox, "POST", f"/leads/{lead_id}/activities", {"type": "note"}).status_code == 422
     assert rg(sandbox, "POST", f"/leads/{lead_id}/activities",
               [{"type": "note", "source": "LionDesk"}]).status_code == 422
@@ -511,6 +511,30 @@ def test_realgeeks_create_patch_and_activities(sandbox):
     assert [(r["method"], r["status"]) for r in kept] == [("POST", 201), ("PATCH", 200), ("POST", 422),
                                                           ("POST", 422), ("POST", 422), ("POST", 201)]
     assert kept[1]["body"] == {"last_name": "Johnson", "phone2": ""}
+
+
+@pytest.mark.parametrize("paths", ["both", "v2/rest", "rest/v2"])
+def test_realgeeks_v2_patch_unsets_in_the_published_forms_the_knob_enables(sandbox, paths):
+    lead_id = "b27c20af4497415d9e4e7334dd1d40d2"
+    rg(sandbox, "POST", "/leads", {"id": lead_id, "source": "LionDesk", "first_name": "Jack", "phone2": "808-000-0000",
+                                   "notes": "n"})
+    sandbox.post("/_sandbox/settings", json={"realgeeks_v2_paths": paths})
+    prefix = sandbox.open(f"/realgeeks/v2/rest/sites/{SITE}/leads/{lead_id}", method="PATCH", headers=RG_AUTH,
+                          data=json.dumps({"phone2": ""}), content_type="application/json")
+    infix = rg(sandbox, "PATCH", f"/v2/leads/{lead_id}", {"notes": ""})
+    assert (prefix.status_code, infix.status_code) == {"both": (200, 200), "v2/rest": (200, 404),
+                                                       "rest/v2": (404, 200)}[paths]
+    lead = sandbox.get(f"/_sandbox/realgeeks/leads/{lead_id}").json
+    assert ("phone2" in lead, "notes" in lead) == (prefix.status_code != 200, infix.status_code != 200)
+
+
+def test_realgeeks_plain_patch_may_refuse_an_unset_with_the_knob(sandbox):
+    lead_id = "c27c20af4497415d9e4e7334dd1d40d2"
+    rg(sandbox, "POST", "/leads", {"id": lead_id, "source": "LionDesk", "first_name": "Jack", "notes": "n"})
+    sandbox.post("/_sandbox/settings", json={"realgeeks_plain_unset": "reject"})
+    refused = rg(sandbox, "PATCH", f"/leads/{lead_id}", {"notes": ""})
+    assert refused.status_code == 422 and "v2" in refused.json["error"]
+    assert sandbox.get(f"/_sandbox/realgeeks/leads/{lead_id}").json["notes"] == "n"
 
 
 def test_realgeeks_create_merges_on_email_like_lead_manager(sandbox):
@@ -560,7 +584,7 @@ def test_incoming_writes_echo_as_signed_webhooks(sandbox, receiver):
                                                           "partner_id": "bridge-1"})
     lead_id = "b1e2c3d4e5f60718293a4b5c6d7e8f90"
     rg(sandbox, "POST", "/leads", {"id": lead_id, "source": "LionDesk", "email": "kai@x.co", "phone2": "1"})
-    rg(sandbox, "PATCH", f"/leads/{lead_id}", {"phone2": ""})
+    rg(sandbox, "PATCH", f"/v2/leads/{lead_id}", {"phone2": ""})  # the v2 PATCH unsets
     rg(sandbox, "POST", f"/leads/{lead_id}/activities", [{"type": "note", "source": "LionDesk",
                                                           "description": "Hi"}])
     deliveries = sandbox.get("/_sandbox/realgeeks/deliveries?wait=1").json

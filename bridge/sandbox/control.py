@@ -20,7 +20,8 @@ from bridge.sandbox.webhooks import Destination
 bp = Blueprint("control", __name__, url_prefix="/_sandbox")
 
 TOKEN_KNOBS = ("expire_access_tokens", "revoke_refresh_tokens", "access_token_lifetime_seconds")
-SETTINGS = {"address_edits_bump_contact": (True, False), "realgeeks_source_system_mode": ("writer", "lead")}
+SETTINGS = {"address_edits_bump_contact": (True, False), "realgeeks_source_system_mode": ("writer", "lead"),
+            "realgeeks_v2_paths": ("both", "v2/rest", "rest/v2"), "realgeeks_plain_unset": ("ignore", "reject")}
 """Behaviour the vendors leave unknown, switchable per test: name -> allowed values."""
 
 

@@ -118,13 +118,15 @@ def activity_problem(activity, user_ids: set[str] | None) -> str | None:
     return None
 
 
-def apply_changes(lead: dict, body: dict) -> list[str]:
-    """Apply the sent keys to a stored lead ("" removes a key); return the keys removed."""
+def apply_changes(lead: dict, body: dict, *, unset: bool = True) -> list[str]:
+    """Apply the sent keys to a stored lead ("" removes a key, only when `unset`); return the keys removed."""
     removed = []
     for field in LEAD_FIELDS:
         if field not in body or field in ("id", "activities", "created"):
             continue
         if body[field] == "":
+            if not unset:
+                continue  # the documented PATCH "does not allow unsetting": the value stays
             if lead.pop(field, None) is not None:
                 removed.append(field)
         else:
@@ -282,17 +284,44 @@ def _create(site: str, body: dict, *, needs_identification: bool, roles: tuple[s
 
 
 @bp.patch("/rest/sites/<site>/leads/<lead_id>")
-@bp.patch("/rest/sites/<site>/v2/leads/<lead_id>", endpoint="update_lead_v2")
-@bp.patch("/v2/rest/sites/<site>/leads/<lead_id>", endpoint="update_lead_v2_prefix")
 def update_lead(site, lead_id):
-    """Change only the keys sent; "" unsets a field. Both published v2 paths work the same."""
-    site, body = site_of(site), lead_body()
+    """Change only the keys sent. This PATCH cannot unset: "" is ignored (or, knob "reject", refused with 422)."""
+    body = lead_body()
+    with sandbox_state() as state:
+        if state.realgeeks_plain_unset == "reject" and any(body.get(field) == "" for field in LEAD_FIELDS):
+            raise ApiError(422, "Fields cannot be unset with this endpoint; use the v2 API")
+    return _update(site, lead_id, body, unset=False)
+
+
+@bp.patch("/v2/rest/sites/<site>/leads/<lead_id>", endpoint="update_lead_v2_prefix")
+def update_lead_v2_prefix(site, lead_id):
+    """The v2 PATCH as `/v2/rest/sites/{site}/leads/{id}`: "" unsets a field."""
+    return _update_v2("v2/rest", site, lead_id)
+
+
+@bp.patch("/rest/sites/<site>/v2/leads/<lead_id>", endpoint="update_lead_v2")
+def update_lead_v2(site, lead_id):
+    """The v2 PATCH as `/rest/sites/{site}/v2/leads/{id}`: "" unsets a field."""
+    return _update_v2("rest/v2", site, lead_id)
+
+
+def _update_v2(form: str, site: str, lead_id: str):
+    """A v2 PATCH in one of its two published forms; 404 when the `realgeeks_v2_paths` knob says it does not exist."""
+    with sandbox_state() as state:
+        if state.realgeeks_v2_paths not in ("both", form):
+            raise ApiError(404, "Not Found")
+    return _update(site, lead_id, lead_body(), unset=True)
+
+
+def _update(site: str, lead_id: str, body: dict, *, unset: bool):
+    """Validate and apply a lead PATCH, then announce it as `updated`."""
+    site = site_of(site)
     problem = lead_problem(body, creating=False)
     if problem:
         raise ApiError(422, problem)
     with sandbox_state() as state:
         lead = find_lead(state, site, lead_id)
-        cleared = apply_changes(lead, body)
+        cleared = apply_changes(lead, body, unset=unset)
         deliver(state, site, lead, "updated", writer=writer(), cleared=cleared)
     return jsonify({})
 

@@ -114,6 +114,10 @@ class SandboxState:
             self.realgeeks_leads: dict[tuple[str, str], dict] = {}
             self.realgeeks_requests = Table()
             self.realgeeks_source_system_mode = "writer"
+            # Which published path of the v2 PATCH answers (docs/sandbox.md: the post gives two),
+            # and what the documented PATCH does with "" (it "does not allow unsetting").
+            self.realgeeks_v2_paths = "both"
+            self.realgeeks_plain_unset = "ignore"
             seed_reference_data(self)
 
     TRANSIENT = ("lock", "clock", "calls", "faults", "deliverer", "latency_ms")

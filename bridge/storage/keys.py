@@ -111,6 +111,11 @@ def realgeeks_users(site_uuid: str) -> str:
     return f"{PREFIX}realgeeks:users:{site_uuid}"
 
 
+def realgeeks_unset_form() -> str:
+    """String naming which published form of the Incoming v2 PATCH (the one that can unset) answered."""
+    return f"{PREFIX}realgeeks:v2_patch_form"
+
+
 def poll_state() -> str:
     """Hash describing the LionDesk poll: cursor, last run, outcome."""
     return f"{PREFIX}poll:state"

@@ -62,7 +62,7 @@ from bridge.storage import events, history, keys, mappings, polls
 from bridge.storage.locks import lead_lock
 from bridge.sync import conflicts, forward, references
 from bridge.translate.liondesk import liondesk_time
-from bridge.translate.realgeeks import LEAD_ACTIONS, Instant, load_event, normalize_id, parse_instant
+from bridge.translate.realgeeks import CLEARED, LEAD_ACTIONS, Instant, load_event, normalize_id, parse_instant
 from bridge.translate.snapshot import (diff, empty_snapshot, merge_snapshot, realgeeks_assignment,
                                        realgeeks_new_lead, realgeeks_patch, snapshot_from_liondesk,
                                        snapshot_from_realgeeks)
@@ -421,9 +421,14 @@ def push_changes(sync: Sync, lead_id: str, contact: Mapping) -> str:
         snapshot = _accept(sync, lead_id, snapshot, decision.agreed, pushed=False)
     written: dict = {}
     body = realgeeks_patch(decision.push, sync.rules)
-    if body:
-        sync.realgeeks.update_lead(site_uuid, realgeeks_id, body)
-        accepted = patched_fields(decision.push, body)
+    # Sets through the documented PATCH; clears through the v2 PATCH, the only one that can unset.
+    sets = {name: value for name, value in body.items() if value != CLEARED}
+    clears = {name: value for name, value in body.items() if value == CLEARED}
+    for part, write in ((sets, sync.realgeeks.update_lead), (clears, sync.realgeeks.unset_fields)):
+        if not part:
+            continue
+        write(site_uuid, realgeeks_id, part)
+        accepted = patched_fields(decision.push, part)
         snapshot = _accept(sync, lead_id, snapshot, accepted)
         written.update(accepted)
     if "agent_email" in decision.push:
