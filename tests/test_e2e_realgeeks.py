@@ -147,3 +147,79 @@ def test_an_agent_clearing_a_phone_in_liondesk_clears_it_in_real_geeks(stack, pa
     assert not sandbox.control("GET", f"liondesk/contacts/{contact_id}").get("home_phone")
     assert "phone2" not in sandbox.control("GET", f"realgeeks/leads/{payload['id']}")
     assert mappings.get_snapshot(conn, payload["id"])["phone2"] == ""
+
+
+FOLLOW_UP_EVENT = {"id": "8c2b7a1e-4f7d-4c39-9a51-0d6c1f3e2b10", "title": "Call about the open house",
+                   "description": "Ask about financing", "happens_at": "2026-12-10T18:30:00Z", "purpose": "Call",
+                   "all_day": False, "reminders": [{"time_before": "15", "unit": "minutes"}]}
+
+
+def test_a_follow_up_becomes_an_open_task_and_is_completed_when_real_geeks_completes_it(
+        stack, webhook_secret):  # noqa: F811
+    sandbox = stack.sandbox
+    payload = sample_lead()
+    deliver(stack, payload, webhook_secret)
+    contact_id = linked(stack, payload["id"])["contact_id"]
+    # As on the follow-ups page: no source, no description on the activity itself.
+    created = {"type": "created_a_followup_for", "user": {"id": "14188"}, "created": "2026-12-01T10:00:00Z",
+               "metadata": {"event": FOLLOW_UP_EVENT}}
+    deliver(stack, {"action": "activity_added", "id": payload["id"], "site_uuid": payload["site_uuid"],
+                    "activities": [created]}, webhook_secret)
+    wait_until(lambda: stack.processed(payload["id"]) >= 2, message="the follow-up to be processed")
+
+    def follow_up_tasks():
+        return [t for t in sandbox.control("GET", "liondesk/tasks")["data"]
+                if t["contact_id"] == int(contact_id) and t["description"].startswith("Call about the open house")]
+
+    (task,) = follow_up_tasks()
+    casey = next(u for u in sandbox.control("GET", "liondesk/users")["data"] if u["email"] == "casey@example.com")
+    assert task["status"] == "incomplete" and task["due_at"].startswith("2026-12-10T18:30:00")
+    assert "Ask about financing" in task["description"] and task["assigned_user_id"] == casey["id"]
+    assert task["action_type"] == "Agent Task - Call Reminder"
+
+    completed = {**created, "type": "completed_a_followup_for", "created": "2026-12-10T19:00:00Z"}
+    deliver(stack, {"action": "activity_added", "id": payload["id"], "site_uuid": payload["site_uuid"],
+                    "activities": [completed]}, webhook_secret)
+    wait_until(lambda: stack.processed(payload["id"]) >= 3, message="the completion to be processed")
+    (task,) = follow_up_tasks()
+    assert task["status"] == "complete"
+    kinds = [e["kind"] for e in history.read(stack.conn, payload["id"])]
+    assert kinds.count("followup_created") == 1 and kinds.count("followup_completed") == 1
+
+
+def test_a_potential_seller_lead_reaches_liondesk_with_its_property_and_estimated_value(
+        stack, webhook_secret):  # noqa: F811
+    valuation = {"type": "property_viewed", "source": "Website Property Valuation",
+                 "description": "Requested a home valuation", "created": "2026-12-01T10:00:00Z",
+                 "property": {"street_address": "45 Kainui Dr", "city": "Kailua", "state": "HI", "zip": "96734",
+                              "estimated_value": "1250000.00", "last_sold_price": "890000"}}
+    payload = sample_lead(action="New Potential Seller Lead", source="Website Property Valuation", role="",
+                          activities=[valuation])
+    payload.pop("role")
+    with requests.Session() as session:  # the request type names it: the action string is unpublished
+        response = signed_post(session, f"http://127.0.0.1:{stack.port}/webhooks/realgeeks", payload,
+                               webhook_secret, action="New Potential Seller Lead")
+    assert response.status_code in (200, 202) and response.json()["status"] == "queued", response.text
+    contact_id = linked(stack, payload["id"])["contact_id"]
+    (lead,) = [lead for lead in stack.sandbox.control("GET", "liondesk/leads")["data"]
+               if lead["contact_id"] == int(contact_id)]
+    assert (lead["street_address"], lead["city"], lead["zipcode"]) == ("45 Kainui Dr", "Kailua", "96734")
+    assert "Estimated value: $1,250,000.00" in lead["text_body"] and "Role: Potential Seller" in lead["text_body"]
+    assert lead["type"] == "Seller"
+
+
+def test_a_status_change_after_creation_reaches_the_liondesk_lead_and_the_timeline(
+        stack, webhook_secret):  # noqa: F811
+    sandbox = stack.sandbox
+    payload = sample_lead(status="Active", timeframe="3-6 Months")
+    deliver(stack, payload, webhook_secret)
+    contact_id = linked(stack, payload["id"])["contact_id"]
+    deliver(stack, {**payload, "action": "updated", "status": "Dead", "notes": "Bought elsewhere"}, webhook_secret)
+    wait_until(lambda: stack.processed(payload["id"]) >= 2, message="the update to be processed")
+    (lead,) = [lead for lead in sandbox.control("GET", "liondesk/leads")["data"]
+               if lead["contact_id"] == int(contact_id)]
+    assert "Status: Dead" in lead["text_body"] and "Notes: Bought elsewhere" in lead["text_body"]
+    assert "Timeframe: 3-6 Months" in lead["text_body"]
+    notes = [t["description"] for t in sandbox.control("GET", "liondesk/tasks")["data"]
+             if "lead details changed" in t["description"]]
+    assert len(notes) == 1 and "Status: Dead (was Active)" in notes[0] and "Notes: Bought elsewhere" in notes[0]

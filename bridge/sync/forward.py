@@ -30,7 +30,7 @@ from bridge.sync import conflicts, references
 from bridge.translate import activity as activities
 from bridge.translate import phones
 from bridge.translate.contact import CONTACT_FIELDS, contact_body, email_search_forms, phone_region
-from bridge.translate.lead import campaign_name, lead_body, lead_source_name
+from bridge.translate.lead import campaign_name, details_changes, lead_body, lead_source_name, lead_text, text_fields
 from bridge.translate.realgeeks import parse_instant
 from bridge.translate.snapshot import (diff, empty_snapshot, liondesk_patch, merge_snapshot,
                                        snapshot_from_liondesk, snapshot_from_realgeeks)
@@ -108,6 +108,7 @@ def upsert(job: Job) -> None:
     if "contact_id" in link:
         contact_id = link["contact_id"]
         apply_changes(job)
+        sync_lead_details(job)
         if link.get("origin") == mappings.LIONDESK_ORIGIN or link.get("shared_with"):
         # The echo of a lead made from a LionDesk contact, or a second lead of another lead's
         # contact: that contact's own lead carries its enquiry, campaign and offers.
@@ -134,6 +135,7 @@ def update(job: Job) -> None:
         upsert(job)
         return
     apply_changes(job)
+    sync_lead_details(job)
     deliver_activities(job, link["contact_id"], job.lead.get("activities") or [])
 
 
@@ -410,6 +412,35 @@ def _without_overruled(job: Job, link: dict, changed: dict, change_ns: int) -> d
 # -- lead, campaign, offers ----------------------------------------------------------------
 
 
+def sync_lead_details(job: Job) -> None:
+    """Rewrite the LionDesk lead's text when a detail only it holds changed (status, timeframe, notes...).
+
+    Status, timeframe, notes, area, source details and the second e-mail have no home on
+    a LionDesk contact, so they live in the lead's text: a change rewrites the text
+    (PATCH /leads/{id}) and goes on the contact's timeline, so the agent sees it happen.
+    """
+    link = mappings.get_link(job.conn, job.lead_id)
+    if "lead_id" not in link or link.get("shared_with") or job.received_ns < int(link.get("applied_ns") or 0):
+        return  # no LionDesk lead of its own, or a stale delivery (a newer one was applied)
+    try:
+        old = json.loads(link.get("lead_text") or "{}")
+    except ValueError:
+        old = {}
+    new = {**old, **text_fields(job.lead)}
+    changes = details_changes(old, new)
+    if not changes:
+        if new != old:  # other lines (the login link, the id as spelt) changed: remember them quietly
+            mappings.save_link(job.conn, job.lead_id, lead_text=json.dumps(new, sort_keys=True))
+        return
+    job.liondesk.update_lead(link["lead_id"], {"text_body": lead_text(new)})
+    mappings.save_link(job.conn, job.lead_id, lead_text=json.dumps(new, sort_keys=True))
+    _comment(job, link["contact_id"], {"type": "note", "source": "bridge",
+                                       "description": "Real Geeks lead details changed:\n" + "\n".join(changes)})
+    job.note("lead_details_updated", liondesk_lead_id=link["lead_id"], changes=changes)
+    job.did("updated lead details: " + ", ".join(line.split(":")[0] for line in changes))
+
+
+
 def ensure_lead(job: Job, contact_id):
     """Create the one LionDesk lead of this Real Geeks lead unless it exists; return its id.
 
@@ -436,7 +467,8 @@ def ensure_lead(job: Job, contact_id):
     translation = lead_body(job.lead, job.rules, contact_id=contact_id, source_id=source_id)
     mappings.mark_effect(job.conn, job.lead_id, "lead", PENDING)
     created = client.create_lead(translation.body)
-    mappings.save_link(job.conn, job.lead_id, lead_id=created["id"], lead_source_id=source_id)
+    mappings.save_link(job.conn, job.lead_id, lead_id=created["id"], lead_source_id=source_id,
+                       lead_text=json.dumps(text_fields(job.lead), sort_keys=True))
     mappings.mark_effect(job.conn, job.lead_id, "lead", "done")
     job.note("lead_created", liondesk_lead_id=created["id"], source_id=source_id, **translation.facts())
     job.did(f"created lead {created['id']}")
@@ -501,6 +533,8 @@ def deliver_activities(job: Job, contact_id, items: list[dict]) -> None:
             kind = activities.TIMELINE
         if kind in (activities.ASSIGN, activities.UNASSIGN):
             _assign(job, contact_id, item, kind)
+        elif kind in (activities.FOLLOWUP, activities.FOLLOWUP_DONE):
+            _followup(job, contact_id, item, done=kind == activities.FOLLOWUP_DONE)
         elif kind == activities.NOTE:
             _comment(job, contact_id, item)
         elif kind == activities.TIMELINE:
@@ -560,6 +594,50 @@ def realgeeks_user(job: Job, user: dict) -> dict:
         job.note("realgeeks_users_refused", site_uuid=site_uuid, error=str(exc)[:300])
         return user
     return {**user, **found} if found else user
+
+
+def _followup(job: Job, contact_id, item: dict, *, done: bool) -> None:
+    """A Real Geeks follow-up: an open LionDesk task when created, completed when Real Geeks completes it.
+
+    The task id is kept per follow-up event (`followup:<event id>` in the lead's effects);
+    a completion whose creation the bridge never saw (before go-live) files a done task.
+    """
+    task = activities.followup_task(item, job.rules)
+    effect = f"followup:{task['event_id']}"
+    state = mappings.effect_state(job.conn, job.lead_id, effect)
+    if state is not None and (state.startswith(COMPLETED_PREFIX) or not done):
+        return  # created already (a repeat), or completed already
+    if done and state is not None and state != PENDING:
+        _complete_task(job, state)
+        mappings.mark_effect(job.conn, job.lead_id, effect, COMPLETED_PREFIX + state)
+        job.note("followup_completed", task_id=state, title=task["title"])
+        job.did(f"completed follow-up task {state}")
+        return
+    user = realgeeks_user(job, item.get("user") or {})
+    email = activities.liondesk_email_of(user, job.rules) if user.get("email") else None
+    assignee = references.user_ids_by_email(job.liondesk).get(email.casefold()) if email else None
+    mappings.mark_effect(job.conn, job.lead_id, effect, PENDING)
+    task_id = _open_task(job, contact_id, task, completed=done, assigned_user_id=assignee)
+    mappings.mark_effect(job.conn, job.lead_id, effect, COMPLETED_PREFIX + task_id if done else task_id)
+    job.note("followup_completed" if done else "followup_created", task_id=task_id, title=task["title"],
+             due_at=task["due_at"], assigned_user_id=assignee)
+    job.did(f"{'filed done' if done else 'opened'} follow-up task {task_id}")
+
+
+COMPLETED_PREFIX = "completed:"
+"""Effect value of a follow-up whose LionDesk task is complete (followed by the task id)."""
+
+
+def _open_task(job: Job, contact_id, task: dict, *, completed: bool, assigned_user_id=None) -> str:
+    """Create the LionDesk task of a follow-up and return its id as text."""
+    body = activities.followup_task_body(task, contact_id=contact_id, completed=completed,
+                                         assigned_user_id=assigned_user_id).body
+    return str(job.liondesk.create_task(body)["id"])
+
+
+def _complete_task(job: Job, task_id: str) -> None:
+    """Mark a follow-up's LionDesk task complete."""
+    job.liondesk.request("PATCH", f"/tasks/{task_id}", body={"status": "complete"})
 
 
 def _comment(job: Job, contact_id, item: dict) -> None:

@@ -21,6 +21,11 @@ LEAD_HANDLERS = {
 }
 
 
+def handler_of(action: str):
+    """The handler of a lead action; the potential-seller request type is a new lead (`created`)."""
+    return LEAD_HANDLERS.get(action) or forward.upsert
+
+
 def handle_event(context, event) -> str:
     """Process one event and return a one-line summary for the lead's history."""
     expire_parked(context)
@@ -32,7 +37,7 @@ def handle_event(context, event) -> str:
         if lead.get(DROPPED):
             job.note("fields_dropped", fields=lead[DROPPED],
                      detail="unreadable values left out; the rest of the delivery is applied")
-        LEAD_HANDLERS[event.action](job)
+        handler_of(event.action)(job)
         apply_parked(job)
     return "; ".join(job.done) or "nothing to change"
 
@@ -59,7 +64,7 @@ def apply_parked(job: forward.Job) -> None:
         later = forward.Job(context=job.context, lead=load_event(event.action, event.payload()), event_id=event.id,
                             received_ns=forward.received_ns(event))
         try:
-            LEAD_HANDLERS[event.action](later)
+            handler_of(event.action)(later)
         except PermanentError as exc:
             later.note("parked_failed", identified_by=job.event_id, error_class=exc.__class__.__name__,
                        error=str(exc)[:500])

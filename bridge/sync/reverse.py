@@ -62,7 +62,7 @@ from bridge.storage import events, history, keys, mappings, polls
 from bridge.storage.locks import lead_lock
 from bridge.sync import conflicts, forward, references
 from bridge.translate.liondesk import liondesk_time
-from bridge.translate.realgeeks import CLEARED, LEAD_ACTIONS, Instant, load_event, normalize_id, parse_instant
+from bridge.translate.realgeeks import CLEARED, Instant, is_lead_action, load_event, normalize_id, parse_instant
 from bridge.translate.snapshot import (diff, empty_snapshot, merge_snapshot, realgeeks_assignment,
                                        realgeeks_new_lead, realgeeks_patch, snapshot_from_liondesk,
                                        snapshot_from_realgeeks)
@@ -505,7 +505,7 @@ def pending_realgeeks_changes(sync: Sync, lead_id: str, snapshot: Mapping, link:
     changes = []
     for event_id in dict.fromkeys(waiting):
         event = events.load(sync.conn, event_id)
-        if event is None or event.action not in LEAD_ACTIONS:
+        if event is None or not is_lead_action(event.action):
             continue
         when = forward.received_ns(event)
         if when < applied:

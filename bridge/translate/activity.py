@@ -21,7 +21,15 @@ from bridge.translate.rules import lookup
 from bridge.translate.translation import Translation
 
 ASSIGN, UNASSIGN, NOTE, TIMELINE, IGNORE = "assign", "unassign", "note", "timeline", "ignore"
+FOLLOWUP, FOLLOWUP_DONE = "followup", "followup_done"
 """What an activity means for LionDesk (see `classify_activity`)."""
+
+FOLLOWUP_TYPES = {"created_a_followup_for": FOLLOWUP, "completed_a_followup_for": FOLLOWUP_DONE}
+"""Real Geeks follow-up activities (docs/vendors/realgeeks-api.md §4.2, FOLLOW): the event is in `metadata.event`."""
+
+PURPOSE_ACTION_TYPES = {"call": "Agent Task - Call Reminder", "email": "Agent Task - Email Reminder",
+                        "text": "Agent Task - Text Reminder", "bombbomb": "BombBomb Video Email"}
+"""A follow-up's `purpose` → the LionDesk task action type; others (Marking, Other) use `activities.task_action_type`."""
 
 
 def created_ns(activity: Mapping) -> int | None:
@@ -103,7 +111,52 @@ def classify_activity(activity: Mapping, rules: Mapping | None = None) -> str:
         return UNASSIGN
     if kind == "note":
         return NOTE
+    if kind in FOLLOWUP_TYPES and followup_event(activity) is not None:
+        return FOLLOWUP_TYPES[kind]
     return TIMELINE
+
+
+def followup_event(activity: Mapping) -> Mapping | None:
+    """A follow-up activity's event (`metadata.event` with an `id`), or None when it has none."""
+    event = (activity.get("metadata") or {}).get("event") if isinstance(activity.get("metadata"), Mapping) else None
+    return event if isinstance(event, Mapping) and str(event.get("id") or "").strip() else None
+
+
+def followup_task(activity: Mapping, rules: Mapping) -> dict:
+    """What a Real Geeks follow-up becomes as a LionDesk task: event id, title, description, due time, action type.
+
+    The follow-ups page's example has no `source` or `description` on the activity, so
+    everything comes from the event; a missing title reads "Real Geeks follow-up".
+    """
+    event = followup_event(activity) or {}
+    title = str(event.get("title") or "").strip() or "Real Geeks follow-up"
+    lines = [str(event.get("description") or "").strip()]
+    purpose = str(event.get("purpose") or "").strip()
+    if purpose:
+        lines.append(f"Purpose: {purpose}")
+    if event.get("all_day") is True:
+        lines.append("All day")
+    try:
+        due = parse_instant(str(event["happens_at"])) if event.get("happens_at") else None
+    except ValueError:
+        due, lines = None, [*lines, f"When: {event['happens_at']}"]  # kept as text rather than lost
+    return {"event_id": normalize_id(str(event.get("id") or "")), "title": title,
+            "description": "\n".join(line for line in lines if line),
+            "due_at": liondesk_time(due) if due is not None else None,
+            "action_type": PURPOSE_ACTION_TYPES.get(purpose.casefold(), rules["activities"]["task_action_type"])}
+
+
+def followup_task_body(task: Mapping, *, contact_id, completed: bool, assigned_user_id=None) -> Translation:
+    """A v2 /tasks body for a follow-up (`followup_task`): open, or complete when Real Geeks completed it."""
+    text = "\n".join(part for part in (task["title"], task["description"]) if part)
+    body = {"contact_id": contact_id, "action_type": task["action_type"],
+            "status": "complete" if completed else "incomplete", "description": text}
+    if task["due_at"]:
+        body["due_at"] = task["due_at"]
+    if assigned_user_id is not None:
+        body["assigned_user_id"] = assigned_user_id
+    body, trims = limits.fit("task", body, limits.TASK)
+    return Translation(body=liondesk.checked(liondesk.TASK_BODY, body), trims=trims)
 
 
 def liondesk_email_of(realgeeks_user: Mapping, rules: Mapping) -> str | None:
@@ -141,7 +194,7 @@ def _label(activity: Mapping) -> str:
     return str(activity.get("type") or "activity").replace("_", " ").strip().capitalize()
 
 
-def _price(text) -> str:
+def price_text(text) -> str:
     """Format a numeric-string price as dollars ("100500.90" → "$100,500.90"); other text unchanged."""
     try:
         return f"${Decimal(str(text)):,}"
@@ -156,7 +209,7 @@ def property_summary(prop: Mapping | None) -> str:
     region = " ".join(str(prop[key]).strip() for key in ("state", "zip") if prop.get(key))
     parts = [", ".join(part for part in (place, region) if part)]
     if prop.get("listing_price"):
-        parts.append(_price(prop["listing_price"]))
+        parts.append(price_text(prop["listing_price"]))
     rooms = [f"{prop[key]} {label}" for key, label in (("beds", "bd"), ("full_baths", "ba"),
                                                         ("half_baths", "half ba")) if prop.get(key) not in (None, "")]
     if rooms:

@@ -32,6 +32,23 @@ _TIMESTAMP = re.compile(
 LEAD_ACTIONS = frozenset({"created", "updated", "unknown", "activity_added"})
 """Actions whose payload is a lead (or a lead id with activities)."""
 
+POTENTIAL_SELLER = "Potential Seller"
+"""The role of a potential seller (someone who tried a valuation without signing up)."""
+
+_POTENTIAL_SELLER_ACTION = re.compile(r"potential[\s_-]*seller", re.IGNORECASE)
+"""Real Geeks' older docs list "New Potential Seller Lead" as its own request type; its action string is
+unpublished (docs/vendors/realgeeks-api.md §1.4), so any action naming a potential seller is one."""
+
+
+def is_potential_seller_action(action: str | None) -> bool:
+    """Whether an action string names Real Geeks' potential-seller request type."""
+    return bool(action) and bool(_POTENTIAL_SELLER_ACTION.search(action))
+
+
+def is_lead_action(action: str | None) -> bool:
+    """Whether a delivery of this action carries a lead (including the potential-seller request type)."""
+    return action in LEAD_ACTIONS or is_potential_seller_action(action)
+
 USER_ACTIONS = frozenset({"user_updated"})
 """Actions whose payload describes a Real Geeks user."""
 
@@ -295,7 +312,7 @@ class UserEventSchema(UserSchema):
 
 def schema_for(action: str) -> Schema | None:
     """Return the schema that validates a payload of `action`, or None for actions we ignore."""
-    if action in LEAD_ACTIONS:
+    if is_lead_action(action):
         return _LEAD
     if action in USER_ACTIONS:
         return _USER_EVENT
@@ -331,8 +348,10 @@ def load_event(action: str, payload: dict) -> dict:
             dropped += _drop(data, errors)
     else:
         raise ValidationError({"_schema": ["too many unreadable values"], DROPPED: dropped})
-    if "id" in payload and action in LEAD_ACTIONS:
+    if "id" in payload and is_lead_action(action):
         loaded["received_id"] = str(payload["id"]).strip()
+    if is_potential_seller_action(action) and not loaded.get("role"):
+        loaded["role"] = POTENTIAL_SELLER
     if dropped:
         loaded[DROPPED] = dropped
     return loaded
