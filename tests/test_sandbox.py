@@ -739,3 +739,51 @@ def test_serves_16_concurrent_requests_over_http(sandbox_process):
     requests.post(f"{url}/_sandbox/faults", json={"service": "liondesk", "outage": "drop", "latency_ms": 0})
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/liondesk/me", headers=headers, timeout=10)
+
+
+# ---- Real Geeks as documented (docs/sandbox.md, "Real Geeks as its own material describes it") ----
+
+
+def test_realgeeks_takes_an_assignment_by_user_id_only_and_a_follow_up_without_source(sandbox):
+    lead_id = "d27c20af4497415d9e4e7334dd1d40d2"
+    rg(sandbox, "POST", "/leads", {"id": lead_id, "source": "LionDesk", "first_name": "Jack"})
+    by_id = [{"type": "was_assigned", "user": {"id": "14188"}}]  # the assign-leads post's Incoming form
+    follow_up = [{"type": "created_a_followup_for", "user": {"id": "14188"},  # the follow-ups page's example
+                  "metadata": {"event": {"id": "8c2b7a1e-4f7d-4c39-9a51-0d6c1f3e2b10", "title": "Call",
+                                         "reminders": [{"time_before": "15", "unit": "minutes"}]}}}]
+    assert rg(sandbox, "POST", f"/leads/{lead_id}/activities", by_id).status_code == 201
+    assert rg(sandbox, "POST", f"/leads/{lead_id}/activities", follow_up).status_code == 201
+    no_event = [{"type": "completed_a_followup_for", "user": {"id": "14188"}}]
+    assert rg(sandbox, "POST", f"/leads/{lead_id}/activities", no_event).status_code == 422
+
+
+def test_realgeeks_incoming_creates_merge_by_email_or_name(sandbox):
+    first = {"id": "e27c20af4497415d9e4e7334dd1d40d2", "source": "LionDesk", "first_name": "Mele",
+             "last_name": "Kahale", "email": "mele@x.co"}
+    rg(sandbox, "POST", "/leads", first)
+    rg(sandbox, "POST", "/leads", {"source": "LionDesk", "email": "MELE@x.co", "phone": "808-555-0100"})
+    rg(sandbox, "POST", "/leads", {"source": "LionDesk", "first_name": "mele", "last_name": "KAHALE", "notes": "n"})
+    rg(sandbox, "POST", "/leads", {"source": "LionDesk", "first_name": "Mele", "last_name": "Other"})
+    leads = sandbox.get("/_sandbox/realgeeks/leads").json["data"]
+    assert len(leads) == 2
+    merged = next(lead for lead in leads if (lead.get("email") or "").casefold() == "mele@x.co")
+    assert (merged["phone"], merged["notes"]) == ("808-555-0100", "n")
+
+
+def test_realgeeks_deliveries_are_pretty_printed_and_repeat_byte_for_byte(sandbox, receiver):
+    from bridge.sandbox.webhooks import rfc3339_nano
+
+    sandbox.post("/_sandbox/realgeeks/destination", json={"url": receiver.url, "secret": "s"})
+    lead_id = "f27c20af4497415d9e4e7334dd1d40d2"
+    rg(sandbox, "POST", "/leads", {"id": lead_id, "source": "LionDesk", "phone": "808-555-0001"})
+    for phone in ("808-555-0002", "808-555-0001", "808-555-0002"):  # A→B→A→B
+        rg(sandbox, "PATCH", f"/leads/{lead_id}", {"phone": phone})
+    assert sandbox.get("/_sandbox/realgeeks/deliveries?wait=1").json["idle"]
+    bodies = [body for _, body in receiver.received]
+    assert len(bodies) == 4 and bodies[1] == bodies[3] and bodies[1] != bodies[2]
+    assert bodies[0].startswith(b'{\n  "') and b", \n" in bodies[0]  # indented, trailing space after each comma
+    stamps = [headers["X-Lead-Router-Timestamp"] for headers, _ in receiver.received]
+    assert len(set(stamps)) == 4 and all(stamp.endswith("Z") for stamp in stamps)
+    assert [rfc3339_nano(n) for n in (1_480_544_332_000_000_000, 1_480_544_332_500_000_000,
+                                      1_480_544_332_789_337_607)] == [
+        "2016-11-30T22:18:52Z", "2016-11-30T22:18:52.5Z", "2016-11-30T22:18:52.789337607Z"]
