@@ -31,9 +31,9 @@ def deliver(stack, payload: dict, secret: str) -> None:  # noqa: F811 - `stack` 
 
 def linked(stack, lead_id: str) -> dict:  # noqa: F811
     """Wait until the lead's first delivery is processed and it has a contact; return its link."""
-    wait_until(lambda: stack.processed(lead_id) >= 1 and mappings.get_link(stack.conn, lead_id).get("contact_id"),
+    wait_until(lambda: stack.processed(lead_id) >= 1 and mappings.load_link(stack.conn, lead_id).linked,
                message=f"lead {lead_id} to reach LionDesk")
-    return mappings.get_link(stack.conn, lead_id)
+    return mappings.load_link(stack.conn, lead_id)
 
 
 @pytest.mark.parametrize("how", ["email in another case", "shared phone"])
@@ -42,7 +42,7 @@ def test_a_takeover_attempt_leaves_the_victims_contact_alone_and_agent_edits_rea
     sandbox, conn = stack.sandbox, stack.conn
     victim = sample_lead(first_name="Vera", last_name="Victim", phone="808-555-0101")
     sandbox.control("POST", "realgeeks/leads", **victim)  # a website sign-up, sent to the bridge
-    contact_id = linked(stack, victim["id"])["contact_id"]
+    contact_id = linked(stack, victim["id"]).contact_id
     before = sandbox.control("GET", f"liondesk/contacts/{contact_id}")
 
     if how == "shared phone":  # a family member, or anyone who knows the number
@@ -51,7 +51,7 @@ def test_a_takeover_attempt_leaves_the_victims_contact_alone_and_agent_edits_rea
         impostor = sample_lead(first_name="Mallory", last_name="Impostor", email=victim["email"].swapcase(),
                                phone="808-555-0666")
     deliver(stack, impostor, webhook_secret)
-    assert linked(stack, impostor["id"])["contact_id"] == contact_id  # shares it, does not get a copy
+    assert linked(stack, impostor["id"]).contact_id == contact_id  # shares it, does not get a copy
     after = sandbox.control("GET", f"liondesk/contacts/{contact_id}")
     assert {key: after.get(key) for key in PERSON} == {key: before.get(key) for key in PERSON}
     assert mappings.lead_of_contact(conn, contact_id) == victim["id"]
@@ -90,7 +90,7 @@ def test_a_lead_with_a_bad_nested_value_syncs_the_rest_with_a_note(stack, webhoo
     extra, path = BAD_VALUES[bad]
     payload = sample_lead(**extra)
     deliver(stack, payload, webhook_secret)
-    contact_id = linked(stack, payload["id"])["contact_id"]
+    contact_id = linked(stack, payload["id"]).contact_id
     contact = stack.sandbox.control("GET", f"liondesk/contacts/{contact_id}")
     assert contact["email"] == payload["email"] and contact["first_name"] == payload["first_name"]
     (dropped,) = [e for e in history.read(stack.conn, payload["id"]) if e["kind"] == "fields_dropped"]
@@ -107,7 +107,7 @@ def test_an_assignment_naming_only_the_user_id_is_resolved_and_an_unknown_id_una
              "created": "2026-11-01T10:00:00.5Z"}
     payload = sample_lead(agent_email="dana@example.com", activities=[by_id])  # agent_email: deprecated, ignored
     deliver(stack, payload, webhook_secret)
-    contact_id = linked(stack, payload["id"])["contact_id"]
+    contact_id = linked(stack, payload["id"]).contact_id
     casey = next(u for u in sandbox.control("GET", "liondesk/users")["data"] if u["email"] == "casey@example.com")
     assert sandbox.control("GET", f"liondesk/contacts/{contact_id}")["assigned_user_id"] == casey["id"]
 
@@ -126,7 +126,7 @@ def test_an_agent_clearing_a_phone_in_liondesk_clears_it_in_real_geeks(stack, pa
     sandbox.control("POST", "settings", realgeeks_v2_paths=paths)  # only one published form answers
     payload = sample_lead(phone2="808-555-0142")
     sandbox.control("POST", "realgeeks/leads", **payload)
-    contact_id = linked(stack, payload["id"])["contact_id"]
+    contact_id = linked(stack, payload["id"]).contact_id
     wait_until(lambda: sandbox.control("GET", f"liondesk/contacts/{contact_id}").get("home_phone"),
                message="the second phone to reach LionDesk")
 
@@ -159,7 +159,7 @@ def test_a_follow_up_becomes_an_open_task_and_is_completed_when_real_geeks_compl
     sandbox = stack.sandbox
     payload = sample_lead()
     deliver(stack, payload, webhook_secret)
-    contact_id = linked(stack, payload["id"])["contact_id"]
+    contact_id = linked(stack, payload["id"]).contact_id
     # As on the follow-ups page: no source, no description on the activity itself.
     created = {"type": "created_a_followup_for", "user": {"id": "14188"}, "created": "2026-12-01T10:00:00Z",
                "metadata": {"event": FOLLOW_UP_EVENT}}
@@ -200,7 +200,7 @@ def test_a_potential_seller_lead_reaches_liondesk_with_its_property_and_estimate
         response = signed_post(session, f"http://127.0.0.1:{stack.port}/webhooks/realgeeks", payload,
                                webhook_secret, action="New Potential Seller Lead")
     assert response.status_code in (200, 202) and response.json()["status"] == "queued", response.text
-    contact_id = linked(stack, payload["id"])["contact_id"]
+    contact_id = linked(stack, payload["id"]).contact_id
     (lead,) = [lead for lead in stack.sandbox.control("GET", "liondesk/leads")["data"]
                if lead["contact_id"] == int(contact_id)]
     assert (lead["street_address"], lead["city"], lead["zipcode"]) == ("45 Kainui Dr", "Kailua", "96734")
@@ -213,7 +213,7 @@ def test_a_status_change_after_creation_reaches_the_liondesk_lead_and_the_timeli
     sandbox = stack.sandbox
     payload = sample_lead(status="Active", timeframe="3-6 Months")
     deliver(stack, payload, webhook_secret)
-    contact_id = linked(stack, payload["id"])["contact_id"]
+    contact_id = linked(stack, payload["id"]).contact_id
     deliver(stack, {**payload, "action": "updated", "status": "Dead", "notes": "Bought elsewhere"}, webhook_secret)
     wait_until(lambda: stack.processed(payload["id"]) >= 2, message="the update to be processed")
     (lead,) = [lead for lead in sandbox.control("GET", "liondesk/leads")["data"]

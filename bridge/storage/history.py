@@ -1,6 +1,6 @@
 """Every lead has a story: an append-only list of what happened to it, in Redis.
 
-Entries are small JSON objects with `at` (unix seconds) and `kind`; callers add the
+Entries are small JSON objects with `at` (unix seconds) and `kind` (one of `kinds.py`); callers add the
 facts support needs (event id, call made and its status, error, who replayed).
 Tokens and secrets never go in here.
 """
@@ -15,13 +15,13 @@ import redis
 from bridge import defaults
 from bridge.jsonlimits import parse
 from bridge.storage import keys
-
-UNREADABLE = "unreadable"
-"""Kind of the placeholder `read` returns for a stored entry it cannot parse within the JSON limits."""
+from bridge.storage.kinds import UNREADABLE, WRITTEN
 
 
 def entry(kind: str, **facts) -> dict:
-    """Build one history entry stamped with the current time."""
+    """Build one history entry stamped with the current time; `kind` is one of `kinds.py` (ValueError otherwise)."""
+    if kind not in WRITTEN:  # a kind nobody named would be stored and never recognised by its readers
+        raise ValueError(f"not a history kind: {kind!r} (name it in bridge/storage/kinds.py)")
     return {"at": round(time.time(), 3), "kind": kind, **{k: v for k, v in facts.items() if v is not None}}
 
 

@@ -25,13 +25,14 @@ import time
 from dataclasses import dataclass, field
 
 from bridge.exceptions import UpstreamRejected
-from bridge.storage import history, mappings, parked
+from bridge.storage import history, kinds, mappings, parked
 from bridge.sync import conflicts, references
 from bridge.translate import activity as activities
 from bridge.translate import phones
 from bridge.translate.contact import CONTACT_FIELDS, contact_body, email_search_forms, phone_region
 from bridge.translate.lead import campaign_name, details_changes, lead_body, lead_source_name, lead_text, text_fields
 from bridge.translate.realgeeks import parse_instant
+from bridge.translate.text import folded
 from bridge.translate.snapshot import (diff, empty_snapshot, liondesk_patch, merge_snapshot,
                                        snapshot_from_liondesk, snapshot_from_realgeeks)
 
@@ -50,6 +51,18 @@ class Job:
     done: list[str] = field(default_factory=list)
     parked: bool = False
     """Whether this delivery was parked to wait for the lead's details."""
+    _link: mappings.LeadLink | None = field(default=None, repr=False)
+
+    @property
+    def link(self) -> mappings.LeadLink:
+        """The lead's stored link, loaded once (the job holds the lead's lock; every write goes through it)."""
+        if self._link is None:
+            self._link = mappings.load_link(self.conn, self.lead_id)
+        return self._link
+
+    def relink(self, **changes) -> None:
+        """Record link fields of the lead (`mappings.save_link`; `claim=False` keeps the contact's own link)."""
+        mappings.save_link(self.conn, self.link, **changes)
 
     @property
     def lead_id(self) -> str:
@@ -95,28 +108,28 @@ def park(job: Job, reason: str) -> None:
     """Keep the delivery until Real Geeks identifies the lead (not failed, not on the retry ladder)."""
     parked.park(job.conn, job.lead_id, job.event_id, time.time())
     job.parked = True
-    job.note("parked", detail=parked.WAITING_FOR_DETAILS, reason=reason)
+    job.note(kinds.PARKED, detail=parked.WAITING_FOR_DETAILS, reason=reason)
     job.did(parked.WAITING_FOR_DETAILS)
 
 
 def upsert(job: Job) -> None:
     """`created` / `unknown`: make sure the contact, the lead, its campaign, offers and activities exist."""
-    link = mappings.get_link(job.conn, job.lead_id)
-    if "contact_id" not in link and not identifies(job.lead):
+    link = job.link
+    if not link.linked and not identifies(job.lead):
         park(job, "the lead has no name, e-mail or phone yet: no LionDesk contact can be matched or created")
         return
-    if "contact_id" in link:
-        contact_id = link["contact_id"]
+    if link.linked:
+        contact_id = link.contact_id
         apply_changes(job)
         sync_lead_details(job)
-        if link.get("origin") == mappings.LIONDESK_ORIGIN or link.get("shared_with"):
+        if link.origin == mappings.LIONDESK_ORIGIN or link.shared_with:
         # The echo of a lead made from a LionDesk contact, or a second lead of another lead's
         # contact: that contact's own lead carries its enquiry, campaign and offers.
             deliver_activities(job, contact_id, job.lead.get("activities") or [])
             return
     else:
         contact_id = link_or_create_contact(job)
-        if mappings.get_link(job.conn, job.lead_id).get("shared_with"):
+        if job.link.shared_with:
             deliver_activities(job, contact_id, job.lead.get("activities") or [])
             return
     lead_id = ensure_lead(job, contact_id)
@@ -126,26 +139,26 @@ def upsert(job: Job) -> None:
 
 def update(job: Job) -> None:
     """`updated`: PATCH only the fields that changed since the last sync; unknown leads are created."""
-    link = mappings.get_link(job.conn, job.lead_id)
-    if "contact_id" not in link:
+    link = job.link
+    if not link.linked:
         if not identifies(job.lead):
             park(job, "an update of a lead the bridge has not seen, without name, e-mail or phone")
             return
-        job.note("update_before_create", detail="no LionDesk contact linked yet: handled as created")
+        job.note(kinds.UPDATE_BEFORE_CREATE, detail="no LionDesk contact linked yet: handled as created")
         upsert(job)
         return
     apply_changes(job)
     sync_lead_details(job)
-    deliver_activities(job, link["contact_id"], job.lead.get("activities") or [])
+    deliver_activities(job, link.contact_id, job.lead.get("activities") or [])
 
 
 def add_activities(job: Job) -> None:
     """`activity_added`: deliver each new activity once; a lead not in LionDesk yet is parked until it is."""
-    link = mappings.get_link(job.conn, job.lead_id)
-    if "contact_id" not in link:
+    link = job.link
+    if not link.linked:
         park(job, "activities of a lead the bridge has not seen yet")
         return
-    deliver_activities(job, link["contact_id"], job.lead.get("activities") or [])
+    deliver_activities(job, link.contact_id, job.lead.get("activities") or [])
 
 
 # -- contact -------------------------------------------------------------------------------
@@ -162,9 +175,9 @@ def find_existing_contact(job: Job) -> tuple[dict | None, str | None]:
     emails = [lead.get("email"), lead.get("second_email")]
     forms = email_search_forms(emails)
     if forms:
-        wanted = {form.casefold() for form in forms}
+        wanted = {folded(form) for form in forms}
         found = [c for c in client.find_contacts([("email[$in]", form) for form in forms])
-                 if str(c.get("email") or "").strip().casefold() in wanted]
+                 if folded(c.get("email")) in wanted]
         if found:
             return _oldest(found), "email"
     region = phone_region(job.rules)
@@ -246,7 +259,7 @@ def owner_of(job: Job, contact_id) -> str:
     A reverse map whose lead links another contact is stale (that lead moved on) and is taken over.
     """
     owner = mappings.lead_of_contact(job.conn, contact_id)
-    if owner not in (None, job.lead_id) and mappings.get_link(job.conn, owner).get("contact_id") != str(contact_id):
+    if owner not in (None, job.lead_id) and mappings.load_link(job.conn, owner).contact_id != str(contact_id):
         mappings.release_contact(job.conn, contact_id, owner)
         owner = None
     if owner is None and mappings.claim_contact(job.conn, contact_id, job.lead_id):
@@ -271,7 +284,7 @@ def link_matched_contact(job: Job, contact: dict, matched_by: str, ids: dict):
     client, contact_id = job.liondesk, contact["id"]
     owner = owner_of(job, contact_id)
     shared = owner != job.lead_id
-    mappings.save_link(job.conn, job.lead_id, claim=not shared, contact_id=contact_id,
+    job.relink(claim=not shared, contact_id=contact_id,
                        site_uuid=job.lead.get("site_uuid"), received_id=job.lead.get("received_id"),
                        applied_ns=job.received_ns, matched_by=matched_by, shared_with=owner if shared else None)
     translation = contact_body(job.lead, job.rules, first_sync=not shared, existing_tags=contact.get("tags"), **ids)
@@ -287,11 +300,11 @@ def link_matched_contact(job: Job, contact: dict, matched_by: str, ids: dict):
     theirs = snapshot_from_liondesk(contact, job.rules)
     ours = snapshot_from_realgeeks(job.lead, job.rules)
     withheld = withheld_fields(theirs, ours)
-    job.note("contact_linked", contact_id=contact_id, matched_by=matched_by, changed=sorted(filled) or None,
+    job.note(kinds.CONTACT_LINKED, contact_id=contact_id, matched_by=matched_by, changed=sorted(filled) or None,
              shared_with=owner if shared else None, withheld=sorted(withheld) or None, **translation.facts())
     job.did(f"linked contact {contact_id} by {matched_by}" + (f", shared with lead {owner}" if shared else ""))
     if shared:
-        history.append(job.conn, owner, "second_lead_matched", other_lead=job.lead_id, contact_id=contact_id,
+        history.append(job.conn, owner, kinds.SECOND_LEAD_MATCHED, other_lead=job.lead_id, contact_id=contact_id,
                        matched_by=matched_by, detail="another Real Geeks lead matched this lead's contact; "
                                                      "the contact and its link were left as they are")
     if translation.address and not _has_address(contact, translation.address):
@@ -312,7 +325,7 @@ def tell_agent_of_withheld(job: Job, contact_id, withheld: dict, why: str) -> No
     if not withheld:
         return
     seen = hashlib.sha256(json.dumps(withheld, sort_keys=True).encode()).hexdigest()[:32]
-    if mappings.get_link(job.conn, job.lead_id).get("withheld_seen") == seen:
+    if job.link.withheld_seen == seen:
         return
     name = " ".join(str(job.lead.get(key) or "").strip() for key in ("first_name", "last_name")).strip()
     lines = [f"Real Geeks lead {job.lead.get('received_id') or job.lead_id}" + (f" ({name})" if name else "")
@@ -320,8 +333,8 @@ def tell_agent_of_withheld(job: Job, contact_id, withheld: dict, why: str) -> No
     lines += [f"- {_LABELS.get(field, field)}: {lead_value or '(cleared)'}"
               + (f" (here: {contact_value})" if contact_value else "") for field, (contact_value, lead_value) in sorted(withheld.items())]
     _comment(job, contact_id, {"type": "note", "source": "bridge", "description": "\n".join(lines)})
-    mappings.save_link(job.conn, job.lead_id, withheld_seen=seen)
-    job.note("contact_protected", contact_id=contact_id, fields=sorted(withheld),
+    job.relink(withheld_seen=seen)
+    job.note(kinds.CONTACT_PROTECTED, contact_id=contact_id, fields=sorted(withheld),
              detail="values not written to a contact that is someone else's; put on its timeline instead")
 
 
@@ -332,10 +345,10 @@ def create_contact(job: Job, ids: dict):
     mappings.mark_effect(job.conn, job.lead_id, "contact", PENDING)
     created = client.create_contact(translation.body)
     contact_id = created["id"]
-    mappings.save_link(job.conn, job.lead_id, contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
+    job.relink(contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
                        received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
     mappings.mark_effect(job.conn, job.lead_id, "contact", "done")
-    job.note("contact_created", contact_id=contact_id, **translation.facts())
+    job.note(kinds.CONTACT_CREATED, contact_id=contact_id, **translation.facts())
     job.did(f"created contact {contact_id}")
     _save_address(job, contact_id, translation.address, None)
     mappings.save_snapshot(job.conn, job.lead_id,
@@ -347,8 +360,8 @@ def _save_address(job: Job, contact_id, address: dict | None, contact: dict | No
     """Write the lead's address record: PATCH the one we wrote before (or the contact's), else POST it."""
     if not address:
         return
-    link = mappings.get_link(job.conn, job.lead_id)
-    address_id = link.get("address_id")
+    link = job.link
+    address_id = link.address_id
     if address_id is None and contact is not None:
         existing = [a for a in contact.get("addresses") or [] if str(a.get("type")) == address.get("type")]
         address_id = existing[0]["id"] if existing else None
@@ -356,7 +369,7 @@ def _save_address(job: Job, contact_id, address: dict | None, contact: dict | No
         job.liondesk.update_address(contact_id, address_id, address)
     else:
         address_id = job.liondesk.create_address(contact_id, address)["id"]
-    mappings.save_link(job.conn, job.lead_id, address_id=address_id)
+    job.relink(address_id=address_id)
 
 
 def apply_changes(job: Job) -> None:
@@ -365,24 +378,24 @@ def apply_changes(job: Job) -> None:
     An update older than the last one applied (by X-Lead-Router-Timestamp, else receipt
     time) is stale: applying it would undo a newer change, so its fields are skipped.
     """
-    link = mappings.get_link(job.conn, job.lead_id)
-    last = int(link.get("applied_ns") or 0)
+    link = job.link
+    last = link.applied_ns
     if job.received_ns < last:
-        job.note("stale_update_skipped", detail="an update newer than this one was already applied")
+        job.note(kinds.STALE_UPDATE_SKIPPED, detail="an update newer than this one was already applied")
         return
     old = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
     changed = _without_overruled(job, link, diff(old, snapshot_from_realgeeks(job.lead, job.rules)), job.received_ns)
-    if link.get("shared_with"):
+    if link.shared_with:
         # Another lead's contact: this lead's changes are told to the agent, never written.
         withheld = {name: ("", value) for name, value in changed.items() if name in PERSON_FIELDS}
-        tell_agent_of_withheld(job, link["contact_id"], withheld, f"sharing the contact of lead {link['shared_with']}")
+        tell_agent_of_withheld(job, link.contact_id, withheld, f"sharing the contact of lead {link.shared_with}")
         mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(old, changed))
-        mappings.save_link(job.conn, job.lead_id, applied_ns=job.received_ns)
+        job.relink(applied_ns=job.received_ns)
         return
     withheld = {}
-    if link.get("matched_by"):
+    if link.matched_by:
         withheld = {name: (old[name], changed[name]) for name in PERSON_FIELDS if name in changed and old.get(name)}
-        tell_agent_of_withheld(job, link["contact_id"], withheld, f"matched by {link['matched_by']}")
+        tell_agent_of_withheld(job, link.contact_id, withheld, f"matched by {link.matched_by}")
         changed = {name: value for name, value in changed.items() if name not in withheld}
     if changed:
         client = job.liondesk
@@ -393,19 +406,19 @@ def apply_changes(job: Job) -> None:
             ids["user_ids"] = references.user_ids_by_email(client)
         translation = liondesk_patch(changed, job.rules, **ids)
         if translation.body:
-            client.update_contact(link["contact_id"], translation.body)
-        _save_address(job, link["contact_id"], translation.address, None)
-        job.note("contact_updated", contact_id=link["contact_id"], fields=sorted(changed), **translation.facts())
+            client.update_contact(link.contact_id, translation.body)
+        _save_address(job, link.contact_id, translation.address, None)
+        job.note(kinds.CONTACT_UPDATED, contact_id=link.contact_id, fields=sorted(changed), **translation.facts())
         job.did(f"updated {', '.join(sorted(changed))}")
     mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(old, changed))
-    mappings.save_link(job.conn, job.lead_id, applied_ns=job.received_ns)
+    job.relink(applied_ns=job.received_ns)
 
 
-def _without_overruled(job: Job, link: dict, changed: dict, change_ns: int) -> dict:
+def _without_overruled(job: Job, link: mappings.LeadLink, changed: dict, change_ns: int) -> dict:
     """Drop the fields the reverse sync wrote to Real Geeks after `change_ns`: Real Geeks holds that newer value."""
     overruled = conflicts.overruled_by_push(link, changed, change_ns)
     if overruled:
-        job.note("conflict_resolved", fields=overruled, winner="liondesk", detail=conflicts.OVERRULED)
+        job.note(kinds.CONFLICT_RESOLVED, fields=overruled, winner="liondesk", detail=conflicts.OVERRULED)
     return {name: value for name, value in changed.items() if name not in overruled}
 
 
@@ -419,24 +432,24 @@ def sync_lead_details(job: Job) -> None:
     a LionDesk contact, so they live in the lead's text: a change rewrites the text
     (PATCH /leads/{id}) and goes on the contact's timeline, so the agent sees it happen.
     """
-    link = mappings.get_link(job.conn, job.lead_id)
-    if "lead_id" not in link or link.get("shared_with") or job.received_ns < int(link.get("applied_ns") or 0):
+    link = job.link
+    if link.liondesk_lead_id is None or link.shared_with or job.received_ns < link.applied_ns:
         return  # no LionDesk lead of its own, or a stale delivery (a newer one was applied)
     try:
-        old = json.loads(link.get("lead_text") or "{}")
+        old = json.loads(link.lead_text or "{}")
     except ValueError:
         old = {}
     new = {**old, **text_fields(job.lead)}
     changes = details_changes(old, new)
     if not changes:
         if new != old:  # other lines (the login link, the id as spelt) changed: remember them quietly
-            mappings.save_link(job.conn, job.lead_id, lead_text=json.dumps(new, sort_keys=True))
+            job.relink(lead_text=json.dumps(new, sort_keys=True))
         return
-    job.liondesk.update_lead(link["lead_id"], {"text_body": lead_text(new)})
-    mappings.save_link(job.conn, job.lead_id, lead_text=json.dumps(new, sort_keys=True))
-    _comment(job, link["contact_id"], {"type": "note", "source": "bridge",
+    job.liondesk.update_lead(link.liondesk_lead_id, {"text_body": lead_text(new)})
+    job.relink(lead_text=json.dumps(new, sort_keys=True))
+    _comment(job, link.contact_id, {"type": "note", "source": "bridge",
                                        "description": "Real Geeks lead details changed:\n" + "\n".join(changes)})
-    job.note("lead_details_updated", liondesk_lead_id=link["lead_id"], changes=changes)
+    job.note(kinds.LEAD_DETAILS_UPDATED, liondesk_lead_id=link.liondesk_lead_id, changes=changes)
     job.did("updated lead details: " + ", ".join(line.split(":")[0] for line in changes))
 
 
@@ -447,35 +460,35 @@ def ensure_lead(job: Job, contact_id):
     A "pending" mark goes down before the POST: a retry that finds it (the worker died
     between LionDesk's answer and recording the id) looks the lead up by contact first.
     """
-    link = mappings.get_link(job.conn, job.lead_id)
-    if "lead_id" in link:
-        return link["lead_id"]
+    link = job.link
+    if link.liondesk_lead_id is not None:
+        return link.liondesk_lead_id
     client = job.liondesk
     if mappings.effect_state(job.conn, job.lead_id, "lead") == PENDING:
         found = client.find_leads([("contact_id", contact_id)])
         if found:
             lead_id = min(lead["id"] for lead in found)
-            mappings.save_link(job.conn, job.lead_id, lead_id=lead_id)
-            job.note("lead_recovered", liondesk_lead_id=lead_id,
+            job.relink(liondesk_lead_id=lead_id)
+            job.note(kinds.LEAD_RECOVERED, liondesk_lead_id=lead_id,
                      detail="created by an earlier attempt that stopped before recording it")
             return lead_id
     source_name = lead_source_name(job.lead, job.rules)
     source_id = references.lead_source_id(client, source_name)
     if source_name and source_id is None:
-        job.note("no_lead_source", detail=f"LionDesk has no lead source named {source_name!r}; "
+        job.note(kinds.NO_LEAD_SOURCE, detail=f"LionDesk has no lead source named {source_name!r}; "
                                           "the lead is sent without one (lead sources are read-only)")
     translation = lead_body(job.lead, job.rules, contact_id=contact_id, source_id=source_id)
     mappings.mark_effect(job.conn, job.lead_id, "lead", PENDING)
     created = client.create_lead(translation.body)
-    mappings.save_link(job.conn, job.lead_id, lead_id=created["id"], lead_source_id=source_id,
+    job.relink(liondesk_lead_id=created["id"], lead_source_id=source_id,
                        lead_text=json.dumps(text_fields(job.lead), sort_keys=True))
     mappings.mark_effect(job.conn, job.lead_id, "lead", "done")
-    job.note("lead_created", liondesk_lead_id=created["id"], source_id=source_id, **translation.facts())
+    job.note(kinds.LEAD_CREATED, liondesk_lead_id=created["id"], source_id=source_id, **translation.facts())
     job.did(f"created lead {created['id']}")
     return created["id"]
 
 
-def _once(job: Job, effect: str, call, describe: str) -> None:
+def _once(job: Job, effect: str, kind: str, call, describe: str) -> None:
     """Run a once-only LionDesk call for the lead, marking it pending first and done after.
 
     A retry that finds the mark still pending knows the call may have reached LionDesk:
@@ -490,29 +503,29 @@ def _once(job: Job, effect: str, call, describe: str) -> None:
     except UpstreamRejected as exc:
         if state is None:
             raise
-        job.note("effect_already_done", effect=effect, detail=f"LionDesk refused a repeat: {exc}")
+        job.note(kinds.EFFECT_ALREADY_DONE, effect=effect, detail=f"LionDesk refused a repeat: {exc}")
     mappings.mark_effect(job.conn, job.lead_id, effect, "done")
-    job.note(effect.split(":")[0], detail=describe)
+    job.note(kind, detail=describe)
     job.did(describe)
 
 
 def start_campaign_and_offers(job: Job, contact_id, lead_id) -> None:
     """Start the campaign of the lead route (or the role's configured one) and make team-rollout offers."""
     client = job.liondesk
-    link = mappings.get_link(job.conn, job.lead_id)
+    link = job.link
     contact_source = references.contact_source_id(client, job.rules["contact"]["source_name"])
-    route = references.lead_route(client, link.get("lead_source_id"), contact_source)
+    route = references.lead_route(client, link.lead_source_id, contact_source)
     campaign_id = references.route_campaign_id(route) if route else None
     if campaign_id is None:
         name = campaign_name(job.lead, job.rules)
         campaign_id = references.campaign_id_by_name(client, name) if name else None
         if name and campaign_id is None:
-            job.note("no_campaign", detail=f"LionDesk has no campaign named {name!r}")
+            job.note(kinds.NO_CAMPAIGN, detail=f"LionDesk has no campaign named {name!r}")
     if campaign_id is not None:
-        _once(job, f"campaign:{campaign_id}", lambda: client.start_campaign(campaign_id, contact_id),
+        _once(job, f"campaign:{campaign_id}", kinds.CAMPAIGN, lambda: client.start_campaign(campaign_id, contact_id),
               f"started campaign {campaign_id}")
     if route and references.is_team_rollout(route):
-        _once(job, "offers", lambda: client.create_lead_offers(lead_id), f"created lead offers for lead {lead_id}")
+        _once(job, "offers", kinds.OFFERS, lambda: client.create_lead_offers(lead_id), f"created lead offers for lead {lead_id}")
 
 
 # -- activities ----------------------------------------------------------------------------
@@ -523,7 +536,7 @@ def deliver_activities(job: Job, contact_id, items: list[dict]) -> None:
 
     A lead sharing another lead's contact never reassigns it: its assignments go on the timeline.
     """
-    shared = bool(mappings.get_link(job.conn, job.lead_id).get("shared_with"))
+    shared = bool(job.link.shared_with)
     for item in items:
         fingerprint = activities.fingerprint(job.lead_id, item)
         if mappings.activity_seen(job.conn, job.lead_id, fingerprint):
@@ -552,25 +565,25 @@ def _assign(job: Job, contact_id, item: dict, kind: str) -> None:
     if kind == activities.ASSIGN:
         email = activities.liondesk_email_of(realgeeks_user(job, item.get("user") or {}), job.rules) or ""
         if not email:
-            job.note("assignment_unresolved", user_id=(item.get("user") or {}).get("id"),
+            job.note(kinds.ASSIGNMENT_UNRESOLVED, user_id=(item.get("user") or {}).get("id"),
                      detail="Real Geeks named the agent by an id the bridge could not resolve to an e-mail "
                             "(Users API); the LionDesk assignment is left unchanged")
             return
     snapshot = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
-    if snapshot.get("agent_email", "") == email.casefold():
+    if snapshot.get("agent_email", "") == folded(email):
         return  # already applied, e.g. folded into the contact we just created
-    link = mappings.get_link(job.conn, job.lead_id)
+    link = job.link
     if not _without_overruled(job, link, {"agent_email": email}, activities.created_ns(item) or job.received_ns):
         return
     user_id = None
     if email:
-        user_id = references.user_ids_by_email(job.liondesk).get(email.casefold())
+        user_id = references.user_ids_by_email(job.liondesk).get(folded(email))
         if user_id is None:
-            job.note("agent_not_found", detail=f"no LionDesk user with e-mail {email}: assignment left unchanged")
+            job.note(kinds.AGENT_NOT_FOUND, detail=f"no LionDesk user with e-mail {email}: assignment left unchanged")
             return
     job.liondesk.update_contact(contact_id, {"assigned_user_id": user_id})
-    mappings.save_snapshot(job.conn, job.lead_id, {**snapshot, "agent_email": email.casefold()})
-    job.note("assigned" if user_id else "unassigned", contact_id=contact_id, user_id=user_id)
+    mappings.save_snapshot(job.conn, job.lead_id, {**snapshot, "agent_email": folded(email)})
+    job.note(kinds.ASSIGNED if user_id else kinds.UNASSIGNED, contact_id=contact_id, user_id=user_id)
     job.did(f"assigned user {user_id}" if user_id else "unassigned")
 
 
@@ -584,14 +597,14 @@ def realgeeks_user(job: Job, user: dict) -> dict:
     client = job.context.clients.realgeeks
     if user.get("email") or not user.get("id") or client is None:
         return user
-    site_uuid = job.lead.get("site_uuid") or mappings.get_link(job.conn, job.lead_id).get("site_uuid") \
+    site_uuid = job.lead.get("site_uuid") or job.link.site_uuid \
         or str(job.rules["reverse"].get("site_uuid") or "").strip()
     if not site_uuid:
         return user
     try:
         found = client.find_user(site_uuid, str(user["id"]))
     except UpstreamRejected as exc:
-        job.note("realgeeks_users_refused", site_uuid=site_uuid, error=str(exc)[:300])
+        job.note(kinds.REALGEEKS_USERS_REFUSED, site_uuid=site_uuid, error=str(exc)[:300])
         return user
     return {**user, **found} if found else user
 
@@ -610,7 +623,7 @@ def _followup(job: Job, contact_id, item: dict, *, done: bool) -> None:
     if done and state is not None and state != PENDING:
         _complete_task(job, state)
         mappings.mark_effect(job.conn, job.lead_id, effect, COMPLETED_PREFIX + state)
-        job.note("followup_completed", task_id=state, title=task["title"])
+        job.note(kinds.FOLLOWUP_COMPLETED, task_id=state, title=task["title"])
         job.did(f"completed follow-up task {state}")
         return
     user = realgeeks_user(job, item.get("user") or {})
@@ -619,7 +632,7 @@ def _followup(job: Job, contact_id, item: dict, *, done: bool) -> None:
     mappings.mark_effect(job.conn, job.lead_id, effect, PENDING)
     task_id = _open_task(job, contact_id, task, completed=done, assigned_user_id=assignee)
     mappings.mark_effect(job.conn, job.lead_id, effect, COMPLETED_PREFIX + task_id if done else task_id)
-    job.note("followup_completed" if done else "followup_created", task_id=task_id, title=task["title"],
+    job.note(kinds.FOLLOWUP_COMPLETED if done else kinds.FOLLOWUP_CREATED, task_id=task_id, title=task["title"],
              due_at=task["due_at"], assigned_user_id=assignee)
     job.did(f"{'filed done' if done else 'opened'} follow-up task {task_id}")
 
@@ -648,7 +661,7 @@ def _comment(job: Job, contact_id, item: dict) -> None:
         return
     body = activities.v1_comment(item, lead_id=job.lead_id, contact_id=contact_id).body
     v1.call(body.pop("action"), **body)
-    job.note("activity_delivered", type=item.get("type"), channel="v1 comment")
+    job.note(kinds.ACTIVITY_DELIVERED, type=item.get("type"), channel="v1 comment")
 
 
 def _timeline(job: Job, contact_id, item: dict) -> None:
@@ -662,11 +675,14 @@ def _timeline(job: Job, contact_id, item: dict) -> None:
     else:
         job.liondesk.create_task(activities.task_body(item, job.lead, job.rules, contact_id=contact_id).body)
         channel = "v2 task"
-    job.note("activity_delivered", type=item.get("type"), channel=channel)
+    job.note(kinds.ACTIVITY_DELIVERED, type=item.get("type"), channel=channel)
 
 
 def received_ns(event) -> int:
-    """When Real Geeks says the change happened (X-Lead-Router-Timestamp), else when it reached us."""
+    """When the change happened, as the intake decided (bridge/intake/identity.py: the timestamp
+    header within its tolerance, else receipt); for events stored before it decided, the header, else receipt."""
+    if event.order_ns is not None:
+        return event.order_ns
     stamp = event.headers.get("X-Lead-Router-Timestamp")
     if stamp:
         try:

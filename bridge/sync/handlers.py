@@ -6,7 +6,7 @@ import logging
 import time
 
 from bridge.exceptions import PermanentError
-from bridge.storage import events, history, mappings, parked
+from bridge.storage import events, history, kinds, parked
 from bridge.storage.locks import lead_lock
 from bridge.sync import forward
 from bridge.translate.realgeeks import DROPPED, load_event
@@ -35,7 +35,7 @@ def handle_event(context, event) -> str:
     job = forward.Job(context=context, lead=lead, event_id=event.id, received_ns=forward.received_ns(event))
     with context.telling(job.lead_id, event.id), lead_lock(context.redis, job.lead_id):
         if lead.get(DROPPED):
-            job.note("fields_dropped", fields=lead[DROPPED],
+            job.note(kinds.FIELDS_DROPPED, fields=lead[DROPPED],
                      detail="unreadable values left out; the rest of the delivery is applied")
         handler_of(event.action)(job)
         apply_parked(job)
@@ -52,7 +52,7 @@ def apply_parked(job: forward.Job) -> None:
     its own job would have been; it does not fail the delivery that identified the lead.
     """
     conn = job.conn
-    if job.parked or "contact_id" not in mappings.get_link(conn, job.lead_id):
+    if job.parked or not job.link.linked:
         return
     parked.done(conn, job.lead_id, job.event_id)  # this very delivery, if it was parked before (a replay)
     waiting = [event for event in (events.load(conn, event_id) for event_id in parked.waiting(conn, job.lead_id))
@@ -66,10 +66,10 @@ def apply_parked(job: forward.Job) -> None:
         try:
             handler_of(event.action)(later)
         except PermanentError as exc:
-            later.note("parked_failed", identified_by=job.event_id, error_class=exc.__class__.__name__,
+            later.note(kinds.PARKED_FAILED, identified_by=job.event_id, error_class=exc.__class__.__name__,
                        error=str(exc)[:500])
         else:
-            later.note("unparked", identified_by=job.event_id, summary="; ".join(later.done) or "nothing to change",
+            later.note(kinds.UNPARKED, identified_by=job.event_id, summary="; ".join(later.done) or "nothing to change",
                        detail="applied now that Real Geeks sent the lead's details")
             applied += 1
         parked.done(conn, job.lead_id, event.id)
@@ -81,7 +81,7 @@ def expire_parked(context) -> None:
     """Drop parked deliveries older than BRIDGE_PARKED_EXPIRY_DAYS, with a story entry for each lead."""
     days = context.settings.parked_expiry_days
     for lead_id, event_ids in parked.expire(context.redis, time.time() - days * 86400):
-        history.append(context.redis, lead_id, "parked_expired", event_ids=event_ids,
+        history.append(context.redis, lead_id, kinds.PARKED_EXPIRED, event_ids=event_ids,
                        detail=f"Real Geeks sent no name, e-mail or phone for this lead within {days} days: "
                               f"{len(event_ids)} waiting delivery(ies) dropped")
 
