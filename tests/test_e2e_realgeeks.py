@@ -7,6 +7,9 @@ Each test drives the situation of issue 12 that it names; the stack is the rever
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -14,7 +17,7 @@ import requests
 
 from bridge.sandbox.sample import sample_lead
 from bridge.storage import history, mappings
-from tests.support import signed_post, wait_until
+from tests.support import ROOT, signed_post, wait_until
 from tests.test_reverse_e2e import stack  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.e2e
@@ -223,3 +226,50 @@ def test_a_status_change_after_creation_reaches_the_liondesk_lead_and_the_timeli
     notes = [t["description"] for t in sandbox.control("GET", "liondesk/tasks")["data"]
              if "lead details changed" in t["description"]]
     assert len(notes) == 1 and "Status: Dead (was Active)" in notes[0] and "Notes: Bought elsewhere" in notes[0]
+
+
+def _health(stack) -> dict:  # noqa: F811
+    """The web process's /healthz answer."""
+    return requests.get(f"http://127.0.0.1:{stack.port}/healthz", timeout=5).json()
+
+
+def _stats(stack) -> str:  # noqa: F811
+    """`bridge jobs stats` as support runs it."""
+    result = subprocess.run([sys.executable, "-m", "bridge.cli", "jobs", "stats"], cwd=ROOT,
+                            env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("first", ["activity_added", "identity-less updated"])
+def test_a_lead_first_seen_without_its_details_waits_then_is_applied_once_after_created(
+        stack, webhook_secret, first):  # noqa: F811
+    sandbox, conn = stack.sandbox, stack.conn
+    payload = sample_lead(activities=[], timeframe="1 Week")
+    if first == "activity_added":
+        early = {"action": "activity_added", "id": payload["id"], "site_uuid": payload["site_uuid"],
+                 "activities": [{"type": "property_viewed", "source": "Website", "description": "Viewed 9 Early St",
+                                 "created": "2026-11-01T10:00:00Z"}]}
+    else:  # a site connected after go-live: an update that names nobody
+        early = {"action": "updated", "id": payload["id"], "site_uuid": payload["site_uuid"], "source": "Website",
+                 "timeframe": "1 Week", "status": "Active"}
+    deliver(stack, early, webhook_secret)
+    wait_until(lambda: stack.processed(payload["id"]) >= 1, message="the early delivery to be processed")
+    assert sandbox.control("GET", "liondesk/contacts")["data"] == []  # no contact without name, e-mail or phone
+    (entry,) = [e for e in history.read(conn, payload["id"]) if e["kind"] == "parked"]
+    assert entry["detail"] == "waiting for Real Geeks to send this lead's details"
+    assert _health(stack)["parked"]["deliveries"] == 1
+    assert "waiting for Real Geeks to send this lead's details: 1 delivery(ies) of 1 lead(s)" in _stats(stack)
+    assert not any(e["kind"] == "attempt_failed" for e in history.read(conn, payload["id"]))  # not on the ladder
+
+    deliver(stack, payload, webhook_secret)  # the lead's `created` arrives
+    wait_until(lambda: stack.processed(payload["id"]) >= 2, message="the created delivery to be processed")
+    (contact,) = sandbox.control("GET", "liondesk/contacts")["data"]
+    assert contact["email"] == payload["email"]
+    kinds = [e["kind"] for e in history.read(conn, payload["id"])]
+    assert kinds.count("unparked") == 1 and kinds.index("contact_created") < kinds.index("unparked")
+    if first == "activity_added":
+        viewed = [t for t in sandbox.control("GET", "liondesk/tasks")["data"] if "Viewed 9 Early St" in t["description"]]
+        assert len(viewed) == 1 and viewed[0]["contact_id"] == contact["id"]
+    assert _health(stack)["parked"] == {"reason": "waiting for Real Geeks to send this lead's details",
+                                        "leads": 0, "deliveries": 0, "oldest_age_seconds": None}
