@@ -382,3 +382,17 @@ def test_an_agents_own_contact_is_filled_not_overwritten_and_later_changes_are_t
     assert len(notes) == 2 and "first name: Lead (here: Agent)" in notes[0] and "last name: Changed" in notes[1]
     bridge.deliver_and_work({**payload, "action": "updated", "last_name": "Changed", "notes": "again"})
     assert len([text for text in _timeline_texts(bridge) if "holds other details" in text]) == 2  # told once
+
+
+def test_an_assignment_by_id_whose_users_list_real_geeks_refuses_leaves_the_assignment(bridge, redis_conn):
+    payload = sample_lead(activities=[])
+    bridge.deliver_and_work(payload)
+    (before,) = bridge.contacts()
+    bridge.sandbox.control("POST", "faults", service="realgeeks", fail_next=1, fail_next_status=403)
+    bridge.deliver_and_work({"action": "activity_added", "id": payload["id"], "site_uuid": payload["site_uuid"],
+                             "activities": [{"type": "was_assigned", "user": {"id": "14188"},
+                                             "created": "2026-11-01T10:00:00Z"}]})
+    (after,) = bridge.contacts()
+    assert after.get("assigned_user_id") == before.get("assigned_user_id")
+    kinds = [entry["kind"] for entry in history.read(redis_conn, payload["id"])]
+    assert "realgeeks_users_refused" in kinds and "assignment_unresolved" in kinds and "attempt_failed" not in kinds

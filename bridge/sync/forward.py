@@ -24,7 +24,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from bridge.exceptions import UpstreamRejected
+from bridge.exceptions import UpstreamError, UpstreamRejected
 from bridge.storage import history, kinds, mappings, parked
 from bridge.sync import conflicts, references
 from bridge.translate import activity as activities
@@ -603,7 +603,10 @@ def realgeeks_user(job: Job, user: dict) -> dict:
         return user
     try:
         found = client.find_user(site_uuid, str(user["id"]))
-    except UpstreamRejected as exc:
+    except UpstreamError as exc:
+        if exc.status is None or exc.status >= 500 or exc.status == 429:
+            raise  # Real Geeks is away or busy: the job retries on its ladder
+        # A refusal (bad credentials, a site not granted to us) will not pass by retrying the lead.
         job.note(kinds.REALGEEKS_USERS_REFUSED, site_uuid=site_uuid, error=str(exc)[:300])
         return user
     return {**user, **found} if found else user
