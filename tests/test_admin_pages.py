@@ -90,6 +90,17 @@ def test_overview_shows_queues_outcomes_liondesk_and_the_last_poll(browser, redi
     assert "2023-11-14 22:15:00Z" in text and "ok: 3 contacts" in text
 
 
+def test_overview_counts_deliveries_waiting_for_their_leads_details(browser, redis_conn):
+    from bridge.storage import parked
+
+    assert 'id="parked" data-count="0"' in page(browser, "/admin/")
+    parked.park(redis_conn, "lead1", "event1", time.time() - 7200)
+    parked.park(redis_conn, "lead1", "event2")
+    text = page(browser, "/admin/")
+    assert 'id="parked" data-count="2"' in text and "2 of 1 lead(s), oldest 2.0 h" in text
+    assert "waiting for Real Geeks to send this lead&#39;s details" in text
+
+
 def test_overview_without_any_poll_or_auth_state(browser):
     text = page(browser, "/admin/")
     assert "No poll has run yet." in text and 'data-state="not_configured"' in text
