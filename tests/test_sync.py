@@ -396,3 +396,21 @@ def test_an_assignment_by_id_whose_users_list_real_geeks_refuses_leaves_the_assi
     assert after.get("assigned_user_id") == before.get("assigned_user_id")
     kinds = [entry["kind"] for entry in history.read(redis_conn, payload["id"])]
     assert "realgeeks_users_refused" in kinds and "assignment_unresolved" in kinds and "attempt_failed" not in kinds
+
+
+def test_a_follow_up_is_one_task_however_often_it_arrives_and_a_lone_completion_files_a_done_one(bridge):
+    payload = sample_lead(activities=[])
+    bridge.deliver_and_work(payload)
+    event = {"id": "3f0c1d0e-7c1f-4c8e-9b9a-2f3f9a7e1c11", "title": "Showing", "happens_at": "2026-12-12T20:00:00Z"}
+    created = {"type": "created_a_followup_for", "user": {"id": "14187"}, "metadata": {"event": event}}
+    for n in range(2):  # the same follow-up in two deliveries (other bytes, same activity)
+        bridge.deliver_and_work({"action": "activity_added", "id": payload["id"], "site_uuid": payload["site_uuid"],
+                                 "activities": [created], "partner_id": f"p{n}"})
+    lone = {"type": "completed_a_followup_for", "user": {"id": "14187"},
+            "metadata": {"event": {**event, "id": "4f0c1d0e-7c1f-4c8e-9b9a-2f3f9a7e1c12", "title": "Old call"}}}
+    bridge.deliver_and_work({"action": "activity_added", "id": payload["id"], "site_uuid": payload["site_uuid"],
+                             "activities": [lone]})
+    tasks = {t["description"].split("\n")[0]: t for t in bridge.sandbox.control("GET", "liondesk/tasks")["data"]}
+    assert tasks["Showing"]["status"] == "incomplete" and tasks["Old call"]["status"] == "complete"
+    assert sum(1 for t in bridge.sandbox.control("GET", "liondesk/tasks")["data"]
+               if t["description"].startswith("Showing")) == 1

@@ -123,8 +123,8 @@ def upsert(job: Job) -> None:
         apply_changes(job)
         sync_lead_details(job)
         if link.origin == mappings.LIONDESK_ORIGIN or link.shared_with:
-        # The echo of a lead made from a LionDesk contact, or a second lead of another lead's
-        # contact: that contact's own lead carries its enquiry, campaign and offers.
+            # The echo of a lead made from a LionDesk contact, or a second lead of another lead's
+            # contact: that contact's own lead carries its enquiry, campaign and offers.
             deliver_activities(job, contact_id, job.lead.get("activities") or [])
             return
     else:
@@ -284,9 +284,9 @@ def link_matched_contact(job: Job, contact: dict, matched_by: str, ids: dict):
     client, contact_id = job.liondesk, contact["id"]
     owner = owner_of(job, contact_id)
     shared = owner != job.lead_id
-    job.relink(claim=not shared, contact_id=contact_id,
-                       site_uuid=job.lead.get("site_uuid"), received_id=job.lead.get("received_id"),
-                       applied_ns=job.received_ns, matched_by=matched_by, shared_with=owner if shared else None)
+    job.relink(claim=not shared, contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
+               received_id=job.lead.get("received_id"), applied_ns=job.received_ns, matched_by=matched_by,
+               shared_with=owner if shared else None)
     translation = contact_body(job.lead, job.rules, first_sync=not shared, existing_tags=contact.get("tags"), **ids)
     body = translation.body
     if shared:  # the other lead's sync owns its tags, hotness and agent
@@ -331,7 +331,8 @@ def tell_agent_of_withheld(job: Job, contact_id, withheld: dict, why: str) -> No
     lines = [f"Real Geeks lead {job.lead.get('received_id') or job.lead_id}" + (f" ({name})" if name else "")
              + f" ({why}) holds other details; this contact was left as it is:"]
     lines += [f"- {_LABELS.get(field, field)}: {lead_value or '(cleared)'}"
-              + (f" (here: {contact_value})" if contact_value else "") for field, (contact_value, lead_value) in sorted(withheld.items())]
+              + (f" (here: {contact_value})" if contact_value else "")
+              for field, (contact_value, lead_value) in sorted(withheld.items())]
     _comment(job, contact_id, {"type": "note", "source": "bridge", "description": "\n".join(lines)})
     job.relink(withheld_seen=seen)
     job.note(kinds.CONTACT_PROTECTED, contact_id=contact_id, fields=sorted(withheld),
@@ -346,7 +347,7 @@ def create_contact(job: Job, ids: dict):
     created = client.create_contact(translation.body)
     contact_id = created["id"]
     job.relink(contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
-                       received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
+               received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
     mappings.mark_effect(job.conn, job.lead_id, "contact", "done")
     job.note(kinds.CONTACT_CREATED, contact_id=contact_id, **translation.facts())
     job.did(f"created contact {contact_id}")
@@ -360,8 +361,7 @@ def _save_address(job: Job, contact_id, address: dict | None, contact: dict | No
     """Write the lead's address record: PATCH the one we wrote before (or the contact's), else POST it."""
     if not address:
         return
-    link = job.link
-    address_id = link.address_id
+    address_id = job.link.address_id
     if address_id is None and contact is not None:
         existing = [a for a in contact.get("addresses") or [] if str(a.get("type")) == address.get("type")]
         address_id = existing[0]["id"] if existing else None
@@ -379,8 +379,7 @@ def apply_changes(job: Job) -> None:
     time) is stale: applying it would undo a newer change, so its fields are skipped.
     """
     link = job.link
-    last = link.applied_ns
-    if job.received_ns < last:
+    if job.received_ns < link.applied_ns:
         job.note(kinds.STALE_UPDATE_SKIPPED, detail="an update newer than this one was already applied")
         return
     old = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
@@ -448,10 +447,9 @@ def sync_lead_details(job: Job) -> None:
     job.liondesk.update_lead(link.liondesk_lead_id, {"text_body": lead_text(new)})
     job.relink(lead_text=json.dumps(new, sort_keys=True))
     _comment(job, link.contact_id, {"type": "note", "source": "bridge",
-                                       "description": "Real Geeks lead details changed:\n" + "\n".join(changes)})
+                                    "description": "Real Geeks lead details changed:\n" + "\n".join(changes)})
     job.note(kinds.LEAD_DETAILS_UPDATED, liondesk_lead_id=link.liondesk_lead_id, changes=changes)
     job.did("updated lead details: " + ", ".join(line.split(":")[0] for line in changes))
-
 
 
 def ensure_lead(job: Job, contact_id):
@@ -460,9 +458,8 @@ def ensure_lead(job: Job, contact_id):
     A "pending" mark goes down before the POST: a retry that finds it (the worker died
     between LionDesk's answer and recording the id) looks the lead up by contact first.
     """
-    link = job.link
-    if link.liondesk_lead_id is not None:
-        return link.liondesk_lead_id
+    if job.link.liondesk_lead_id is not None:
+        return job.link.liondesk_lead_id
     client = job.liondesk
     if mappings.effect_state(job.conn, job.lead_id, "lead") == PENDING:
         found = client.find_leads([("contact_id", contact_id)])
@@ -481,7 +478,7 @@ def ensure_lead(job: Job, contact_id):
     mappings.mark_effect(job.conn, job.lead_id, "lead", PENDING)
     created = client.create_lead(translation.body)
     job.relink(liondesk_lead_id=created["id"], lead_source_id=source_id,
-                       lead_text=json.dumps(text_fields(job.lead), sort_keys=True))
+               lead_text=json.dumps(text_fields(job.lead), sort_keys=True))
     mappings.mark_effect(job.conn, job.lead_id, "lead", "done")
     job.note(kinds.LEAD_CREATED, liondesk_lead_id=created["id"], source_id=source_id, **translation.facts())
     job.did(f"created lead {created['id']}")
@@ -512,9 +509,8 @@ def _once(job: Job, effect: str, kind: str, call, describe: str) -> None:
 def start_campaign_and_offers(job: Job, contact_id, lead_id) -> None:
     """Start the campaign of the lead route (or the role's configured one) and make team-rollout offers."""
     client = job.liondesk
-    link = job.link
     contact_source = references.contact_source_id(client, job.rules["contact"]["source_name"])
-    route = references.lead_route(client, link.lead_source_id, contact_source)
+    route = references.lead_route(client, job.link.lead_source_id, contact_source)
     campaign_id = references.route_campaign_id(route) if route else None
     if campaign_id is None:
         name = campaign_name(job.lead, job.rules)
@@ -572,8 +568,7 @@ def _assign(job: Job, contact_id, item: dict, kind: str) -> None:
     snapshot = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
     if snapshot.get("agent_email", "") == folded(email):
         return  # already applied, e.g. folded into the contact we just created
-    link = job.link
-    if not _without_overruled(job, link, {"agent_email": email}, activities.created_ns(item) or job.received_ns):
+    if not _without_overruled(job, job.link, {"agent_email": email}, activities.created_ns(item) or job.received_ns):
         return
     user_id = None
     if email:
@@ -621,17 +616,21 @@ def _followup(job: Job, contact_id, item: dict, *, done: bool) -> None:
     task = activities.followup_task(item, job.rules)
     effect = f"followup:{task['event_id']}"
     state = mappings.effect_state(job.conn, job.lead_id, effect)
-    if state is not None and (state.startswith(COMPLETED_PREFIX) or not done):
-        return  # created already (a repeat), or completed already
-    if done and state is not None and state != PENDING:
-        _complete_task(job, state)
-        mappings.mark_effect(job.conn, job.lead_id, effect, COMPLETED_PREFIX + state)
-        job.note(kinds.FOLLOWUP_COMPLETED, task_id=state, title=task["title"])
-        job.did(f"completed follow-up task {state}")
-        return
+    if state is not None and state.startswith(COMPLETED_PREFIX):
+        return  # completed already
+    # "pending": an attempt died between LionDesk's answer and recording the task id; LionDesk
+    # offers no lookup of tasks by follow-up, so the task is made again (rather twice than never).
+    task_id = state if state not in (None, PENDING) else None
+    if task_id is not None:
+        if done:
+            _complete_task(job, task_id)
+            mappings.mark_effect(job.conn, job.lead_id, effect, COMPLETED_PREFIX + task_id)
+            job.note(kinds.FOLLOWUP_COMPLETED, task_id=task_id, title=task["title"])
+            job.did(f"completed follow-up task {task_id}")
+        return  # a repeat of the creation: the task exists
     user = realgeeks_user(job, item.get("user") or {})
     email = activities.liondesk_email_of(user, job.rules) if user.get("email") else None
-    assignee = references.user_ids_by_email(job.liondesk).get(email.casefold()) if email else None
+    assignee = references.user_ids_by_email(job.liondesk).get(folded(email)) if email else None
     mappings.mark_effect(job.conn, job.lead_id, effect, PENDING)
     task_id = _open_task(job, contact_id, task, completed=done, assigned_user_id=assignee)
     mappings.mark_effect(job.conn, job.lead_id, effect, COMPLETED_PREFIX + task_id if done else task_id)
