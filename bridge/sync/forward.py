@@ -112,6 +112,19 @@ def park(job: Job, reason: str) -> None:
     job.did(parked.WAITING_FOR_DETAILS)
 
 
+def expire_parked(context) -> None:
+    """Drop parked deliveries older than BRIDGE_PARKED_EXPIRY_DAYS, with a story entry for each lead.
+
+    Swept by every event job and, with the reverse sync on, every poll (each LIONDESK_POLL_SECONDS),
+    so parked work expires even while no delivery comes.
+    """
+    days = context.settings.parked_expiry_days
+    for lead_id, event_ids in parked.expire(context.redis, time.time() - days * 86400):
+        history.append(context.redis, lead_id, kinds.PARKED_EXPIRED, event_ids=event_ids,
+                       detail=f"Real Geeks sent no name, e-mail or phone for this lead within {days} days: "
+                              f"{len(event_ids)} waiting delivery(ies) dropped")
+
+
 def upsert(job: Job) -> None:
     """`created` / `unknown`: make sure the contact, the lead, its campaign, offers and activities exist."""
     link = job.link

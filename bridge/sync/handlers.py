@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from bridge.exceptions import PermanentError
-from bridge.storage import events, history, kinds, parked
+from bridge.storage import events, kinds, parked
 from bridge.storage.locks import lead_lock
 from bridge.sync import forward
 from bridge.translate.realgeeks import DROPPED, load_event
@@ -28,7 +27,7 @@ def handler_of(action: str):
 
 def handle_event(context, event) -> str:
     """Process one event and return a one-line summary for the lead's history."""
-    expire_parked(context)
+    forward.expire_parked(context)
     lead = load_event(event.action, event.payload())
     if event.action == "user_updated":
         return refresh_agents(context, lead)
@@ -75,15 +74,6 @@ def apply_parked(job: forward.Job) -> None:
         parked.done(conn, job.lead_id, event.id)
     if waiting:
         job.did(f"applied {applied} of {len(waiting)} delivery(ies) that waited for the lead's details")
-
-
-def expire_parked(context) -> None:
-    """Drop parked deliveries older than BRIDGE_PARKED_EXPIRY_DAYS, with a story entry for each lead."""
-    days = context.settings.parked_expiry_days
-    for lead_id, event_ids in parked.expire(context.redis, time.time() - days * 86400):
-        history.append(context.redis, lead_id, kinds.PARKED_EXPIRED, event_ids=event_ids,
-                       detail=f"Real Geeks sent no name, e-mail or phone for this lead within {days} days: "
-                              f"{len(event_ids)} waiting delivery(ies) dropped")
 
 
 def refresh_agents(context, user: dict) -> str:

@@ -246,6 +246,7 @@ def poll(context, *, since: str | None = None, budget_seconds: float = defaults.
     Raises the service-wide failure that stopped it, after recording it.
     """
     conn = context.redis
+    forward.expire_parked(context)  # the periodic sweep of parked deliveries, whether or not this poll runs
     cursor = polls.cursor(conn)
     if context.clients.realgeeks is None:
         return PollReport(cursor or "", cursor or "", clock(), outcome=OFF,
