@@ -178,7 +178,7 @@ def test_a_follow_up_becomes_an_open_task_and_is_completed_when_real_geeks_compl
     casey = next(u for u in sandbox.control("GET", "liondesk/users")["data"] if u["email"] == "casey@example.com")
     assert task["status"] == "incomplete" and task["due_at"].startswith("2026-12-10T18:30:00")
     assert "Ask about financing" in task["description"] and task["assigned_user_id"] == casey["id"]
-    assert task["action_type"] == "Agent Task - Call Reminder"
+    assert "Purpose: Call" in task["description"]
 
     completed = {**created, "type": "completed_a_followup_for", "created": "2026-12-10T19:00:00Z"}
     deliver(stack, {"action": "activity_added", "id": payload["id"], "site_uuid": payload["site_uuid"],
@@ -206,7 +206,7 @@ def test_a_potential_seller_lead_reaches_liondesk_with_its_property_and_estimate
     contact_id = linked(stack, payload["id"]).contact_id
     (lead,) = [lead for lead in stack.sandbox.control("GET", "liondesk/leads")["data"]
                if lead["contact_id"] == int(contact_id)]
-    assert (lead["street_address"], lead["city"], lead["zipcode"]) == ("45 Kainui Dr", "Kailua", "96734")
+    assert (lead["street_address"], lead["city"], str(lead["zipcode"])) == ("45 Kainui Dr", "Kailua", "96734")
     assert "Estimated value: $1,250,000.00" in lead["text_body"] and "Role: Potential Seller" in lead["text_body"]
     assert lead["type"] == "Seller"
 

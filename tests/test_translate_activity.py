@@ -209,7 +209,7 @@ def test_a_task_for_a_huge_note_is_cut_and_reported():
     assert translation.trims[0]["field"] == "task.description" and translation.trims[0]["limit"] == 2000
 
 
-def test_a_follow_up_becomes_a_task_with_title_description_due_time_and_the_purposes_action_type():
+def test_a_follow_up_becomes_a_task_with_title_description_purpose_and_due_time():
     from bridge.translate.activity import FOLLOWUP, FOLLOWUP_DONE, followup_task
 
     event = {"id": "8C2B7A1E-4F7D-4C39-9A51-0D6C1F3E2B10", "title": " Call ", "description": "About financing",
@@ -218,10 +218,8 @@ def test_a_follow_up_becomes_a_task_with_title_description_due_time_and_the_purp
     assert classify_activity(created, RULES) == FOLLOWUP
     assert classify_activity({**created, "type": "completed_a_followup_for"}, RULES) == FOLLOWUP_DONE
     assert classify_activity({**created, "metadata": {}}, RULES) == "timeline"  # no event: just history
-    assert followup_task(created, RULES) == {
+    assert followup_task(created) == {
         "event_id": "8c2b7a1e4f7d4c399a510d6c1f3e2b10", "title": "Call",
-        "description": "About financing\nPurpose: call\nAll day", "due_at": "2026-12-10T18:30:00.123Z",
-        "action_type": "Agent Task - Call Reminder"}
-    odd = followup_task({**created, "metadata": {"event": {"id": "e", "happens_at": "next week"}}}, RULES)
+        "description": "About financing\nPurpose: call\nAll day", "due_at": "2026-12-10T18:30:00.123Z"}
+    odd = followup_task({**created, "metadata": {"event": {"id": "e", "happens_at": "next week"}}})
     assert (odd["title"], odd["due_at"], odd["description"]) == ("Real Geeks follow-up", None, "When: next week")
-    assert odd["action_type"] == RULES["activities"]["task_action_type"]

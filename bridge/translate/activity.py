@@ -28,9 +28,6 @@ FOLLOWUP, FOLLOWUP_DONE = "followup", "followup_done"
 FOLLOWUP_TYPES = {"created_a_followup_for": FOLLOWUP, "completed_a_followup_for": FOLLOWUP_DONE}
 """Real Geeks follow-up activities (docs/vendors/realgeeks-api.md §4.2, FOLLOW): the event is in `metadata.event`."""
 
-PURPOSE_ACTION_TYPES = {"call": "Agent Task - Call Reminder", "email": "Agent Task - Email Reminder",
-                        "text": "Agent Task - Text Reminder", "bombbomb": "BombBomb Video Email"}
-"""A follow-up's `purpose` → the LionDesk task action type; others (Marking, Other) use `activities.task_action_type`."""
 
 
 def created_ns(activity: Mapping) -> int | None:
@@ -122,8 +119,8 @@ def followup_event(activity: Mapping) -> Mapping | None:
     return event if isinstance(event, Mapping) and str(event.get("id") or "").strip() else None
 
 
-def followup_task(activity: Mapping, rules: Mapping) -> dict:
-    """What a Real Geeks follow-up becomes as a LionDesk task: event id, title, description, due time, action type.
+def followup_task(activity: Mapping) -> dict:
+    """What a Real Geeks follow-up becomes as a LionDesk task: event id, title, description (with the purpose), due time.
 
     The follow-ups page's example has no `source` or `description` on the activity, so
     everything comes from the event; a missing title reads "Real Geeks follow-up".
@@ -142,21 +139,7 @@ def followup_task(activity: Mapping, rules: Mapping) -> dict:
         due, lines = None, [*lines, f"When: {event['happens_at']}"]  # kept as text rather than lost
     return {"event_id": normalize_id(str(event.get("id") or "")), "title": title,
             "description": "\n".join(line for line in lines if line),
-            "due_at": liondesk_time(due) if due is not None else None,
-            "action_type": PURPOSE_ACTION_TYPES.get(purpose.casefold(), rules["activities"]["task_action_type"])}
-
-
-def followup_task_body(task: Mapping, *, contact_id, completed: bool, assigned_user_id=None) -> Translation:
-    """A v2 /tasks body for a follow-up (`followup_task`): open, or complete when Real Geeks completed it."""
-    text = "\n".join(part for part in (task["title"], task["description"]) if part)
-    body = {"contact_id": contact_id, "action_type": task["action_type"],
-            "status": "complete" if completed else "incomplete", "description": text}
-    if task["due_at"]:
-        body["due_at"] = task["due_at"]
-    if assigned_user_id is not None:
-        body["assigned_user_id"] = assigned_user_id
-    body, trims = limits.fit("task", body, limits.TASK)
-    return Translation(body=liondesk.checked(liondesk.TASK_BODY, body), trims=trims)
+            "due_at": liondesk_time(due) if due is not None else None}
 
 
 def liondesk_email_of(realgeeks_user: Mapping, rules: Mapping) -> str | None:
