@@ -233,9 +233,9 @@ def _health(stack) -> dict:  # noqa: F811
     return requests.get(f"http://127.0.0.1:{stack.port}/healthz", timeout=5).json()
 
 
-def _stats(stack) -> str:  # noqa: F811
-    """`bridge jobs stats` as support runs it."""
-    result = subprocess.run([sys.executable, "-m", "bridge.cli", "jobs", "stats"], cwd=ROOT,
+def _cli(stack, *args: str) -> str:  # noqa: F811
+    """The `bridge` command line as support runs it; its output."""
+    result = subprocess.run([sys.executable, "-m", "bridge.cli", *args], cwd=ROOT,
                             env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -259,7 +259,9 @@ def test_a_lead_first_seen_without_its_details_waits_then_is_applied_once_after_
     (entry,) = [e for e in history.read(conn, payload["id"]) if e["kind"] == "parked"]
     assert entry["detail"] == "waiting for Real Geeks to send this lead's details"
     assert _health(stack)["parked"]["deliveries"] == 1
-    assert "waiting for Real Geeks to send this lead's details: 1 delivery(ies) of 1 lead(s)" in _stats(stack)
+    assert "waiting for Real Geeks to send this lead's details: 1 delivery(ies) of 1 lead(s)" in _cli(stack, "jobs",
+                                                                                                      "stats")
+    assert "Waiting for Real Geeks to send this lead's details" in _cli(stack, "lead", payload["id"])
     assert not any(e["kind"] == "attempt_failed" for e in history.read(conn, payload["id"]))  # not on the ladder
 
     deliver(stack, payload, webhook_secret)  # the lead's `created` arrives

@@ -278,3 +278,18 @@ def test_the_console_search_box_finds_the_same_way(make_settings, redis_conn, in
     token = csrf_of(browser.get("/admin/leads").get_data(as_text=True))
     both = browser.post("/admin/leads", data={"q": "5550199", "csrf_token": token}).get_data(as_text=True)
     assert set(re.findall(r'<li data-lead-id="(\w+)"', both)) == {indexed["wong"], indexed["silva"]}
+
+
+def test_a_parked_delivery_reads_as_waiting_for_its_details_until_applied_or_dropped():
+    from bridge.ops.leads import summary_state
+
+    waiting = [{"kind": "received", "event_id": "e1", "status": "queued", "at": 1.0},
+               {"kind": "parked", "event_id": "e1", "at": 2.0},
+               {"kind": "processed", "event_id": "e1", "at": 3.0}]
+    summary = summary_state(waiting)
+    assert summary.state == "parked" and summary.headline == "Waiting for Real Geeks to send this lead's details"
+    applied = [*waiting, {"kind": "received", "event_id": "e2", "status": "queued", "at": 4.0},
+               {"kind": "unparked", "event_id": "e1", "at": 5.0}, {"kind": "processed", "event_id": "e2", "at": 6.0}]
+    assert summary_state(applied).state == "delivered"
+    dropped = [*waiting, {"kind": "parked_expired", "event_ids": ["e1"], "at": 9.0}]
+    assert summary_state(dropped).headline == "Dropped: Real Geeks never sent this lead's details"
