@@ -414,3 +414,15 @@ def test_a_follow_up_is_one_task_however_often_it_arrives_and_a_lone_completion_
     assert tasks["Showing"]["status"] == "incomplete" and tasks["Old call"]["status"] == "complete"
     assert sum(1 for t in bridge.sandbox.control("GET", "liondesk/tasks")["data"]
                if t["description"].startswith("Showing")) == 1
+
+
+def test_a_stale_reverse_map_does_not_make_a_matched_contact_look_taken(bridge, redis_conn):
+    from bridge.storage import keys
+
+    payload = sample_lead(activities=[])
+    contact_id = bridge.sandbox.control("POST", "liondesk/contacts", first_name="Agent", email=payload["email"])["id"]
+    redis_conn.set(keys.contact_mapping(contact_id), "0" * 32)  # a lead whose link names no contact (long gone)
+    bridge.deliver_and_work(payload)
+    assert mappings.lead_of_contact(redis_conn, contact_id) == payload["id"]
+    link = mappings.load_link(redis_conn, payload["id"])
+    assert link.contact_id == str(contact_id) and link.shared_with is None and link.matched_by == "email"
