@@ -58,9 +58,16 @@ WORKER_REDIS_BACKOFF_FIRST_SECONDS = 1.0
 WORKER_REDIS_BACKOFF_MAX_SECONDS = 30.0
 """The longest wait between tries to reach Redis again, in seconds (the back-off doubles up to it)."""
 
-WORKER_DEQUEUE_BLOCK_SECONDS = 10
+WORKER_DEQUEUE_BLOCK_SECONDS = 4
 """How long an idle worker blocks waiting for a job, in seconds, before it comes round to
-its maintenance again (RQ's own default, 405 s, would delay that for minutes)."""
+its maintenance again (RQ's own default, 405 s, would delay that for minutes). Under
+REDIS_SOCKET_TIMEOUT_SECONDS: the process's pooled connections keep that timeout, and a
+block outlasting it reads as a lost connection, which RQ answers with growing pauses
+(up to a minute) before it looks at the queues again."""
+
+WORKER_DEQUEUE_RECONNECT_MAX_SECONDS = 5.0
+"""Longest pause, in seconds, between an idle worker's tries to reach Redis again (RQ's own
+back-off, 60 s by default, would leave the first lead after an outage waiting that long)."""
 
 WORKER_MAINTENANCE_SECONDS = 15
 """How often a worker runs RQ's own maintenance, in seconds: registry cleanup (RQ's
