@@ -186,6 +186,11 @@ TOKEN_REFRESH_LOCK_SECONDS = 30
 """Lifetime of the LionDesk token-refresh lock, in seconds; longer than one token
 request can take (connect + read timeouts), so it only expires when its holder died."""
 
+TOKEN_STORE_WAIT_SECONDS = 15
+"""How long a LionDesk refresh answer Redis refuses (away or full) is retried before the job
+gives up on it, in seconds (under JOB_TIMEOUT_SECONDS; the answer then stays in the process
+and is stored before its next token use)."""
+
 TOKEN_REFRESH_WAIT_SECONDS = 15
 """How long a caller waits for another process's LionDesk token refresh, in seconds
 (under JOB_TIMEOUT_SECONDS)."""
