@@ -16,7 +16,7 @@ from rq.scheduler import RQScheduler
 
 from bridge import defaults
 from bridge.context import Context, set_context
-from bridge.ops import logs
+from bridge.ops import alerts, logs
 from bridge.ops.status import redis_trouble
 from bridge.queue import event_queue, poll_queue
 from bridge.storage import kinds, locks
@@ -192,11 +192,16 @@ def release_interrupted(worker: BridgeWorker, problem: str = "unavailable") -> i
 
 
 def companions_of(context: Context, process: str, stop: threading.Event) -> list[liveness.Companion]:
-    """The threads a worker process runs beside RQ's loop: the intake relay and, with the reverse sync, the poll trigger."""
+    """The threads a worker process runs beside RQ's loop: the intake relay, with the reverse sync the
+    poll trigger, and with alerts configured their evaluator."""
     conn, settings = context.redis, context.settings
     found = [liveness.Companion("intake-relay", lambda s: Relay(conn, process, settings.retry_intervals).run(s), stop)]
     if settings.reverse_sync_enabled:  # one LionDesk poll per slot across every worker
         found.append(liveness.Companion("poll-trigger", lambda s: poll_trigger.run_trigger(conn, settings, s), stop))
+    if settings.alerts_enabled:  # one evaluation per period across every web and worker process
+        found.append(liveness.Companion("alerts", lambda s: alerts.run_alerts(conn, settings, s), stop))
+    if settings.liondesk_configured:  # an idle account's grant is refreshed before it could lapse
+        found.append(liveness.Companion("liondesk-keepalive", context.clients.liondesk.auth.run_keep_alive, stop))
     return found
 
 
