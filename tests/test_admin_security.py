@@ -261,3 +261,25 @@ def test_sessions_exist_only_inside_the_console(browser):
         response = browser.get(url) if url == "/healthz" else browser.post(url, data=b"{}")
         assert "Set-Cookie" not in response.headers, url
     assert browser.get("/admin/").status_code == 200  # the console session survived those requests
+
+
+def test_guesses_sent_all_at_once_get_no_more_tries_than_one_at_a_time(make_settings, redis_conn):
+    """Every attempt is counted before its password is checked: thirty at once, from thirty
+    addresses, get the account's free tries and not one more."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bridge.web import auth
+
+    settings = make_settings(admin_username=ADMIN_USER, admin_password=ADMIN_PASSWORD)
+    barrier = threading.Barrier(30)
+
+    def guess(number):
+        barrier.wait(timeout=10)
+        return auth.attempt_login(redis_conn, settings, ADMIN_USER, f"guess {number}", f"198.51.100.{number}",
+                                  None).status
+
+    with ThreadPoolExecutor(30) as pool:
+        statuses = list(pool.map(guess, range(30)))
+    assert sorted(statuses) == [403] * defaults.ADMIN_LOGIN_FREE_FAILURES_PER_ACCOUNT + [429] * (
+        30 - defaults.ADMIN_LOGIN_FREE_FAILURES_PER_ACCOUNT)
