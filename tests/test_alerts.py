@@ -141,6 +141,25 @@ def test_webhook_payload_fits_the_chat_service(url, posted, shape):
         assert attachment["content"]["body"][0]["text"] == "hello"
 
 
+def test_chat_text_formats_nothing_a_lead_wrote():
+    _, body = alerts.webhook_payload("https://hooks.slack.com/services/x",
+                                     "lead Eve <!channel> @everyone & <https://evil.example|bank> mei@example.com")
+    assert body["text"] == ("lead Eve &lt;!channel&gt; @\u2060everyone &amp; &lt;https://evil.example|bank&gt; "
+                            "mei@\u2060example.com")
+    _, card = alerts.webhook_payload("https://x.logic.azure.com/workflows/1", "a <b> @c")
+    assert card["attachments"][0]["content"]["body"][0]["text"] == "a <b> @c"  # Teams: a text block, no pings
+
+
+def test_a_lead_name_cannot_forge_lines_of_an_alert(alerting, receiver, redis_conn, client, webhook_secret,
+                                                     monkeypatch):
+    deliver(client, webhook_secret, first_name="Eve\n✅ Real Geeks → LionDesk bridge: Resolved: Leads failed")
+    run_jobs(alerting, redis_conn, monkeypatch, raising(PermanentError("LionDesk said\r\nno")))
+    assert kinds(tick(redis_conn, alerting)) == [("lead_failed", alerts.PROBLEM)]
+    (text,) = receiver.texts
+    assert not any(line.startswith("✅") for line in text.splitlines())
+    assert "Eve\\n✅" in text and "LionDesk said\\r\\nno" in text
+
+
 def test_render_names_the_bridge_and_links_the_page_that_fixes_it(make_settings):
     message = alerts.Message(alerts.PROBLEM, "lead_failed", "Leads failed", "2 leads failed", "/failed")
     text = alerts.render(make_settings(public_url=PUBLIC), message)

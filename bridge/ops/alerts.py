@@ -24,6 +24,7 @@ import copy
 import ipaddress
 import logging
 import os
+import re
 import smtplib
 import socket
 import ssl
@@ -133,9 +134,10 @@ def observe_lead_failed(conn, settings, state: store.AlertState, now: float) -> 
         job = detail.summary if detail else None
         if job is None:
             continue
-        who = f"lead {job.lead_id}" + (f" ({job.lead_name})" if job.lead_name else "") if job.lead_id else job_id
-        lines.append(f"• {who}, {job.action or 'event'}: {job.error_class or 'Error'}: "
-                     f"{present.clip(job.error or '(no message)', 200)}")
+        who = f"lead {job.lead_id}" + (f" ({_fact(job.lead_name, 80)})" if job.lead_name else "") if job.lead_id \
+            else job_id
+        lines.append(f"• {who}, {_fact(job.action or 'event', 40)}: {_fact(job.error_class or 'Error', 80)}: "
+                     f"{_fact(job.error or '(no message)', 200)}")
     if len(fresh) > len(lines):
         lines.append(f"• and {len(fresh) - len(lines)} more")
     count = len(fresh)
@@ -152,7 +154,7 @@ def observe_liondesk_auth(conn, settings, state: store.AlertState, now: float) -
     recovery = "LionDesk authorisation works again; leads waiting for it go through."
     if auth.get("state") != status.NEEDS_REAUTHORIZATION:
         return Observation(False, recovery=recovery)
-    reason = auth.get("reason") or "no reason given"
+    reason = _fact(auth.get("reason") or "no reason given", 200)
     since = f" since {auth['since']}" if auth.get("since") else ""  # ISO 8601 UTC, as the OAuth state reports it
     if any(word in reason for word in APP_REFUSED_REASONS):
         text = (f"LionDesk refuses the bridge's app ({reason}){since}: check LIONDESK_CLIENT_ID and "
@@ -376,7 +378,24 @@ def webhook_payload(url: str, text: str) -> tuple[str, dict]:
     if host in DISCORD_HOSTS and parsed.path.startswith("/api/webhooks/") and not parsed.path.endswith(
             ("/slack", "/github")):
         url = parsed._replace(path=parsed.path.rstrip("/") + "/slack").geturl()
-    return url, {"text": text}
+    return url, {"text": chat_safe(text)}
+
+
+def _fact(value, limit: int) -> str:
+    """A fact from a lead or a vendor (a name, an error) fit for one line of an alert: control
+    characters escaped (a newline would forge a line of the alert), cut at `limit`."""
+    return present.terminal_safe(present.clip(str(value), limit))
+
+
+_MENTION = re.compile(r"@(?=\w)")
+
+
+def chat_safe(text: str) -> str:
+    """Text for a Slack-compatible webhook that formats nothing a lead or vendor wrote: `&`, `<`, `>`
+    escaped as Slack asks (no `<!channel>`, no disguised links), and every `@` before a word
+    followed by a word joiner, so `@everyone` or `@channel` in a lead's name pings nobody."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MENTION.sub("@\u2060", escaped)
 
 
 def post_webhook(url: str, text: str) -> None:
