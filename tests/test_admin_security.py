@@ -151,7 +151,8 @@ def test_the_lockout_attack_slows_the_attacker_and_never_locks_the_owner_out(con
     assert statuses[:free] == [403] * free  # guesses, each checked
     assert statuses[free:] == [429] * 40  # then the account's delay: refused unchecked, counted nowhere
     refused = log_in(browser, ADMIN_USER, "guess", **{"X-Forwarded-For": "203.0.113.77"})
-    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= defaults.ADMIN_LOGIN_FIRST_DELAY_SECONDS
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["Retry-After"]) <= defaults.ADMIN_LOGIN_FIRST_DELAY_SECONDS
     assert "Try again in" in refused.get_data(as_text=True)
 
     # The owner's browser logs in at once with the right password, from its usual address or any other.
