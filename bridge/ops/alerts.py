@@ -45,6 +45,7 @@ from bridge.ops import jobs as job_tools
 from bridge.ops import present, status
 from bridge.ops.metrics import Metrics
 from bridge.storage import alerts as store
+from bridge.storage.redis import text as as_text
 
 log = logging.getLogger("bridge.alerts")
 
@@ -117,8 +118,9 @@ def observe_lead_failed(conn, settings, state: store.AlertState, now: float) -> 
     recovery = "No failed leads left: every one was replayed or dismissed."
     # Scored by expiry, in whole seconds: failed at + the same TTL, so newer failures score
     # higher, and those of one second tie (the ids announced at the mark tell them apart).
-    scored = [(job_id.decode() if isinstance(job_id, bytes) else job_id, score)
-              for job_id, score in conn.zrevrangebyscore(registry.key, "+inf", state.mark, withscores=True)]
+    scored = [(as_text(job_id), score) for job_id, score in
+              conn.zrevrangebyscore(registry.key, "+inf", state.mark, withscores=True)
+              if job_tools.job_kind(as_text(job_id)) == job_tools.LEAD]
     total = registry.count
     if not total:
         return Observation(False, recovery=recovery)
