@@ -144,7 +144,7 @@ def observe_lead_failed(conn, settings, state: store.AlertState, now: float) -> 
         lines.append(f"• and {len(fresh) - len(lines)} more")
     count = len(fresh)
     text = (f"{count} lead{'s' if count != 1 else ''} failed for good and did not reach LionDesk"
-            f" ({total} failed lead{'s' if total != 1 else ''} in all). Replay them once the cause is fixed.\n"
+            f" ({total} failed job{'s' if total != 1 else ''} in all). Replay them once the cause is fixed.\n"
             + "\n".join(lines))
     return Observation(True, text=text, news=True, mark=mark, announced=announced, facts=state.facts,
                        recovery=recovery)
