@@ -212,6 +212,21 @@ def test_liondesk_refusing_the_bridge_and_its_recovery(alerting, receiver, redis
     assert kinds(tick(redis_conn, settings)) == [("liondesk_auth", alerts.RECOVERY)]
 
 
+def test_an_app_conflict_the_oauth_client_records_is_announced(alerting, receiver, redis_conn, monkeypatch):
+    from bridge.ops import status
+
+    conflict = {"problem": "LionDesk app registered under another account", "scopes": ["contacts"],
+                "reason": "401 on /contacts with a token /me accepts", "since": "2026-12-01T10:00:00+00:00"}
+    real = status.liondesk_auth
+    monkeypatch.setattr(status, "liondesk_auth", lambda conn, settings=None: {**real(conn, settings),
+                                                                              "app_conflict": conflict})
+    assert kinds(tick(redis_conn, alerting)) == [("liondesk_auth", alerts.PROBLEM)]
+    text = receiver.texts[-1]
+    assert "refuses the bridge's app since 2026-12-01T10:00:00+00:00" in text and "another account" in text
+    monkeypatch.setattr(status, "liondesk_auth", real)
+    assert kinds(tick(redis_conn, alerting)) == [("liondesk_auth", alerts.RECOVERY)]
+
+
 def test_liondesk_failing_is_read_from_the_call_counters(alerting, receiver, redis_conn):
     metrics = Metrics(redis_conn)
     metrics.call("liondesk", 200)

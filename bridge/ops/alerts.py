@@ -151,19 +151,28 @@ def observe_lead_failed(conn, settings, state: store.AlertState, now: float) -> 
 
 
 def observe_liondesk_auth(conn, settings, state: store.AlertState, now: float) -> Observation:
-    """LionDesk refusing the bridge's grant (or its app): nothing reaches LionDesk until a person reconnects it."""
+    """LionDesk refusing the bridge's grant or its app (an app registered under another LionDesk
+    account, as the OAuth client records it): nothing, or not everything, reaches LionDesk until
+    a person reconnects it."""
     auth = status.liondesk_auth(conn, settings)
     recovery = "LionDesk authorisation works again; leads waiting for it go through."
-    if auth.get("state") != status.NEEDS_REAUTHORIZATION:
-        return Observation(False, recovery=recovery)
-    reason = _fact(auth.get("reason") or "no reason given", 200)
-    since = f" since {auth['since']}" if auth.get("since") else ""  # ISO 8601 UTC, as the OAuth state reports it
-    if any(word in reason for word in APP_REFUSED_REASONS):
-        text = (f"LionDesk refuses the bridge's app ({reason}){since}: check LIONDESK_CLIENT_ID and "
-                "LIONDESK_CLIENT_SECRET, then connect LionDesk again. Leads wait, none is lost.")
+    conflict = auth.get("app_conflict") if isinstance(auth.get("app_conflict"), dict) else None
+    if auth.get("state") == status.NEEDS_REAUTHORIZATION:
+        reason = _fact(auth.get("reason") or "no reason given", 200)
+        since = f" since {auth['since']}" if auth.get("since") else ""  # ISO 8601 UTC, as the OAuth state reports it
+        if any(word in reason for word in APP_REFUSED_REASONS):
+            text = (f"LionDesk refuses the bridge's app ({reason}){since}: check LIONDESK_CLIENT_ID and "
+                    "LIONDESK_CLIENT_SECRET, then connect LionDesk again. Leads wait, none is lost.")
+        else:
+            text = (f"LionDesk needs re-authorisation ({reason}){since}: connect LionDesk again from the console "
+                    "or with `bridge liondesk authorize`. Leads wait, none is lost.")
+    elif conflict:
+        since = f" since {conflict['since']}" if conflict.get("since") else ""
+        detail = "; ".join(_fact(part, 200) for part in (conflict.get("problem"), conflict.get("reason")) if part)
+        text = (f"LionDesk refuses the bridge's app{since}: {detail}. Connect LionDesk with the account the app "
+                "is registered under (or use that account's app credentials).")
     else:
-        text = (f"LionDesk needs re-authorisation ({reason}){since}: connect LionDesk again from the console "
-                "or with `bridge liondesk authorize`. Leads wait, none is lost.")
+        return Observation(False, recovery=recovery)
     return Observation(True, text=text, recovery=recovery)
 
 
