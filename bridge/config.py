@@ -34,6 +34,7 @@ class Settings:
     liondesk_refresh_token: str | None = None
     liondesk_redirect_uri: str | None = None
     liondesk_v1_url: str = defaults.LIONDESK_V1_URL
+    liondesk_communications_url: str = defaults.LIONDESK_COMMUNICATIONS_URL
     liondesk_v1_api_key: str | None = None
     liondesk_v1_user_key: str | None = None
     liondesk_max_requests_per_second: float = defaults.LIONDESK_MAX_REQUESTS_PER_SECOND
@@ -287,6 +288,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         liondesk_refresh_token=refresh_token,
         liondesk_redirect_uri=_url(env, "LIONDESK_REDIRECT_URI", None, ("http", "https")),
         liondesk_v1_url=_url(env, "LIONDESK_V1_URL", defaults.LIONDESK_V1_URL, ("http", "https")),
+        liondesk_communications_url=_url(env, "LIONDESK_COMMUNICATIONS_URL", defaults.LIONDESK_COMMUNICATIONS_URL,
+                                         ("http", "https")),
         liondesk_v1_api_key=v1_key,
         liondesk_v1_user_key=v1_user,
         liondesk_max_requests_per_second=_number(

@@ -125,6 +125,9 @@ LIONDESK_API_URL = "https://api-v2.liondesk.com"
 LIONDESK_V1_URL = "https://api.liondesk.com"
 """Legacy LionDesk v1 partner API URL."""
 
+LIONDESK_COMMUNICATIONS_URL = "https://communications.liondesk.com/api/v1"
+"""Base URL of LionDesk Tasks v2.1 (docs/vendors/liondesk-api.md §4.14, §10: its own host)."""
+
 REALGEEKS_API_URL = "https://receivers.leadrouter.realgeeks.com/rest"
 """Real Geeks Incoming API base URL, including /rest."""
 
@@ -384,6 +387,35 @@ CONSOLE_PAYLOAD_PREVIEW_CHARACTERS = 20_000
 """Longest stored payload or error text a console list shows, in characters; the rest is
 cut with a note saying how much, and the job page shows the whole payload."""
 
+
+LIONDESK_CHANNEL_RECHECK_SECONDS = 3600
+"""How long a LionDesk channel found gone (Tasks v2.1, v1) is skipped before the bridge
+tries it again, in seconds: a retired channel costs one failed call an hour, not one per activity."""
+
+LIONDESK_V1_ECHO_MAX_AGE_SECONDS = 300
+"""/healthz repeats the v1 `Echo` when the last check of the v1 channel is older than this, in seconds."""
+
+V1_ECHO_TIMEOUT_SECONDS = 3.0
+"""Read timeout of the v1 `Echo` /healthz and check-config send, in seconds."""
+
+LIONDESK_APP_CONFLICT_RECHECK_SECONDS = 3600
+"""After LionDesk answered "the oauth_client_id does not belong to the querying user" (or a 401
+right after a fresh refresh), the calls that need it are skipped for this long, in seconds,
+without refreshing the token again (no refresh storm); then one call tries again."""
+
+LIONDESK_KEEPALIVE_SECONDS = 3 * 24 * 3600
+"""An idle LionDesk grant is refreshed when no token was issued for this long, in seconds
+(LionDesk publishes no refresh-token lifetime; its access tokens last about 9 days)."""
+
+LIONDESK_KEEPALIVE_CHECK_SECONDS = 3600
+"""How often each worker looks whether the LionDesk grant has been idle for LIONDESK_KEEPALIVE_SECONDS, in seconds."""
+
+LIONDESK_TASK_TITLE_CHARS = 120
+"""Longest title the bridge puts at the head of a LionDesk task's text, in characters."""
+
+LIONDESK_CONNECT_STATE_SECONDS = 600
+"""How long the `state` of a console "Connect LionDesk" round trip stays valid, in seconds."""
+
 DISPLAY_TIMEZONE = "UTC"
 """Time zone (IANA name) the console and the CLI show times in; BRIDGE_TIMEZONE overrides it.
 UTC stays one hover (the console) or one `--json` (the CLI) away."""
@@ -395,3 +427,6 @@ LIONDESK_CONTACT_URL gives no deep link to the contact: LionDesk documents no co
 CONSOLE_BANNER_SCAN_JOBS = 1000
 """Most waiting jobs the console's banner reads to say how long LionDesk has been failing (a count)."""
 
+
+DUPLICATE_LOG_MAX_ENTRIES = 10_000
+"""Most repeated deliveries the deliveries log keeps (a count; each kept at most DEDUPE_TTL_SECONDS)."""

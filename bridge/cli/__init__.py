@@ -160,11 +160,21 @@ def liondesk_authorize(code, redirect_uri):
 def liondesk_status():
     """Print the LionDesk authorisation state (never any token); exit 1 unless it is usable."""
     from bridge.clients.oauth import NEEDS_REAUTHORIZATION, NOT_CONFIGURED, auth_state
+    from bridge.ops.status import liondesk_channels
 
     settings = settings_or_exit()
-    state = auth_state(redis_or_exit(settings), settings)
+    conn = redis_or_exit(settings)
+    state = auth_state(conn, settings)
+    conflict = state.pop("app_conflict", None)
     for name, value in state.items():
         say(f"{name}: {value if value is not None else '-'}")  # the reason quotes LionDesk's answer
+    if conflict:
+        say(f"problem: {conflict['problem']} (LionDesk refuses {', '.join(conflict['scopes'])} since "
+            f"{conflict['since']}: {conflict['reason']})")
+    channels = liondesk_channels(conn, settings)
+    say(f"tasks channel: {channels['tasks']['channel']}"
+        + (f" ({channels['tasks']['reason']})" if channels['tasks']['reason'] else ""))
+    say(f"v1 channel: {channels['v1']['state'] or 'not checked yet'}")
     sys.exit(1 if state["state"] in (NEEDS_REAUTHORIZATION, NOT_CONFIGURED) else 0)
 
 

@@ -213,7 +213,8 @@ def jobs_retry_now(job_ids, retry_all, kind, dry_run, yes, as_json):
     if bool(job_ids) == retry_all:
         raise click.UsageError("give JOB_ID... or --all, not both")
     conn = connect_or_exit()
-    results = _bulk(conn, "run now", job_ids, retry_all and (lambda: job_tools.list_retrying(conn, _bulk_filter(kind))),
+    results = _bulk(conn, "run now", job_ids, retry_all and (lambda: job_tools.waiting_briefly(
+                        conn, _bulk_filter(kind).kinds)),
                     dry_run, yes, as_json,
                     lambda ids, missing_ok: job_tools.retry_now(conn, ids, by=operator(), via=job_tools.CLI,
                                                                 missing_ok=missing_ok))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 
 import redis
@@ -24,6 +25,8 @@ from bridge.intake.classify import Verdict
 from bridge.intake.signature import TIMESTAMP_HEADER
 from bridge.storage import events, history, keys, kinds, search
 from bridge.storage.redis import text
+
+log = logging.getLogger("bridge.intake")
 
 # KEYS: dedupe, event, events index, rejected index, intake stream, lead history, webhook metric,
 #       then the search-index bucket (only when there are index members)
@@ -109,4 +112,23 @@ class DeliveryStore:
                   *fields],
         )
         event_id = text(event_id)
+        if not created:
+            self._log_duplicate(event_id, verdict, received_at)
         return Receipt(event_id, verdict.status, duplicate=not created)
+
+    def _log_duplicate(self, original_id: str, verdict: Verdict, received_at: float) -> None:
+        """Put a repeated delivery in the deliveries log and the lead's story (support sees every delivery).
+
+        A second round trip, for repeats only: the first delivery is stored and the answer does not
+        depend on this, so a Redis error here is logged and the repeat still acknowledged.
+        """
+        try:
+            pipe = self.conn.pipeline(transaction=False)
+            events.record_duplicate(pipe, original_id, received_at, verdict.action, verdict.lead_id)
+            if verdict.lead_id:
+                record = history.entry(kinds.DUPLICATE, event_id=original_id, action=verdict.action)
+                record["at"] = round(received_at, 3)
+                history.append_entry(pipe, verdict.lead_id, record)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("repeated delivery of %s not logged: redis error %s", original_id, exc.__class__.__name__)

@@ -260,6 +260,7 @@ def job_detail(conn, job_id: str) -> JobDetail | None:
         return None
     stories: dict[str, list[dict]] = {}
     summary = _describe(conn, job_id, job, event, stories, dismissal(conn, job_id))
+    summary.next_attempt_at = status.next_attempt_at(conn, job_id) if job else None
     result = job.latest_result() if job else None
     traceback = result.exc_string if result is not None and result.type == Result.Type.FAILED else None
     story = stories.get(event.lead_id, []) if event and event.lead_id else []
@@ -305,26 +306,57 @@ def replay_matching(conn, job_filter: JobFilter, *, by: str, via: str,
     return replay(conn, ids, by=by, via=via, intervals=intervals, missing_ok=True)
 
 
-def list_retrying(conn, job_filter: JobFilter = JobFilter()) -> list[JobSummary]:
+def waiting_ids(conn, kinds: frozenset[str] | None = None) -> list[tuple[str, float]]:
+    """Ids of the jobs waiting for their next attempt and when it is, soonest first (of `kinds` only)."""
+    due = [(text(raw), score) for name in status.QUEUE_NAMES
+           for raw, score in conn.zrange(ScheduledJobRegistry(name, connection=conn).key, 0, -1, withscores=True)]
+    due.sort(key=lambda pair: pair[1])
+    return [(job_id, score) for job_id, score in due if kinds is None or job_kind(job_id) in kinds]
+
+
+def list_retrying(conn, job_filter: JobFilter = JobFilter(), limit: int | None = None) -> list[JobSummary]:
     """Return the jobs waiting for their next attempt (on the retry ladder, or waiting for an operator),
-    soonest first, each with why it waits, its attempts and when it runs next."""
-    due: dict[str, float] = {}
-    for name in status.QUEUE_NAMES:
-        for raw, score in conn.zrange(ScheduledJobRegistry(name, connection=conn).key, 0, -1, withscores=True):
-            due[text(raw)] = score
-    ids = list(due)
+    soonest first, each with why it waits, its attempts and when it runs next; at most `limit` of them
+    (a page: each costs its job, its event and its lead's story)."""
+    due = waiting_ids(conn, job_filter.kinds)
     stories: dict[str, list[dict]] = {}
+    found: list[JobSummary] = []
+    for start in range(0, len(due), WAITING_CHUNK):
+        chunk = due[start:start + WAITING_CHUNK]
+        for (job_id, score), job in zip(chunk, Job.fetch_many([job_id for job_id, _ in chunk], connection=conn)):
+            if job is None:
+                continue  # its data expired; RQ's scheduler drops the entry
+            summary = _describe(conn, job_id, job, _event_of(conn, job_id), stories)
+            summary.next_attempt_at = score
+            if summary.outcome not in (RETRYING, WAITING):
+                summary.outcome = RETRYING  # scheduled without a recorded failure (an old job): it waits on its ladder
+            if job_filter.matches(summary):
+                found.append(summary)
+                if limit is not None and len(found) >= limit:
+                    return found
+    return found
+
+
+WAITING_CHUNK = 200
+"""Waiting jobs read per round of `list_retrying`."""
+
+
+def waiting_briefly(conn, kinds: frozenset[str] | None = None) -> list[JobSummary]:
+    """Every waiting job of `kinds` told briefly (kind, action, lead, error class, next attempt), for a
+    bulk preview: two round trips in all (each job's kept failure and each event's meta), no story read."""
+    due = waiting_ids(conn, kinds)
+    ids = [job_id for job_id, _ in due]
+    event_ids = [event_id_of_job(job_id) for job_id in ids]
+    metas = dict(zip([e for e in event_ids if e], [meta for meta, _ in events.metas(conn, [e for e in event_ids if e])]))
     found = []
-    for job_id, job in zip(ids, Job.fetch_many(ids, connection=conn)):
-        if job is None:
-            continue  # its data expired; RQ's scheduler drops the entry
-        summary = _describe(conn, job_id, job, _event_of(conn, job_id), stories)
-        summary.next_attempt_at = due[job_id]
-        if summary.outcome not in (RETRYING, WAITING):
-            summary.outcome = RETRYING  # scheduled without a recorded failure (an old job): it waits on its ladder
-        if job_filter.matches(summary):
-            found.append(summary)
-    found.sort(key=lambda summary: summary.next_attempt_at or 0)
+    for (job_id, score), event_id, failure in zip(due, event_ids, status.last_failures(conn, ids)):
+        meta = metas.get(event_id) or {} if event_id else {}
+        failure = failure or {}
+        found.append(JobSummary(id=job_id, queue=None, status="scheduled", event_id=event_id,
+                                lead_id=meta.get("lead_id"), action=meta.get("action"), kind=job_kind(job_id),
+                                error_class=_text_or_none(failure.get("error_class")),
+                                error=_text_or_none(failure.get("error")), outcome=_text_or_none(failure.get("outcome")),
+                                next_attempt_at=score))
     return found
 
 
@@ -356,12 +388,6 @@ def retry_now(conn, job_ids: list[str], *, by: str, via: str, now: float | None 
         _write_history(conn, job.id, kinds.RETRIED_NOW, by=by, via=via, retries_left=job.retries_left)
         results.append(RetryNowResult(job.id, due_now=True, status="scheduled", retries_left=job.retries_left))
     return results
-
-
-def retry_now_matching(conn, job_filter: JobFilter, *, by: str, via: str) -> list[RetryNowResult]:
-    """Run every waiting job matching `job_filter` now (see `retry_now`)."""
-    ids = [summary.id for summary in list_retrying(conn, job_filter)]
-    return retry_now(conn, ids, by=by, via=via) if ids else []
 
 
 def dismiss(conn, job_id: str, reason: str, *, by: str, via: str) -> bool:

@@ -24,6 +24,7 @@ _HEADLINE_FACTS = {
     kinds.RETRIED_NOW: ("job_id", "by", "via", "event_id", "retries_left"),
     kinds.DISMISSED: ("job_id", "by", "via", "reason", "event_id"),
     kinds.REJECTED: ("action", "errors", "event_id"),
+    kinds.DUPLICATE: ("action", "event_id"),
     kinds.CALL: ("service", "method", "path", "status", "ms", "event_id"),
     kinds.UNREADABLE: ("problem", "bytes"),
 }
@@ -111,11 +112,11 @@ def format_age(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def parse_time(text: str) -> float:
-    """Parse an ISO 8601 date or time (naive means UTC, as every time the tools show is) into unix seconds."""
+def parse_time(text: str, zone: tzinfo | None = None) -> float:
+    """Parse an ISO 8601 date or time into unix seconds; one without an offset is in `zone` (None: UTC)."""
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=zone or timezone.utc)
     return value.timestamp()
 
 
@@ -142,6 +143,8 @@ def describe_entry(entry: dict, *, with_event: bool = True, zone: tzinfo | None 
             line += f": {_errors_text(entry['errors'])}"
     elif kind == kinds.REJECTED:
         line = f"{entry.get('action') or 'unknown'} delivery rejected: {_errors_text(entry.get('errors') or {})}"
+    elif kind == kinds.DUPLICATE:
+        line = f"{entry.get('action') or 'unknown'} delivery repeated an earlier one: acknowledged, nothing to do"
     elif kind == kinds.PROCESSED:
         line = f"{entry.get('action') or 'event'} processed (attempt {entry.get('attempt', '?')})"
         if entry.get("summary"):

@@ -26,6 +26,11 @@ def rejected_events() -> str:
     return f"{PREFIX}events:rejected"
 
 
+def duplicate_deliveries() -> str:
+    """Sorted set of repeated deliveries (what each repeated, when, for which lead), scored by receipt time."""
+    return f"{PREFIX}events:duplicates"
+
+
 def delivery_dedupe(digest: str) -> str:
     """String holding the event id first stored for a delivery (7-day TTL): the digest of its
     body, with its X-Lead-Router-Timestamp when it has one (bridge/intake/identity.py)."""
@@ -205,6 +210,20 @@ def poll_slot(slot_start: int) -> str:
     """Marker that the LionDesk poll of the slot starting at `slot_start` (unix seconds) was claimed."""
     return f"{PREFIX}poll:slot:{slot_start}"
 
+
+def liondesk_channels() -> str:
+    """Hash: which LionDesk channel the bridge uses for tasks and how v1 answered (owner: clients/liondesk.py)."""
+    return f"{PREFIX}liondesk:channels"
+
+
+def liondesk_app_conflict() -> str:
+    """Hash: LionDesk refused our app for another account's client id (owner: clients/oauth.py)."""
+    return f"{PREFIX}liondesk:app-conflict"
+
+
+def liondesk_connect_state(state: str) -> str:
+    """String: a pending console "Connect LionDesk" round trip, by its `state` (owner: web/liondesk_connect.py)."""
+    return f"{PREFIX}liondesk:connect:{state}"
 
 def worker_beat(process: str) -> str:
     """Hash of one worker process's heartbeat (host, pid, RQ worker, last beat); expires when it stops beating."""

@@ -95,6 +95,7 @@ bp.add_app_template_filter(present.shown, "shown")
 bp.add_app_template_filter(present.error_items, "error_items")
 bp.add_app_template_filter(present.errors_sentence, "errors_sentence")
 bp.add_app_template_filter(event_job_id, "job_of_event")
+bp.add_app_template_filter(lambda event: leads.person_name(leads.event_payload(event)), "lead_name_of")
 bp.add_app_template_global(kinds, "kinds")  # a global, not context: the imported macros see it too
 
 
@@ -111,7 +112,8 @@ def _template_globals():
     user = auth.current_user()
     return {"user": user, "csrf_token": auth.csrf_token, "csrf_field": auth.CSRF_FIELD,
             "preview_limit": defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS,
-            "notices": _notices() if user else [], "status_kinds": status}
+            "notices": _notices() if user else [], "status_kinds": status,
+            "zone_name": current_app.config["BRIDGE_SETTINGS"].bridge_timezone}
 
 
 def _notices() -> list[status.Notice] | None:
@@ -375,17 +377,24 @@ def redis_client() -> redis.Redis:
 def _filter_from(values) -> tuple[job_tools.JobFilter, dict[str, str]]:
     """Build a failed-jobs filter from query or form fields; an unreadable time is flashed and ignored."""
     raw = {name: (values.get(name) or "").strip() for name in FILTER_FIELDS}
-    times = {}
-    for name in ("since", "until"):
-        if raw[name]:
-            try:
-                times[name] = present.parse_time(raw[name])
-            except ValueError:
-                flash(f"Ignored {name}: {raw[name]!r} is not a date and time.", "error")
-                raw[name] = ""
+    times = form_times(raw)
     job_filter = job_tools.JobFilter(action=raw["action"] or None, error_class=raw["error_class"] or None,
                                      since=times.get("since"), until=times.get("until"))
     return job_filter, raw
+
+
+def form_times(raw: dict[str, str]) -> dict[str, float]:
+    """Read a filter's `since` and `until` fields, in BRIDGE_TIMEZONE when they give no offset (as the page
+    shows times); an unreadable one is flashed, blanked in `raw` and ignored."""
+    times = {}
+    for name in ("since", "until"):
+        if raw.get(name):
+            try:
+                times[name] = present.parse_time(raw[name], zone())
+            except ValueError:
+                flash(f"Ignored {name}: {raw[name]!r} is not a date and time.", "error")
+                raw[name] = ""
+    return times
 
 
 def safe_next(target: str | None) -> str | None:
