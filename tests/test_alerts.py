@@ -212,19 +212,18 @@ def test_liondesk_refusing_the_bridge_and_its_recovery(alerting, receiver, redis
     assert kinds(tick(redis_conn, settings)) == [("liondesk_auth", alerts.RECOVERY)]
 
 
-def test_an_app_conflict_the_oauth_client_records_is_announced(alerting, receiver, redis_conn, monkeypatch):
-    from bridge.ops import status
+def test_an_app_conflict_the_oauth_client_records_is_announced(alerting, receiver, redis_conn):
+    from bridge.clients.oauth import clear_app_conflict, record_app_conflict
 
-    conflict = {"problem": "LionDesk app registered under another account", "scopes": ["contacts"],
-                "reason": "401 on /contacts with a token /me accepts", "since": "2026-12-01T10:00:00+00:00"}
-    real = status.liondesk_auth
-    monkeypatch.setattr(status, "liondesk_auth", lambda conn, settings=None: {**real(conn, settings),
-                                                                              "app_conflict": conflict})
-    assert kinds(tick(redis_conn, alerting)) == [("liondesk_auth", alerts.PROBLEM)]
+    settings = alerting.__class__(**{**alerting.__dict__, "liondesk_client_id": "id", "liondesk_client_secret": "s"})
+    store_tokens(redis_conn, Tokens("access", "refresh", time.time() + 3600), time.time())
+    record_app_conflict(redis_conn, "contacts", "401 on /contacts with a token /me accepts", 1.8e9)
+    assert kinds(tick(redis_conn, settings)) == [("liondesk_auth", alerts.PROBLEM)]
     text = receiver.texts[-1]
-    assert "refuses the bridge's app since 2026-12-01T10:00:00+00:00" in text and "another account" in text
-    monkeypatch.setattr(status, "liondesk_auth", real)
-    assert kinds(tick(redis_conn, alerting)) == [("liondesk_auth", alerts.RECOVERY)]
+    assert "refuses the bridge's app since 2027-01-15" in text and "registered under another account" in text
+    assert "401 on /contacts with a token /me accepts" in text
+    clear_app_conflict(redis_conn, "contacts")
+    assert kinds(tick(redis_conn, settings)) == [("liondesk_auth", alerts.RECOVERY)]
 
 
 def test_liondesk_failing_is_read_from_the_call_counters(alerting, receiver, redis_conn):
