@@ -337,6 +337,24 @@ def test_an_alert_by_email(make_settings, smtp, redis_conn):
     assert "No worker has been seen" in body and f"{PUBLIC}/admin/" in body and "🔴" in body
 
 
+def test_email_upgrades_with_starttls_before_it_logs_in(tmp_path, monkeypatch):
+    from tests.alert_support import self_signed_tls
+
+    context, certificate = self_signed_tls(tmp_path)
+    server = SmtpReceiver(tls=context)
+    try:
+        settings = load_settings({"SMTP_URL": f"smtp://alerts%40example.com:secret@localhost:{server.port}",
+                                  "ALERT_EMAIL_TO": "support@example.com"})
+        (problem,) = alerts.deliver(settings, alerts.test_message())  # a certificate nobody vouches for
+        assert "SSLCertVerificationError" in problem and server.messages == []
+        monkeypatch.setenv("SSL_CERT_FILE", certificate)  # now this machine trusts it
+        assert alerts.deliver(settings, alerts.test_message()) == []
+        (sent,) = server.messages
+        assert sent["tls"] and sent["auth"] == ("alerts@example.com", "secret") and sent["auth_over_tls"]
+    finally:
+        server.stop()
+
+
 def test_email_to_an_unreachable_server_is_a_sentence(make_settings):
     from tests.support import free_port
 
