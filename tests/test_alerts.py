@@ -233,6 +233,7 @@ def test_liondesk_failing_is_read_from_the_call_counters(alerting, receiver, red
     metrics.call("liondesk", 503)
     metrics.call("liondesk_v1", "UpstreamTimeout")
     assert kinds(tick(redis_conn, alerting)) == [("liondesk_failing", alerts.PROBLEM)]
+    assert "0 leads wait on their retry ladder" in receiver.texts[-1] and f"{PUBLIC}/admin/retrying" in receiver.texts[-1]
     assert tick(redis_conn, alerting) == []  # no call at all since: still failing, already said
     metrics.call("liondesk", 429)
     assert tick(redis_conn, alerting) == []

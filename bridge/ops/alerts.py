@@ -200,10 +200,15 @@ def observe_liondesk_failing(conn, settings, state: store.AlertState, now: float
     facts = {"ok": ok, "failed": failed, "failing": failing}
     minutes = settings.alert_liondesk_failing_minutes
     since = f" since {present.format_time(state.since)}" if state.since else ""
-    return Observation(failing, hold_for=minutes * 60, facts=facts,
-                       text=(f"Every LionDesk call has failed for {present.format_age(minutes * 60)} or more{since}: "
-                             "leads wait "
-                             "on their retry ladder and go through when LionDesk answers again."),
+    text = ""
+    if failing:  # only then is the count worth its round trips
+        waiting = status.waiting_jobs(conn)
+        count = waiting["liondesk_failing"]
+        leads = f"{count}{'+' if waiting['more'] else ''} " + ("lead waits" if count == 1 else "leads wait")
+        text = (f"Every LionDesk call has failed for {present.format_age(minutes * 60)} or more{since}: {leads} "
+                "on their retry ladder and go through when LionDesk answers again (or run them at once from "
+                "the Retrying page).")
+    return Observation(failing, hold_for=minutes * 60, facts=facts, text=text,
                        recovery="LionDesk answers again; waiting leads go through on their next attempt.")
 
 
@@ -249,7 +254,7 @@ def observe_redis_memory(conn, settings, state: store.AlertState, now: float) ->
 CONDITIONS = (
     Condition("lead_failed", "Leads failed", "/failed", observe_lead_failed, reminds=False),
     Condition("liondesk_auth", "LionDesk refuses the bridge", "/", observe_liondesk_auth),
-    Condition("liondesk_failing", "LionDesk failing", "/", observe_liondesk_failing),
+    Condition("liondesk_failing", "LionDesk failing", "/retrying", observe_liondesk_failing),
     Condition("backlog", "Leads waiting", "/", observe_backlog),
     Condition("no_worker", "No worker", "/", observe_no_worker),
     Condition("redis_memory", "Redis memory", "/", observe_redis_memory),
