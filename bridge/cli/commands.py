@@ -311,10 +311,12 @@ def find(query, as_json):
     else:
         for card in cards:
             say("  ".join(filter(None, (card.lead_id, card.name, card.email, card.phone))))
-            say(f"  LionDesk: contact {card.mapping.contact_id}" if card.mapping.linked else "  LionDesk: not linked yet")
+            linked = card.mapping.linked
+            say(f"  LionDesk: contact {card.mapping.contact_id}" if linked else "  LionDesk: not linked yet")
             last = card.history[-1] if card.history else None
             if isinstance(last, dict):
-                say(f"  last:     {present.format_time(last.get('at'), zone)}  {present.describe_entry(last, zone=zone)}")
+                when = present.format_time(last.get("at"), zone)
+                say(f"  last:     {when}  {present.describe_entry(last, zone=zone)}")
         say(f"{len(cards)} lead{'s' if len(cards) != 1 else ''} found")
     if not cards:
         sys.exit(1)
