@@ -269,9 +269,9 @@ def replay():
 
 
 CONFIRM_VERBS = {
-    "replay": ("Replay {n}?", "Replay these {n}", "with a fresh retry budget: each runs again from the first step "
+    "replay": ("Replay {n}?", "Yes, replay {n}", "with a fresh retry budget: each runs again from the first step "
                "of the retry ladder"),
-    "run now": ("Run {n} now?", "Run these {n} now", "ahead of their next attempt; the attempt counts as one of "
+    "run now": ("Run {n} now?", "Yes, run {n} now", "ahead of their next attempt; the attempt counts as one of "
                 "each job's retries"),
 }
 """The bulk actions the confirmation page asks about: its title, its button, and what the action does."""
@@ -287,10 +287,14 @@ def confirm_page(verb: str, found: list, action: str, back: str, values: dict | 
         flash(f"Nothing to {verb}: no job matches.", "error")
         return redirect(back)
     plan = job_tools.preview(found)
+    listed = found[:defaults.CONSOLE_PAGE_SIZE]
+    for summary in listed:  # a brief preview names no one: name the rows shown
+        if summary.lead_name is None and summary.event_id:
+            summary.lead_name = leads.name_of_event(redis_client(), summary.event_id)
     jobs = f"{plan.total} job{'s' if plan.total != 1 else ''}"
     title, button, meaning = (text.format(n=jobs) for text in CONFIRM_VERBS[verb])
     return render_template("confirm.html", verb=verb, title=title, button=button, meaning=meaning,
-                           plan=plan, jobs=found[:defaults.CONSOLE_PAGE_SIZE],
+                           plan=plan, jobs=listed,
                            action=action, back=back, values=values or {})
 
 
