@@ -342,7 +342,8 @@ def test_a_fifth_of_calls_failing_with_429_or_5xx_still_completes_every_lead(e2e
     one_contact_and_lead_per_lead(e2e, [warm_up, *payloads])
     enrolments = Counter(e["contact_id"] for e in e2e.sandbox.control("GET", "liondesk/campaign-enrolments")["data"])
     assert enrolments == Counter({contact["id"]: 1 for contact in e2e.contacts()})  # both routes start a campaign
-    offers = [c for c in calls if c["template"] == "/liondesk/leads/{lead_id}/offers" and c["status"] < 300]
+    offers = [c for c in calls if (c["method"], c["template"]) == ("POST", "/liondesk/leads/{lead_id}/offers")
+              and c["status"] < 300]
     assert len(offers) == len(payloads) // 2  # the team-rollout half, once each
     assert e2e.failed_job_ids() == []
 

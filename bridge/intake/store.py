@@ -29,9 +29,10 @@ from bridge.storage.redis import text
 log = logging.getLogger("bridge.intake")
 
 # KEYS: dedupe, event, events index, rejected index, intake stream, lead history, webhook metric,
-#       then the search-index sets the lead belongs in (none for deliveries not queued)
+#       then the search-index bucket (only when there are index members)
 # ARGV: event id, dedupe ttl, event ttl, received at, status, history entry (or ""),
-#       history max, history ttl, stream max length, lead id, then the event's hash fields as pairs
+#       history max, history ttl, stream max length, lead id, index ttl, the number n of index
+#       members, the n members, then the event's hash fields as pairs
 _STORE = """
 local existing = redis.call('GET', KEYS[1])
 if existing then
@@ -39,7 +40,8 @@ if existing then
   return {0, existing}
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('HSET', KEYS[2], unpack(ARGV, 11))
+local members = tonumber(ARGV[12])
+redis.call('HSET', KEYS[2], unpack(ARGV, 13 + members))
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 if ARGV[5] == 'rejected' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1]) end
@@ -48,9 +50,9 @@ if ARGV[6] ~= '' then
   redis.call('LTRIM', KEYS[6], -tonumber(ARGV[7]), -1)
   redis.call('EXPIRE', KEYS[6], ARGV[8])
 end
-for i = 8, #KEYS do
-  redis.call('SADD', KEYS[i], ARGV[10])
-  redis.call('EXPIRE', KEYS[i], ARGV[8])
+if members > 0 then
+  for i = 13, 12 + members do redis.call('ZADD', KEYS[8], 0, ARGV[i]) end
+  redis.call('EXPIRE', KEYS[8], ARGV[11])
 end
 if ARGV[5] == 'queued' then
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[9], '*', 'event', ARGV[1])
@@ -97,15 +99,17 @@ class DeliveryStore:
         )
         lead_id = verdict.lead_id
         entry = json.dumps(received_entry(event), separators=(",", ":")) if lead_id else ""
-        index = search.token_keys(verdict.payload) if lead_id and verdict.payload is not None else []
+        index = search.entries(lead_id, verdict.payload) if lead_id and verdict.payload is not None else []
         fields = [part for pair in event.to_redis().items() for part in pair]
         created, event_id = self._script(
             keys=[keys.delivery_dedupe(identity.delivery_digest(body_sha256, stamp)), keys.event(event.id),
                   keys.events_by_time(), keys.rejected_events(), keys.intake_stream(),
-                  keys.lead_history(lead_id or "-"), keys.metric("webhooks"), *index],
+                  keys.lead_history(lead_id or "-"), keys.metric("webhooks"),
+                  *([search.bucket_key(received_at)] if index else [])],
             args=[event.id, defaults.DEDUPE_TTL_SECONDS, defaults.EVENT_TTL_SECONDS, repr(received_at),
                   verdict.status, entry, defaults.HISTORY_MAX_ENTRIES, defaults.HISTORY_TTL_SECONDS,
-                  defaults.INTAKE_STREAM_MAX_LENGTH, lead_id or "", *fields],
+                  defaults.INTAKE_STREAM_MAX_LENGTH, lead_id or "", search.INDEX_TTL_SECONDS, len(index), *index,
+                  *fields],
         )
         event_id = text(event_id)
         if not created:

@@ -6,6 +6,7 @@ The CLI and the console both use these, so a history entry reads the same everyw
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,6 +30,26 @@ _HEADLINE_FACTS = {
 }
 
 _SERVICE_NAMES = {"liondesk": "LionDesk", "liondesk_v1": "LionDesk v1", "realgeeks": "Real Geeks"}
+
+
+_UNSAFE_FOR_TERMINALS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""Characters a terminal acts on instead of showing: C0 and C1 controls (ESC starts ANSI
+sequences that move the cursor, clear the screen or set the window title; CR and LF start
+forged lines), DEL, and the Unicode line separators and bidirectional overrides that
+reorder what follows them."""
+
+
+def terminal_safe(text: str) -> str:
+    """Return `text` with every character a terminal would act on written as a visible escape
+    (ESC as `\\x1b`, a newline as `\\n`, U+202E as `\\u202e`), for plain-text CLI output."""
+    return _UNSAFE_FOR_TERMINALS.sub(_escape, text)
+
+
+def _escape(match: re.Match) -> str:
+    """The visible escape of one unsafe character, as Python writes it in a string literal."""
+    char = match.group()
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
 
 
 def format_time(timestamp: float | None, zone: tzinfo | None = None) -> str:

@@ -108,6 +108,33 @@ def liondesk_auth(conn, settings=None) -> dict:
     return {"reason": None, "since": None, **auth_state(conn, settings)}
 
 
+def liondesk_channels(conn, settings=None, *, echo: bool = False, now: float | None = None) -> dict:
+    """Return the LionDesk channels in use: the task channel (v2.1 or v2.0) and the v1 channel's last answer.
+
+    With `echo`, a v1 channel not checked within LIONDESK_V1_ECHO_MAX_AGE_SECONDS is checked
+    now with v1 `Echo` (changes nothing; short timeouts, so a dead v1 cannot hang /healthz).
+    """
+    from bridge.clients.liondesk import channels, record_v1_answer
+    from bridge.clients.liondesk_v1 import LionDeskV1Client
+    from bridge.exceptions import UpstreamError
+
+    now = time.time() if now is None else now
+    enabled = bool(settings is not None and settings.liondesk_v1_enabled)
+    current = channels(conn)
+    checked = current["v1"]["checked_at"]
+    if echo and enabled and (checked is None or now - float(checked) > defaults.LIONDESK_V1_ECHO_MAX_AGE_SECONDS):
+        client = LionDeskV1Client(settings)
+        client.service.timeout = (defaults.HTTP_CONNECT_TIMEOUT_SECONDS, defaults.V1_ECHO_TIMEOUT_SECONDS)
+        try:
+            client.echo()
+            record_v1_answer(conn, True, now=now)
+        except UpstreamError as exc:
+            record_v1_answer(conn, False, str(exc), now=now)
+        current = channels(conn)
+    v1 = {**current["v1"], "state": current["v1"]["state"] if enabled else "off"}
+    return {"tasks": current["tasks"], "v1": v1}
+
+
 def poll_status(conn) -> dict:
     """Return what the last LionDesk poll recorded (last_run, cursor, outcome); empty before the first poll."""
     return asdict(polls.load(conn))

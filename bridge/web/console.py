@@ -14,7 +14,8 @@ import logging
 
 import redis
 
-from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request, url_for)
+from flask import (Blueprint, abort, current_app, flash, make_response, redirect, render_template, request,
+                   url_for)
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
@@ -164,29 +165,26 @@ def login():
         if auth.current_user():
             return redirect(url_for(".overview"))
         return render_template("login.html", next=safe_next(request.args.get("next")))
-    settings = current_app.config["BRIDGE_SETTINGS"]
     username, password = request.form.get("username", ""), request.form.get("password", "")
-    address = auth.client_address()
     next_url = safe_next(request.form.get("next"))
-    if auth.login_locked(redis_client(), username, address):
-        logs.event_line(log, "console_login", outcome="locked_out")
-        minutes = defaults.ADMIN_LOGIN_WINDOW_SECONDS // 60
-        return render_template("login.html", next=next_url,
-                               error=f"Too many failed logins. Try again in {minutes} minutes."), 429
-    if not auth.credentials_ok(settings, username, password):
-        auth.record_login_failure(redis_client(), username, address)
-        logs.event_line(log, "console_login", outcome="failed")
-        return render_template("login.html", next=next_url, error="Wrong username or password."), 403
-    auth.clear_login_failures(redis_client(), username, address)
-    auth.log_in(settings, username)
-    logs.event_line(log, "console_login", outcome="ok")
-    return redirect(next_url or url_for(".overview"))
+    result = auth.attempt_login(redis_client(), current_app.config["BRIDGE_SETTINGS"], username, password,
+                                auth.client_address(), request.cookies.get(auth.DEVICE_COOKIE))
+    logs.event_line(log, "console_login", outcome=result.outcome, user=result.user)
+    if not result.ok:
+        response = make_response(render_template("login.html", next=next_url, error=result.message), result.status)
+        if result.retry_after:
+            response.headers["Retry-After"] = str(result.retry_after)
+        return response
+    auth.log_in(redis_client(), result)
+    response = redirect(next_url or url_for(".overview"))
+    auth.remember_device(response, result.user)
+    return response
 
 
 @bp.post("/logout")
 def logout():
     """End the session."""
-    auth.log_out()
+    auth.log_out(redis_client())
     flash("Logged out.", "info")
     return redirect(url_for(".login"))
 
