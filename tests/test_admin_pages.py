@@ -525,6 +525,21 @@ def test_corrupt_and_huge_records_render_truncated_with_a_page_of_their_own(
     assert 'data-event-id="0000000000000bad" data-outcome="unreadable"' in page(browser, "/admin/deliveries")
     assert browser.get(f"/admin/leads/{lead['id']}/entries/99999").status_code == 404
 
+    # A huge rejected delivery with huge errors: cut short in the lists, whole on its own page.
+    from bridge.storage import events
+
+    big = events.Event(id="0000000000000b16", body=b'{"action":"created","note":"' + b"y" * 900_000 + b'"}', headers={},
+                       received_at=time.time(), status="rejected", action="created", lead_id=lead["id"],
+                       errors={f"activities.{n}.type": ["Not a valid choice."] for n in range(20_000)})
+    redis_conn.hset(keys.event(big.id), mapping=big.to_redis())
+    redis_conn.zadd(keys.events_by_time(), {big.id: big.received_at})
+    redis_conn.zadd(keys.rejected_events(), {big.id: big.received_at})
+    for url in ("/admin/rejected", "/admin/deliveries"):
+        listed = page(browser, url)
+        assert len(listed) < 300_000 and "more characters cut]" in listed, url
+    whole = page(browser, f"/admin/jobs/event-{big.id}")
+    assert "y" * 900_000 in whole
+
 
 def test_repeats_log_is_bounded_and_never_fails_the_webhook(browser, redis_conn, webhook_secret, monkeypatch):
     import redis as redis_lib

@@ -327,7 +327,7 @@ def job(job_id: str):
 def rejected():
     """Signed deliveries that failed validation, newest first, with their errors and payloads."""
     page = max(request.args.get("page", 1, type=int) or 1, 1)
-    size = defaults.CONSOLE_PAGE_SIZE
+    size = defaults.CONSOLE_REJECTED_PAGE_SIZE  # each reads its whole body (up to 1 MiB) to show part of it
     conn = redis_client()
     found = events.list_rejected(conn, (page - 1) * size, size)
     total = conn.zcard(keys.rejected_events())
