@@ -615,3 +615,22 @@ def test_filters_read_times_in_bridge_timezone(redis_conn, make_settings, webhoo
     assert lead["event_id"] in page(client, f"/admin/deliveries?since={before}&until={after}")
     # The same wall-clock times read as UTC would miss it by ten hours.
     assert lead["event_id"] not in page(client, f"/admin/deliveries?since={before}Z&until={after}Z")
+
+
+def test_failed_jobs_told_briefly_agree_with_their_full_story(redis_conn, failures):
+    from bridge.ops import jobs as job_tools
+
+    full = job_tools.list_failed(redis_conn)
+    brief = job_tools.failed_briefly(redis_conn)
+    assert [job.id for job in brief] == [job.id for job in full] and len(brief) == 3
+    assert [(b.action, b.error_class, b.error, b.lead_id, b.kind) for b in brief] == [
+        (f.action, f.error_class, f.error, f.lead_id, f.kind) for f in full]
+    assert all(abs(b.last_attempt_at - f.last_attempt_at) < 1 for b, f in zip(brief, full))
+    # A job that failed before failures were kept on it is described from its story instead.
+    old = Job.fetch(event_job_id(failures["refused"]["event_id"]), connection=redis_conn)
+    old.meta = {"something": "else"}
+    old.save_meta()
+    (described,) = [job for job in job_tools.failed_briefly(redis_conn) if job.id == old.id]
+    assert described.error_class == "PermanentError" and described.attempts == 1
+    assert [job.id for job in job_tools.failed_briefly(redis_conn, job_tools.JobFilter(action="updated"))] == [
+        event_job_id(failures["updated"]["event_id"])]

@@ -221,14 +221,16 @@ def chart_of(hours: list[dict]) -> dict:
 def failed():
     """Failed jobs, filtered by action, error class and time, with bulk replay; poll and contact jobs apart."""
     job_filter, values = _filter_from(request.args)
-    everything = job_tools.list_failed(redis_client())
+    conn = redis_client()
+    everything = job_tools.failed_briefly(conn)  # counts and filters from each job's kept failure: no story read
     matching = [job for job in everything if job_filter.matches(job)]
     leads = [job for job in matching if job.kind == job_tools.LEAD]
     others = [job for job in everything if job.kind != job_tools.LEAD]
-    lead_total = sum(job.kind == job_tools.LEAD for job in everything)
+    size = defaults.CONSOLE_PAGE_SIZE
+    shown = job_tools.summaries(conn, [job.id for job in leads[:size]], missing_ok=True)  # the page, in full
     return render_template(
-        "failed.html", jobs=leads[:defaults.CONSOLE_PAGE_SIZE], matching=len(leads), total=lead_total,
-        others=others[:defaults.CONSOLE_PAGE_SIZE], values=values,
+        "failed.html", jobs=shown, matching=len(leads), total=sum(job.kind == job_tools.LEAD for job in everything),
+        others=job_tools.summaries(conn, [job.id for job in others[:size]], missing_ok=True), values=values,
         actions=sorted({job.action for job in everything if job.action}),
         error_classes=sorted({job.error_class for job in everything if job.error_class}))
 
@@ -245,7 +247,7 @@ def replay():
     scope = request.form.get("scope")
     if scope in ("matching", "others") and not request.form.get("confirm"):
         kinds = job_tools.LEAD_JOBS if scope == "matching" else job_tools.NON_LEAD_JOBS
-        found = job_tools.list_failed(conn, dataclasses.replace(job_filter, kinds=kinds))
+        found = job_tools.failed_briefly(conn, dataclasses.replace(job_filter, kinds=kinds))
         return confirm_page("replay", found, url_for(".replay"), back, values)
     selected = request.form.getlist("job_id")
     if not selected:
