@@ -392,6 +392,12 @@ WEBHOOK_JSON_MAX_VALUES = 200_000
 """Most JSON values (objects, arrays, strings, numbers, true/false/null; keys not counted)
 one webhook body may hold, in values; more get 400."""
 
+CONSOLE_REJECTED_PAGE_SIZE = 50
+"""Rejected deliveries per console page (a count): each is read whole, body included."""
+
+CONSOLE_ERROR_FIELDS = 50
+"""Most fields of one delivery's validation errors a console page lists (a count); the rest are counted."""
+
 CONSOLE_LINE_CHARACTERS = 1_000
 """Most characters of one story entry or error a console list shows; the rest is on the entry's own page."""
 

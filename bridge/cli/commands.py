@@ -170,7 +170,7 @@ def jobs_replay(job_ids, replay_all, since, kind, dry_run, yes, as_json):
     except ValueError:
         raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from None
     settings, conn = _settings_and_redis()
-    results = _bulk(conn, "replay", job_ids, replay_all and (lambda: job_tools.list_failed(
+    results = _bulk(conn, "replay", job_ids, replay_all and (lambda: job_tools.failed_briefly(
                         conn, _bulk_filter(kind, since_time))), dry_run, yes, as_json,
                     lambda ids, missing_ok: job_tools.replay(conn, ids, by=operator(), via=job_tools.CLI,
                                                              intervals=settings.retry_intervals,
