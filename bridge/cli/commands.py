@@ -13,7 +13,7 @@ from bridge.cli.environment import redis_or_exit, say, settings_or_exit
 from bridge.exceptions import JobNotFailed, JobNotFound
 from bridge.ops import jobs as job_tools
 from bridge.ops import leads as lead_tools
-from bridge.ops import present
+from bridge.ops import present, status
 
 
 def connect_or_exit():
@@ -227,6 +227,8 @@ def jobs_retry_now(job_ids, retry_all, kind, dry_run, yes, as_json):
             say(f"skipped {result.job_id}: not waiting (status: {result.status})")
     due = sum(r.due_now for r in results)
     say(f"{due} due now, {len(results) - due} skipped; a running worker starts them within seconds")
+    if due and status.worker_status(conn).no_worker:
+        say("bridge: warning: no worker is running: they run when one starts", err=True)
 
 
 @jobs.command("dismiss")
