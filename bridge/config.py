@@ -18,6 +18,30 @@ from bridge.exceptions import ConfigError
 from bridge.translate.rules import load_rules
 
 
+DAY = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long each kind of record is kept, in seconds (each from a BRIDGE_*_RETENTION_DAYS variable)."""
+
+    story: int = defaults.HISTORY_TTL_SECONDS
+    story_detail: int = defaults.HISTORY_DETAIL_TTL_SECONDS
+    link: int = defaults.LINK_TTL_SECONDS
+    event: int = defaults.EVENT_TTL_SECONDS
+    delivered_event: int = defaults.DELIVERED_EVENT_TTL_SECONDS
+
+
+RETENTION_VARIABLES = {
+    "story": "BRIDGE_STORY_RETENTION_DAYS",
+    "story_detail": "BRIDGE_STORY_DETAIL_RETENTION_DAYS",
+    "link": "BRIDGE_LINK_RETENTION_DAYS",
+    "event": "BRIDGE_EVENT_RETENTION_DAYS",
+    "delivered_event": "BRIDGE_DELIVERED_EVENT_RETENTION_DAYS",
+}
+"""The variable that sets each field of `Retention`, in whole days."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the bridge reads from its environment, already validated."""
@@ -47,6 +71,8 @@ class Settings:
     bridge_config: str | None = None
     port: int = defaults.PORT
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS_SECONDS
+    retention: Retention = field(default_factory=Retention)
+    redis_memory_warning_percent: int = defaults.REDIS_MEMORY_WARNING_PERCENT
     rules: Mapping = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -189,6 +215,18 @@ def _intervals(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> t
     return intervals
 
 
+def _retention(env: Mapping[str, str]) -> Retention:
+    """Read the BRIDGE_*_RETENTION_DAYS variables (whole days, 1 to 3650)."""
+    base = Retention()
+    values = {name: _number(env, variable, getattr(base, name) // DAY, int, 1, 3650) * DAY
+              for name, variable in RETENTION_VARIABLES.items()}
+    if values["delivered_event"] > values["event"]:
+        raise ConfigError(RETENTION_VARIABLES["delivered_event"],
+                          f"must not exceed {RETENTION_VARIABLES['event']} ({values['event'] // DAY} days): "
+                          "an event would be kept longer once delivered than while its work is pending")
+    return Retention(**values)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the bridge's settings from `env` (default: os.environ)."""
 
@@ -230,5 +268,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bridge_config=bridge_config,
         port=_number(env, "PORT", defaults.PORT, int, 1, 65535),
         retry_intervals=_intervals(env, "BRIDGE_RETRY_INTERVALS", defaults.RETRY_INTERVALS_SECONDS),
+        retention=_retention(env),
+        redis_memory_warning_percent=_number(env, "BRIDGE_REDIS_MEMORY_WARNING_PERCENT",
+                                             defaults.REDIS_MEMORY_WARNING_PERCENT, int, 1, 100),
         rules=load_rules(bridge_config),
     )

@@ -8,13 +8,55 @@ DEDUPE_TTL_SECONDS = 7 * 24 * 3600
 the window Real Geeks' own receiver ignores repeats for)."""
 
 EVENT_TTL_SECONDS = 90 * 24 * 3600
-"""How long a stored webhook event (body, headers, outcome) is kept, in seconds."""
+"""How long a stored webhook event (body, headers, outcome) is kept while its work is not
+done (queued, retrying, failed, rejected, ignored), in seconds (90 days).
+BRIDGE_EVENT_RETENTION_DAYS overrides it."""
+
+DELIVERED_EVENT_TTL_SECONDS = 7 * 24 * 3600
+"""How long a stored webhook event is kept once its job succeeded, in seconds (7 days: long
+enough to look at it or replay it, short enough that delivered bodies, the bulk of what the
+bridge stores, never pile up). BRIDGE_DELIVERED_EVENT_RETENTION_DAYS overrides it."""
 
 HISTORY_MAX_ENTRIES = 1000
 """Most entries kept in one lead's history list; the oldest are trimmed first."""
 
 HISTORY_TTL_SECONDS = 365 * 24 * 3600
-"""How long a lead's history and id mappings live after their last change, in seconds."""
+"""How long a lead's story (what happened: created, updated, failed, replayed) lives after
+its last entry, in seconds (a year). BRIDGE_STORY_RETENTION_DAYS overrides it."""
+
+HISTORY_DETAIL_TTL_SECONDS = 7 * 24 * 3600
+"""How long the detail of a lead's story (each LionDesk call, each delivery received, each
+activity delivered) lives after its last entry, in seconds (7 days: the window in which
+support investigates a problem). BRIDGE_STORY_DETAIL_RETENTION_DAYS overrides it."""
+
+HISTORY_DETAIL_MAX_ENTRIES = 500
+"""Most detail entries kept for one lead; the oldest are trimmed first."""
+
+HISTORY_ENTRY_MAX_BYTES = 2048
+"""Largest stored story entry, in bytes of JSON: longer values (an error text, a list of
+validation errors) are cut, and the entry says how many bytes were left out."""
+
+STORED_ERRORS_MAX_BYTES = 4096
+"""Largest set of validation errors kept with a rejected event, in bytes of JSON; the rest
+is cut with a note (100,000 invalid activities would otherwise store megabytes of errors)."""
+
+LINK_TTL_SECONDS = 365 * 24 * 3600
+"""How long a lead's link to LionDesk (id maps both ways, the last synced snapshot, once-only
+effects, delivered-activity marks) lives after its last change, in seconds (a year). A lead
+whose link expired is matched to its contact again by e-mail and phone, never duplicated.
+BRIDGE_LINK_RETENTION_DAYS overrides it."""
+
+ACTIVITY_MARKS_MAX = 2000
+"""Most delivered-activity marks kept per lead (the newest); bounds a lead with tens of
+thousands of activities to a few tens of kilobytes."""
+
+REDIS_MEMORY_WARNING_PERCENT = 80
+"""Redis memory use, in percent of its maxmemory, above which /healthz, the console and
+/metrics warn ("Redis nearly full"); BRIDGE_REDIS_MEMORY_WARNING_PERCENT overrides it."""
+
+REDIS_USAGE_SAMPLE_KEYS = 20_000
+"""Most keys `bridge redis usage` measures one by one (MEMORY USAGE); beyond that it measures
+a SCAN sample of this many and scales the figures up by the key counts."""
 
 EVENT_QUEUE = "events"
 """Name of the RQ queue that carries one job per accepted webhook event."""
@@ -168,7 +210,8 @@ JOB_LATENCY_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0)
 (the last one is JOB_TIMEOUT_SECONDS: no job runs longer)."""
 
 INTAKE_STREAM_MAX_LENGTH = 1_000_000
-"""Approximate number of relayed entries the intake stream keeps before trimming old ones."""
+"""Approximate number of entries the intake stream holds at most, a backstop: entries are
+trimmed as soon as they are relayed (`storage.usage.trim_relayed`)."""
 
 RELAY_GROUP = "relay"
 """Consumer group of the intake stream; every worker process reads it as one consumer."""

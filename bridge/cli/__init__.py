@@ -203,3 +203,6 @@ from bridge.cli.commands import jobs as _jobs_commands, lead as _lead_command  #
 
 main.add_command(_jobs_commands)
 main.add_command(_lead_command)
+from bridge.cli.redis_tools import redis_group as _redis_commands  # noqa: E402  (bridge redis usage|trim)
+
+main.add_command(_redis_commands)

@@ -81,13 +81,13 @@ class DeliveryStore:
         )
         entry = ""
         if verdict.lead_id and verdict.status != events.QUEUED:  # queued ones: the relay writes it
-            entry = json.dumps(received_entry(event), separators=(",", ":"))
+            entry = history.encode(received_entry(event))
         fields = [part for pair in event.to_redis().items() for part in pair]
         created, event_id = self._script(
             keys=[keys.delivery_dedupe(digest), keys.event(event.id), keys.events_by_time(), keys.rejected_events(),
                   keys.intake_stream(), keys.lead_history(verdict.lead_id or "-"), keys.metric("webhooks")],
-            args=[event.id, defaults.DEDUPE_TTL_SECONDS, defaults.EVENT_TTL_SECONDS, repr(received_at),
-                  verdict.status, entry, defaults.HISTORY_MAX_ENTRIES, defaults.HISTORY_TTL_SECONDS,
+            args=[event.id, defaults.DEDUPE_TTL_SECONDS, keys.lifetimes.event, repr(received_at),
+                  verdict.status, entry, defaults.HISTORY_MAX_ENTRIES, keys.lifetimes.story,
                   defaults.INTAKE_STREAM_MAX_LENGTH, *fields],
         )
         event_id = text(event_id)
