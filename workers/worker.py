@@ -15,7 +15,7 @@ from rq.executions import Execution
 
 from bridge import defaults
 from bridge.ops import logs
-from bridge.storage import events, history
+from bridge.storage import events, history, usage
 from workers.poll_trigger import start_poll_trigger
 from workers import failure
 from bridge.context import Context, set_context
@@ -45,6 +45,15 @@ class BridgeWorker(failure.OneLineExpectedFailures, SimpleWorker):
         between blocks: an idle worker would leave both undone for minutes.
         """
         return defaults.WORKER_DEQUEUE_BLOCK_SECONDS
+
+    def run_maintenance_tasks(self):
+        """RQ's maintenance, then the trim of what nothing reads again (relayed intake entries, index
+        entries of events gone), so that neither grows with the number of leads."""
+        super().run_maintenance_tasks()
+        try:
+            usage.trim_routine(self.connection)
+        except redis.RedisError as exc:  # room is made at the next round; the worker carries on
+            log.warning("worker %s: routine trim skipped (%s)", self.name, exc.__class__.__name__)
 
 
 def process_name() -> str:

@@ -1,5 +1,5 @@
 """What the bridge is doing right now: queue depths, the oldest waiting job, LionDesk
-authorisation and the last LionDesk poll. Read live from Redis by /healthz, /metrics,
+authorisation, the last LionDesk poll and Redis memory. Read live from Redis by /healthz, /metrics,
 `bridge jobs stats` and the console overview."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from bridge import defaults
 from bridge.clients.oauth import auth_state
 from bridge.queue import event_queue, poll_queue
-from bridge.storage import polls
+from bridge.storage import polls, usage
 
 QUEUE_NAMES = (defaults.EVENT_QUEUE, defaults.POLL_QUEUE)
 """The RQ queues the bridge runs; their scheduled and failed registries are summed."""
@@ -56,3 +56,11 @@ def liondesk_auth(conn, settings=None) -> dict:
 def poll_status(conn) -> dict:
     """Return what the last LionDesk poll recorded (last_run, cursor, outcome); empty before the first poll."""
     return asdict(polls.load(conn))
+
+
+def redis_memory(conn, settings=None) -> dict:
+    """Return Redis memory used against its maxmemory: bytes, percent, level (ok / warning / full / unlimited),
+    `warning` (above the threshold or full) and a headline for people."""
+    percent = settings.redis_memory_warning_percent if settings is not None else defaults.REDIS_MEMORY_WARNING_PERCENT
+    state = usage.memory_state(conn, percent)
+    return {**state.to_json(), "warning": state.level in (usage.WARNING, usage.FULL), "headline": state.headline()}

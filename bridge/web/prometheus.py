@@ -50,6 +50,14 @@ class RedisCollector:
         oldest = status.oldest_waiting_age(self.conn)
         yield GaugeMetricFamily("bridge_oldest_waiting_job_seconds", "Age of the job waiting longest, in seconds.",
                                 value=oldest or 0.0)
+        memory = status.redis_memory(self.conn)
+        yield GaugeMetricFamily("bridge_redis_memory_used_bytes", "Memory Redis uses, in bytes.",
+                                value=float(memory["used_bytes"]))
+        yield GaugeMetricFamily("bridge_redis_memory_max_bytes", "Redis maxmemory, in bytes (0: no limit).",
+                                value=float(memory["maxmemory_bytes"]))
+        yield GaugeMetricFamily("bridge_redis_memory_warning",
+                                "1 when Redis memory is above the warning threshold of its maxmemory (or full).",
+                                value=1.0 if memory["warning"] else 0.0)
         needs = status.liondesk_auth(self.conn)["state"] == status.NEEDS_REAUTHORIZATION
         yield GaugeMetricFamily("bridge_liondesk_needs_reauthorization",
                                 "1 when LionDesk refused our grant and an operator must authorise again.",
