@@ -121,7 +121,7 @@ def mark_activity(conn: redis.Redis, lead_id: str, fingerprint: str) -> None:
     """Record that an activity reached LionDesk: kept as long as the link, the newest ACTIVITY_MARKS_MAX per lead."""
     key = keys.lead_activities(lead_id)
     with conn.pipeline(transaction=False) as pipe:  # one round trip
-        pipe.zadd(key, {fingerprint[:ACTIVITY_MARK_DIGITS]: int(time.time())})
+        pipe.zadd(key, {fingerprint[:ACTIVITY_MARK_DIGITS]: int(time.time() * 1000)})  # unix ms: newest last
         pipe.zremrangebyrank(key, 0, -defaults.ACTIVITY_MARKS_MAX - 1)
         pipe.expire(key, keys.lifetimes.link)
         pipe.execute()

@@ -124,6 +124,25 @@ def record_kinds() -> list[Kind]:
     ]
 
 
+def fixed_keys() -> list[str]:
+    """The keys (and key patterns) that carry no TTL on purpose: each one key for the whole bridge,
+    not one per lead, and bounded in size.
+
+    - the event indexes: entries trimmed to their events' lifetime (`trim_event_indexes`);
+    - the intake stream: entries trimmed once relayed (`trim_relayed`), INTAKE_STREAM_MAX_LENGTH at most;
+    - metrics counters: one field per label value (outcomes, services, statuses);
+    - LionDesk tokens and authorisation state, the poll state: one small hash each;
+    - RQ's queues and registries: one per queue, entries going with their jobs' lifetimes.
+    Every other key of ours expires.
+    """
+    rq = rq_key_prefix()
+    return [keys.events_by_time(), keys.rejected_events(), keys.intake_stream(), keys.metric("*"),
+            keys.liondesk_tokens(), keys.liondesk_auth_state(), keys.poll_state(), keys.webhook_secret_dev(),
+            f"{rq}queues", f"{rq}queue:*", f"{rq}workers", f"{rq}workers:*", f"{rq}finished:*", f"{rq}failed:*",
+            f"{rq}scheduled:*", f"{rq}wip:*", f"{rq}deferred:*", f"{rq}canceled:*", f"{rq}clean_*",
+            f"{rq}scheduler*", f"{rq}suspended"]
+
+
 def _days(seconds: int) -> str:
     """A lifetime in days (or hours under a day)."""
     return f"{seconds // 86400} days" if seconds >= 86400 else f"{seconds // 3600} h"
@@ -171,11 +190,8 @@ class UsageReport:
     kinds: list[KindUsage] = field(default_factory=list)
     others: int = 0
     """Keys of neither the bridge nor RQ (another application sharing the database)."""
-
-    @property
-    def sampled(self) -> bool:
-        """Whether figures were scaled up from a sample."""
-        return self.measured_keys < self.total_keys - self.others
+    sampled: bool = False
+    """Whether figures were scaled up from a sample (a database of more than `sample` keys)."""
 
     def to_json(self) -> dict:
         """The report as JSON-ready data."""
@@ -192,7 +208,8 @@ def usage(conn, sample: int = defaults.REDIS_USAGE_SAMPLE_KEYS,
     step = max(1, -(-total // max(sample, 1)))  # measure every `step`-th key scanned
     exact = step == 1
     by_kind: dict[str, KindUsage] = {}
-    report = UsageReport(memory=memory_state(conn, warning_percent), total_keys=total, measured_keys=0)
+    report = UsageReport(memory=memory_state(conn, warning_percent), total_keys=total, measured_keys=0,
+                         sampled=not exact)
     batch: list[tuple[bytes, KindUsage]] = []
     for position, raw in enumerate(conn.scan_iter(count=1000)):
         kind = kind_of(text(raw), kinds)
@@ -426,8 +443,12 @@ def _trim_stories(conn, what: str, pattern: str, cutoff: float, dry_run: bool, a
             newest = pipe.execute()
         # An entry without a readable time is never taken for old: such a story is kept.
         old += [name for name, raw in zip(chunk, newest) if (_newest_at(raw) or float("inf")) < cutoff]
-    if also is not None:
-        old += [also(_lead_of(name)) for name in old]
+    if also is not None and old:
+        companions = [also(_lead_of(name)) for name in old]
+        with conn.pipeline(transaction=False) as pipe:
+            for name in companions:
+                pipe.exists(name)
+            old += [name for name, exists in zip(companions, pipe.execute()) if exists]
     _drop(conn, step, old, dry_run)
     return step
 
