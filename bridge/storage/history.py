@@ -171,15 +171,18 @@ def read(conn, lead_id: str) -> list[dict]:
         story, detail = pipe.execute()
     entries = [_entry_of(raw) for raw in story]
     if detail:
-        # Both lists are in time order; a stable sort keeps entries of the same instant in writing order.
-        entries = sorted(entries + [_entry_of(raw) for raw in detail], key=_time_of)
+        # Both lists are in time order, and a stable sort keeps each list's order. Entries of
+        # the same millisecond put the detail first: a call comes before what it brought about.
+        merged = [(_time_of(entry), 1, entry) for entry in entries]
+        merged += [(_time_of(entry), 0, entry) for entry in map(_entry_of, detail)]
+        entries = [entry for *_, entry in sorted(merged, key=lambda item: item[:2])]
     return entries
 
 
 def _time_of(record: dict) -> float:
     """An entry's time for ordering; a placeholder without one sorts first."""
     at = record.get("at")
-    return at if isinstance(at, (int, float)) else 0.0
+    return at if isinstance(at, (int, float)) and not isinstance(at, bool) else 0.0
 
 
 def _entry_of(raw: bytes) -> dict:
