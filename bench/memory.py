@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 DAY = 86400
-LIFETIMES = (("≤ 1 day", DAY), ("≤ 7 days", 7 * DAY + 60), ("> 7 days", None))
+LIFETIMES = (("≤ 1 hour", 3600 + 60), ("≤ 1 day", DAY + 60), ("≤ 7 days", 7 * DAY + 60), ("> 7 days", None))
 """Lifetime classes of a key, by its TTL when measured (a minute's slack for the time the run takes)."""
 
 NO_TTL = "no TTL (fixed keys)"
@@ -116,7 +116,7 @@ def measure(conn) -> dict:
             "keys": report.total_keys}
 
 
-TRIMMED_ENTRIES = {"event index": "≤ 7 days", "rejected-event index": "≤ 7 days", "intake stream": "≤ 1 day"}
+TRIMMED_ENTRIES = {"event index": "≤ 7 days", "rejected-event index": "≤ 7 days", "intake stream": "≤ 1 hour"}
 """Fixed keys whose entries go by trimming, not by TTL: every worker's maintenance drops index
 entries of events gone (a delivered event lives 7 days) and intake entries once relayed."""
 
@@ -221,8 +221,9 @@ def sizing(result: dict) -> list[dict]:
     kept = per_lead["> 7 days"]
     rows = []
     for rate in RATES:
-        # At a steady rate, a day's leads keep their short-lived records for a day, a week's for 7 days.
-        churn = rate * (per_lead["≤ 1 day"] * 1 + per_lead["≤ 7 days"] * 7)
+        # At a steady rate, an hour's leads keep their shortest-lived records, a day's those kept a
+    # day, a week's those kept 7 days; a year's leads keep the rest.
+        churn = rate * (per_lead["≤ 1 hour"] / 24 + per_lead["≤ 1 day"] * 1 + per_lead["≤ 7 days"] * 7)
         year = result["baseline_used_memory"] + churn + rate * HOLD_DAYS * kept
         row = {"leads_per_day": rate, "mb_after_a_year": year / 1e6}
         for size in SIZES_MB:

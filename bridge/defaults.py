@@ -251,6 +251,11 @@ POLL_TRIGGER_CHECK_SECONDS = 1.0
 """How often each worker process checks whether a new poll slot began, in seconds
 (never longer than a quarter of LIONDESK_POLL_SECONDS)."""
 
+EVENT_RESULT_TTL_SECONDS = 3600
+"""How long RQ keeps a finished event job and its result, in seconds (an hour). The lead's story
+keeps what the job did; RQ's own record of it takes about 7 KB, more than the lead's whole
+year-long record, so keeping it a day made a busy day's leads fill a small Redis."""
+
 POLL_RESULT_TTL_SECONDS = 3600
 """How long a finished poll job (and what it read and wrote) stays inspectable in RQ, in seconds."""
 

@@ -58,7 +58,7 @@ def enqueue_event(queue: Queue, event_id: str, *, intervals=defaults.RETRY_INTER
                   description: str | None = None, unique: bool = False, pipeline=None):
     """Queue the job that processes a stored event; `unique` refuses a second job for it."""
     return _enqueue(queue, "workers.jobs.process_event", event_id, event_job_id(event_id), intervals=intervals,
-                    result_ttl=defaults.EVENT_TTL_SECONDS // 90,  # a day: enough for `jobs stats`, not a leak
+                    result_ttl=defaults.EVENT_RESULT_TTL_SECONDS,  # `jobs stats` counts from its own record
                     description=description or f"process event {event_id}", unique=unique, pipeline=pipeline)
 
 

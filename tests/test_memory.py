@@ -180,6 +180,13 @@ def test_snapshots_are_stored_without_their_cleared_fields_and_read_back_whole(r
     raw = redis_conn.get(keys.lead_snapshot("cafe07"))
     assert b'"city"' not in raw and b" " not in raw
     assert mappings.get_snapshot(redis_conn, "cafe07") == snapshot
+    from bridge.translate.snapshot import empty_snapshot
+
+    whole = {**empty_snapshot(), "email": "kai@example.com", "phone": "+18085550101"}
+    mappings.save_snapshot(redis_conn, "cafe09", whole)
+    assert json.loads(redis_conn.get(keys.lead_snapshot("cafe09"))) == {
+        "email": "kai@example.com", "phone": "+18085550101", "~": "*"}
+    assert mappings.get_snapshot(redis_conn, "cafe09") == whole
     redis_conn.set(keys.lead_snapshot("cafe08"), json.dumps({"email": "x@y.example", "city": "", "tags": []}))
     assert mappings.get_snapshot(redis_conn, "cafe08") == {"email": "x@y.example", "city": "", "tags": []}
 
@@ -362,5 +369,5 @@ def test_the_memory_bench_runs_on_a_tiny_count():
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout)
     assert figures["leads"] == 2 and figures["per_lead"]["kinds"]["story"] > 0
-    assert {"≤ 1 day", "≤ 7 days", "> 7 days"} <= set(figures["per_lead"]["by_lifetime"])
+    assert {"≤ 1 hour", "≤ 7 days", "> 7 days"} <= set(figures["per_lead"]["by_lifetime"])
     assert [row["leads_per_day"] for row in figures["sizing"]] == [10, 100]

@@ -57,6 +57,9 @@ def save_snapshot(conn: redis.Redis, lead_id: str, snapshot: dict) -> None:
 EMPTY_FIELDS = "~"
 """Snapshot member listing, comma-separated, the fields stored as cleared ("" or []) and left out."""
 
+EVERY_OTHER = "*"
+"""`~` of a snapshot holding every field: each field not stored is cleared."""
+
 
 def encode_snapshot(snapshot: dict) -> str:
     """A snapshot as stored: compact JSON without its cleared fields, which `~` names instead.
@@ -68,7 +71,9 @@ def encode_snapshot(snapshot: dict) -> str:
     empty = sorted(name for name, value in snapshot.items() if value == _cleared(name))
     stored = {name: value for name, value in snapshot.items() if name not in empty}
     if empty:
-        stored[EMPTY_FIELDS] = ",".join(empty)
+        # A whole snapshot (every field present, the usual case) says so in one character.
+        whole = set(snapshot) == set(_EMPTY)
+        stored[EMPTY_FIELDS] = EVERY_OTHER if whole else ",".join(empty)
     return json.dumps(stored, sort_keys=True, separators=(",", ":"))
 
 
@@ -77,7 +82,9 @@ def decode_snapshot(raw) -> dict | None:
     if not raw:
         return None
     snapshot = json.loads(raw)
-    for name in filter(None, snapshot.pop(EMPTY_FIELDS, "").split(",")):
+    empty = snapshot.pop(EMPTY_FIELDS, "")
+    names = [name for name in _EMPTY if name not in snapshot] if empty == EVERY_OTHER else empty.split(",")
+    for name in filter(None, names):
         snapshot[name] = _cleared(name)
     return snapshot
 
