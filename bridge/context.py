@@ -11,7 +11,7 @@ import redis
 from bridge.clients import build_clients
 from bridge.config import Settings, load_settings
 from bridge.ops.metrics import Metrics
-from bridge.storage import history, keys
+from bridge.storage import history, keys, kinds
 from bridge.storage.redis import connect, redis_url
 
 
@@ -46,7 +46,7 @@ class Context:
             Metrics(pipe).call(service, status)
             if self.story is not None:
                 lead_id, event_id = self.story
-                history.append(pipe, lead_id, "call", event_id=event_id, service=service, method=method,
+                history.append(pipe, lead_id, kinds.CALL, event_id=event_id, service=service, method=method,
                                path=path, status=status, ms=round(duration_ms, 1))
             pipe.execute()
 

@@ -260,13 +260,21 @@ def test_memory_state_warns_well_before_maxmemory(redis_conn, client):
         redis_conn.config_set("maxmemory", str(used * 100))
         state = usage.memory_state(redis_conn, 80)
         assert state.level == usage.OK and 0 < state.percent < 5
-        redis_conn.config_set("maxmemory", str(int(used / 0.9)))
+        redis_conn.config_set("maxmemory", str(int(used / 0.85)))  # 85 %: past the warning, far from full
         assert usage.memory_state(redis_conn, 80).level == usage.WARNING
         health = client.get("/healthz").get_json()["redis_memory"]
         assert health["level"] == "warning" and health["warning"] is True and health["maxmemory_bytes"] > 0
     finally:
         redis_conn.config_set("maxmemory", "0")
     assert usage.memory_state(redis_conn).level == usage.UNLIMITED
+
+
+def test_full_means_refusing_writes_within_a_small_margin_of_maxmemory():
+    mb = 1_000_000
+    assert usage.refuses_writes(25 * mb - 1000, 25 * mb, "noeviction")
+    assert not usage.refuses_writes(20 * mb, 25 * mb, "noeviction")
+    assert not usage.refuses_writes(25 * mb, 25 * mb, "allkeys-lru")  # it evicts instead
+    assert not usage.refuses_writes(25 * mb, 0, "noeviction")  # no limit
 
 
 def test_metrics_report_redis_memory(make_settings, redis_conn):
@@ -291,11 +299,11 @@ def test_trim_drops_what_is_expendable_and_never_maps_tokens_or_undelivered_work
     delivered_id = synced.deliver(done)["event_id"]
     synced.work()
     lead = done["id"].replace("-", "").lower()
-    link = mappings.get_link(redis_conn, lead)
-    assert link["contact_id"] and redis_conn.exists(keys.liondesk_tokens())
+    link = mappings.load_link(redis_conn, lead)
+    assert link.contact_id and redis_conn.exists(keys.liondesk_tokens())
     # An old lead: its story's newest entry is past the retention, its link still counts.
     history.append_entry(redis_conn, "0ld1ead", {"at": time.time() - 400 * DAY, "kind": "contact_created"})
-    mappings.save_link(redis_conn, "0ld1ead", contact_id=999)
+    mappings.save_link(redis_conn, mappings.load_link(redis_conn, "0ld1ead"), contact_id=999)
 
     # Undelivered work of every kind: relayed but queued, relayed and failed, read but not
     # acknowledged by a relay that died, and not relayed at all.
@@ -326,7 +334,7 @@ def test_trim_drops_what_is_expendable_and_never_maps_tokens_or_undelivered_work
     assert not redis_conn.exists(keys.event(delivered_id))
     assert not redis_conn.exists(keys.lead_history("0ld1ead"))
     assert redis_conn.exists(keys.lead_history(lead))  # a story within its retention stays
-    for name in (keys.lead_mapping(lead), keys.contact_mapping(link["contact_id"]), keys.lead_snapshot(lead),
+    for name in (keys.lead_mapping(lead), keys.contact_mapping(link.contact_id), keys.lead_snapshot(lead),
                  keys.lead_effects(lead), keys.lead_activities(lead), keys.liondesk_tokens(),
                  keys.lead_mapping("0ld1ead"), keys.contact_mapping(999)):
         assert redis_conn.exists(name), name

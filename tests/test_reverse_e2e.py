@@ -123,10 +123,10 @@ def test_liondesk_edits_reach_real_geeks_once_and_nothing_bounces(stack):
     sandbox, conn = stack.sandbox, stack.conn
     payload = sample_lead()
     sandbox.control("POST", "realgeeks/leads", **payload)  # a website sign-up, sent to the bridge
-    link = wait_until(lambda: mappings.get_link(conn, payload["id"]).get("contact_id") and
-                      mappings.get_link(conn, payload["id"]), message="the lead to reach LionDesk")
+    link = wait_until(lambda: mappings.load_link(conn, payload["id"]).contact_id and
+                      mappings.load_link(conn, payload["id"]), message="the lead to reach LionDesk")
     wait_until(lambda: stack.processed(payload["id"]) == 1, message="the created delivery to finish")
-    contact_id = link["contact_id"]
+    contact_id = link.contact_id
 
     # An agent fixes the phone: the next poll sends one PATCH, whose `updated` echo costs no LionDesk call.
     story = len(history.read(conn, payload["id"]))

@@ -15,7 +15,8 @@ from bridge.context import Context, get_context
 from bridge.exceptions import EventNotFound
 from bridge.ops import logs
 from bridge.ops.jobs import record_outcome
-from bridge.storage import events, history, mappings
+from bridge.ops.status import redis_trouble
+from bridge.storage import events, history, kinds, mappings, pending
 from bridge.sync import handlers, reverse
 from workers import failure, poll_trigger
 
@@ -37,8 +38,13 @@ class Run:
 
 
 def _run(kind: str, facts: dict, work: Callable[[Context, Run], str],
-         given_up: Callable[[Context, object], None] | None = None) -> str:
-    """Run `work` as one job: outcome, metrics, history and the log line recorded once, alike for every kind."""
+         given_up: Callable[[Context, object], None] | None = None,
+         settled: Callable[[Context, Run], None] | None = None) -> str:
+    """Run `work` as one job: outcome, metrics, history and the log line recorded once, alike for every kind.
+
+    `given_up` runs when the job failed for good; `settled` when it is done either way
+    (processed, or failed for good), not while it retries or waits.
+    """
     context = get_context()
     job = get_current_job()
     started = time.perf_counter()
@@ -46,13 +52,19 @@ def _run(kind: str, facts: dict, work: Callable[[Context, Run], str],
     try:
         summary = work(context, run)
     except BaseException as exc:
+        if redis_trouble(exc) is not None:
+            raise  # nothing can be recorded now: the worker retries the attempt at once when Redis is back
         outcome = failure.outcome(job, exc)  # the worker's exception handler applies the policy
         if outcome == failure.FAILED and given_up is not None and job is not None:
             given_up(context, job)
+        if outcome == failure.FAILED and settled is not None:
+            settled(context, run)
         _record(context, run, started, outcome, job_id=job and job.id, error_class=exc.__class__.__name__,
                 error=str(exc)[:500])
         raise
     _record(context, run, started, "processed", summary=summary)
+    if settled is not None:
+        settled(context, run)
     return summary
 
 
@@ -63,7 +75,7 @@ def _record(context: Context, run: Run, started: float, outcome: str, **facts) -
         story = {**run.story_facts, **facts}
         if outcome == "processed":
             del story["outcome"]  # the entry's kind says it
-        history.append(context.redis, run.lead_id, "processed" if outcome == "processed" else "attempt_failed",
+        history.append(context.redis, run.lead_id, kinds.PROCESSED if outcome == "processed" else kinds.ATTEMPT_FAILED,
                        **story)
     context.metrics.job(outcome, run.kind)
     record_outcome(context.redis, outcome, run.kind)
@@ -84,7 +96,11 @@ def process_event(event_id: str) -> str:
         events.mark_delivered(context.redis, event.id)  # its work done, the event is kept days, not months
         return summary
 
-    return _run("event", {"event_id": event_id}, work)
+    def no_longer_waiting(context: Context, run: Run) -> None:
+        if run.lead_id:
+            pending.remove(context.redis, run.lead_id, event_id)
+
+    return _run("event", {"event_id": event_id}, work, settled=no_longer_waiting)
 
 
 def poll_liondesk(slot_start: int | None = None) -> str:

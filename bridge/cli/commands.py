@@ -148,8 +148,8 @@ def lead(lead_id, as_json):
     contact = " ".join(filter(None, (story.email, story.phone)))
     if contact:
         click.echo(f"  {contact}")
-    if story.mapping.get("contact_id"):
-        click.echo(f"LionDesk: contact {story.mapping['contact_id']}, lead {story.mapping.get('lead_id') or '-'}")
+    if story.mapping.linked:
+        click.echo(f"LionDesk: contact {story.mapping.contact_id}, lead {story.mapping.liondesk_lead_id or '-'}")
     else:
         click.echo("LionDesk: not linked yet")
     click.echo(f"History ({len(story.history)} entries, oldest first):")

@@ -73,18 +73,24 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - now)
 
 
+def error_body(response: requests.Response) -> dict | None:
+    """The JSON object a failed answer carries, or None when its body is not one (HTML, text, empty, a list)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 def error_message(response: requests.Response) -> str:
     """Return the service's own explanation of a failed call, whatever its error shape.
 
     LionDesk v2 answers Feathers errors (`message`, `errors` per field), Real Geeks
     `{"error": "..."}`, LionDesk v1 `errorText`; anything else falls back to the reason.
     """
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = error_body(response)
     message = None
-    if isinstance(body, dict):
+    if body is not None:
         candidates = (body.get("message"), body.get("errorText"), body.get("error_description"), body.get("error"))
         message = next((str(c) for c in candidates if isinstance(c, str) and c.strip()), None)
         fields = _error_fields(body.get("errors"))

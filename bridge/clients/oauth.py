@@ -21,7 +21,7 @@ import redis
 import requests
 
 from bridge import defaults
-from bridge.clients.http import Service, error_for, error_message, json_of
+from bridge.clients.http import Service, error_body, error_for, error_message, json_of
 from bridge.config import Settings
 from bridge.exceptions import (
     LionDeskNeedsReauthorization,
@@ -31,6 +31,7 @@ from bridge.exceptions import (
     UpstreamUnavailable,
 )
 from bridge.storage import keys
+from bridge.storage.locks import holding
 from bridge.storage.redis import text_hash
 
 log = logging.getLogger(__name__)
@@ -150,11 +151,8 @@ def auth_state(conn: redis.Redis, settings: Settings | None = None) -> dict:
 
 def refusal_reason(response: requests.Response) -> str:
     """Explain a refused token request in one line: status, OAuth error code and description."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
+    body = error_body(response)
+    if body is not None and isinstance(body.get("error"), str):
         description = body.get("error_description") or body.get("message") or ""
         return f"{response.status_code} {body['error']}{': ' + str(description) if description else ''}"[:300]
     return error_message(response)
@@ -162,11 +160,8 @@ def refusal_reason(response: requests.Response) -> str:
 
 def oauth_error(response: requests.Response) -> str | None:
     """Return the OAuth2 `error` code of a token-endpoint answer, if it carries one."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), str) else None
+    body = error_body(response)
+    return body.get("error") if body is not None and isinstance(body.get("error"), str) else None
 
 
 class LionDeskAuth:
@@ -288,14 +283,8 @@ class LionDeskAuth:
     @contextmanager
     def _refresh_lock(self):
         """Hold the Redis lock that allows one token request at a time across every process."""
-        lock = self.conn.lock(keys.liondesk_token_lock(), timeout=defaults.TOKEN_REFRESH_LOCK_SECONDS,
-                              blocking_timeout=defaults.TOKEN_REFRESH_WAIT_SECONDS, sleep=0.05)
-        if not lock.acquire():
-            raise TokenRefreshBusy("another process is refreshing the LionDesk token and has not finished")
-        try:
+        with holding(self.conn, keys.liondesk_token_lock(), timeout=defaults.TOKEN_REFRESH_LOCK_SECONDS,
+                     wait=defaults.TOKEN_REFRESH_WAIT_SECONDS, sleep=0.05) as held:
+            if not held:
+                raise TokenRefreshBusy("another process is refreshing the LionDesk token and has not finished")
             yield
-        finally:
-            try:
-                lock.release()
-            except redis.exceptions.LockError:  # it expired while held: nothing left to release
-                log.warning("liondesk token lock expired before release")

@@ -25,7 +25,7 @@ from rq.results import Result
 from bridge import defaults
 from bridge.exceptions import JobNotFailed, JobNotFound
 from bridge.ops import leads, present, status
-from bridge.storage import events, history, keys
+from bridge.storage import events, history, keys, kinds, pending
 from bridge.queue import event_id_of_job, retry_ladder
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def summarise(job_id: str, job: Job | None, event: events.Event | None, story: l
     """
     event_id = event_id_of_job(job_id)
     attempts = [entry for entry in story
-                if entry.get("kind") == "attempt_failed" and entry.get("event_id") == event_id]
+                if entry.get("kind") == kinds.ATTEMPT_FAILED and entry.get("event_id") == event_id]
     summary = JobSummary(
         id=job_id,
         queue=job.origin if job else None,
@@ -218,7 +218,7 @@ def dismiss(conn, job_id: str, reason: str, *, by: str, via: str) -> bool:
         pipe.hset(keys.failed_dismissed(), job_id, json.dumps(record))
         pipe.expire(keys.failed_dismissed(), defaults.FAILED_JOB_TTL_SECONDS)
         pipe.execute()
-    _write_history(conn, job_id, "dismissed", reason=reason, by=by, via=via)
+    _write_history(conn, job_id, kinds.DISMISSED, reason=reason, by=by, via=via)
     return True
 
 
@@ -263,6 +263,9 @@ def stats(conn, now: float | None = None) -> dict:
 def _replay_one(conn, job: Job, *, by: str, via: str, intervals) -> ReplayResult:
     """Requeue one job from the failed store (or the dismissed list) with the full retry ladder."""
     ladder = retry_ladder(intervals)
+    event = _event_of(conn, job.id)
+    # Waiting again before it is queued again (see pending.add); taken back below if not replayed.
+    added = bool(event and event.lead_id) and pending.add(conn, event.lead_id, event.id)
     # RQ's requeue keeps the spent budget (retries_left 0 after giving up): a replayed
     # job would fail for good at its first hiccup. Restore the whole ladder instead.
     job.retries_left, job.retry_intervals = ladder.max, list(ladder.intervals)
@@ -272,10 +275,12 @@ def _replay_one(conn, job: Job, *, by: str, via: str, intervals) -> ReplayResult
         # Not in the failed store: replay it only if support dismissed it. HDEL is the
         # guard, so two racing replays of a dismissed job queue it once.
         if not conn.hdel(keys.failed_dismissed(), job.id):
+            if added:
+                pending.remove(conn, event.lead_id, event.id)
             return ReplayResult(job.id, replayed=False, status=_status_of(job))
         job.started_at = job.ended_at = None
         Queue(job.origin, connection=conn).enqueue_job(job)
-    _write_history(conn, job.id, "replayed", by=by, via=via, retries=ladder.max)
+    _write_history(conn, job.id, kinds.REPLAYED, by=by, via=via, retries=ladder.max)
     return ReplayResult(job.id, replayed=True, status="queued")
 
 
@@ -286,7 +291,7 @@ def _describe(conn, job_id: str, job: Job | None, event: events.Event | None, st
     if lead_id and lead_id not in stories:
         stories[lead_id] = history.read(conn, lead_id)
     story = stories.get(lead_id, []) if lead_id else []
-    has_attempts = any(entry.get("kind") == "attempt_failed" for entry in story)
+    has_attempts = any(entry.get("kind") == kinds.ATTEMPT_FAILED for entry in story)
     last_result = job.latest_result() if job is not None and not has_attempts else None
     return summarise(job_id, job, event, story, last_result, dismissed)
 

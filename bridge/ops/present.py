@@ -10,17 +10,18 @@ from datetime import datetime, timezone
 
 from bridge import defaults
 from bridge.jsonlimits import parse
+from bridge.storage import kinds
 
 # Facts every entry carries, or that the headline of a known kind already says.
 _HEADLINE_FACTS = {
-    "received": ("action", "status", "event_id"),
-    "processed": ("action", "attempt", "summary", "event_id"),
-    "attempt_failed": ("attempt", "outcome", "error_class", "error", "event_id", "action"),
-    "replayed": ("job_id", "by", "via", "event_id"),
-    "dismissed": ("job_id", "by", "via", "reason", "event_id"),
-    "rejected": ("action", "errors", "event_id"),
-    "call": ("service", "method", "path", "status", "ms", "event_id"),
-    "unreadable": ("problem", "bytes"),
+    kinds.RECEIVED: ("action", "status", "event_id"),
+    kinds.PROCESSED: ("action", "attempt", "summary", "event_id"),
+    kinds.ATTEMPT_FAILED: ("attempt", "outcome", "error_class", "error", "event_id", "action"),
+    kinds.REPLAYED: ("job_id", "by", "via", "event_id"),
+    kinds.DISMISSED: ("job_id", "by", "via", "reason", "event_id"),
+    kinds.REJECTED: ("action", "errors", "event_id"),
+    kinds.CALL: ("service", "method", "path", "status", "ms", "event_id"),
+    kinds.UNREADABLE: ("problem", "bytes"),
 }
 
 _SERVICE_NAMES = {"liondesk": "LionDesk", "liondesk_v1": "LionDesk v1", "realgeeks": "Real Geeks"}
@@ -79,30 +80,30 @@ def describe_entry(entry: dict, *, with_event: bool = True) -> str:
         return clip(f"unreadable entry: {_fact_text(entry)}")
     kind = entry.get("kind")
     kind = kind if isinstance(kind, str) and kind else "?"
-    if kind == "call":
+    if kind == kinds.CALL:
         service = _SERVICE_NAMES.get(entry.get("service"), entry.get("service", "?"))
         line = f"{service} {entry.get('method', '?')} {entry.get('path', '?')} → {entry.get('status', '?')}"
         if entry.get("ms") is not None:
             line += f" ({entry['ms']} ms)"
-    elif kind == "received":
+    elif kind == kinds.RECEIVED:
         line = f"{entry.get('action') or 'unknown'} delivery {entry.get('status', '?')}"
         if entry.get("errors"):
             line += f": {_errors_text(entry['errors'])}"
-    elif kind == "rejected":
+    elif kind == kinds.REJECTED:
         line = f"{entry.get('action') or 'unknown'} delivery rejected: {_errors_text(entry.get('errors') or {})}"
-    elif kind == "processed":
+    elif kind == kinds.PROCESSED:
         line = f"{entry.get('action') or 'event'} processed (attempt {entry.get('attempt', '?')})"
         if entry.get("summary"):
             line += f": {entry['summary']}"
-    elif kind == "attempt_failed":
+    elif kind == kinds.ATTEMPT_FAILED:
         line = (f"attempt {entry.get('attempt', '?')} failed, {entry.get('outcome', '?')}: "
                 f"{entry.get('error_class', 'Error')}: {entry.get('error', '')}")
-    elif kind == "replayed":
+    elif kind == kinds.REPLAYED:
         line = f"job {entry.get('job_id', '?')} replayed by {entry.get('by', '?')} ({entry.get('via', '?')})"
-    elif kind == "dismissed":
+    elif kind == kinds.DISMISSED:
         line = (f"failed job {entry.get('job_id', '?')} dismissed by {entry.get('by', '?')} "
                 f"({entry.get('via', '?')}): {entry.get('reason', '')}")
-    elif kind == "unreadable":  # history.read's placeholder for an entry past the JSON limits
+    elif kind == kinds.UNREADABLE:  # history.read's placeholder for an entry past the JSON limits
         line = f"unreadable entry ({entry.get('bytes', '?')} bytes): {entry.get('problem', '?')}"
     else:
         line = kind.replace("_", " ")

@@ -9,7 +9,7 @@ import uuid
 from flask import Blueprint, jsonify, request
 
 from bridge.sandbox import liondesk_data as data
-from bridge.sandbox import realgeeks
+from bridge.sandbox import liondesk, realgeeks
 from bridge.sandbox.calls import count_by_template
 from bridge.sandbox.errors import ApiError, json_body
 from bridge.sandbox.faults import SERVICES, validate_changes
@@ -38,6 +38,25 @@ def listed(records) -> dict:
     """A control-API list answer."""
     records = list(records)
     return {"total": len(records), "data": records}
+
+
+def mirror_routes(resource: data.Resource, about: str, *, one: bool = False) -> None:
+    """Register GET /liondesk<path>: every record of a LionDesk resource as its API shows them, unpaged (`about`
+    says which), and with `one` GET /liondesk<path>/<id> as the API's own (404 when absent)."""
+
+    def every():
+        with sandbox_state() as state:
+            return jsonify(listed(resource.every(state)))
+
+    def get_one(**ids):
+        with sandbox_state() as state:
+            return jsonify(resource.one(state, ids[resource.id_name]))
+
+    every.__doc__, get_one.__doc__ = about, f"One {resource.noun}."
+    bp.add_url_rule(f"/liondesk{resource.path}", f"list_{resource.table}", every, methods=["GET"])
+    if one:
+        bp.add_url_rule(f"/liondesk{resource.path}/<int:{resource.id_name}>", f"get_{resource.table}", get_one,
+                        methods=["GET"])
 
 
 def int_arg(name: str, default: int = 0) -> int:
@@ -136,11 +155,7 @@ def get_calls():
 
 # ---- LionDesk, as its agents and admins see it ---------------------------------------------------
 
-@bp.get("/liondesk/contacts")
-def list_contacts():
-    """Every contact, as the API would show it."""
-    with sandbox_state() as state:
-        return jsonify(listed(data.contact_view(state, c) for c in state.contacts))
+mirror_routes(data.CONTACTS, "Every contact, as the API would show it.", one=True)
 
 
 @bp.post("/liondesk/contacts")
@@ -153,19 +168,10 @@ def agent_creates_contact():
         return jsonify(data.contact_view(state, data.create_contact(state, values, owner_user_id=owner))), 201
 
 
-@bp.get("/liondesk/contacts/<int:contact_id>")
-def get_contact(contact_id):
-    """One contact."""
-    with sandbox_state() as state:
-        return jsonify(data.contact_view(state, data.require_existing(state.contacts, contact_id, "contact")))
-
-
-@bp.patch("/liondesk/contacts/<int:contact_id>")
-def agent_edits_contact(contact_id):
-    """An agent's edit in the LionDesk UI: modified_at moves when something changed."""
-    body = body_object()
-    with sandbox_state() as state:
-        return jsonify(data.patch_contact(state, contact_id, body))
+# An agent's edit in the LionDesk UI is the API's own PATCH (modified_at moves when something changed),
+# made without a token.
+bp.add_url_rule("/liondesk/contacts/<int:contact_id>", "agent_edits_contact", liondesk.patch_contact,
+                methods=["PATCH"])
 
 
 @bp.post("/liondesk/bulk-contacts")
@@ -197,11 +203,7 @@ def bulk_contacts():
                         "links": links}), 201
 
 
-@bp.get("/liondesk/leads")
-def list_leads():
-    """Every LionDesk lead."""
-    with sandbox_state() as state:
-        return jsonify(listed(data.lead_view(lead) for lead in state.leads))
+mirror_routes(data.LEADS, "Every LionDesk lead.")
 
 
 @bp.patch("/liondesk/leads/<int:lead_id>")
@@ -223,25 +225,9 @@ def list_enrolments():
         return jsonify(listed(state.campaign_contacts))
 
 
-@bp.get("/liondesk/offers")
-def list_offers():
-    """Every lead offer made."""
-    with sandbox_state() as state:
-        return jsonify(listed(data.offer_view(state, offer) for offer in state.offers))
-
-
-@bp.get("/liondesk/tasks")
-def list_tasks():
-    """Every task."""
-    with sandbox_state() as state:
-        return jsonify(listed(state.tasks))
-
-
-@bp.get("/liondesk/contact-sources")
-def list_contact_sources():
-    """Every contact source."""
-    with sandbox_state() as state:
-        return jsonify(listed(state.contact_sources))
+mirror_routes(data.OFFERS, "Every lead offer made.")
+mirror_routes(data.TASKS, "Every task.")
+mirror_routes(data.CONTACT_SOURCES, "Every contact source.")
 
 
 @bp.post("/liondesk/contact-sources")
@@ -252,11 +238,7 @@ def add_contact_source():
         return jsonify(state.contact_sources.insert({**values, "user_id": 1, "created_at": state.now()})), 201
 
 
-@bp.get("/liondesk/lead-routes")
-def list_lead_routes():
-    """Every lead route, nested as the API shows them."""
-    with sandbox_state() as state:
-        return jsonify(listed(data.route_view(state, route) for route in state.lead_routes))
+mirror_routes(data.LEAD_ROUTES, "Every lead route, nested as the API shows them.")
 
 
 @bp.post("/liondesk/lead-routes")
@@ -282,11 +264,7 @@ def id_by_name(table, name: str, what: str) -> int:
     return record["id"]
 
 
-@bp.get("/liondesk/users")
-def list_users():
-    """Every LionDesk user."""
-    with sandbox_state() as state:
-        return jsonify(listed(state.users))
+mirror_routes(data.USERS, "Every LionDesk user.")
 
 
 @bp.post("/liondesk/users")

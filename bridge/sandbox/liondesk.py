@@ -44,6 +44,60 @@ def listing(records, resource: str, view=None, collation: Collation = Collation(
     return jsonify(envelope(total, query, [view(r) for r in page] if view else page))
 
 
+def read_routes(resource: data.Resource, about: str, *, collation: Collation = Collation(), order=None) -> None:
+    """Register the two reads LionDesk serves for a resource: GET <path>, a Feathers find (`about` says what
+    it finds; `order`: the records' order before the query sorts them), and GET <path>/<id>, one record or 404."""
+
+    def find():
+        with sandbox_state() as state:
+            records = resource.records(state)
+            return listing(order(records) if order else records, resource.table,
+                           lambda record: resource.view(state, record), collation)
+
+    def get_one(**ids):
+        with sandbox_state() as state:
+            return jsonify(resource.one(state, ids[resource.id_name]))
+
+    find.__doc__, get_one.__doc__ = about, f"One {resource.noun}."
+    bp.add_url_rule(resource.path, f"list_{resource.table}", find, methods=["GET"])
+    bp.add_url_rule(f"{resource.path}/<int:{resource.id_name}>", f"get_{resource.table}", get_one, methods=["GET"])
+
+
+def patch_route(resource: data.Resource, schema, change) -> None:
+    """Register PATCH <path>/<id>: check the fields sent against `schema` (partially), let `change(state, record,
+    values)` apply them, and answer the record as it ends up; 404 when absent. `change` says what it does."""
+
+    def patch_one(**ids):
+        values = data.load(schema(), body_object(), partial=True)
+        with sandbox_state() as state:
+            record = resource.stored(state, ids[resource.id_name])
+            change(state, record, values)
+            return jsonify(resource.view(state, record))
+
+    patch_one.__doc__ = change.__doc__
+    bp.add_url_rule(f"{resource.path}/<int:{resource.id_name}>", f"patch_{resource.table}", patch_one,
+                    methods=["PATCH"])
+
+
+def delete_route(resource: data.Resource, *, remove=None) -> None:
+    """Register DELETE <path>/<id>: remove one record (`remove(state, id)`; default: from its table, nothing
+    else) and answer it as it was, as LionDesk's Feathers services do; 404 when absent."""
+
+    def delete_one(**ids):
+        record_id = ids[resource.id_name]
+        with sandbox_state() as state:
+            removed = resource.one(state, record_id)
+            if remove is None:
+                resource.records(state).remove(record_id)
+            else:
+                remove(state, record_id)
+            return jsonify(removed)
+
+    delete_one.__doc__ = f"Remove a {resource.noun} and answer the removed record."
+    bp.add_url_rule(f"{resource.path}/<int:{resource.id_name}>", f"delete_{resource.table}", delete_one,
+                    methods=["DELETE"])
+
+
 # ---- account ---------------------------------------------------------------------------------
 
 @bp.get("/me")
@@ -80,18 +134,7 @@ def check_oauth_client_id() -> None:
         raise ApiError(403, f"oauth_client_id {client_id!r} does not exist")
 
 
-@bp.get("/teams")
-def list_teams():
-    """Teams the token's user created or belongs to."""
-    with sandbox_state() as state:
-        return listing(state.teams, "teams", data.team_view)
-
-
-@bp.get("/teams/<int:team_id>")
-def get_team(team_id):
-    """One team."""
-    with sandbox_state() as state:
-        return jsonify(data.team_view(data.require_existing(state.teams, team_id, "team")))
+read_routes(data.TEAMS, "Teams the token's user created or belongs to.")
 
 
 @bp.get("/team-member-distribution-options")
@@ -103,11 +146,8 @@ def list_distribution_options():
 
 # ---- contacts ----------------------------------------------------------------------------------
 
-@bp.get("/contacts")
-def list_contacts():
-    """Find contacts (phones compare exactly, other text case-insensitively)."""
-    with sandbox_state() as state:
-        return listing(state.contacts, "contacts", lambda c: data.contact_view(state, c), data.CONTACT_COLLATION)
+read_routes(data.CONTACTS, "Find contacts (phones compare exactly, other text case-insensitively).",
+            collation=data.CONTACT_COLLATION)
 
 
 @bp.post("/contacts")
@@ -119,13 +159,6 @@ def create_contact():
         return jsonify(data.contact_view(state, contact)), 201
 
 
-@bp.get("/contacts/<int:contact_id>")
-def get_contact(contact_id):
-    """One contact."""
-    with sandbox_state() as state:
-        return jsonify(data.contact_view(state, data.require_existing(state.contacts, contact_id, "contact")))
-
-
 @bp.patch("/contacts/<int:contact_id>")
 def patch_contact(contact_id):
     """Change only the fields sent; modified_at moves when something changed."""
@@ -134,14 +167,7 @@ def patch_contact(contact_id):
         return jsonify(data.patch_contact(state, contact_id, body))
 
 
-@bp.delete("/contacts/<int:contact_id>")
-def delete_contact(contact_id):
-    """Remove a contact and answer the removed record."""
-    with sandbox_state() as state:
-        contact = data.require_existing(state.contacts, contact_id, "contact")
-        view = data.contact_view(state, contact)
-        state.remove_contact(contact_id)
-        return jsonify(view)
+delete_route(data.CONTACTS, remove=lambda state, contact_id: state.remove_contact(contact_id))  # addresses too
 
 
 @bp.get("/contacts/<int:contact_id>/addresses")
@@ -193,11 +219,7 @@ def _address(state, contact_id, address_id) -> dict:
 
 # ---- sources and hotnesses ---------------------------------------------------------------------
 
-@bp.get("/contact-sources")
-def list_contact_sources():
-    """Contact sources the token's user created (?name=)."""
-    with sandbox_state() as state:
-        return listing(state.contact_sources, "contact_sources")
+read_routes(data.CONTACT_SOURCES, "Contact sources the token's user created (?name=).")
 
 
 @bp.post("/contact-sources")
@@ -209,67 +231,25 @@ def create_contact_source():
         return jsonify(source), 201
 
 
-@bp.get("/contact-sources/<int:source_id>")
-def get_contact_source(source_id):
-    """One contact source."""
-    with sandbox_state() as state:
-        return jsonify(data.require_existing(state.contact_sources, source_id, "contact source"))
-
-
-@bp.patch("/contact-sources/<int:source_id>")
-def patch_contact_source(source_id):
+def rename_contact_source(state, source, values):
     """Rename a contact source."""
-    values = data.load(data.ContactSourceSchema(), body_object(), partial=True)
-    with sandbox_state() as state:
-        source = data.require_existing(state.contact_sources, source_id, "contact source")
-        source.update(values)
-        return jsonify(source)
+    source.update(values)
 
 
-@bp.delete("/contact-sources/<int:source_id>")
-def delete_contact_source(source_id):
-    """Remove a contact source and answer the removed record."""
-    with sandbox_state() as state:
-        data.require_existing(state.contact_sources, source_id, "contact source")
-        return jsonify(state.contact_sources.remove(source_id))
+patch_route(data.CONTACT_SOURCES, data.ContactSourceSchema, rename_contact_source)
 
 
-@bp.get("/lead-sources")
-def list_lead_sources():
-    """Lead sources (read-only: there is no POST, so a "Real Geeks" one cannot be created)."""
-    with sandbox_state() as state:
-        return listing(state.lead_sources, "lead_sources")
+delete_route(data.CONTACT_SOURCES)
 
 
-@bp.get("/lead-sources/<int:source_id>")
-def get_lead_source(source_id):
-    """One lead source."""
-    with sandbox_state() as state:
-        return jsonify(data.require_existing(state.lead_sources, source_id, "lead source"))
-
-
-@bp.get("/hotnesses")
-def list_hotnesses():
-    """Hotnesses, by default in user_id then rank order."""
-    with sandbox_state() as state:
-        records = sorted(state.hotnesses, key=lambda h: (h["user_id"], h["rank"]))
-        return listing(records, "hotnesses")
-
-
-@bp.get("/hotnesses/<int:hotness_id>")
-def get_hotness(hotness_id):
-    """One hotness."""
-    with sandbox_state() as state:
-        return jsonify(data.require_existing(state.hotnesses, hotness_id, "hotness"))
+read_routes(data.LEAD_SOURCES, 'Lead sources (read-only: there is no POST, so a "Real Geeks" one cannot be created).')
+read_routes(data.HOTNESSES, "Hotnesses, by default in user_id then rank order.",
+            order=lambda records: sorted(records, key=lambda h: (h["user_id"], h["rank"])))
 
 
 # ---- leads, routes, offers ------------------------------------------------------------------
 
-@bp.get("/leads")
-def list_leads():
-    """Find leads (listing is inferred, not documented)."""
-    with sandbox_state() as state:
-        return listing(state.leads, "leads", data.lead_view)
+read_routes(data.LEADS, "Find leads (listing is inferred, not documented).")
 
 
 @bp.post("/leads")
@@ -280,25 +260,16 @@ def create_lead():
         return jsonify(data.lead_view(data.create_lead(state, values))), 201
 
 
-@bp.get("/leads/<int:lead_id>")
-def get_lead(lead_id):
-    """One lead."""
-    with sandbox_state() as state:
-        return jsonify(data.lead_view(data.require_existing(state.leads, lead_id, "lead")))
-
-
-@bp.patch("/leads/<int:lead_id>")
-def patch_lead(lead_id):
+def change_lead(state, lead, values):
     """Change only the lead fields sent."""
-    values = data.load(data.LeadSchema(), body_object(), partial=True)
-    with sandbox_state() as state:
-        lead = data.require_existing(state.leads, lead_id, "lead")
-        if "contact_id" in values and state.contacts.get(values["contact_id"]) is None:
-            raise bad_request(f"contact_id {values['contact_id']} does not exist", contact_id="does not exist")
-        data.check_references(values, {"source_id": state.lead_sources})
-        if any(lead.get(k) != v for k, v in values.items()):
-            lead.update(values, modified_at=state.now())
-        return jsonify(data.lead_view(lead))
+    if "contact_id" in values and state.contacts.get(values["contact_id"]) is None:
+        raise bad_request(f"contact_id {values['contact_id']} does not exist", contact_id="does not exist")
+    data.check_references(values, {"source_id": state.lead_sources})
+    if any(lead.get(k) != v for k, v in values.items()):
+        lead.update(values, modified_at=state.now())
+
+
+patch_route(data.LEADS, data.LeadSchema, change_lead)
 
 
 @bp.post("/leads/<int:lead_id>/offers")
@@ -310,11 +281,7 @@ def create_offers(lead_id):
         return jsonify([data.offer_view(state, offer) for offer in offers]), 201
 
 
-@bp.get("/lead-routes")
-def list_lead_routes():
-    """Find lead routes (?lead_source_id=&contact_source_id=), answered with nested records."""
-    with sandbox_state() as state:
-        return listing(state.lead_routes, "lead_routes", lambda r: data.route_view(state, r))
+read_routes(data.LEAD_ROUTES, "Find lead routes (?lead_source_id=&contact_source_id=), answered with nested records.")
 
 
 @bp.post("/lead-routes")
@@ -327,39 +294,20 @@ def create_lead_route():
         return jsonify(data.route_view(state, state.lead_routes.insert(route))), 201
 
 
-@bp.get("/lead-routes/<int:route_id>")
-def get_lead_route(route_id):
-    """One lead route with nested records."""
-    with sandbox_state() as state:
-        return jsonify(data.route_view(state, data.require_existing(state.lead_routes, route_id, "lead route")))
-
-
-@bp.patch("/lead-routes/<int:route_id>")
-def patch_lead_route(route_id):
+def change_lead_route(state, route, values):
     """Change a lead route; the rules apply to the route as it ends up."""
-    values = data.load(data.LeadRouteSchema(), body_object(), partial=True)
-    with sandbox_state() as state:
-        route = data.require_existing(state.lead_routes, route_id, "lead route")
-        route.update(data.apply_route_rules(state, {**route, **values}))
-        return jsonify(data.route_view(state, route))
+    route.update(data.apply_route_rules(state, {**route, **values}))
 
 
-@bp.delete("/lead-routes/<int:route_id>")
-def delete_lead_route(route_id):
-    """Remove a lead route and answer it."""
-    with sandbox_state() as state:
-        view = data.route_view(state, data.require_existing(state.lead_routes, route_id, "lead route"))
-        state.lead_routes.remove(route_id)
-        return jsonify(view)
+patch_route(data.LEAD_ROUTES, data.LeadRouteSchema, change_lead_route)
+
+
+delete_route(data.LEAD_ROUTES)
 
 
 # ---- campaigns and tasks -------------------------------------------------------------------------
 
-@bp.get("/campaigns")
-def list_campaigns():
-    """Find campaigns (?name[$like]=%25Buyer%25)."""
-    with sandbox_state() as state:
-        return listing(state.campaigns, "campaigns")
+read_routes(data.CAMPAIGNS, "Find campaigns (?name[$like]=%25Buyer%25).")
 
 
 @bp.post("/campaigns")
@@ -375,23 +323,14 @@ def create_campaign():
         return jsonify(campaign), 201
 
 
-@bp.get("/campaigns/<int:campaign_id>")
-def get_campaign(campaign_id):
-    """One campaign."""
-    with sandbox_state() as state:
-        return jsonify(data.require_existing(state.campaigns, campaign_id, "campaign"))
-
-
-@bp.patch("/campaigns/<int:campaign_id>")
-def patch_campaign(campaign_id):
+def change_campaign(state, campaign, values):
     """Change a campaign (the name stays unique)."""
-    values = data.load(data.CampaignSchema(), body_object(), partial=True)
-    with sandbox_state() as state:
-        campaign = data.require_existing(state.campaigns, campaign_id, "campaign")
-        if "name" in values:
-            data.check_campaign_name(state, values["name"], own_id=campaign_id)
-        campaign.update(values, modified_at=state.now())
-        return jsonify(campaign)
+    if "name" in values:
+        data.check_campaign_name(state, values["name"], own_id=campaign["id"])
+    campaign.update(values, modified_at=state.now())
+
+
+patch_route(data.CAMPAIGNS, data.CampaignSchema, change_campaign)
 
 
 @bp.get("/campaigns/<int:campaign_id>/contacts")
@@ -412,11 +351,7 @@ def enrol_contact(campaign_id):
         return jsonify(data.enrol(state, campaign, values["contact_id"])), 201
 
 
-@bp.get("/tasks")
-def list_tasks():
-    """Find tasks (?contact_id=, ?campaign_contact_id=, ...)."""
-    with sandbox_state() as state:
-        return listing(state.tasks, "tasks")
+read_routes(data.TASKS, "Find tasks (?contact_id=, ?campaign_contact_id=, ...).")
 
 
 @bp.post("/tasks")
@@ -427,24 +362,15 @@ def create_task():
         return jsonify(data.create_task(state, values, owner_user_id=TOKEN_OWNER_ID)), 201
 
 
-@bp.get("/tasks/<int:task_id>")
-def get_task(task_id):
-    """One task."""
-    with sandbox_state() as state:
-        return jsonify(data.require_existing(state.tasks, task_id, "task"))
-
-
-@bp.patch("/tasks/<int:task_id>")
-def patch_task(task_id):
+def change_task(state, task, values):
     """Change only the task fields sent."""
-    values = data.load(data.TaskSchema(), body_object(), partial=True)
-    with sandbox_state() as state:
-        task = data.require_existing(state.tasks, task_id, "task")
-        data.check_references(values, {"contact_id": state.contacts, "assigned_user_id": state.users})
-        task.update(values, modified_at=state.now())
-        for alias in ("action_type", "reminder_type"):
-            if values.get(alias):
-                task.update(action_type=values[alias], reminder_type=values[alias])
-        if values.get("status") == "complete" and not task["completed_at"]:
-            task["completed_at"] = state.now()
-        return jsonify(task)
+    data.check_references(values, {"contact_id": state.contacts, "assigned_user_id": state.users})
+    task.update(values, modified_at=state.now())
+    for alias in ("action_type", "reminder_type"):
+        if values.get(alias):
+            task.update(action_type=values[alias], reminder_type=values[alias])
+    if values.get("status") == "complete" and not task["completed_at"]:
+        task["completed_at"] = state.now()
+
+
+patch_route(data.TASKS, data.TaskSchema, change_task)

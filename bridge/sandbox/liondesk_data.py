@@ -7,6 +7,9 @@ Validation failures raise ApiError(400) whose `errors` name each offending field
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from bridge.sandbox.errors import ApiError, bad_request
@@ -405,3 +408,53 @@ def create_task(state: SandboxState, values: dict, owner_user_id: int = 1) -> di
     if record["status"] == "complete":
         record["completed_at"] = now
     return state.tasks.insert(record)
+
+
+# ---- the record types the API serves ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Resource:
+    """A LionDesk record type as the API serves it: its table in the state, how a 404 names it, its read shape."""
+
+    table: str
+    """The state's table, and the key of its filterable COLUMNS ("contact_sources")."""
+    noun: str
+    """What a 404 calls one record ("contact source")."""
+    id_name: str
+    """The id's name in the route (`/contact-sources/<source_id>`): call-log templates and tests show it."""
+    view: Callable[[SandboxState, dict], dict] = lambda state, record: record
+    """A stored record as the API answers it."""
+
+    @property
+    def path(self) -> str:
+        """The resource's path under /liondesk ("/contact-sources")."""
+        return "/" + self.table.replace("_", "-")
+
+    def records(self, state: SandboxState):
+        """The resource's table."""
+        return getattr(state, self.table)
+
+    def stored(self, state: SandboxState, record_id) -> dict:
+        """One record as stored (to change it), or a 404."""
+        return require_existing(self.records(state), record_id, self.noun)
+
+    def one(self, state: SandboxState, record_id) -> dict:
+        """One record as the API shows it, or a 404."""
+        return self.view(state, self.stored(state, record_id))
+
+    def every(self, state: SandboxState) -> list[dict]:
+        """Every record as the API shows it."""
+        return [self.view(state, record) for record in self.records(state)]
+
+
+CONTACTS = Resource("contacts", "contact", "contact_id", contact_view)
+CONTACT_SOURCES = Resource("contact_sources", "contact source", "source_id")
+LEAD_SOURCES = Resource("lead_sources", "lead source", "source_id")
+HOTNESSES = Resource("hotnesses", "hotness", "hotness_id")
+LEADS = Resource("leads", "lead", "lead_id", lambda state, lead: lead_view(lead))
+LEAD_ROUTES = Resource("lead_routes", "lead route", "route_id", route_view)
+CAMPAIGNS = Resource("campaigns", "campaign", "campaign_id")
+TASKS = Resource("tasks", "task", "task_id")
+TEAMS = Resource("teams", "team", "team_id", lambda state, team: team_view(team))
+USERS = Resource("users", "user", "user_id")
+OFFERS = Resource("offers", "offer", "offer_id", offer_view)

@@ -1,6 +1,6 @@
 """Every lead has a story: an append-only list of what happened to it, in Redis.
 
-Entries are small JSON objects with `at` (unix seconds) and `kind`; callers add the
+Entries are small JSON objects with `at` (unix seconds) and `kind` (one of `kinds.py`); callers add the
 facts support needs (event id, call made and its status, error, who replayed).
 Tokens and secrets never go in here.
 
@@ -26,12 +26,11 @@ import redis
 from bridge import defaults
 from bridge.jsonlimits import parse
 from bridge.storage import keys
+from bridge.storage.kinds import CALL, RECEIVED, UNREADABLE, WRITTEN
 
-UNREADABLE = "unreadable"
-"""Kind of the placeholder `read` returns for a stored entry it cannot parse within the JSON limits."""
-
-DETAIL_KINDS = frozenset({"call", "received"})
-"""Entry kinds that go into the short-lived detail list: how a job went, not what it did."""
+DETAIL_KINDS = frozenset({CALL, RECEIVED})
+"""Entry kinds that go into the short-lived detail list: how a job went, not what it did. A delivery
+that was not queued (rejected, ignored) keeps its `received` entry in the story: nothing else tells of it."""
 
 SHORT_NAMES = {"at": "t", "kind": "k", "event_id": "e"}
 """Stored name of the facts every entry carries (a year of entries, each a few bytes shorter)."""
@@ -45,7 +44,9 @@ _ELLIPSIS = "…"
 
 
 def entry(kind: str, **facts) -> dict:
-    """Build one history entry stamped with the current time."""
+    """Build one history entry stamped with the current time; `kind` is one of `kinds.py` (ValueError otherwise)."""
+    if kind not in WRITTEN:  # a kind nobody named would be stored and never recognised by its readers
+        raise ValueError(f"not a history kind: {kind!r} (name it in bridge/storage/kinds.py)")
     return {"at": round(time.time(), 3), "kind": kind, **{k: v for k, v in facts.items() if v is not None}}
 
 
@@ -56,10 +57,7 @@ def append(conn, lead_id: str, kind: str, **facts) -> dict:
 
 def append_entry(conn, lead_id: str, record: dict) -> dict:
     """Append a ready-made entry (see `entry`) to a lead's story."""
-    if isinstance(record.get("kind"), str) and record["kind"] in DETAIL_KINDS:
-        key, most, ttl = keys.lead_story_detail(lead_id), defaults.HISTORY_DETAIL_MAX_ENTRIES, keys.lifetimes.story_detail
-    else:
-        key, most, ttl = keys.lead_history(lead_id), defaults.HISTORY_MAX_ENTRIES, keys.lifetimes.story
+    key, most, ttl = place(lead_id, record)
     # One round trip, not three: a job writes a dozen entries, and on a hosted Redis
     # each round trip costs about a millisecond of the job's time.
     pipe = conn if isinstance(conn, redis.client.Pipeline) else conn.pipeline(transaction=False)
@@ -69,6 +67,16 @@ def append_entry(conn, lead_id: str, record: dict) -> dict:
     if pipe is not conn:
         pipe.execute()
     return record
+
+
+def place(lead_id: str, record: dict) -> tuple[str, int, int]:
+    """Where an entry goes: (list key, most entries it keeps, its lifetime in seconds): the detail or the story."""
+    kind = record.get("kind")
+    detail = isinstance(kind, str) and kind in DETAIL_KINDS and not (
+        kind == RECEIVED and record.get("status") not in (None, "queued"))
+    if detail:
+        return keys.lead_story_detail(lead_id), defaults.HISTORY_DETAIL_MAX_ENTRIES, keys.lifetimes.story_detail
+    return keys.lead_history(lead_id), defaults.HISTORY_MAX_ENTRIES, keys.lifetimes.story
 
 
 def encode(record: dict, max_bytes: int = defaults.HISTORY_ENTRY_MAX_BYTES) -> str:

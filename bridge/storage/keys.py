@@ -40,9 +40,10 @@ def rejected_events() -> str:
     return f"{PREFIX}events:rejected"
 
 
-def delivery_dedupe(body_sha256: str) -> str:
-    """String holding the event id first stored for a body with this SHA-256 (7-day TTL)."""
-    return f"{PREFIX}dedupe:delivery:{body_sha256}"
+def delivery_dedupe(digest: str) -> str:
+    """String holding the event id first stored for a delivery (7-day TTL): the digest of its
+    body, with its X-Lead-Router-Timestamp when it has one (bridge/intake/identity.py)."""
+    return f"{PREFIX}dedupe:delivery:{digest}"
 
 
 def lead_history(lead_id: str) -> str:
@@ -60,8 +61,13 @@ def lead_lock(lead_id: str) -> str:
     return f"{PREFIX}lock:lead:{lead_id}"
 
 
+def lead_pending_events(lead_id: str) -> str:
+    """Sorted set of the events of a lead whose job is queued and not yet settled, scored by when added (unix s)."""
+    return f"{PREFIX}lead:{lead_id}:pending"
+
+
 def lead_mapping(lead_id: str) -> str:
-    """Hash of LionDesk ids for a Real Geeks lead: contact_id, lead_id, site_uuid, raw id."""
+    """Hash linking a Real Geeks lead to LionDesk: contact_id, liondesk_lead_id, site_uuid, ... (`mappings.LeadLink`)."""
     return f"{PREFIX}map:rg:{lead_id}"
 
 
@@ -185,3 +191,14 @@ def liondesk_reference_fresh(kind: str) -> str:
 def poll_slot(slot_start: int) -> str:
     """Marker that the LionDesk poll of the slot starting at `slot_start` (unix seconds) was claimed."""
     return f"{PREFIX}poll:slot:{slot_start}"
+
+
+def worker_beat(process: str) -> str:
+    """Hash of one worker process's heartbeat (host, pid, RQ worker, last beat); expires when it stops beating."""
+    return f"{PREFIX}worker:{process}:beat"
+
+
+def worker_beats() -> str:
+    """Sorted set of worker process names scored by their last beat (unix seconds), trimmed by age and count."""
+    return f"{PREFIX}workers:beats"
+

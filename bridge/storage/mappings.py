@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field, fields
 
 import redis
 
@@ -23,19 +24,127 @@ from bridge.storage.redis import text, text_hash
 from bridge.translate.snapshot import empty_snapshot
 
 
-def get_link(conn: redis.Redis, lead_id: str) -> dict:
-    """Return the stored link of a Real Geeks lead: contact_id, lead_id (LionDesk), site_uuid, ... or {}."""
-    return text_hash(conn.hgetall(keys.lead_mapping(lead_id)))
+PUSHED_PREFIX = "pushed_ns:"
+"""Link-hash field prefix: when Real Geeks accepted the reverse sync's write of a field (unix ns)."""
+
+LEGACY_NAMES = {"lead_id": "liondesk_lead_id"}
+"""Link-hash fields under the name the previous release wrote them → today's name.
+
+The previous release stored the LionDesk lead id as `lead_id`, a name that everywhere else
+means the Real Geeks lead. Links it wrote are read under the new name for one release (the
+old field stays in the hash, so a rollback still finds it); new writes use the new name.
+"""
 
 
-def save_link(conn: redis.Redis, lead_id: str, /, **fields) -> None:
-    """Record LionDesk ids (and facts like site_uuid) for a Real Geeks lead, and the reverse map."""
-    values = {k: str(v) for k, v in fields.items() if v is not None}
+@dataclass
+class LeadLink:
+    """The link of one Real Geeks lead to LionDesk, as its hash stores it; absent fields are None / 0 / {}."""
+
+    lead_id: str
+    """The (normalised) Real Geeks lead the link belongs to: the hash's key, not one of its fields."""
+    contact_id: str | None = None
+    """The LionDesk contact of the lead."""
+    liondesk_lead_id: str | None = None
+    """The LionDesk lead the forward sync made for it (stored as `lead_id` by the previous release)."""
+    lead_source_id: str | None = None
+    """The LionDesk lead source that lead was filed under (its lead route picks the campaign)."""
+    address_id: str | None = None
+    """The LionDesk address record the bridge writes the lead's address to."""
+    site_uuid: str | None = None
+    """The Real Geeks site the lead lives on (from its webhook, or the reverse rules)."""
+    received_id: str | None = None
+    """The lead id as Real Geeks spells it (dashes, capitals): what the Incoming API is called with."""
+    applied_ns: int = 0
+    """When the last Real Geeks change applied to LionDesk was made (unix ns): older ones are stale."""
+    origin: str | None = None
+    """`LIONDESK_ORIGIN` for a lead the reverse sync created from a LionDesk contact."""
+    created: str | None = None
+    """For such a lead: "pending" once its Real Geeks create was sent, "done" once accepted."""
+    liondesk_seen: str | None = None
+    """Fingerprint of the contact state the reverse sync last handled, and the snapshot it was handled against."""
+    pushed_ns: dict[str, int] = field(default_factory=dict)
+    """Snapshot field → when Real Geeks accepted the reverse sync's write of it (unix ns)."""
+    extra: dict[str, str] = field(default_factory=dict)
+    """Fields this release does not know (e.g. written by a newer one): kept as read, never dropped."""
+
+    @property
+    def linked(self) -> bool:
+        """Whether the lead has a LionDesk contact."""
+        return self.contact_id is not None
+
+    def facts(self) -> dict[str, str | int]:
+        """Every field stored, under today's names (what support sees, and `bridge lead --json` prints)."""
+        named = {name: getattr(self, name) for name in _NAMED}
+        return {**{name: value for name, value in named.items() if value not in (None, 0)},
+                **{PUSHED_PREFIX + name: ns for name, ns in sorted(self.pushed_ns.items())}, **self.extra}
+
+
+_NAMED = tuple(item.name for item in fields(LeadLink) if item.name not in ("lead_id", "pushed_ns", "extra"))
+"""The link fields stored under their own name."""
+
+
+def _as_int(raw: str) -> int:
+    """A stored number, 0 when it is missing or unreadable (a time nobody recorded)."""
+    try:
+        return int(raw)
+    except ValueError:
+        return 0
+
+
+def link_from_hash(lead_id: str, stored: dict[str, str]) -> LeadLink:
+    """A link hash (as text) as a LeadLink: legacy names read as today's, unknown fields kept in `extra`."""
+    values: dict = {}
+    pushed: dict[str, int] = {}
+    extra: dict[str, str] = {}
+    for name, raw in stored.items():
+        if name.startswith(PUSHED_PREFIX):
+            pushed[name[len(PUSHED_PREFIX):]] = _as_int(raw)
+        elif name in _NAMED:
+            values[name] = raw
+        elif name not in LEGACY_NAMES:
+            extra[name] = raw
+    for old, new in LEGACY_NAMES.items():
+        if stored.get(old) and not values.get(new):
+            values[new] = stored[old]
+    values = {name: raw for name, raw in values.items() if raw != ""}  # "" was never a value: absent
+    if "applied_ns" in values:
+        values["applied_ns"] = _as_int(values["applied_ns"])
+    return LeadLink(lead_id=lead_id, pushed_ns=pushed, extra=extra, **values)
+
+
+def load_link(conn: redis.Redis, lead_id: str) -> LeadLink:
+    """The stored link of a Real Geeks lead (empty before its first sync): load it once per job."""
+    return link_from_hash(lead_id, text_hash(conn.hgetall(keys.lead_mapping(lead_id))))
+
+
+def save_link(conn: redis.Redis, link: LeadLink, /, **changes) -> None:
+    """The one writer of the link hash: set `changes` on `link` and store just those fields (None: left as is).
+
+    `pushed_ns` merges into the stored marks. The contact's reverse map is written with its
+    contact id. Fields not named here are untouched, so a newer release's fields survive.
+    """
+    unknown = set(changes) - set(_NAMED) - {"pushed_ns"}
+    if unknown:  # a misspelt field would be stored and never read
+        raise ValueError(f"not lead-link fields: {sorted(unknown)}")
+    stored: dict[str, str] = {}
+    for name, value in changes.items():
+        if value is None:
+            continue
+        if name == "pushed_ns":
+            marks = {field_name: int(ns) for field_name, ns in value.items()}
+            link.pushed_ns.update(marks)
+            stored.update({PUSHED_PREFIX + field_name: str(ns) for field_name, ns in marks.items()})
+            continue
+        setattr(link, name, int(value) if name == "applied_ns" else str(value))
+        stored[name] = str(value)
+    if not stored:
+        return
+    key = keys.lead_mapping(link.lead_id)
     with conn.pipeline() as pipe:
-        pipe.hset(keys.lead_mapping(lead_id), mapping=values)
-        pipe.expire(keys.lead_mapping(lead_id), keys.lifetimes.link)
-        if "contact_id" in values:
-            pipe.set(keys.contact_mapping(values["contact_id"]), lead_id, ex=keys.lifetimes.link)
+        pipe.hset(key, mapping=stored)
+        pipe.expire(key, keys.lifetimes.link)
+        if "contact_id" in stored:
+            pipe.set(keys.contact_mapping(stored["contact_id"]), link.lead_id, ex=keys.lifetimes.link)
         pipe.execute()
 
 
@@ -144,8 +253,8 @@ LIONDESK_ORIGIN = "liondesk"
 came first, so the forward sync makes it no LionDesk lead, campaign or offers."""
 
 
-def links_of_contacts(conn: redis.Redis, contact_ids: list) -> list[tuple[str | None, dict, dict | None]]:
-    """(lead id, link, snapshot) of each LionDesk contact, (None, {}, None) when unlinked: two round trips in all."""
+def links_of_contacts(conn: redis.Redis, contact_ids: list) -> list[tuple[str | None, LeadLink | None, dict | None]]:
+    """(lead id, link, snapshot) of each LionDesk contact, (None, None, None) when unlinked: two round trips in all."""
     with conn.pipeline(transaction=False) as pipe:
         for contact_id in contact_ids:
             pipe.get(keys.contact_mapping(contact_id))
@@ -158,8 +267,8 @@ def links_of_contacts(conn: redis.Redis, contact_ids: list) -> list[tuple[str | 
     found = []
     for lead_id in lead_ids:
         if lead_id is None:
-            found.append((None, {}, None))
+            found.append((None, None, None))
             continue
         link, snapshot = next(stored), next(stored)
-        found.append((lead_id, text_hash(link), decode_snapshot(snapshot)))
+        found.append((lead_id, link_from_hash(lead_id, text_hash(link)), decode_snapshot(snapshot)))
     return found

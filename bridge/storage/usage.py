@@ -27,7 +27,7 @@ from bridge.storage import events, keys
 from bridge.storage.redis import text
 
 OK, WARNING, FULL, UNLIMITED = "ok", "warning", "full", "unlimited"
-"""Memory levels: under the warning threshold, over it, at `maxmemory`, no `maxmemory` set."""
+"""Memory levels: under the warning threshold, over it, at `maxmemory` (writes refused), no `maxmemory` set."""
 
 
 @dataclass
@@ -65,8 +65,19 @@ def memory_state(conn, warning_percent: int = defaults.REDIS_MEMORY_WARNING_PERC
         state.level = UNLIMITED
         return state
     state.percent = round(100.0 * used / limit, 1)
-    state.level = FULL if used >= limit else WARNING if state.percent >= warning_percent else OK
+    state.level = FULL if refuses_writes(used, limit, state.policy) else WARNING if state.percent >= warning_percent else OK
     return state
+
+
+def refuses_writes(used: int, limit: int, policy: str) -> bool:
+    """Whether a Redis using `used` of `limit` bytes refuses writes: at maxmemory with nothing it may evict.
+
+    "At maxmemory" leaves a margin (REDIS_FULL_FREE_FRACTION): Redis refuses a write that
+    would cross the limit and frees its buffer, so used memory hovers just under it.
+    """
+    if not limit or policy != "noeviction":
+        return False
+    return limit - used < max(limit * defaults.REDIS_FULL_FREE_FRACTION, defaults.REDIS_FULL_FREE_MIN_BYTES)
 
 
 def megabytes(count: float) -> str:
@@ -113,6 +124,9 @@ def record_kinds() -> list[Kind]:
         Kind("job outcome stats", keys.job_outcomes("*", "*"), _days(defaults.JOB_STATS_TTL_SECONDS), expendable=True),
         Kind("job outcome stats", keys.job_outcomes("*"), _days(defaults.JOB_STATS_TTL_SECONDS), expendable=True),
         Kind("lead lock", keys.lead_lock("*"), f"{defaults.LEAD_LOCK_TIMEOUT_SECONDS} s"),
+        Kind("pending forward work", keys.lead_pending_events("*"), _days(defaults.PENDING_EVENT_TTL_SECONDS)),
+        Kind("worker heartbeats", keys.worker_beat("*"), "while the worker beats"),
+        Kind("worker heartbeat index", keys.worker_beats(), "trimmed by age and count"),
         Kind("LionDesk tokens and state", keys.PREFIX + "liondesk:*", "kept; caches an hour"),
         Kind("Real Geeks users cache", keys.realgeeks_users("*"), _days(defaults.REALGEEKS_USERS_TTL_SECONDS)),
         Kind("metrics counters", keys.metric("*"), "kept (a few fixed keys)"),
@@ -132,11 +146,12 @@ def fixed_keys() -> list[str]:
     - the intake stream: entries trimmed once relayed (`trim_relayed`), INTAKE_STREAM_MAX_LENGTH at most;
     - metrics counters: one field per label value (outcomes, services, statuses);
     - LionDesk tokens and authorisation state, the poll state: one small hash each;
+    - the worker heartbeat index: trimmed by age and count;
     - RQ's queues and registries: one per queue, entries going with their jobs' lifetimes.
     Every other key of ours expires.
     """
     rq = rq_key_prefix()
-    return [keys.events_by_time(), keys.rejected_events(), keys.intake_stream(), keys.metric("*"),
+    return [keys.events_by_time(), keys.rejected_events(), keys.intake_stream(), keys.metric("*"), keys.worker_beats(),
             keys.liondesk_tokens(), keys.liondesk_auth_state(), keys.poll_state(), keys.webhook_secret_dev(),
             f"{rq}queues", f"{rq}queue:*", f"{rq}workers", f"{rq}workers:*", f"{rq}finished:*", f"{rq}failed:*",
             f"{rq}scheduled:*", f"{rq}wip:*", f"{rq}deferred:*", f"{rq}canceled:*", f"{rq}clean_*",

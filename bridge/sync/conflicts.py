@@ -32,23 +32,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from bridge.storage.mappings import LeadLink
 from bridge.translate.snapshot import LIONDESK, Resolution, resolve_conflict
 
-PUSHED_PREFIX = "pushed_ns:"
-"""Link-hash field prefix: when Real Geeks accepted the reverse sync's write of a field (ns)."""
-
-
-def pushed_ns(link: Mapping, name: str) -> int:
-    """When the reverse sync last wrote field `name` to Real Geeks (unix ns), 0 if never."""
-    try:
-        return int(link.get(PUSHED_PREFIX + name) or 0)
-    except ValueError:
-        return 0
-
-
-def push_marks(names: Iterable[str], accepted_ns: int) -> dict:
-    """The link-hash fields recording that Real Geeks accepted these fields at `accepted_ns`."""
-    return {PUSHED_PREFIX + name: accepted_ns for name in names}
+def push_marks(names: Iterable[str], accepted_ns: int) -> dict[str, int]:
+    """The link's `pushed_ns` marks recording that Real Geeks accepted these fields at `accepted_ns`."""
+    return dict.fromkeys(names, accepted_ns)
 
 
 OVERRULED = ("the bridge wrote LionDesk's value of these fields to Real Geeks after this change was made, "
@@ -56,9 +45,9 @@ OVERRULED = ("the bridge wrote LionDesk's value of these fields to Real Geeks af
 """History detail of a Real Geeks change the forward sync skips for an overruling push."""
 
 
-def overruled_by_push(link: Mapping, changed: Mapping, change_ns: int) -> list[str]:
+def overruled_by_push(link: LeadLink, changed: Mapping, change_ns: int) -> list[str]:
     """The changed fields the reverse sync wrote to Real Geeks after `change_ns`: Real Geeks holds our newer value."""
-    return sorted(name for name in changed if pushed_ns(link, name) > change_ns)
+    return sorted(name for name in changed if link.pushed_ns.get(name, 0) > change_ns)
 
 
 def latest_changes(changes: Iterable[tuple[int, Mapping]]) -> dict[str, tuple[object, int]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bridge.exceptions import LeadNotYetSynced, UpstreamRejected
-from bridge.storage import history, mappings
+from bridge.storage import history, kinds, mappings
 from bridge.sync import conflicts, references
 from bridge.translate import activity as activities
 from bridge.translate import phones
@@ -24,6 +24,7 @@ from bridge.translate.lead import campaign_name, lead_body, lead_source_name
 from bridge.translate.realgeeks import parse_instant
 from bridge.translate.snapshot import (diff, empty_snapshot, liondesk_patch, merge_snapshot,
                                        snapshot_from_liondesk, snapshot_from_realgeeks)
+from bridge.translate.text import folded
 
 PENDING = "pending"
 """Value of a once-only effect whose call was sent but not confirmed."""
@@ -38,11 +39,23 @@ class Job:
     event_id: str
     received_ns: int
     done: list[str] = field(default_factory=list)
+    _link: mappings.LeadLink | None = field(default=None, repr=False)
 
     @property
     def lead_id(self) -> str:
         """The normalised Real Geeks lead id."""
         return self.lead["id"]
+
+    @property
+    def link(self) -> mappings.LeadLink:
+        """The lead's stored link, loaded once (the job holds the lead's lock; every write goes through it)."""
+        if self._link is None:
+            self._link = mappings.load_link(self.conn, self.lead_id)
+        return self._link
+
+    def relink(self, **changes) -> None:
+        """Record link fields of the lead (`mappings.save_link`)."""
+        mappings.save_link(self.conn, self.link, **changes)
 
     @property
     def rules(self) -> dict:
@@ -73,11 +86,11 @@ class Job:
 
 def upsert(job: Job) -> None:
     """`created` / `unknown`: make sure the contact, the lead, its campaign, offers and activities exist."""
-    link = mappings.get_link(job.conn, job.lead_id)
-    if "contact_id" in link:
-        contact_id = link["contact_id"]
+    link = job.link
+    if link.linked:
+        contact_id = link.contact_id
         apply_changes(job)
-        if link.get("origin") == mappings.LIONDESK_ORIGIN:  # the echo of a lead made from a LionDesk contact
+        if link.origin == mappings.LIONDESK_ORIGIN:  # the echo of a lead made from a LionDesk contact
             deliver_activities(job, contact_id, job.lead.get("activities") or [])
             return
     else:
@@ -89,21 +102,21 @@ def upsert(job: Job) -> None:
 
 def update(job: Job) -> None:
     """`updated`: PATCH only the fields that changed since the last sync; unknown leads are created."""
-    link = mappings.get_link(job.conn, job.lead_id)
-    if "contact_id" not in link:
-        job.note("update_before_create", detail="no LionDesk contact linked yet: handled as created")
+    link = job.link
+    if not link.linked:
+        job.note(kinds.UPDATE_BEFORE_CREATE, detail="no LionDesk contact linked yet: handled as created")
         upsert(job)
         return
     apply_changes(job)
-    deliver_activities(job, link["contact_id"], job.lead.get("activities") or [])
+    deliver_activities(job, link.contact_id, job.lead.get("activities") or [])
 
 
 def add_activities(job: Job) -> None:
     """`activity_added`: deliver each new activity once; the lead must have reached LionDesk first."""
-    link = mappings.get_link(job.conn, job.lead_id)
-    if "contact_id" not in link:
+    link = job.link
+    if not link.linked:
         raise LeadNotYetSynced(f"lead {job.lead_id} has no LionDesk contact yet; its activities wait for it")
-    deliver_activities(job, link["contact_id"], job.lead.get("activities") or [])
+    deliver_activities(job, link.contact_id, job.lead.get("activities") or [])
 
 
 # -- contact -------------------------------------------------------------------------------
@@ -120,9 +133,9 @@ def find_existing_contact(job: Job) -> tuple[dict | None, str | None]:
     emails = [lead.get("email"), lead.get("second_email")]
     forms = email_search_forms(emails)
     if forms:
-        wanted = {form.casefold() for form in forms}
+        wanted = {folded(form) for form in forms}
         found = [c for c in client.find_contacts([("email[$in]", form) for form in forms])
-                 if str(c.get("email") or "").strip().casefold() in wanted]
+                 if folded(c.get("email")) in wanted]
         if found:
             return _oldest(found), "email"
     region = phone_region(job.rules)
@@ -185,13 +198,13 @@ def link_or_create_contact(job: Job):
         contact, matched_by = _contact_of_a_dead_attempt(job, ids["source_id"])
     if contact is not None:
         contact_id = contact["id"]
-        mappings.save_link(job.conn, job.lead_id, contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
-                           received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
+        job.relink(contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
+                   received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
         translation = contact_body(job.lead, job.rules, first_sync=True, existing_tags=contact.get("tags"), **ids)
         changed = {key: value for key, value in translation.body.items() if contact.get(key) != value}
         if changed:
             client.update_contact(contact_id, changed)
-        job.note("contact_linked", contact_id=contact_id, matched_by=matched_by,
+        job.note(kinds.CONTACT_LINKED, contact_id=contact_id, matched_by=matched_by,
                  changed=sorted(changed) or None, **translation.facts())
         job.did(f"linked contact {contact_id} by {matched_by}")
         _save_address(job, contact_id, translation.address, contact)
@@ -204,10 +217,10 @@ def link_or_create_contact(job: Job):
     mappings.mark_effect(job.conn, job.lead_id, "contact", PENDING)
     created = client.create_contact(translation.body)
     contact_id = created["id"]
-    mappings.save_link(job.conn, job.lead_id, contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
-                       received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
+    job.relink(contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
+               received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
     mappings.mark_effect(job.conn, job.lead_id, "contact", "done")
-    job.note("contact_created", contact_id=contact_id, **translation.facts())
+    job.note(kinds.CONTACT_CREATED, contact_id=contact_id, **translation.facts())
     job.did(f"created contact {contact_id}")
     _save_address(job, contact_id, translation.address, None)
     mappings.save_snapshot(job.conn, job.lead_id,
@@ -219,8 +232,7 @@ def _save_address(job: Job, contact_id, address: dict | None, contact: dict | No
     """Write the lead's address record: PATCH the one we wrote before (or the contact's), else POST it."""
     if not address:
         return
-    link = mappings.get_link(job.conn, job.lead_id)
-    address_id = link.get("address_id")
+    address_id = job.link.address_id
     if address_id is None and contact is not None:
         existing = [a for a in contact.get("addresses") or [] if str(a.get("type")) == address.get("type")]
         address_id = existing[0]["id"] if existing else None
@@ -228,7 +240,7 @@ def _save_address(job: Job, contact_id, address: dict | None, contact: dict | No
         job.liondesk.update_address(contact_id, address_id, address)
     else:
         address_id = job.liondesk.create_address(contact_id, address)["id"]
-    mappings.save_link(job.conn, job.lead_id, address_id=address_id)
+    job.relink(address_id=address_id)
 
 
 def apply_changes(job: Job) -> None:
@@ -237,10 +249,9 @@ def apply_changes(job: Job) -> None:
     An update older than the last one applied (by X-Lead-Router-Timestamp, else receipt
     time) is stale: applying it would undo a newer change, so its fields are skipped.
     """
-    link = mappings.get_link(job.conn, job.lead_id)
-    last = int(link.get("applied_ns") or 0)
-    if job.received_ns < last:
-        job.note("stale_update_skipped", detail="an update newer than this one was already applied")
+    link = job.link
+    if job.received_ns < link.applied_ns:
+        job.note(kinds.STALE_UPDATE_SKIPPED, detail="an update newer than this one was already applied")
         return
     old = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
     changed = _without_overruled(job, link, diff(old, snapshot_from_realgeeks(job.lead, job.rules)), job.received_ns)
@@ -253,19 +264,19 @@ def apply_changes(job: Job) -> None:
             ids["user_ids"] = references.user_ids_by_email(client)
         translation = liondesk_patch(changed, job.rules, **ids)
         if translation.body:
-            client.update_contact(link["contact_id"], translation.body)
-        _save_address(job, link["contact_id"], translation.address, None)
-        job.note("contact_updated", contact_id=link["contact_id"], fields=sorted(changed), **translation.facts())
+            client.update_contact(link.contact_id, translation.body)
+        _save_address(job, link.contact_id, translation.address, None)
+        job.note(kinds.CONTACT_UPDATED, contact_id=link.contact_id, fields=sorted(changed), **translation.facts())
         job.did(f"updated {', '.join(sorted(changed))}")
     mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(old, changed))
-    mappings.save_link(job.conn, job.lead_id, applied_ns=job.received_ns)
+    job.relink(applied_ns=job.received_ns)
 
 
-def _without_overruled(job: Job, link: dict, changed: dict, change_ns: int) -> dict:
+def _without_overruled(job: Job, link: mappings.LeadLink, changed: dict, change_ns: int) -> dict:
     """Drop the fields the reverse sync wrote to Real Geeks after `change_ns`: Real Geeks holds that newer value."""
     overruled = conflicts.overruled_by_push(link, changed, change_ns)
     if overruled:
-        job.note("conflict_resolved", fields=overruled, winner="liondesk", detail=conflicts.OVERRULED)
+        job.note(kinds.CONFLICT_RESOLVED, fields=overruled, winner="liondesk", detail=conflicts.OVERRULED)
     return {name: value for name, value in changed.items() if name not in overruled}
 
 
@@ -278,34 +289,33 @@ def ensure_lead(job: Job, contact_id):
     A "pending" mark goes down before the POST: a retry that finds it (the worker died
     between LionDesk's answer and recording the id) looks the lead up by contact first.
     """
-    link = mappings.get_link(job.conn, job.lead_id)
-    if "lead_id" in link:
-        return link["lead_id"]
+    if job.link.liondesk_lead_id is not None:
+        return job.link.liondesk_lead_id
     client = job.liondesk
     if mappings.effect_state(job.conn, job.lead_id, "lead") == PENDING:
         found = client.find_leads([("contact_id", contact_id)])
         if found:
             lead_id = min(lead["id"] for lead in found)
-            mappings.save_link(job.conn, job.lead_id, lead_id=lead_id)
-            job.note("lead_recovered", liondesk_lead_id=lead_id,
+            job.relink(liondesk_lead_id=lead_id)
+            job.note(kinds.LEAD_RECOVERED, liondesk_lead_id=lead_id,
                      detail="created by an earlier attempt that stopped before recording it")
             return lead_id
     source_name = lead_source_name(job.lead, job.rules)
     source_id = references.lead_source_id(client, source_name)
     if source_name and source_id is None:
-        job.note("no_lead_source", detail=f"LionDesk has no lead source named {source_name!r}; "
+        job.note(kinds.NO_LEAD_SOURCE, detail=f"LionDesk has no lead source named {source_name!r}; "
                                           "the lead is sent without one (lead sources are read-only)")
     translation = lead_body(job.lead, job.rules, contact_id=contact_id, source_id=source_id)
     mappings.mark_effect(job.conn, job.lead_id, "lead", PENDING)
     created = client.create_lead(translation.body)
-    mappings.save_link(job.conn, job.lead_id, lead_id=created["id"], lead_source_id=source_id)
+    job.relink(liondesk_lead_id=created["id"], lead_source_id=source_id)
     mappings.mark_effect(job.conn, job.lead_id, "lead", "done")
-    job.note("lead_created", liondesk_lead_id=created["id"], source_id=source_id, **translation.facts())
+    job.note(kinds.LEAD_CREATED, liondesk_lead_id=created["id"], source_id=source_id, **translation.facts())
     job.did(f"created lead {created['id']}")
     return created["id"]
 
 
-def _once(job: Job, effect: str, call, describe: str) -> None:
+def _once(job: Job, effect: str, kind: str, call, describe: str) -> None:
     """Run a once-only LionDesk call for the lead, marking it pending first and done after.
 
     A retry that finds the mark still pending knows the call may have reached LionDesk:
@@ -320,29 +330,28 @@ def _once(job: Job, effect: str, call, describe: str) -> None:
     except UpstreamRejected as exc:
         if state is None:
             raise
-        job.note("effect_already_done", effect=effect, detail=f"LionDesk refused a repeat: {exc}")
+        job.note(kinds.EFFECT_ALREADY_DONE, effect=effect, detail=f"LionDesk refused a repeat: {exc}")
     mappings.mark_effect(job.conn, job.lead_id, effect, "done")
-    job.note(effect.split(":")[0], detail=describe)
+    job.note(kind, detail=describe)
     job.did(describe)
 
 
 def start_campaign_and_offers(job: Job, contact_id, lead_id) -> None:
     """Start the campaign of the lead route (or the role's configured one) and make team-rollout offers."""
     client = job.liondesk
-    link = mappings.get_link(job.conn, job.lead_id)
     contact_source = references.contact_source_id(client, job.rules["contact"]["source_name"])
-    route = references.lead_route(client, link.get("lead_source_id"), contact_source)
+    route = references.lead_route(client, job.link.lead_source_id, contact_source)
     campaign_id = references.route_campaign_id(route) if route else None
     if campaign_id is None:
         name = campaign_name(job.lead, job.rules)
         campaign_id = references.campaign_id_by_name(client, name) if name else None
         if name and campaign_id is None:
-            job.note("no_campaign", detail=f"LionDesk has no campaign named {name!r}")
+            job.note(kinds.NO_CAMPAIGN, detail=f"LionDesk has no campaign named {name!r}")
     if campaign_id is not None:
-        _once(job, f"campaign:{campaign_id}", lambda: client.start_campaign(campaign_id, contact_id),
+        _once(job, f"campaign:{campaign_id}", kinds.CAMPAIGN, lambda: client.start_campaign(campaign_id, contact_id),
               f"started campaign {campaign_id}")
     if route and references.is_team_rollout(route):
-        _once(job, "offers", lambda: client.create_lead_offers(lead_id), f"created lead offers for lead {lead_id}")
+        _once(job, "offers", kinds.OFFERS, lambda: client.create_lead_offers(lead_id), f"created lead offers for lead {lead_id}")
 
 
 # -- activities ----------------------------------------------------------------------------
@@ -368,20 +377,19 @@ def _assign(job: Job, contact_id, item: dict, kind: str) -> None:
     """Set (or clear) the contact's assigned LionDesk user, unless the snapshot says it already is."""
     email = "" if kind == activities.UNASSIGN else (activities.liondesk_email_of(item.get("user") or {}, job.rules) or "")
     snapshot = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
-    if snapshot.get("agent_email", "") == email.casefold():
+    if snapshot.get("agent_email", "") == folded(email):
         return  # already applied, e.g. folded into the contact we just created
-    link = mappings.get_link(job.conn, job.lead_id)
-    if not _without_overruled(job, link, {"agent_email": email}, activities.created_ns(item) or job.received_ns):
+    if not _without_overruled(job, job.link, {"agent_email": email}, activities.created_ns(item) or job.received_ns):
         return
     user_id = None
     if email:
-        user_id = references.user_ids_by_email(job.liondesk).get(email.casefold())
+        user_id = references.user_ids_by_email(job.liondesk).get(folded(email))
         if user_id is None:
-            job.note("agent_not_found", detail=f"no LionDesk user with e-mail {email}: assignment left unchanged")
+            job.note(kinds.AGENT_NOT_FOUND, detail=f"no LionDesk user with e-mail {email}: assignment left unchanged")
             return
     job.liondesk.update_contact(contact_id, {"assigned_user_id": user_id})
-    mappings.save_snapshot(job.conn, job.lead_id, {**snapshot, "agent_email": email.casefold()})
-    job.note("assigned" if user_id else "unassigned", contact_id=contact_id, user_id=user_id)
+    mappings.save_snapshot(job.conn, job.lead_id, {**snapshot, "agent_email": folded(email)})
+    job.note(kinds.ASSIGNED if user_id else kinds.UNASSIGNED, contact_id=contact_id, user_id=user_id)
     job.did(f"assigned user {user_id}" if user_id else "unassigned")
 
 
@@ -393,7 +401,7 @@ def _comment(job: Job, contact_id, item: dict) -> None:
         return
     body = activities.v1_comment(item, lead_id=job.lead_id, contact_id=contact_id).body
     v1.call(body.pop("action"), **body)
-    job.note("activity_delivered", type=item.get("type"), channel="v1 comment")
+    job.note(kinds.ACTIVITY_DELIVERED, type=item.get("type"), channel="v1 comment")
 
 
 def _timeline(job: Job, contact_id, item: dict) -> None:
@@ -407,11 +415,14 @@ def _timeline(job: Job, contact_id, item: dict) -> None:
     else:
         job.liondesk.create_task(activities.task_body(item, job.lead, job.rules, contact_id=contact_id).body)
         channel = "v2 task"
-    job.note("activity_delivered", type=item.get("type"), channel=channel)
+    job.note(kinds.ACTIVITY_DELIVERED, type=item.get("type"), channel=channel)
 
 
 def received_ns(event) -> int:
-    """When Real Geeks says the change happened (X-Lead-Router-Timestamp), else when it reached us."""
+    """When the change happened, as the intake decided (bridge/intake/identity.py: the timestamp
+    header within its tolerance, else receipt); for events stored before it decided, the header, else receipt."""
+    if event.order_ns is not None:
+        return event.order_ns
     stamp = event.headers.get("X-Lead-Router-Timestamp")
     if stamp:
         try:

@@ -7,11 +7,7 @@ caches a new lead costs only the calls it must make.
 from __future__ import annotations
 
 from bridge.clients.liondesk import LionDeskClient
-
-
-def _folded(value) -> str:
-    """Text compared ignoring case and surrounding spaces."""
-    return str(value or "").strip().casefold()
+from bridge.translate.text import folded
 
 
 def _id(record: dict | None, nested: str, flat: str):
@@ -25,7 +21,7 @@ def _id(record: dict | None, nested: str, flat: str):
 
 def contact_source_id(client: LionDeskClient, name: str) -> int:
     """The id of the contact source called `name`, created when LionDesk has none."""
-    found = client.find_reference("contact-sources", lambda r: _folded(r.get("name")) == _folded(name))
+    found = client.find_reference("contact-sources", lambda r: folded(r.get("name")) == folded(name))
     return found["id"] if found else client.create_contact_source(name)["id"]
 
 
@@ -33,7 +29,7 @@ def lead_source_id(client: LionDeskClient, name: str | None):
     """The id of the (read-only) lead source called `name`, or None when LionDesk has none."""
     if not name:
         return None
-    found = client.find_reference("lead-sources", lambda r: _folded(r.get("name")) == _folded(name))
+    found = client.find_reference("lead-sources", lambda r: folded(r.get("name")) == folded(name))
     return found["id"] if found else None
 
 
@@ -56,26 +52,26 @@ def route_campaign_id(route: dict):
 
 def is_team_rollout(route: dict) -> bool:
     """Whether a lead route distributes offers to a team."""
-    return _folded(route.get("distribution_target")) == "team rollout"
+    return folded(route.get("distribution_target")) == "team rollout"
 
 
 def campaign_id_by_name(client: LionDeskClient, name: str):
     """The id of the campaign called `name` (exactly, ignoring case), searched with `$like` on a cache miss."""
-    wanted = _folded(name)
-    found = client.find_reference("campaigns", lambda r: _folded(r.get("name")) == wanted)
+    wanted = folded(name)
+    found = client.find_reference("campaigns", lambda r: folded(r.get("name")) == wanted)
     if found is None:
-        found = next((c for c in client.find_campaigns_like(name) if _folded(c.get("name")) == wanted), None)
+        found = next((c for c in client.find_campaigns_like(name) if folded(c.get("name")) == wanted), None)
     return found["id"] if found else None
 
 
 def user_ids_by_email(client: LionDeskClient) -> dict:
     """LionDesk user e-mail (casefolded) → user id, for the users who authorised our app."""
-    return {_folded(user.get("email")): user["id"] for user in client.reference("users") if user.get("email")}
+    return {folded(user.get("email")): user["id"] for user in client.reference("users") if user.get("email")}
 
 
 def user_emails_by_id(client: LionDeskClient) -> dict:
     """LionDesk user id → e-mail (casefolded): the reverse of `user_ids_by_email`."""
-    return {str(user["id"]): _folded(user.get("email")) for user in client.reference("users") if user.get("email")}
+    return {str(user["id"]): folded(user.get("email")) for user in client.reference("users") if user.get("email")}
 
 
 def hotness_ids_by_name(client: LionDeskClient) -> dict:

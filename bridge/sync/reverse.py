@@ -58,11 +58,12 @@ from bridge import defaults
 from bridge.exceptions import LockTimeout, RealGeeksSiteUnknown, RetryableError, UpstreamError
 from bridge.ops import logs
 from bridge.queue import JobAlreadyQueued, JobTimedOut, contact_job_id, enqueue_contact_sync, poll_queue
-from bridge.storage import events, history, keys, mappings, polls
-from bridge.storage.locks import lead_lock
+from bridge.storage import events, history, kinds, mappings, pending, polls
+from bridge.storage.locks import lead_lock, poll_lock
 from bridge.sync import conflicts, forward, references
 from bridge.translate.liondesk import liondesk_time
 from bridge.translate.realgeeks import LEAD_ACTIONS, Instant, load_event, normalize_id, parse_instant
+from bridge.translate.text import folded
 from bridge.translate.snapshot import (diff, empty_snapshot, merge_snapshot, realgeeks_assignment,
                                        realgeeks_new_lead, realgeeks_patch, snapshot_from_liondesk,
                                        snapshot_from_realgeeks)
@@ -111,7 +112,7 @@ class Sync:
         if str(user_id) not in self._user_emails:
             found = self.liondesk.find_reference("users", lambda user: str(user.get("id")) == str(user_id))
             if found and found.get("email"):
-                self._user_emails[str(user_id)] = str(found["email"]).strip().casefold()
+                self._user_emails[str(user_id)] = folded(found["email"])
         return self._user_emails
 
     def hotness_names(self) -> dict:
@@ -124,7 +125,7 @@ class Sync:
         """Real Geeks user e-mail (casefolded) → user id on one site (the Users API, cached)."""
         if site_uuid not in self._realgeeks_user_ids:
             self._realgeeks_user_ids[site_uuid] = {
-                str(user.get("email") or "").strip().casefold(): str(user["id"])
+                folded(user.get("email")): str(user["id"])
                 for user in self.realgeeks.list_users(site_uuid) if user.get("email") and user.get("id")}
         return self._realgeeks_user_ids[site_uuid]
 
@@ -249,16 +250,10 @@ def poll(context, *, since: str | None = None, budget_seconds: float = defaults.
     if context.clients.realgeeks is None:
         return PollReport(cursor or "", cursor or "", clock(), outcome=OFF,
                           error="REALGEEKS_API_USERNAME / REALGEEKS_API_PASSWORD are not set")
-    lock = conn.lock(keys.poll_lock(), timeout=defaults.POLL_LOCK_TIMEOUT_SECONDS, thread_local=False)
-    if not lock.acquire(blocking=False):
-        return PollReport(cursor or "", cursor or "", clock(), outcome=SKIPPED, error="another poll is running")
-    try:
+    with poll_lock(conn) as held:
+        if not held:
+            return PollReport(cursor or "", cursor or "", clock(), outcome=SKIPPED, error="another poll is running")
         return _poll_locked(context, since or cursor, cursor, budget_seconds, lock_wait, clock)
-    finally:
-        try:
-            lock.release()
-        except redis.exceptions.LockNotOwnedError:
-            pass  # it expired while we worked; whoever holds it now keeps it
 
 
 def _poll_locked(context, start: str | None, stored: str | None, budget_seconds: float, lock_wait: float,
@@ -314,8 +309,8 @@ def concerns_one_contact(exc: BaseException) -> bool:
     return not isinstance(exc, (RetryableError, redis.RedisError, JobTimedOut))
 
 
-def process_contact(sync: Sync, contact: Mapping, lock_wait: float, lead_id: str | None, link: Mapping,
-                    snapshot: Mapping | None) -> str:
+def process_contact(sync: Sync, contact: Mapping, lock_wait: float, lead_id: str | None,
+                    link: mappings.LeadLink | None, snapshot: Mapping | None) -> str:
     """Sync one polled contact (its link and snapshot as read with its page).
 
     A failure of its own hands it to a job of its own; a service's stops the poll.
@@ -341,7 +336,7 @@ def defer(sync: Sync, contact: Mapping, exc: BaseException) -> None:
                  error=str(exc)[:500])
     lead_id = mappings.lead_of_contact(sync.conn, contact_id)
     if lead_id:
-        sync.note(lead_id, "reverse_sync_deferred", **facts)
+        sync.note(lead_id, kinds.REVERSE_SYNC_DEFERRED, **facts)
     logs.event_line(log, "reverse_deferred", lead_id=lead_id, **facts)
 
 
@@ -358,7 +353,8 @@ def sync_one(context, contact_id: int | str) -> str:
 # -- one contact -----------------------------------------------------------------------------
 
 
-def settled(sync: Sync, contact: Mapping, lead_id: str | None, link: Mapping, snapshot: Mapping | None) -> str | None:
+def settled(sync: Sync, contact: Mapping, lead_id: str | None, link: mappings.LeadLink | None,
+            snapshot: Mapping | None) -> str | None:
     """SEEN, UNCHANGED or UNLINKED when the contact needs nothing, told without taking its lead's lock; else None.
 
     Most contacts a poll reads need nothing (the overlap, our own LionDesk writes), so
@@ -367,11 +363,11 @@ def settled(sync: Sync, contact: Mapping, lead_id: str | None, link: Mapping, sn
     """
     if lead_id is None:
         return None if sync.rules["reverse"]["create_leads_from_liondesk"] else UNLINKED
-    if link.get("created") == PENDING:
+    if link.created == PENDING:
         return None
     snapshot = snapshot or empty_snapshot()
     current = sync.snapshot_of(contact)
-    if link.get("liondesk_seen") == handled_fingerprint(current, snapshot):
+    if link.liondesk_seen == handled_fingerprint(current, snapshot):
         return SEEN
     return None if diff(snapshot, current) else UNCHANGED
 
@@ -399,13 +395,13 @@ def push_changes(sync: Sync, lead_id: str, contact: Mapping) -> str:
     accepted it, so the echo webhook of that write finds nothing to do.
     """
     conn = sync.conn
-    link = mappings.get_link(conn, lead_id)
-    if link.get("origin") == mappings.LIONDESK_ORIGIN and link.get("created") == PENDING:
+    link = mappings.load_link(conn, lead_id)
+    if link.origin == mappings.LIONDESK_ORIGIN and link.created == PENDING:
         return create_lead(sync, lead_id, link, contact)  # an earlier attempt died between create and record
     modified = str(contact.get("modified_at") or "")
     snapshot = mappings.get_snapshot(conn, lead_id) or empty_snapshot()
     current = sync.snapshot_of(contact)
-    if link.get("liondesk_seen") == handled_fingerprint(current, snapshot):
+    if link.liondesk_seen == handled_fingerprint(current, snapshot):
         return SEEN
     changed = diff(snapshot, current)
     if not changed:
@@ -415,32 +411,32 @@ def push_changes(sync: Sync, lead_id: str, contact: Mapping) -> str:
     decision = conflicts.decide(changed, instant_ns(modified), pending_realgeeks_changes(sync, lead_id, snapshot, link))
     for resolution in decision.resolutions:
         sync.conflicts += 1
-        sync.note(lead_id, "conflict_resolved", field=resolution.field, winner=resolution.winner,
+        sync.note(lead_id, kinds.CONFLICT_RESOLVED, field=resolution.field, winner=resolution.winner,
                   reason=resolution.reason, contact_id=contact["id"])
     if decision.agreed:
-        snapshot = _accept(sync, lead_id, snapshot, decision.agreed, pushed=False)
+        snapshot = _accept(sync, link, snapshot, decision.agreed, pushed=False)
     written: dict = {}
     body = realgeeks_patch(decision.push, sync.rules)
     if body:
         sync.realgeeks.update_lead(site_uuid, realgeeks_id, body)
         accepted = patched_fields(decision.push, body)
-        snapshot = _accept(sync, lead_id, snapshot, accepted)
+        snapshot = _accept(sync, link, snapshot, accepted)
         written.update(accepted)
     if "agent_email" in decision.push:
         activity = assignment_activity(sync, decision.push, site_uuid, modified)
         if activity is not None:
             sync.realgeeks.add_activities(site_uuid, realgeeks_id, [activity])
-            snapshot = _accept(sync, lead_id, snapshot, {"agent_email": decision.push["agent_email"]})
+            snapshot = _accept(sync, link, snapshot, {"agent_email": decision.push["agent_email"]})
             written["agent_email"] = decision.push["agent_email"]
     left = sorted(set(decision.push) - set(written))
     if left:
-        sync.note(lead_id, "not_synced_back", fields=left, contact_id=contact["id"],
+        sync.note(lead_id, kinds.NOT_SYNCED_BACK, fields=left, contact_id=contact["id"],
                   detail="Real Geeks has no counterpart for these LionDesk values (an unmapped hotness, "
                          "an agent who is no Real Geeks user of the site)")
-    mappings.save_link(conn, lead_id, liondesk_seen=handled_fingerprint(current, snapshot))
+    mappings.save_link(conn, link, liondesk_seen=handled_fingerprint(current, snapshot))
     if not written:
         return UNCHANGED
-    sync.note(lead_id, "reverse_sync", contact_id=contact["id"], fields=sorted(written), modified_at=modified)
+    sync.note(lead_id, kinds.REVERSE_SYNC, contact_id=contact["id"], fields=sorted(written), modified_at=modified)
     return PUSHED
 
 
@@ -450,12 +446,12 @@ def handled_fingerprint(liondesk_snapshot: Mapping, snapshot: Mapping) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _accept(sync: Sync, lead_id: str, snapshot: dict, fields: Mapping, *, pushed: bool = True) -> dict:
+def _accept(sync: Sync, link: mappings.LeadLink, snapshot: dict, fields: Mapping, *, pushed: bool = True) -> dict:
     """Record fields both sides now hold in the snapshot (and, for our writes, when Real Geeks took them)."""
     snapshot = merge_snapshot(snapshot, fields)
-    mappings.save_snapshot(sync.conn, lead_id, snapshot)
+    mappings.save_snapshot(sync.conn, link.lead_id, snapshot)
     if pushed:
-        mappings.save_link(sync.conn, lead_id, **conflicts.push_marks(fields, time.time_ns()))
+        mappings.save_link(sync.conn, link, pushed_ns=conflicts.push_marks(fields, time.time_ns()))
     return snapshot
 
 
@@ -474,31 +470,25 @@ def assignment_activity(sync: Sync, push: Mapping, site_uuid: str, modified: str
     return activity
 
 
-def realgeeks_target(sync: Sync, link: Mapping, lead_id: str) -> tuple[str, str]:
+def realgeeks_target(sync: Sync, link: mappings.LeadLink, lead_id: str) -> tuple[str, str]:
     """The site and the lead id (as Real Geeks spells it) to write to; raises RealGeeksSiteUnknown."""
-    site_uuid = link.get("site_uuid") or str(sync.rules["reverse"].get("site_uuid") or "").strip()
+    site_uuid = link.site_uuid or str(sync.rules["reverse"].get("site_uuid") or "").strip()
     if not site_uuid:
         raise RealGeeksSiteUnknown(f"lead {lead_id}: no webhook named its Real Geeks site and reverse.site_uuid is "
                                    "empty, so its LionDesk changes cannot be written back")
-    return site_uuid, link.get("received_id") or lead_id
+    return site_uuid, link.received_id or lead_id
 
 
-def pending_realgeeks_changes(sync: Sync, lead_id: str, snapshot: Mapping, link: Mapping) -> dict:
+def pending_realgeeks_changes(sync: Sync, lead_id: str, snapshot: Mapping, link: mappings.LeadLink) -> dict:
     """Fields Real Geeks changed in deliveries received but not yet applied: field → (latest value, its time ns).
 
-    A delivery is waiting while its history has `received` but neither `processed`, a
-    rejection nor a final failure. Deliveries the forward sync will skip (older than
-    the last applied, or than our push of a field) are left out, as it leaves them out.
+    The waiting deliveries are the lead's pending events (`bridge.storage.pending`: queued
+    and not yet processed or failed for good). Deliveries the forward sync will skip (older
+    than the last applied, or than our push of a field) are left out, as it leaves them out.
     """
-    story = history.read(sync.conn, lead_id)
-    settled = {entry.get("event_id") for entry in story
-               if entry.get("kind") in ("processed", "rejected")
-               or (entry.get("kind") == "attempt_failed" and entry.get("outcome") == "failed")}
-    waiting = [entry.get("event_id") for entry in story if entry.get("kind") == "received"
-               and entry.get("status") == events.QUEUED and entry.get("event_id") not in settled]
-    applied = int(link.get("applied_ns") or 0)
+    applied = link.applied_ns
     changes = []
-    for event_id in dict.fromkeys(waiting):
+    for event_id in pending.waiting(sync.conn, lead_id):
         event = events.load(sync.conn, event_id)
         if event is None or event.action not in LEAD_ACTIONS:
             continue
@@ -521,14 +511,14 @@ def pending_realgeeks_changes(sync: Sync, lead_id: str, snapshot: Mapping, link:
 
 def came_from_realgeeks(sync: Sync, contact: Mapping) -> bool:
     """Whether the contact is filed under the bridge's own contact source (the forward sync made or linked it)."""
-    wanted = sync.rules["contact"]["source_name"].strip().casefold()
+    wanted = folded(sync.rules["contact"]["source_name"])
     source = contact.get("source")
     if isinstance(source, Mapping) and source.get("name"):
-        return str(source["name"]).strip().casefold() == wanted
+        return folded(source["name"]) == wanted
     if contact.get("source_id") is None:
         return False
     found = sync.liondesk.find_reference("contact-sources",
-                                         lambda record: str(record.get("name") or "").strip().casefold() == wanted)
+                                         lambda record: folded(record.get("name")) == wanted)
     return found is not None and str(found.get("id")) == str(contact["source_id"])
 
 
@@ -551,13 +541,13 @@ def create_from_contact(sync: Sync, contact: Mapping, *, lock_wait: float) -> st
             return SEEN  # linked meanwhile (by a Real Geeks lead that matched it, or another run)
         # Linked BEFORE the create: a retry finds the id and sends the same create again,
         # which Real Geeks merges into the lead with that id instead of making a second.
-        mappings.save_link(sync.conn, lead_id, contact_id=contact["id"], site_uuid=site_uuid,
+        link = mappings.load_link(sync.conn, lead_id)
+        mappings.save_link(sync.conn, link, contact_id=contact["id"], site_uuid=site_uuid,
                            received_id=realgeeks_id, origin=mappings.LIONDESK_ORIGIN, created=PENDING)
-        link = mappings.get_link(sync.conn, lead_id)
         return _recording_calls(sync, lead_id, lambda: create_lead(sync, lead_id, link, contact))
 
 
-def create_lead(sync: Sync, lead_id: str, link: Mapping, contact: Mapping) -> str:
+def create_lead(sync: Sync, lead_id: str, link: mappings.LeadLink, contact: Mapping) -> str:
     """POST the contact as a new Real Geeks lead (source `reverse.source_name`) and record the agreed snapshot."""
     site_uuid, realgeeks_id = realgeeks_target(sync, link, lead_id)
     snapshot = sync.snapshot_of(contact)
@@ -573,8 +563,8 @@ def create_lead(sync: Sync, lead_id: str, link: Mapping, contact: Mapping) -> st
     sync.realgeeks.create_lead(site_uuid, body)
     agreed = merge_snapshot(empty_snapshot(), accepted)
     mappings.save_snapshot(sync.conn, lead_id, agreed)
-    mappings.save_link(sync.conn, lead_id, created=DONE, liondesk_seen=handled_fingerprint(snapshot, agreed),
-                       **conflicts.push_marks(accepted, time.time_ns()))
-    sync.note(lead_id, "lead_created_from_liondesk", contact_id=contact["id"], site_uuid=site_uuid,
+    mappings.save_link(sync.conn, link, created=DONE, liondesk_seen=handled_fingerprint(snapshot, agreed),
+                       pushed_ns=conflicts.push_marks(accepted, time.time_ns()))
+    sync.note(lead_id, kinds.LEAD_CREATED_FROM_LIONDESK, contact_id=contact["id"], site_uuid=site_uuid,
               fields=sorted(accepted))
     return CREATED

@@ -17,6 +17,7 @@ from bridge.translate import limits, liondesk
 from bridge.translate.liondesk import V1_COMMENT_STANDARD, V1_PROPERTY_FIELDS, liondesk_time, v1_time
 from bridge.translate.realgeeks import CLEARED, Instant, normalize_id, parse_instant
 from bridge.translate.rules import lookup
+from bridge.translate.text import folded
 from bridge.translate.translation import Translation
 
 ASSIGN, UNASSIGN, NOTE, TIMELINE, IGNORE = "assign", "unassign", "note", "timeline", "ignore"
@@ -90,13 +91,12 @@ def classify_activity(activity: Mapping, rules: Mapping | None = None) -> str:
     if not kind:
         return IGNORE
     if rules is not None:
-        ignored = {name.strip().casefold() for name in rules["activities"]["ignore"]}
-        source = str(activity.get("source") or "").strip().casefold()
-        if kind.casefold() in ignored or source == rules["reverse"]["source_name"].strip().casefold():
+        ignored = {folded(name) for name in rules["activities"]["ignore"]}
+        if folded(kind) in ignored or folded(activity.get("source")) == folded(rules["reverse"]["source_name"]):
             return IGNORE
     user = activity.get("user") or {}
     if kind == "was_assigned":
-        is_lender = str(user.get("role") or "").strip().casefold() == "lender"
+        is_lender = folded(user.get("role")) == "lender"
         return ASSIGN if user.get("id") and not is_lender else TIMELINE
     if kind == "was_unassigned":
         return UNASSIGN

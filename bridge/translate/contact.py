@@ -31,6 +31,7 @@ from bridge.translate.activity import assigned_agent_email
 from bridge.translate.realgeeks import CLEARED
 from bridge.translate.rules import lookup
 from bridge.translate.states import state_name
+from bridge.translate.text import folded
 from bridge.translate.translation import Translation
 
 
@@ -99,8 +100,8 @@ def liondesk_text(field: SyncedField, value: str, region: str) -> str:
 
 def _id_for(ids: Mapping, name: str) -> object | None:
     """The id a reference map gives a name (case-insensitive), or None when the map lacks it."""
-    folded = name.strip().casefold()
-    return next((value for key, value in ids.items() if str(key).strip().casefold() == folded), None)
+    wanted = folded(name)
+    return next((value for key, value in ids.items() if folded(key) == wanted), None)
 
 
 def _resolve(translation: Translation, what: str, key: str, name: str, ids: Mapping | None) -> None:

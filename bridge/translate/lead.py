@@ -15,6 +15,7 @@ from bridge.translate import liondesk
 from bridge.translate.activity import most_recent
 from bridge.translate.rules import lookup
 from bridge.translate.states import state_code
+from bridge.translate.text import folded
 from bridge.translate.translation import Translation
 
 PROPERTY_TO_LEAD = {"mls": "mls_id", "listing_price": "listing_price", "listing_status": "listing_status",
@@ -45,7 +46,7 @@ def lead_source_name(lead: Mapping, rules: Mapping) -> str | None:
     table = rules["lead"]["source_names"]
     mapped = lookup(table, source)
     # A source listed with "" is deliberately unmapped: send the lead without a source.
-    listed = any(key.strip().casefold() == source.casefold() for key in table)
+    listed = any(folded(key) == folded(source) for key in table)
     return mapped if listed else source
 
 
@@ -69,8 +70,8 @@ def lead_property(lead: Mapping, rules: Mapping) -> dict:
     latest = most_recent(with_property)
     if latest is not None:
         return _lead_fields(latest["property"], PROPERTY_TO_LEAD)
-    owners = {role.strip().casefold() for role in rules["lead"]["own_address_roles"]}
-    if str(lead.get("role") or "").strip().casefold() in owners:
+    owners = {folded(role) for role in rules["lead"]["own_address_roles"]}
+    if folded(lead.get("role")) in owners:
         address = dict(lead)
         if not address.get("street_address") and address.get("address"):
             address["street_address"] = address["address"]

@@ -15,6 +15,7 @@ import phonenumbers
 
 from bridge.exceptions import ConfigError
 from bridge.translate import limits, liondesk
+from bridge.translate.text import folded
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "default_rules.toml"
 
@@ -62,9 +63,9 @@ def lookup(table: Mapping | None, key: str | None) -> str | None:
     """Return the value a mapping table gives `key`, ignoring case and spaces; None when unmapped or mapped to ""."""
     if not table or not isinstance(key, str) or not key.strip():
         return None
-    folded = key.strip().casefold()
+    wanted = folded(key)
     for name, value in table.items():
-        if name.strip().casefold() == folded:
+        if folded(name) == wanted:
             return value or None
     return None
 

@@ -24,6 +24,7 @@ from bridge.translate import limits, phones
 from bridge.translate.contact import CONTACT_FIELDS, SyncedField, contact_body, liondesk_contact, phone_region
 from bridge.translate.realgeeks import CLEARED
 from bridge.translate.states import state_code
+from bridge.translate.text import folded
 from bridge.translate.translation import Translation
 
 SNAPSHOT_FIELDS = (*(field.name for field in CONTACT_FIELDS), "tags", "hotness", "agent_email")
@@ -51,7 +52,7 @@ def comparable(field: SyncedField, value, region: str) -> str:
     if field.kind == "phone":
         return phones.normalize(text, region) or text.strip()
     if field.kind == "email":
-        return text.strip().casefold()
+        return folded(text)
     if field.kind == "state":
         return state_code(text)
     return text.strip()
@@ -67,7 +68,7 @@ def hotness_name(name: str | None, rules: Mapping) -> str:
     """A hotness name in comparable form: spelled as in `hotness.by_urgency` when it is one of those."""
     name = (name or "").strip()
     for configured in rules["hotness"]["by_urgency"].values():
-        if configured and configured.strip().casefold() == name.casefold():
+        if configured and folded(configured) == folded(name):
             return configured.strip()
     return name
 
@@ -90,7 +91,7 @@ def snapshot_from_realgeeks(lead: Mapping, rules: Mapping) -> dict:
     if translation.hotness is not None:
         snapshot["hotness"] = hotness_name(translation.hotness, rules)
     if translation.agent_email is not None:
-        snapshot["agent_email"] = translation.agent_email.strip().casefold()
+        snapshot["agent_email"] = folded(translation.agent_email)
     return snapshot
 
 
@@ -102,8 +103,8 @@ def home_address(contact: Mapping, rules: Mapping) -> dict | None:
     if "addresses" not in contact:
         return None
     addresses = [record for record in contact["addresses"] or () if isinstance(record, Mapping)]
-    wanted = rules["contact"]["address_type"].casefold()
-    chosen = next((record for record in addresses if str(record.get("type") or "").casefold() == wanted),
+    wanted = folded(rules["contact"]["address_type"])
+    chosen = next((record for record in addresses if folded(record.get("type")) == wanted),
                   addresses[0] if addresses else None)
     if chosen is None:
         return {field.liondesk: CLEARED for field in CONTACT_FIELDS if field.record == "address"}
@@ -145,7 +146,7 @@ def snapshot_from_liondesk(contact: Mapping, rules: Mapping, *, user_emails: Map
         snapshot["hotness"] = hotness_name(hotness, rules)
     agent = _liondesk_agent(contact, user_emails)
     if agent is not None:
-        snapshot["agent_email"] = agent.strip().casefold()
+        snapshot["agent_email"] = folded(agent)
     return snapshot
 
 
@@ -170,7 +171,7 @@ def urgency_for(hotness: str, rules: Mapping) -> str | None:
     if hotness == CLEARED:
         return CLEARED
     for urgency, name in rules["hotness"]["by_urgency"].items():
-        if name and name.strip().casefold() == hotness.strip().casefold():
+        if name and folded(name) == folded(hotness):
             return urgency
     return None
 
@@ -211,15 +212,15 @@ def realgeeks_assignment(changed: Mapping, rules: Mapping, *, realgeeks_user_ids
     user_id = None
     realgeeks_email = email
     for key, value in rules["agents"]["liondesk_email"].items():
-        if value and value.strip().casefold() == email.casefold():
+        if value and folded(value) == folded(email):
             if key.strip().isdigit():
                 user_id = key.strip()
             else:
                 realgeeks_email = key.strip()
             break
     if user_id is None:
-        ids = {str(key).strip().casefold(): value for key, value in realgeeks_user_ids.items()}
-        user_id = ids.get(realgeeks_email.casefold())
+        ids = {folded(key): value for key, value in realgeeks_user_ids.items()}
+        user_id = ids.get(folded(realgeeks_email))
     if user_id is None:
         return None
     return {"type": "was_assigned", "source": source, "description": f"Lead was assigned to {email} in LionDesk",

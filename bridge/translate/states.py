@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bridge.translate.text import folded_words
+
 STATE_NAMES = {
     "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California",
     "CO": "Colorado", "CT": "Connecticut", "DE": "Delaware", "FL": "Florida", "GA": "Georgia",
@@ -29,7 +31,7 @@ _ALIASES = {
 
 def _fold(text: str) -> str:
     """Fold a state as typed for lookup: case, surrounding and repeated spaces do not matter."""
-    return " ".join(text.replace(",", " ").split()).casefold()
+    return folded_words(text.replace(",", " "))
 
 
 _CODES = {_fold(name): code for code, name in STATE_NAMES.items()}

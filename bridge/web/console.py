@@ -21,7 +21,7 @@ from bridge.exceptions import JobNotFailed, JobNotFound
 from bridge.ops import leads, logs, present, status
 from bridge.web import auth
 from bridge.ops import jobs as job_tools
-from bridge.storage import events, keys
+from bridge.storage import events, keys, kinds
 from bridge.queue import event_job_id
 
 bp = Blueprint("admin", __name__, url_prefix=auth.CONSOLE_PATH, template_folder="templates", static_folder="static")
@@ -74,6 +74,7 @@ bp.add_app_template_filter(present.pretty_body, "pretty_body")
 bp.add_app_template_filter(present.shown, "shown")
 bp.add_app_template_filter(present.error_items, "error_items")
 bp.add_app_template_filter(event_job_id, "job_of_event")
+bp.add_app_template_global(kinds, "kinds")  # a global, not context: the imported macros see it too
 
 
 @bp.context_processor
