@@ -174,6 +174,16 @@ def test_an_activity_marked_by_the_previous_release_is_still_seen(redis_conn):
     assert mappings.activity_seen(redis_conn, "cafe06", "a" * 32)
 
 
+def test_once_only_effects_live_in_the_link_hash_and_the_previous_releases_are_still_read(redis_conn):
+    mappings.mark_effect(redis_conn, "cafe10", "campaign:6", "done")
+    assert mappings.effect_state(redis_conn, "cafe10", "campaign:6") == "done"
+    assert not redis_conn.exists(keys.lead_effects("cafe10"))
+    assert mappings.load_link(redis_conn, "cafe10").extra == {}  # effects are not link fields
+    redis_conn.hset(keys.lead_effects("cafe11"), "offers", "done")  # as the previous release wrote it
+    assert mappings.effect_state(redis_conn, "cafe11", "offers") == "done"
+    assert mappings.effect_state(redis_conn, "cafe11", "lead") is None
+
+
 def test_snapshots_are_stored_without_their_cleared_fields_and_read_back_whole(redis_conn):
     snapshot = {"email": "a@b.example", "first_name": "Kai", "city": "", "tags": [], "phone2": "", "zip": None}
     mappings.save_snapshot(redis_conn, "cafe07", snapshot)
@@ -323,6 +333,7 @@ def test_trim_drops_what_is_expendable_and_never_maps_tokens_or_undelivered_work
 
     picture = dump_all(redis_conn)
     plan = usage.trim(redis_conn, dry_run=True)
+    assert mappings.effect_state(redis_conn, lead, "contact") == "done"
     assert dump_all(redis_conn) == picture  # a dry run changes nothing
     planned = {step.what: step for step in plan}
     assert planned["delivered events"].keys == 1 and planned["finished jobs and their results"].keys >= 1
@@ -335,9 +346,10 @@ def test_trim_drops_what_is_expendable_and_never_maps_tokens_or_undelivered_work
     assert not redis_conn.exists(keys.lead_history("0ld1ead"))
     assert redis_conn.exists(keys.lead_history(lead))  # a story within its retention stays
     for name in (keys.lead_mapping(lead), keys.contact_mapping(link.contact_id), keys.lead_snapshot(lead),
-                 keys.lead_effects(lead), keys.lead_activities(lead), keys.liondesk_tokens(),
+                 keys.lead_activities(lead), keys.liondesk_tokens(),
                  keys.lead_mapping("0ld1ead"), keys.contact_mapping(999)):
         assert redis_conn.exists(name), name
+    assert mappings.effect_state(redis_conn, lead, "contact") == "done"  # once-only effects stay done
     for event_id in undelivered:
         assert redis_conn.exists(keys.event(event_id)), event_id
     assert queue.fetch_job(f"event-{queued_id}").get_status() == "queued"

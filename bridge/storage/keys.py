@@ -82,7 +82,8 @@ def lead_snapshot(lead_id: str) -> str:
 
 
 def lead_effects(lead_id: str) -> str:
-    """Hash of once-only effects already done for a lead (campaign started, offers made)."""
+    """Hash of once-only effects already done for a lead (campaign started, offers made): the previous
+    release's place for them, read (never written) until it expires; they now live in the link hash."""
     return f"{PREFIX}effects:{lead_id}"
 
 

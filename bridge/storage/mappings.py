@@ -101,6 +101,8 @@ def link_from_hash(lead_id: str, stored: dict[str, str]) -> LeadLink:
             pushed[name[len(PUSHED_PREFIX):]] = _as_int(raw)
         elif name in _NAMED:
             values[name] = raw
+        elif name.startswith(EFFECT_PREFIX):
+            continue  # once-only effects share the hash (`effect_state`), they are not link fields
         elif name not in LEGACY_NAMES:
             extra[name] = raw
     for old, new in LEGACY_NAMES.items():
@@ -206,16 +208,29 @@ def _cleared(name: str):
 _EMPTY = empty_snapshot()
 
 
+EFFECT_PREFIX = "fx:"
+"""Link-hash field prefix of a once-only effect's state ("fx:campaign:6" → "done").
+
+Effects live in the link hash: a hash of their own cost a key per lead (about 120 bytes of
+Redis's own overhead for 40 of content). Their states are short, so the hash stays compact.
+The previous release's effects hash (`keys.lead_effects`) is still read until it expires.
+"""
+
+
 def effect_state(conn: redis.Redis, lead_id: str, effect: str) -> str | None:
     """The recorded state of a once-only effect (e.g. "campaign:6", "offers") of a lead, or None."""
-    return text(conn.hget(keys.lead_effects(lead_id), effect))
+    with conn.pipeline(transaction=False) as pipe:  # one round trip for both places
+        pipe.hget(keys.lead_mapping(lead_id), EFFECT_PREFIX + effect)
+        pipe.hget(keys.lead_effects(lead_id), effect)
+        current, legacy = pipe.execute()
+    return text(current if current is not None else legacy)
 
 
 def mark_effect(conn: redis.Redis, lead_id: str, effect: str, state: str) -> None:
     """Record the state of a once-only effect of a lead ("pending" before its call, "done" after)."""
     with conn.pipeline(transaction=False) as pipe:  # one round trip
-        pipe.hset(keys.lead_effects(lead_id), effect, state)
-        pipe.expire(keys.lead_effects(lead_id), keys.lifetimes.link)
+        pipe.hset(keys.lead_mapping(lead_id), EFFECT_PREFIX + effect, state)
+        pipe.expire(keys.lead_mapping(lead_id), keys.lifetimes.link)
         pipe.execute()
 
 

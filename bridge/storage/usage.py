@@ -117,7 +117,7 @@ def record_kinds() -> list[Kind]:
         Kind("lead link (id map)", keys.lead_mapping("*"), f"{_days(life.link)} after its last change"),
         Kind("contact → lead map", keys.contact_mapping("*"), f"{_days(life.link)} after its last change"),
         Kind("snapshot", keys.lead_snapshot("*"), f"{_days(life.link)} after its last change"),
-        Kind("effects", keys.lead_effects("*"), f"{_days(life.link)} after its last change"),
+        Kind("effects (previous release)", keys.lead_effects("*"), "expiring, no longer written"),
         Kind("activity marks", keys.lead_activities("*"), f"{_days(life.link)}, newest {defaults.ACTIVITY_MARKS_MAX}"),
         Kind("activity marks (previous release)", keys.activity_dedupe("*", "*"), "expiring, no longer written"),
         Kind("search index", keys.PREFIX + "index:*", "with the story"),
