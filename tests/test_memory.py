@@ -274,6 +274,10 @@ def test_memory_state_warns_well_before_maxmemory(redis_conn, client):
         assert usage.memory_state(redis_conn, 80).level == usage.WARNING
         health = client.get("/healthz").get_json()["redis_memory"]
         assert health["level"] == "warning" and health["warning"] is True and health["maxmemory_bytes"] > 0
+        from bridge.ops import status
+
+        (notice,) = [n for n in status.attention(redis_conn) if n.kind == status.REDIS_NEARLY_FULL_NOTICE]
+        assert "nearly full" in notice.text and "bridge redis trim" in notice.text
     finally:
         redis_conn.config_set("maxmemory", "0")
     assert usage.memory_state(redis_conn).level == usage.UNLIMITED
