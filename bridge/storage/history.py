@@ -47,7 +47,9 @@ def entry(kind: str, **facts) -> dict:
     """Build one history entry stamped with the current time; `kind` is one of `kinds.py` (ValueError otherwise)."""
     if kind not in WRITTEN:  # a kind nobody named would be stored and never recognised by its readers
         raise ValueError(f"not a history kind: {kind!r} (name it in bridge/storage/kinds.py)")
-    return {"at": round(time.time(), 3), "kind": kind, **{k: v for k, v in facts.items() if v is not None}}
+    # To the microsecond: the story and its detail are two lists merged by time when read, and
+    # entries of one job come a millisecond or less apart.
+    return {"at": round(time.time(), 6), "kind": kind, **{k: v for k, v in facts.items() if v is not None}}
 
 
 def append(conn, lead_id: str, kind: str, **facts) -> dict:
@@ -180,7 +182,8 @@ def read(conn, lead_id: str) -> list[dict]:
     entries = [_entry_of(raw) for raw in story]
     if detail:
         # Both lists are in time order, and a stable sort keeps each list's order. Entries of
-        # the same millisecond put the detail first: a call comes before what it brought about.
+        # the same instant (written to the millisecond by an earlier release) put the detail
+        # first: a call comes before what it brought about.
         merged = [(_time_of(entry), 1, entry) for entry in entries]
         merged += [(_time_of(entry), 0, entry) for entry in map(_entry_of, detail)]
         entries = [entry for *_, entry in sorted(merged, key=lambda item: item[:2])]
