@@ -159,7 +159,7 @@ def test_stored_validation_errors_of_a_rejected_event_are_capped(redis_conn):
 
 def test_activity_marks_are_one_bounded_set_per_lead(redis_conn, monkeypatch):
     monkeypatch.setattr(defaults, "ACTIVITY_MARKS_MAX", 5)
-    fingerprints = [f"{n:016x}" * 2 for n in range(8)]
+    fingerprints = [f"{n:02x}" * 16 for n in range(8)]
     for fingerprint in fingerprints:
         mappings.mark_activity(redis_conn, "cafe05", fingerprint)
     assert redis_conn.zcard(keys.lead_activities("cafe05")) == 5

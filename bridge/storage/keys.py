@@ -95,7 +95,7 @@ def activity_dedupe(lead_id: str, fingerprint: str) -> str:
 
 def lead_activities(lead_id: str) -> str:
     """Sorted set of the activities of one lead that reached LionDesk (short fingerprints, scored by
-    when), at most ACTIVITY_MARKS_MAX of them (lifetime: `lifetimes.link`)."""
+    when, in unix seconds), at most ACTIVITY_MARKS_MAX of them (lifetime: `lifetimes.link`)."""
     return f"{PREFIX}activities:{lead_id}"
 
 

@@ -239,9 +239,9 @@ def mark_effect(conn: redis.Redis, lead_id: str, effect: str, state: str) -> Non
         pipe.execute()
 
 
-ACTIVITY_MARK_DIGITS = 16
-"""Hex digits of an activity's fingerprint kept as its mark: 64 bits, so that two activities of
-one lead share a mark with odds under one in 10^10 even for a lead with 50,000 of them."""
+ACTIVITY_MARK_DIGITS = 12
+"""Hex digits of an activity's fingerprint kept as its mark: 48 bits, so that two of a lead's
+ACTIVITY_MARKS_MAX marks coincide with odds of about one in 10^8."""
 
 
 def activity_seen(conn: redis.Redis, lead_id: str, fingerprint: str) -> bool:
@@ -257,7 +257,7 @@ def mark_activity(conn: redis.Redis, lead_id: str, fingerprint: str) -> None:
     """Record that an activity reached LionDesk: kept as long as the link, the newest ACTIVITY_MARKS_MAX per lead."""
     key = keys.lead_activities(lead_id)
     with conn.pipeline(transaction=False) as pipe:  # one round trip
-        pipe.zadd(key, {fingerprint[:ACTIVITY_MARK_DIGITS]: int(time.time() * 1000)})  # unix ms: newest last
+        pipe.zadd(key, {fingerprint[:ACTIVITY_MARK_DIGITS]: int(time.time())})  # unix seconds: newest last
         pipe.zremrangebyrank(key, 0, -defaults.ACTIVITY_MARKS_MAX - 1)
         pipe.expire(key, keys.lifetimes.link)
         pipe.execute()
