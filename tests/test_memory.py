@@ -60,10 +60,9 @@ def test_retention_periods_are_settings_in_days_with_the_documented_defaults():
     assert load_settings({}).retention == Retention(story=365 * DAY, story_detail=7 * DAY, link=365 * DAY,
                                                     event=90 * DAY, delivered_event=7 * DAY)
     settings = load_settings({"BRIDGE_STORY_RETENTION_DAYS": "30", "BRIDGE_LINK_RETENTION_DAYS": "400",
-                              "BRIDGE_DELIVERED_EVENT_RETENTION_DAYS": "2", "BRIDGE_REDIS_MEMORY_WARNING_PERCENT": "70"})
+                              "BRIDGE_DELIVERED_EVENT_RETENTION_DAYS": "2"})
     assert (settings.retention.story, settings.retention.link, settings.retention.delivered_event) == (
         30 * DAY, 400 * DAY, 2 * DAY)
-    assert settings.redis_memory_warning_percent == 70
 
 
 @pytest.mark.parametrize("env, variable", [
@@ -71,7 +70,6 @@ def test_retention_periods_are_settings_in_days_with_the_documented_defaults():
     ({"BRIDGE_LINK_RETENTION_DAYS": "a year"}, "BRIDGE_LINK_RETENTION_DAYS"),
     ({"BRIDGE_EVENT_RETENTION_DAYS": "5", "BRIDGE_DELIVERED_EVENT_RETENTION_DAYS": "6"},
      "BRIDGE_DELIVERED_EVENT_RETENTION_DAYS"),
-    ({"BRIDGE_REDIS_MEMORY_WARNING_PERCENT": "120"}, "BRIDGE_REDIS_MEMORY_WARNING_PERCENT"),
 ])
 def test_a_wrong_retention_names_its_variable(env, variable):
     with pytest.raises(ConfigError) as caught:

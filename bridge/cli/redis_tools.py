@@ -40,7 +40,7 @@ def usage_command(as_json, sample):
 
     settings, conn = _open()
     report = usage.usage(conn, sample=sample or defaults.REDIS_USAGE_SAMPLE_KEYS,
-                         warning_percent=settings.redis_memory_warning_percent)
+                         warning_percent=settings.alert_redis_memory_percent)
     if as_json:
         _echo_json(report.to_json())
         return
@@ -105,9 +105,9 @@ def trim_command(dry_run, yes, story_days, as_json):
         if not click.confirm("Drop all this?", default=False, err=True):
             click.echo("bridge redis trim: nothing changed", err=True)
             sys.exit(1)
-    before = usage.memory_state(conn, settings.redis_memory_warning_percent)
+    before = usage.memory_state(conn, settings.alert_redis_memory_percent)
     done = usage.trim(conn, story_days=story_days)
-    after = usage.memory_state(conn, settings.redis_memory_warning_percent)
+    after = usage.memory_state(conn, settings.alert_redis_memory_percent)
     if as_json:
         _echo_json({"dropped": [vars(step) for step in done], "memory_before": before.to_json(),
                     "memory_after": after.to_json()})

@@ -55,7 +55,7 @@ class MemoryState:
         return f"{used} of {megabytes(self.maxmemory_bytes)} ({self.percent:.0f} %){note}"
 
 
-def memory_state(conn, warning_percent: int = defaults.REDIS_MEMORY_WARNING_PERCENT) -> MemoryState:
+def memory_state(conn, warning_percent: int = defaults.ALERT_REDIS_MEMORY_PERCENT) -> MemoryState:
     """Read memory used and `maxmemory` from INFO memory, and the level they make."""
     info = conn.info("memory")
     used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
@@ -216,7 +216,7 @@ class UsageReport:
 
 
 def usage(conn, sample: int = defaults.REDIS_USAGE_SAMPLE_KEYS,
-          warning_percent: int = defaults.REDIS_MEMORY_WARNING_PERCENT) -> UsageReport:
+          warning_percent: int = defaults.ALERT_REDIS_MEMORY_PERCENT) -> UsageReport:
     """Count every key by kind and measure them all, or every n-th of them past `sample` keys."""
     kinds = record_kinds()
     total = conn.dbsize()

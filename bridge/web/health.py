@@ -44,7 +44,9 @@ def healthz():
             raise redis.ConnectionError(redis_health["message"])
         backlog = queue_backlog(conn)
         intake = status.intake_backlog(conn)
-        liondesk = status.liondesk_auth(conn, current_app.config["BRIDGE_SETTINGS"])
+        settings = current_app.config["BRIDGE_SETTINGS"]
+        liondesk = status.liondesk_auth(conn, settings)
+        channels = status.liondesk_channels(conn, settings, echo=True)
         poll = status.poll_status(conn)
         memory = status.redis_memory(conn, current_app.config["BRIDGE_SETTINGS"])
         workers = status.worker_status(conn)
@@ -52,13 +54,18 @@ def healthz():
         message = redis_health["message"] or f"Redis unreachable ({exc.__class__.__name__})"
         return jsonify(status="unavailable", redis=status.REDIS_UNREACHABLE, redis_message=message), 503
     # The reason may quote LionDesk's answer; it is for the console, not an unauthenticated probe.
-    liondesk = {"state": liondesk["state"], "since": liondesk["since"]}
+    conflict = liondesk.get("app_conflict")
+    liondesk = {"state": liondesk["state"], "since": liondesk["since"],
+                "tasks_channel": channels["tasks"]["channel"], "v1": channels["v1"]["state"]}
+    if conflict:  # named once here, whatever number of leads it touched
+        liondesk["app_conflict"] = {"problem": conflict["problem"], "since": conflict["since"],
+                                    "scopes": conflict["scopes"]}
     # Likewise the poll's error text: the probe gets when it ran, how far it read, and how it ended.
     poll = {name: poll.get(name) for name in ("last_run", "cursor", "outcome")}
     # Host names and pids are for the console too: the probe gets the count and the alarm.
     workers = {"live": workers.live, "last_seen": workers.last_seen, "silent_seconds": workers.silent_seconds,
                "no_worker": workers.no_worker, "message": workers.message}
-    # Memory used against maxmemory, with a warning (from BRIDGE_REDIS_MEMORY_WARNING_PERCENT) well
+    # Memory used against maxmemory, with a warning (from ALERT_REDIS_MEMORY_PERCENT) well
     # before Redis refuses writes: time to run `bridge redis trim` or take a bigger plan.
     memory = {name: memory[name] for name in ("used_bytes", "maxmemory_bytes", "percent", "level", "warning")}
     body = dict(redis=redis_health["state"], liondesk=liondesk, intake=intake, queue=backlog, poll=poll,
