@@ -24,13 +24,51 @@ retries every 30 s without a cap, so a delivery after an outage is hours old; it
 receiver ignores messages older than 7 days. Past this, receipt time orders."""
 
 EVENT_TTL_SECONDS = 90 * 24 * 3600
-"""How long a stored webhook event (body, headers, outcome) is kept, in seconds."""
+"""How long a stored webhook event (body, headers, outcome) is kept while its work is not
+done (queued, retrying, failed, rejected, ignored), in seconds (90 days).
+BRIDGE_EVENT_RETENTION_DAYS overrides it."""
+
+DELIVERED_EVENT_TTL_SECONDS = 7 * 24 * 3600
+"""How long a stored webhook event is kept once its job succeeded, in seconds (7 days: long
+enough to look at it or replay it, short enough that delivered bodies, the bulk of what the
+bridge stores, never pile up). BRIDGE_DELIVERED_EVENT_RETENTION_DAYS overrides it."""
 
 HISTORY_MAX_ENTRIES = 1000
 """Most entries kept in one lead's history list; the oldest are trimmed first."""
 
 HISTORY_TTL_SECONDS = 365 * 24 * 3600
-"""How long a lead's history and id mappings live after their last change, in seconds."""
+"""How long a lead's story (what happened: created, updated, failed, replayed) lives after
+its last entry, in seconds (a year). BRIDGE_STORY_RETENTION_DAYS overrides it."""
+
+HISTORY_DETAIL_TTL_SECONDS = 7 * 24 * 3600
+"""How long the detail of a lead's story (each LionDesk call, each delivery received, each
+activity delivered) lives after its last entry, in seconds (7 days: the window in which
+support investigates a problem). BRIDGE_STORY_DETAIL_RETENTION_DAYS overrides it."""
+
+HISTORY_DETAIL_MAX_ENTRIES = 500
+"""Most detail entries kept for one lead; the oldest are trimmed first."""
+
+HISTORY_ENTRY_MAX_BYTES = 2048
+"""Largest stored story entry, in bytes of JSON: longer values (an error text, a list of
+validation errors) are cut, and the entry says how many bytes were left out."""
+
+STORED_ERRORS_MAX_BYTES = 4096
+"""Largest set of validation errors kept with a rejected event, in bytes of JSON; the rest
+is cut with a note (100,000 invalid activities would otherwise store megabytes of errors)."""
+
+LINK_TTL_SECONDS = 365 * 24 * 3600
+"""How long a lead's link to LionDesk (id maps both ways, the last synced snapshot, once-only
+effects, delivered-activity marks) lives after its last change, in seconds (a year). A lead
+whose link expired is matched to its contact again by e-mail and phone, never duplicated.
+BRIDGE_LINK_RETENTION_DAYS overrides it."""
+
+ACTIVITY_MARKS_MAX = 2000
+"""Most delivered-activity marks kept per lead (the newest); bounds a lead with tens of
+thousands of activities to a few tens of kilobytes."""
+
+REDIS_USAGE_SAMPLE_KEYS = 20_000
+"""Most keys `bridge redis usage` measures one by one (MEMORY USAGE); beyond that it measures
+a SCAN sample of this many and scales the figures up by the key counts."""
 
 PENDING_EVENT_TTL_SECONDS = 7 * 24 * 3600
 """How long an event counts as forward work waiting for its lead, in seconds (7 days), unless its job
@@ -48,6 +86,10 @@ RETRY_INTERVALS_SECONDS = (30, 120, 600, 1800, 7200, 21600)
 (30 s, 2 min, 10 min, 30 min, 2 h, 6 h): it spans a LionDesk outage of hours.
 BRIDGE_RETRY_INTERVALS overrides it (comma-separated seconds)."""
 
+PARKED_EXPIRY_DAYS = 30
+"""How long a delivery for a lead Real Geeks has not identified yet waits for the lead's details, in days
+(BRIDGE_PARKED_EXPIRY_DAYS). It must stay under EVENT_TTL_SECONDS: the parked event's body is read when applied."""
+
 JOB_TIMEOUT_SECONDS = 25
 """Longest a single job may run, in seconds; under the 30 s a Heroku dyno gets
 between SIGTERM and SIGKILL, so a warm shutdown always finishes the job in hand."""
@@ -58,9 +100,16 @@ WORKER_REDIS_BACKOFF_FIRST_SECONDS = 1.0
 WORKER_REDIS_BACKOFF_MAX_SECONDS = 30.0
 """The longest wait between tries to reach Redis again, in seconds (the back-off doubles up to it)."""
 
-WORKER_DEQUEUE_BLOCK_SECONDS = 10
+WORKER_DEQUEUE_BLOCK_SECONDS = 4
 """How long an idle worker blocks waiting for a job, in seconds, before it comes round to
-its maintenance again (RQ's own default, 405 s, would delay that for minutes)."""
+its maintenance again (RQ's own default, 405 s, would delay that for minutes). Under
+REDIS_SOCKET_TIMEOUT_SECONDS: the process's pooled connections keep that timeout, and a
+block outlasting it reads as a lost connection, which RQ answers with growing pauses
+(up to a minute) before it looks at the queues again."""
+
+WORKER_DEQUEUE_RECONNECT_MAX_SECONDS = 5.0
+"""Longest pause, in seconds, between an idle worker's tries to reach Redis again (RQ's own
+back-off, 60 s by default, would leave the first lead after an outage waiting that long)."""
 
 WORKER_MAINTENANCE_SECONDS = 15
 """How often a worker runs RQ's own maintenance, in seconds: registry cleanup (RQ's
@@ -182,6 +231,11 @@ TOKEN_REFRESH_LOCK_SECONDS = 30
 """Lifetime of the LionDesk token-refresh lock, in seconds; longer than one token
 request can take (connect + read timeouts), so it only expires when its holder died."""
 
+TOKEN_STORE_WAIT_SECONDS = 15
+"""How long a LionDesk refresh answer Redis refuses (away or full) is retried before the job
+gives up on it, in seconds (under JOB_TIMEOUT_SECONDS; the answer then stays in the process
+and is stored before its next token use)."""
+
 TOKEN_REFRESH_WAIT_SECONDS = 15
 """How long a caller waits for another process's LionDesk token refresh, in seconds
 (under JOB_TIMEOUT_SECONDS)."""
@@ -235,6 +289,10 @@ ADMIN_DEVICE_SECONDS = 90 * 24 * 3600
 ADMIN_PASSWORD_MIN_CHARACTERS = 12
 """Shortest password `bridge admin add-user` accepts, in characters."""
 
+ADMIN_PASSWORD_CHECKS_AT_ONCE = 2
+"""Console password checks one process runs at the same time (the others wait their turn):
+with ADMIN_SCRYPT_N below, at most 64 MiB per web process go to checking passwords."""
+
 ADMIN_SCRYPT_N, ADMIN_SCRYPT_R, ADMIN_SCRYPT_P = 2 ** 15, 8, 1
 """scrypt cost of console passwords: 128·N·r bytes = 32 MiB of memory and about 0.1 s of
 one core per check (stored with each hash, so raising them leaves older hashes readable)."""
@@ -256,7 +314,8 @@ ALERT_NO_WORKER_MINUTES = 5
 """How long no worker may be seen before an alert, in minutes."""
 
 ALERT_REDIS_MEMORY_PERCENT = 80
-"""Share of Redis's memory limit (maxmemory) in use above which an alert goes out, in percent."""
+"""Share of Redis's memory limit (maxmemory) in use above which an alert goes out, in percent; from
+the same share /healthz (`redis_memory.warning`), the console's banner and /metrics warn."""
 
 ALERT_WEBHOOK_TIMEOUT_SECONDS = (3.05, 5.0)
 """Connect and read timeouts of one alert webhook call, in seconds: a slow chat service
@@ -284,7 +343,8 @@ INTAKE_BACKLOG_COUNT_LIMIT = 10_000
 count it itself); past it, /healthz and /metrics report this many (a floor)."""
 
 INTAKE_STREAM_MAX_LENGTH = 1_000_000
-"""Approximate number of relayed entries the intake stream keeps before trimming old ones."""
+"""Approximate number of entries the intake stream holds at most, a backstop: entries are
+trimmed as soon as they are relayed (`storage.usage.trim_relayed`)."""
 
 RELAY_GROUP = "relay"
 """Consumer group of the intake stream; every worker process reads it as one consumer."""
@@ -323,6 +383,11 @@ hands that contact to a job of its own and moves on."""
 POLL_TRIGGER_CHECK_SECONDS = 1.0
 """How often each worker process checks whether a new poll slot began, in seconds
 (never longer than a quarter of LIONDESK_POLL_SECONDS)."""
+
+EVENT_RESULT_TTL_SECONDS = 3600
+"""How long RQ keeps a finished event job and its result, in seconds (an hour). The lead's story
+keeps what the job did; RQ's own record of it takes about 7 KB, more than the lead's whole
+year-long record, so keeping it a day made a busy day's leads fill a small Redis."""
 
 POLL_RESULT_TTL_SECONDS = 3600
 """How long a finished poll job (and what it read and wrote) stays inspectable in RQ, in seconds."""
@@ -375,6 +440,12 @@ WEBHOOK_JSON_MAX_NUMBER_CHARACTERS = 100
 WEBHOOK_JSON_MAX_VALUES = 200_000
 """Most JSON values (objects, arrays, strings, numbers, true/false/null; keys not counted)
 one webhook body may hold, in values; more get 400."""
+
+CONSOLE_REJECTED_PAGE_SIZE = 50
+"""Rejected deliveries per console page (a count): each is read whole, body included."""
+
+CONSOLE_ERROR_FIELDS = 50
+"""Most fields of one delivery's validation errors a console page lists (a count); the rest are counted."""
 
 CONSOLE_LINE_CHARACTERS = 1_000
 """Most characters of one story entry or error a console list shows; the rest is on the entry's own page."""

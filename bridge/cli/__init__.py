@@ -25,11 +25,11 @@ class BridgeGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            click.echo(f"bridge: cannot reach Redis at {redis_location()}: {connection_reason(exc)}", err=True)
+            say(f"bridge: cannot reach Redis at {redis_location()}: {connection_reason(exc)}", err=True)
             sys.exit(1)
         except (requests.ConnectionError, requests.Timeout) as exc:
             url = getattr(getattr(exc, "request", None), "url", None) or "the server"
-            click.echo(f"bridge: cannot reach {url}: {connection_reason(exc)}", err=True)
+            say(f"bridge: cannot reach {url}: {connection_reason(exc)}", err=True)
             sys.exit(1)
         except ConfigError as exc:  # met after start-up, e.g. no REDIS_URL and no embedded Redis installed
             click.echo(f"bridge: configuration error: {exc}", err=True)
@@ -220,3 +220,6 @@ from bridge.cli.alerts import alerts as _alerts_commands  # noqa: E402
 
 main.add_command(_admin_commands)
 main.add_command(_alerts_commands)
+from bridge.cli.redis_tools import redis_group as _redis_commands  # noqa: E402  (bridge redis usage|trim)
+
+main.add_command(_redis_commands)
