@@ -315,5 +315,6 @@ def _card(conn, story: list[dict]) -> tuple[str | None, str | None, str | None]:
 
 
 def _exists(conn, lead_id: str) -> bool:
-    """Whether the bridge has a history or a mapping for a lead id."""
-    return bool(conn.exists(keys.lead_history(lead_id), keys.lead_mapping(lead_id)))
+    """Whether the bridge has a story (its lasting part or its detail: a lead with only a queued delivery
+    has only the detail) or a mapping for a lead id."""
+    return bool(conn.exists(keys.lead_history(lead_id), keys.lead_story_detail(lead_id), keys.lead_mapping(lead_id)))
