@@ -247,6 +247,10 @@ ADMIN_DEVICE_SECONDS = 90 * 24 * 3600
 ADMIN_PASSWORD_MIN_CHARACTERS = 12
 """Shortest password `bridge admin add-user` accepts, in characters."""
 
+ADMIN_PASSWORD_CHECKS_AT_ONCE = 2
+"""Console password checks one process runs at the same time (the others wait their turn):
+with ADMIN_SCRYPT_N below, at most 64 MiB per web process go to checking passwords."""
+
 ADMIN_SCRYPT_N, ADMIN_SCRYPT_R, ADMIN_SCRYPT_P = 2 ** 15, 8, 1
 """scrypt cost of console passwords: 128·N·r bytes = 32 MiB of memory and about 0.1 s of
 one core per check (stored with each hash, so raising them leaves older hashes readable)."""
@@ -387,6 +391,12 @@ WEBHOOK_JSON_MAX_NUMBER_CHARACTERS = 100
 WEBHOOK_JSON_MAX_VALUES = 200_000
 """Most JSON values (objects, arrays, strings, numbers, true/false/null; keys not counted)
 one webhook body may hold, in values; more get 400."""
+
+CONSOLE_REJECTED_PAGE_SIZE = 50
+"""Rejected deliveries per console page (a count): each is read whole, body included."""
+
+CONSOLE_ERROR_FIELDS = 50
+"""Most fields of one delivery's validation errors a console page lists (a count); the rest are counted."""
 
 CONSOLE_LINE_CHARACTERS = 1_000
 """Most characters of one story entry or error a console list shows; the rest is on the entry's own page."""
