@@ -241,16 +241,17 @@ def release(conn: redis.Redis, queues: list[Queue], gone: Callable[[set[str]], s
     for queue in queues:
         mine = {(job_id, execution_id): worker_name for (name, job_id, execution_id), worker_name in executions.items()
                 if name == queue.name and worker_name in dead}
-        if mine and _release_in(conn, queue, mine, kind, reason):
-            released += [job_id for job_id, _ in mine]
+        if mine:
+            released += _release_in(conn, queue, mine, kind, reason)
     return released
 
 
 def _release_in(conn: redis.Redis, queue: Queue, executions: dict[tuple[str, str], str], kind: str,
-                reason: str) -> bool:
-    """Release `executions` ({(job id, execution id): RQ worker}) of one queue; False when another cleaner runs."""
+                reason: str) -> list[str]:
+    """Release `executions` ({(job id, execution id): RQ worker}) of one queue; return the ids of the jobs retried
+    or failed (none when another cleaner is at the registry: the next beat comes back)."""
     if not conn.set(queue.registry_cleaning_key, 1, nx=True, ex=defaults.ABANDONED_SWEEP_LOCK_SECONDS):
-        return False  # RQ's maintenance or another sweep is at this registry: the next beat comes back
+        return []
     try:
         registry = queue.started_job_registry
         started = [(job_id, worker) for (job_id, _), worker in executions.items()
@@ -264,7 +265,7 @@ def _release_in(conn: redis.Redis, queue: Queue, executions: dict[tuple[str, str
     for job_id, worker in started:
         log.warning("job %s of %s %s: %s", job_id, worker, kind.replace("_", " "), reason)
         tell_the_story(conn, job_id, kind, reason=reason, worker=process_of(worker))
-    return True
+    return [job_id for job_id, _ in started]
 
 
 def tell_the_story(conn: redis.Redis, job_id: str, kind: str, **facts) -> None:
