@@ -163,6 +163,23 @@ def test_heart_sweeps_only_once_its_own_beats_are_steady(redis_conn, monkeypatch
     assert not heart.steady()
 
 
+def test_the_scheduler_lock_of_a_dead_worker_is_freed_and_no_other(redis_conn):
+    from rq.scheduler import RQScheduler
+
+    queue = event_queue(redis_conn)
+    key = RQScheduler.get_locking_key(queue.name)
+    beat(redis_conn, "dead-proc")
+    beats.forget(redis_conn, "dead-proc")
+    beat(redis_conn, "live-proc")
+    for holder in (liveness.scheduler_name("live-proc"), "a-plain-rq-scheduler-name"):
+        redis_conn.set(key, holder, ex=60)
+        assert liveness.free_dead_schedulers_locks(redis_conn, [queue]) == []
+        assert redis_conn.get(key).decode() == holder
+    redis_conn.set(key, liveness.scheduler_name("dead-proc"), ex=60)
+    assert liveness.free_dead_schedulers_locks(redis_conn, [queue]) == [key]
+    assert redis_conn.get(key) is None
+
+
 # --- lead locks ----------------------------------------------------------------------------
 
 

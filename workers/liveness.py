@@ -6,6 +6,8 @@
 - `Heart`: writes this process's heartbeat record (`storage/beats.py`) every
   WORKER_BEAT_SECONDS and, while its own beats are steady, sweeps for jobs whose worker
   died.
+- `free_dead_schedulers_locks`: the scheduler lock of a dead process is freed at once, so
+  another worker's maintenance starts a scheduler (the retry ladder) seconds later.
 - `release`: hands started jobs whose worker is gone to RQ's own abandoned-job handling
   at once (retry through the failure policy, or the failed store when the budget is
   spent), and writes the lead's story. The heart's sweep uses it for dead processes,
@@ -22,17 +24,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from typing import Callable, Iterable
 
 import redis
 from rq.executions import Execution
 from rq.job import JobStatus
 from rq.queue import Queue
+from rq.scheduler import RQScheduler
 
 from bridge import defaults
 from bridge.ops.status import redis_trouble
 from bridge.queue import event_id_of_job
-from bridge.storage import beats, events, history, kinds
+from bridge.storage import beats, events, history, kinds, locks
 from bridge.storage.redis import text
 from workers import failure
 
@@ -50,6 +54,30 @@ def rq_worker_name(process: str, generation: int) -> str:
 def process_of(rq_worker: str) -> str:
     """The process that runs (or ran) the RQ worker called `rq_worker`."""
     return rq_worker.partition(GENERATION)[0]
+
+
+def scheduler_name(process: str) -> str:
+    """A name for a scheduler `process` starts: it names the process, so its lock can be freed when the process dies."""
+    return f"{process}{locks.SEPARATOR}{uuid.uuid4().hex}"
+
+
+def free_dead_schedulers_locks(conn: redis.Redis, queues: Iterable[Queue]) -> list[str]:
+    """Delete the scheduler locks held by the scheduler of a worker process that stopped beating; return their keys.
+
+    RQ keeps a scheduler's lock for 61 s after its last heartbeat, and only then does another
+    worker's maintenance start a scheduler: every retry on the ladder would wait that long after
+    a crash. Freed, the lock is taken at the next maintenance (WORKER_MAINTENANCE_SECONDS).
+    """
+    freed = []
+    for queue in queues:
+        key = RQScheduler.get_locking_key(queue.name)
+        holder = text(conn.get(key))
+        process = locks.holder_of(holder)
+        if process and beats.known(conn, process) and not beats.alive(conn, process) \
+                and locks.delete_if_token(conn, key, holder):
+            log.warning("freed %s, held by the scheduler of dead worker %s", key, process)
+            freed.append(key)
+    return freed
 
 
 class Companion:
@@ -159,6 +187,7 @@ class Heart:
                 if self.steady():
                     try:
                         sweep(self.conn, list(self.queues()))
+                        free_dead_schedulers_locks(self.conn, self.queues())
                     except Exception:  # noqa: BLE001 - the beat must go on whatever the sweep meets
                         log.exception("sweep for jobs of dead workers failed; the next beat tries again")
             for companion in self.companions:
@@ -212,16 +241,17 @@ def release(conn: redis.Redis, queues: list[Queue], gone: Callable[[set[str]], s
     for queue in queues:
         mine = {(job_id, execution_id): worker_name for (name, job_id, execution_id), worker_name in executions.items()
                 if name == queue.name and worker_name in dead}
-        if mine and _release_in(conn, queue, mine, kind, reason):
-            released += [job_id for job_id, _ in mine]
+        if mine:
+            released += _release_in(conn, queue, mine, kind, reason)
     return released
 
 
 def _release_in(conn: redis.Redis, queue: Queue, executions: dict[tuple[str, str], str], kind: str,
-                reason: str) -> bool:
-    """Release `executions` ({(job id, execution id): RQ worker}) of one queue; False when another cleaner runs."""
+                reason: str) -> list[str]:
+    """Release `executions` ({(job id, execution id): RQ worker}) of one queue; return the ids of the jobs retried
+    or failed (none when another cleaner is at the registry: the next beat comes back)."""
     if not conn.set(queue.registry_cleaning_key, 1, nx=True, ex=defaults.ABANDONED_SWEEP_LOCK_SECONDS):
-        return False  # RQ's maintenance or another sweep is at this registry: the next beat comes back
+        return []
     try:
         registry = queue.started_job_registry
         started = [(job_id, worker) for (job_id, _), worker in executions.items()
@@ -235,7 +265,7 @@ def _release_in(conn: redis.Redis, queue: Queue, executions: dict[tuple[str, str
     for job_id, worker in started:
         log.warning("job %s of %s %s: %s", job_id, worker, kind.replace("_", " "), reason)
         tell_the_story(conn, job_id, kind, reason=reason, worker=process_of(worker))
-    return True
+    return [job_id for job_id, _ in started]
 
 
 def tell_the_story(conn: redis.Redis, job_id: str, kind: str, **facts) -> None:

@@ -122,6 +122,7 @@ class BridgeWorker(failure.OneLineExpectedFailures, SimpleWorker):
         """Start the scheduler as RQ does, with the scheduler that outlives Redis trouble."""
         options = {name: value for name, value in (("date_format", date_format), ("log_format", log_format)) if value}
         self.scheduler = BridgeScheduler(self.queues, connection=self.connection, serializer=self.serializer,
+                                         name=liveness.scheduler_name(liveness.process_of(self.name)),
                                          logging_level=logging_level if logging_level is not None else self.log.level,
                                          **options)
         self.scheduler.acquire_locks()

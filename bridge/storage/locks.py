@@ -44,6 +44,11 @@ return 0
 """
 
 
+def delete_if_token(conn: redis.Redis, key: str, token: str) -> bool:
+    """Delete the lock at `key` only if it still carries `token` (one atomic step); return whether it did."""
+    return bool(conn.eval(_DELETE_IF_TOKEN, 1, key, token))
+
+
 def set_holder(process: str | None) -> None:
     """Name the process whose jobs take locks from now on (a worker that beats); None for anonymous tokens."""
     global _holder
@@ -119,7 +124,7 @@ def release_left(conn: redis.Redis) -> int:
         left = dict(_left)
     released = 0
     for key, token in left.items():
-        released += int(conn.eval(_DELETE_IF_TOKEN, 1, key, token))
+        released += int(delete_if_token(conn, key, token))
         with _held_guard:
             _left.pop(key, None)
     return released
@@ -141,7 +146,7 @@ def take_over_if_dead(conn: redis.Redis, key: str) -> bool:
                 return False  # a job of ours holds it now
     elif beats.alive(conn, process):
         return False
-    if not conn.eval(_DELETE_IF_TOKEN, 1, key, token):
+    if not delete_if_token(conn, key, token):
         return False
     log.warning("took over %s from %s, which no longer runs the job that held it", key,
                 "this process" if process == _holder else f"dead worker {process}")
