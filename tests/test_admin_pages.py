@@ -397,7 +397,10 @@ def test_lead_page_leads_with_the_summary(browser, redis_conn, console_settings,
     lead = deliver(browser, webhook_secret, first_name="Keoni", last_name="Nakamura")
     run_jobs(console_settings, redis_conn, monkeypatch)
     redis_conn.hset(keys.lead_mapping(lead["id"]), mapping={"contact_id": "9001", "lead_id": "77", "lead_source_id": "31"})
-    redis_conn.hset(keys.lead_effects(lead["id"]), mapping={"campaign:6": "done", "lead": "done"})
+    from bridge.storage import mappings
+
+    for effect in ("campaign:6", "lead"):  # as the forward sync records them
+        mappings.mark_effect(redis_conn, lead["id"], effect, "done")
     history.append(redis_conn, lead["id"], "assigned", contact_id=9001, user_id=5)
     for kind, records in {"users": [{"id": 5, "first_name": "Lani", "last_name": "Park", "email": "lani@example.com"}],
                           "campaigns": [{"id": 6, "name": "New buyer drip"}],
