@@ -409,7 +409,10 @@ def test_lead_page_leads_with_the_summary(browser, redis_conn, console_settings,
     lead = deliver(browser, webhook_secret, first_name="Keoni", last_name="Nakamura")
     run_jobs(console_settings, redis_conn, monkeypatch)
     redis_conn.hset(keys.lead_mapping(lead["id"]), mapping={"contact_id": "9001", "lead_id": "77", "lead_source_id": "31"})
-    redis_conn.hset(keys.lead_effects(lead["id"]), mapping={"campaign:6": "done", "lead": "done"})
+    from bridge.storage import mappings
+
+    for effect in ("campaign:6", "lead"):  # as the forward sync records them
+        mappings.mark_effect(redis_conn, lead["id"], effect, "done")
     history.append(redis_conn, lead["id"], "assigned", contact_id=9001, user_id=5)
     for kind, records in {"users": [{"id": 5, "first_name": "Lani", "last_name": "Park", "email": "lani@example.com"}],
                           "campaigns": [{"id": 6, "name": "New buyer drip"}],
@@ -647,3 +650,24 @@ def test_failed_jobs_told_briefly_agree_with_their_full_story(redis_conn, failur
     assert described.error_class == "PermanentError" and described.attempts == 1
     assert [job.id for job in job_tools.failed_briefly(redis_conn, job_tools.JobFilter(action="updated"))] == [
         event_job_id(failures["updated"]["event_id"])]
+
+
+def test_a_job_record_rq_cannot_read_still_gets_its_row(browser, redis_conn, outage, failures):
+    from rq.job import Job as RQJob
+
+    from bridge.ops import jobs as job_tools
+
+    broken = [event_job_id(outage["first"]["event_id"]), event_job_id(failures["refused"]["event_id"])]
+    for job_id in broken:
+        redis_conn.hset(RQJob.key_for(job_id), mapping={"created_at": b"yesterday", "meta": b"\x80garbage",
+                                                        "enqueued_at": b"soon"})
+    retrying = page(browser, "/admin/retrying")
+    assert broken[0] in rows_of(retrying, "retrying-jobs") and "cannot be read" in retrying
+    assert event_job_id(outage["second"]["event_id"]) in rows_of(retrying, "retrying-jobs")
+    failed = page(browser, "/admin/failed")
+    assert broken[1] in rows_of(failed, "failed-jobs") and len(rows_of(failed, "failed-jobs")) == 3
+    for job_id in broken:
+        assert 'data-status="unreadable"' in page(browser, f"/admin/jobs/{job_id}")
+    page(browser, "/admin/")
+    assert job_tools.replay(redis_conn, [broken[1]], by="t", via="cli")[0].status == "unreadable"
+    assert job_tools.retry_now(redis_conn, [broken[0]], by="t", via="cli")[0].status == "unreadable"

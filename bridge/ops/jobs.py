@@ -243,10 +243,10 @@ def list_failed(conn, job_filter: JobFilter = JobFilter()) -> list[JobSummary]:
            for job_id in FailedJobRegistry(name, connection=conn).get_job_ids()]
     stories: dict[str, list[dict]] = {}
     found = []
-    for job_id, job in zip(ids, Job.fetch_many(ids, connection=conn)):
+    for job_id, job in zip(ids, _jobs(conn, ids)):
         if job is None:
             continue  # its data expired a moment before the registry entry: nothing left to show
-        summary = _describe(conn, job_id, job, _event_of(conn, job_id), stories)
+        summary = _summary_of(conn, job_id, job, stories)
         if job_filter.matches(summary):
             found.append(summary)
     found.sort(key=lambda summary: summary.last_attempt_at or 0, reverse=True)
@@ -255,9 +255,11 @@ def list_failed(conn, job_filter: JobFilter = JobFilter()) -> list[JobSummary]:
 
 def job_detail(conn, job_id: str) -> JobDetail | None:
     """Return what is known about one job (even one whose RQ data expired), or None when nothing is."""
-    job, event = _fetch(conn, job_id), _event_of(conn, job_id)
+    (job,), event = _jobs(conn, [job_id]), _event_of(conn, job_id)
     if job is None and event is None:
         return None
+    if isinstance(job, Unreadable):
+        return JobDetail(summary=_summary_of(conn, job_id, job, {}), event=event, traceback=None, story=[])
     stories: dict[str, list[dict]] = {}
     summary = _describe(conn, job_id, job, event, stories, dismissal(conn, job_id))
     summary.next_attempt_at = status.next_attempt_at(conn, job_id) if job else None
@@ -278,22 +280,22 @@ def replay(conn, job_ids: list[str], *, by: str, via: str,
     """
     jobs = _fetch_all(conn, job_ids, missing_ok)
     return [_replay_one(conn, job, by=by, via=via, intervals=intervals) if isinstance(job, Job)
-            else ReplayResult(job, replayed=False, status="expired") for job in jobs]
+            else ReplayResult(getattr(job, "job_id", job), replayed=False, status=_gone(job)) for job in jobs]
 
 
 def summaries(conn, job_ids: list[str], missing_ok: bool = False) -> list[JobSummary]:
     """Describe the given jobs in full (story read); an unknown one raises JobNotFound, or with `missing_ok`
     is left out."""
-    jobs = [job for job in _fetch_all(conn, job_ids, missing_ok) if isinstance(job, Job)]
+    jobs = [job for job in _fetch_all(conn, job_ids, missing_ok) if not isinstance(job, str)]
     stories: dict[str, list[dict]] = {}
-    return [_describe(conn, job.id, job, _event_of(conn, job.id), stories) for job in jobs]
+    return [_summary_of(conn, job.id if isinstance(job, Job) else job.job_id, job, stories) for job in jobs]
 
 
 def _fetch_all(conn, job_ids: list[str], missing_ok: bool) -> list:
     """Fetch the jobs of `job_ids` (each once, in order); an unknown one raises JobNotFound, or with
     `missing_ok` stands in the list as its id."""
     job_ids = list(dict.fromkeys(job_ids))
-    jobs = Job.fetch_many(job_ids, connection=conn)
+    jobs = _jobs(conn, job_ids)
     missing = [job_id for job_id, job in zip(job_ids, jobs) if job is None]
     if missing and not missing_ok:
         raise JobNotFound(missing)
@@ -324,10 +326,10 @@ def list_retrying(conn, job_filter: JobFilter = JobFilter(), limit: int | None =
     found: list[JobSummary] = []
     for start in range(0, len(due), WAITING_CHUNK):
         chunk = due[start:start + WAITING_CHUNK]
-        for (job_id, score), job in zip(chunk, Job.fetch_many([job_id for job_id, _ in chunk], connection=conn)):
+        for (job_id, score), job in zip(chunk, _jobs(conn, [job_id for job_id, _ in chunk])):
             if job is None:
                 continue  # its data expired; RQ's scheduler drops the entry
-            summary = _describe(conn, job_id, job, _event_of(conn, job_id), stories)
+            summary = _summary_of(conn, job_id, job, stories)
             summary.next_attempt_at = score
             if summary.outcome not in (RETRYING, WAITING):
                 summary.outcome = RETRYING  # scheduled without a recorded failure (an old job): it waits on its ladder
@@ -400,7 +402,7 @@ def retry_now(conn, job_ids: list[str], *, by: str, via: str, now: float | None 
     results = []
     for job in _fetch_all(conn, job_ids, missing_ok):
         if not isinstance(job, Job):
-            results.append(RetryNowResult(job, due_now=False, status="expired"))
+            results.append(RetryNowResult(getattr(job, "job_id", job), due_now=False, status=_gone(job)))
             continue
         registry = ScheduledJobRegistry(job.origin, connection=conn)
         pipe = conn.pipeline(transaction=True)
@@ -424,9 +426,11 @@ def dismiss(conn, job_id: str, reason: str, *, by: str, via: str) -> bool:
     reason = reason.strip()
     if not reason:
         raise ValueError("a reason is required to dismiss a job")
-    job = _fetch(conn, job_id)
+    (job,) = _jobs(conn, [job_id])
     if job is None:
         raise JobNotFound([job_id])
+    if isinstance(job, Unreadable):
+        raise JobNotFailed(job_id, "unreadable")
     if conn.hexists(keys.failed_dismissed(), job_id):
         return False
     if not FailedJobRegistry(job.origin, connection=conn).remove(job):
@@ -550,12 +554,52 @@ def _event_of(conn, job_id: str) -> events.Event | None:
     return events.load(conn, event_id) if event_id else None
 
 
-def _fetch(conn, job_id: str) -> Job | None:
-    """Fetch an RQ job, or None when RQ does not have it."""
+@dataclass(frozen=True)
+class Unreadable:
+    """A job whose RQ record exists but cannot be read (written by hand, or by another release)."""
+
+    job_id: str
+    problem: str
+
+
+def _jobs(conn, job_ids: list[str]) -> list:
+    """Fetch RQ jobs in one round trip: each a Job, None when RQ does not have it, or Unreadable.
+
+    One record RQ cannot load (a date that is not one, a meta that will not unpickle) must not
+    break every page that lists it: fetched one by one then, each broken one stands as Unreadable.
+    """
     try:
-        return Job.fetch(job_id, connection=conn)
-    except NoSuchJobError:
-        return None
+        return Job.fetch_many(job_ids, connection=conn)
+    except Exception:  # noqa: BLE001 (a stored record may hold anything: whatever RQ raises on it)
+        pass
+    found = []
+    for job_id in job_ids:
+        try:
+            found.append(Job.fetch(job_id, connection=conn))
+        except NoSuchJobError:
+            found.append(None)
+        except Exception as exc:  # noqa: BLE001 (as above)
+            found.append(Unreadable(job_id, f"{exc.__class__.__name__}: {str(exc)[:200]}"))
+    return found
+
+
+def _summary_of(conn, job_id: str, job, stories: dict) -> JobSummary:
+    """Summarise a fetched job for a list; an unreadable one (or one that fails to describe) still gets its row."""
+    if not isinstance(job, Unreadable):
+        try:
+            return _describe(conn, job_id, job, _event_of(conn, job_id), stories)
+        except Exception as exc:  # noqa: BLE001 (a stored record may hold anything)
+            job = Unreadable(job_id, f"{exc.__class__.__name__}: {str(exc)[:200]}")
+    event = _event_of(conn, job_id)
+    return JobSummary(id=job_id, queue=None, status="unreadable", event_id=event_id_of_job(job_id),
+                      lead_id=event.lead_id if event else None, action=event.action if event else None,
+                      kind=job_kind(job_id), error_class="UnreadableJob",
+                      error=f"RQ's record of this job cannot be read ({job.problem})")
+
+
+def _gone(job) -> str:
+    """The status a replay or retry-now reports for a job it could not act on: expired, or unreadable."""
+    return "unreadable" if isinstance(job, Unreadable) else "expired"
 
 
 def _jobless_status(event: events.Event | None) -> str:

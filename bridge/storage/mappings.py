@@ -239,8 +239,14 @@ def effect_state(conn: redis.Redis, lead_id: str, effect: str) -> str | None:
 
 
 def effects(conn: redis.Redis, lead_id: str) -> dict[str, str]:
-    """Return every once-only effect recorded for a lead (`campaign:42`, `offers`, `lead`) with its state."""
-    return text_hash(conn.hgetall(keys.lead_effects(lead_id)))
+    """Return every once-only effect recorded for a lead (`campaign:42`, `offers`, `lead`) with its state:
+    those in the link hash, and those the previous release kept in a hash of their own (until it expires)."""
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.lead_effects(lead_id))
+        pipe.hgetall(keys.lead_mapping(lead_id))
+        previous, link = (text_hash(raw) for raw in pipe.execute())
+    return {**previous, **{name[len(EFFECT_PREFIX):]: state for name, state in link.items()
+                           if name.startswith(EFFECT_PREFIX)}}
 
 
 def mark_effect(conn: redis.Redis, lead_id: str, effect: str, state: str) -> None:
