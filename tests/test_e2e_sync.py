@@ -143,6 +143,7 @@ class Stack:
         """A fresh sandbox, and a bridge that forgot the old account's tokens and reference data."""
         self.sandbox.control("POST", "reset")
         self.conn.delete(keys.liondesk_tokens(), keys.liondesk_auth_state(), keys.liondesk_rate_limiter(),
+                         keys.liondesk_contact_search(),
                          *[keys.liondesk_reference(kind) for kind in REFERENCE_PATHS],
                          *[keys.liondesk_reference_fresh(kind) for kind in REFERENCE_PATHS])
 
