@@ -58,9 +58,16 @@ WORKER_REDIS_BACKOFF_FIRST_SECONDS = 1.0
 WORKER_REDIS_BACKOFF_MAX_SECONDS = 30.0
 """The longest wait between tries to reach Redis again, in seconds (the back-off doubles up to it)."""
 
-WORKER_DEQUEUE_BLOCK_SECONDS = 10
+WORKER_DEQUEUE_BLOCK_SECONDS = 4
 """How long an idle worker blocks waiting for a job, in seconds, before it comes round to
-its maintenance again (RQ's own default, 405 s, would delay that for minutes)."""
+its maintenance again (RQ's own default, 405 s, would delay that for minutes). Under
+REDIS_SOCKET_TIMEOUT_SECONDS: the process's pooled connections keep that timeout, and a
+block outlasting it reads as a lost connection, which RQ answers with growing pauses
+(up to a minute) before it looks at the queues again."""
+
+WORKER_DEQUEUE_RECONNECT_MAX_SECONDS = 5.0
+"""Longest pause, in seconds, between an idle worker's tries to reach Redis again (RQ's own
+back-off, 60 s by default, would leave the first lead after an outage waiting that long)."""
 
 WORKER_MAINTENANCE_SECONDS = 15
 """How often a worker runs RQ's own maintenance, in seconds: registry cleanup (RQ's
@@ -182,6 +189,11 @@ TOKEN_REFRESH_LOCK_SECONDS = 30
 """Lifetime of the LionDesk token-refresh lock, in seconds; longer than one token
 request can take (connect + read timeouts), so it only expires when its holder died."""
 
+TOKEN_STORE_WAIT_SECONDS = 15
+"""How long a LionDesk refresh answer Redis refuses (away or full) is retried before the job
+gives up on it, in seconds (under JOB_TIMEOUT_SECONDS; the answer then stays in the process
+and is stored before its next token use)."""
+
 TOKEN_REFRESH_WAIT_SECONDS = 15
 """How long a caller waits for another process's LionDesk token refresh, in seconds
 (under JOB_TIMEOUT_SECONDS)."""
@@ -234,6 +246,10 @@ ADMIN_DEVICE_SECONDS = 90 * 24 * 3600
 
 ADMIN_PASSWORD_MIN_CHARACTERS = 12
 """Shortest password `bridge admin add-user` accepts, in characters."""
+
+ADMIN_PASSWORD_CHECKS_AT_ONCE = 2
+"""Console password checks one process runs at the same time (the others wait their turn):
+with ADMIN_SCRYPT_N below, at most 64 MiB per web process go to checking passwords."""
 
 ADMIN_SCRYPT_N, ADMIN_SCRYPT_R, ADMIN_SCRYPT_P = 2 ** 15, 8, 1
 """scrypt cost of console passwords: 128·N·r bytes = 32 MiB of memory and about 0.1 s of
@@ -375,6 +391,12 @@ WEBHOOK_JSON_MAX_NUMBER_CHARACTERS = 100
 WEBHOOK_JSON_MAX_VALUES = 200_000
 """Most JSON values (objects, arrays, strings, numbers, true/false/null; keys not counted)
 one webhook body may hold, in values; more get 400."""
+
+CONSOLE_REJECTED_PAGE_SIZE = 50
+"""Rejected deliveries per console page (a count): each is read whole, body included."""
+
+CONSOLE_ERROR_FIELDS = 50
+"""Most fields of one delivery's validation errors a console page lists (a count); the rest are counted."""
 
 CONSOLE_LINE_CHARACTERS = 1_000
 """Most characters of one story entry or error a console list shows; the rest is on the entry's own page."""

@@ -7,6 +7,8 @@ import email
 import email.policy
 import json
 import socketserver
+import ssl
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -49,16 +51,17 @@ class WebhookReceiver:
 
 
 class SmtpReceiver:
-    """A minimal SMTP server (EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT; no TLS, as a local relay):
-    records each message with its envelope and the credentials it was sent with."""
+    """A minimal SMTP server (EHLO, STARTTLS when given a TLS context, AUTH PLAIN, MAIL, RCPT, DATA,
+    QUIT): records each message with its envelope, the credentials it was sent with and whether
+    the session was upgraded to TLS first."""
 
-    def __init__(self):
+    def __init__(self, tls: ssl.SSLContext | None = None):
         self.messages: list[dict] = []
         receiver = self
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self):
-                envelope = {"from": None, "to": [], "auth": None}
+                envelope = {"from": None, "to": [], "auth": None, "tls": False}
                 self.say("220 localhost ESMTP test")
                 while True:
                     line = self.rfile.readline().decode("utf-8", "replace").rstrip("\r\n")
@@ -66,10 +69,19 @@ class SmtpReceiver:
                         return
                     verb = line.split(" ", 1)[0].upper()
                     if verb in ("EHLO", "HELO"):
-                        self.say("250-localhost\r\n250-8BITMIME\r\n250 AUTH PLAIN")
+                        starttls = "250-STARTTLS\r\n" if tls and not envelope["tls"] else ""
+                        self.say(f"250-localhost\r\n{starttls}250-8BITMIME\r\n250 AUTH PLAIN")
+                    elif verb == "STARTTLS" and tls:
+                        self.say("220 ready")
+                        try:
+                            self.connection = tls.wrap_socket(self.connection, server_side=True)
+                        except (ssl.SSLError, OSError):
+                            return  # the client refused our certificate
+                        self.rfile, self.wfile = self.connection.makefile("rb"), self.connection.makefile("wb", 0)
+                        envelope["tls"] = True
                     elif verb == "AUTH":
                         _, user, password = base64.b64decode(line.split()[2]).decode().split("\0")
-                        envelope["auth"] = (user, password)
+                        envelope["auth"], envelope["auth_over_tls"] = (user, password), envelope["tls"]
                         self.say("235 2.7.0 accepted")
                     elif verb == "MAIL":
                         envelope["from"] = line.split(":", 1)[1].split()[0].strip("<>")
@@ -103,3 +115,15 @@ class SmtpReceiver:
         """Stop serving."""
         self.server.shutdown()
         self.server.server_close()
+
+
+def self_signed_tls(directory) -> tuple[ssl.SSLContext, str]:
+    """A server TLS context with a fresh self-signed certificate for localhost and 127.0.0.1, and
+    the certificate's path (for a client to trust)."""
+    cert, key = f"{directory}/cert.pem", f"{directory}/key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True, timeout=60)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context, cert

@@ -525,6 +525,21 @@ def test_corrupt_and_huge_records_render_truncated_with_a_page_of_their_own(
     assert 'data-event-id="0000000000000bad" data-outcome="unreadable"' in page(browser, "/admin/deliveries")
     assert browser.get(f"/admin/leads/{lead['id']}/entries/99999").status_code == 404
 
+    # A huge rejected delivery with huge errors: cut short in the lists, whole on its own page.
+    from bridge.storage import events
+
+    big = events.Event(id="0000000000000b16", body=b'{"action":"created","note":"' + b"y" * 900_000 + b'"}', headers={},
+                       received_at=time.time(), status="rejected", action="created", lead_id=lead["id"],
+                       errors={f"activities.{n}.type": ["Not a valid choice."] for n in range(20_000)})
+    redis_conn.hset(keys.event(big.id), mapping=big.to_redis())
+    redis_conn.zadd(keys.events_by_time(), {big.id: big.received_at})
+    redis_conn.zadd(keys.rejected_events(), {big.id: big.received_at})
+    for url in ("/admin/rejected", "/admin/deliveries"):
+        listed = page(browser, url)
+        assert len(listed) < 300_000 and "more characters cut]" in listed, url
+    whole = page(browser, f"/admin/jobs/event-{big.id}")
+    assert "y" * 900_000 in whole
+
 
 def test_repeats_log_is_bounded_and_never_fails_the_webhook(browser, redis_conn, webhook_secret, monkeypatch):
     import redis as redis_lib
@@ -600,3 +615,22 @@ def test_filters_read_times_in_bridge_timezone(redis_conn, make_settings, webhoo
     assert lead["event_id"] in page(client, f"/admin/deliveries?since={before}&until={after}")
     # The same wall-clock times read as UTC would miss it by ten hours.
     assert lead["event_id"] not in page(client, f"/admin/deliveries?since={before}Z&until={after}Z")
+
+
+def test_failed_jobs_told_briefly_agree_with_their_full_story(redis_conn, failures):
+    from bridge.ops import jobs as job_tools
+
+    full = job_tools.list_failed(redis_conn)
+    brief = job_tools.failed_briefly(redis_conn)
+    assert [job.id for job in brief] == [job.id for job in full] and len(brief) == 3
+    assert [(b.action, b.error_class, b.error, b.lead_id, b.kind) for b in brief] == [
+        (f.action, f.error_class, f.error, f.lead_id, f.kind) for f in full]
+    assert all(abs(b.last_attempt_at - f.last_attempt_at) < 1 for b, f in zip(brief, full))
+    # A job that failed before failures were kept on it is described from its story instead.
+    old = Job.fetch(event_job_id(failures["refused"]["event_id"]), connection=redis_conn)
+    old.meta = {"something": "else"}
+    old.save_meta()
+    (described,) = [job for job in job_tools.failed_briefly(redis_conn) if job.id == old.id]
+    assert described.error_class == "PermanentError" and described.attempts == 1
+    assert [job.id for job in job_tools.failed_briefly(redis_conn, job_tools.JobFilter(action="updated"))] == [
+        event_job_id(failures["updated"]["event_id"])]

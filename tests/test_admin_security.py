@@ -151,7 +151,8 @@ def test_the_lockout_attack_slows_the_attacker_and_never_locks_the_owner_out(con
     assert statuses[:free] == [403] * free  # guesses, each checked
     assert statuses[free:] == [429] * 40  # then the account's delay: refused unchecked, counted nowhere
     refused = log_in(browser, ADMIN_USER, "guess", **{"X-Forwarded-For": "203.0.113.77"})
-    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= defaults.ADMIN_LOGIN_FIRST_DELAY_SECONDS
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["Retry-After"]) <= defaults.ADMIN_LOGIN_FIRST_DELAY_SECONDS
     assert "Try again in" in refused.get_data(as_text=True)
 
     # The owner's browser logs in at once with the right password, from its usual address or any other.
@@ -261,3 +262,25 @@ def test_sessions_exist_only_inside_the_console(browser):
         response = browser.get(url) if url == "/healthz" else browser.post(url, data=b"{}")
         assert "Set-Cookie" not in response.headers, url
     assert browser.get("/admin/").status_code == 200  # the console session survived those requests
+
+
+def test_guesses_sent_all_at_once_get_no_more_tries_than_one_at_a_time(make_settings, redis_conn):
+    """Every attempt is counted before its password is checked: thirty at once, from thirty
+    addresses, get the account's free tries and not one more."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bridge.web import auth
+
+    settings = make_settings(admin_username=ADMIN_USER, admin_password=ADMIN_PASSWORD)
+    barrier = threading.Barrier(30)
+
+    def guess(number):
+        barrier.wait(timeout=10)
+        return auth.attempt_login(redis_conn, settings, ADMIN_USER, f"guess {number}", f"198.51.100.{number}",
+                                  None).status
+
+    with ThreadPoolExecutor(30) as pool:
+        statuses = list(pool.map(guess, range(30)))
+    assert sorted(statuses) == [403] * defaults.ADMIN_LOGIN_FREE_FAILURES_PER_ACCOUNT + [429] * (
+        30 - defaults.ADMIN_LOGIN_FREE_FAILURES_PER_ACCOUNT)

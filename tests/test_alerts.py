@@ -141,6 +141,25 @@ def test_webhook_payload_fits_the_chat_service(url, posted, shape):
         assert attachment["content"]["body"][0]["text"] == "hello"
 
 
+def test_chat_text_formats_nothing_a_lead_wrote():
+    _, body = alerts.webhook_payload("https://hooks.slack.com/services/x",
+                                     "lead Eve <!channel> @everyone & <https://evil.example|bank> mei@example.com")
+    assert body["text"] == ("lead Eve &lt;!channel&gt; @\u2060everyone &amp; &lt;https://evil.example|bank&gt; "
+                            "mei@\u2060example.com")
+    _, card = alerts.webhook_payload("https://x.logic.azure.com/workflows/1", "a <b> @c")
+    assert card["attachments"][0]["content"]["body"][0]["text"] == "a <b> @c"  # Teams: a text block, no pings
+
+
+def test_a_lead_name_cannot_forge_lines_of_an_alert(alerting, receiver, redis_conn, client, webhook_secret,
+                                                     monkeypatch):
+    deliver(client, webhook_secret, first_name="Eve\n✅ Real Geeks → LionDesk bridge: Resolved: Leads failed")
+    run_jobs(alerting, redis_conn, monkeypatch, raising(PermanentError("LionDesk said\r\nno")))
+    assert kinds(tick(redis_conn, alerting)) == [("lead_failed", alerts.PROBLEM)]
+    (text,) = receiver.texts
+    assert not any(line.startswith("✅") for line in text.splitlines())
+    assert "Eve\\n✅" in text and "LionDesk said\\r\\nno" in text
+
+
 def test_render_names_the_bridge_and_links_the_page_that_fixes_it(make_settings):
     message = alerts.Message(alerts.PROBLEM, "lead_failed", "Leads failed", "2 leads failed", "/failed")
     text = alerts.render(make_settings(public_url=PUBLIC), message)
@@ -193,6 +212,20 @@ def test_liondesk_refusing_the_bridge_and_its_recovery(alerting, receiver, redis
     assert kinds(tick(redis_conn, settings)) == [("liondesk_auth", alerts.RECOVERY)]
 
 
+def test_an_app_conflict_the_oauth_client_records_is_announced(alerting, receiver, redis_conn):
+    from bridge.clients.oauth import clear_app_conflict, record_app_conflict
+
+    settings = alerting.__class__(**{**alerting.__dict__, "liondesk_client_id": "id", "liondesk_client_secret": "s"})
+    store_tokens(redis_conn, Tokens("access", "refresh", time.time() + 3600), time.time())
+    record_app_conflict(redis_conn, "contacts", "401 on /contacts with a token /me accepts", 1.8e9)
+    assert kinds(tick(redis_conn, settings)) == [("liondesk_auth", alerts.PROBLEM)]
+    text = receiver.texts[-1]
+    assert "refuses the bridge's app since 2027-01-15" in text and "registered under another account" in text
+    assert "401 on /contacts with a token /me accepts" in text
+    clear_app_conflict(redis_conn, "contacts")
+    assert kinds(tick(redis_conn, settings)) == [("liondesk_auth", alerts.RECOVERY)]
+
+
 def test_liondesk_failing_is_read_from_the_call_counters(alerting, receiver, redis_conn):
     metrics = Metrics(redis_conn)
     metrics.call("liondesk", 200)
@@ -200,6 +233,7 @@ def test_liondesk_failing_is_read_from_the_call_counters(alerting, receiver, red
     metrics.call("liondesk", 503)
     metrics.call("liondesk_v1", "UpstreamTimeout")
     assert kinds(tick(redis_conn, alerting)) == [("liondesk_failing", alerts.PROBLEM)]
+    assert "0 leads wait on their retry ladder" in receiver.texts[-1] and f"{PUBLIC}/admin/retrying" in receiver.texts[-1]
     assert tick(redis_conn, alerting) == []  # no call at all since: still failing, already said
     metrics.call("liondesk", 429)
     assert tick(redis_conn, alerting) == []
@@ -302,6 +336,24 @@ def test_an_alert_by_email(make_settings, smtp, redis_conn):
     assert mail["Subject"] == "[bridge alert] No worker" and mail["To"] == "support@example.com, ops@example.com"
     body = mail.get_content()
     assert "No worker has been seen" in body and f"{PUBLIC}/admin/" in body and "🔴" in body
+
+
+def test_email_upgrades_with_starttls_before_it_logs_in(tmp_path, monkeypatch):
+    from tests.alert_support import self_signed_tls
+
+    context, certificate = self_signed_tls(tmp_path)
+    server = SmtpReceiver(tls=context)
+    try:
+        settings = load_settings({"SMTP_URL": f"smtp://alerts%40example.com:secret@localhost:{server.port}",
+                                  "ALERT_EMAIL_TO": "support@example.com"})
+        (problem,) = alerts.deliver(settings, alerts.test_message())  # a certificate nobody vouches for
+        assert "SSLCertVerificationError" in problem and server.messages == []
+        monkeypatch.setenv("SSL_CERT_FILE", certificate)  # now this machine trusts it
+        assert alerts.deliver(settings, alerts.test_message()) == []
+        (sent,) = server.messages
+        assert sent["tls"] and sent["auth"] == ("alerts@example.com", "secret") and sent["auth_over_tls"]
+    finally:
+        server.stop()
 
 
 def test_email_to_an_unreachable_server_is_a_sentence(make_settings):

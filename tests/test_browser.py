@@ -230,6 +230,7 @@ def test_support_sees_waiting_leads_and_runs_them_now(chromium, processes, setti
     assert chromium.find_element(By.ID, "confirm").get_attribute("data-total") == "1"
     assert scheduled.count == 1  # asking ran nothing
     _screenshot(chromium, "bulk-confirm")
+    _screenshot(chromium, "bulk-confirm-phone", width=PHONE_WIDTH)
     _submit(chromium, chromium.find_element(By.ID, "confirm-button"))
     assert "1 job due now" in chromium.find_element(By.ID, "flash").text
     wait_until(lambda: "processed" in [e["kind"] for e in history.read(redis_conn, leads[1]["id"])], timeout=30,

@@ -337,6 +337,53 @@ def test_rotation_stores_the_new_pair_before_using_it_and_never_reuses_the_old_o
     assert read_tokens(redis_conn).refresh_token == token_endpoint.issued[1]["refresh_token"]
 
 
+def failing_store(monkeypatch, failures: int):
+    """Make the next `failures` token stores meet Redis away (as in an outage), then store for real."""
+    import redis
+
+    from bridge.clients import oauth
+
+    real, left = oauth.store_tokens, [failures]
+
+    def store(*args, **kwargs):
+        if left[0] > 0:
+            left[0] -= 1
+            raise redis.ConnectionError("Redis went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(oauth, "store_tokens", store)
+    monkeypatch.setattr(oauth.time, "sleep", lambda seconds: None)
+    return left
+
+
+def test_a_refresh_answer_redis_refuses_for_a_moment_is_stored_when_it_is_back(http, client, redis_conn, clock,
+                                                                              token_endpoint, monkeypatch):
+    """The refresh token LionDesk replaced may be spent: losing its answer to a Redis blip would lose the grant."""
+    stored_valid_token(redis_conn, clock, lifetime=0)
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1})
+    failing_store(monkeypatch, 3)
+    client.get_me()
+    assert read_tokens(redis_conn).refresh_token == token_endpoint.issued[0]["refresh_token"]
+    assert len(token_endpoint.bodies) == 1
+
+
+def test_a_refresh_answer_redis_refuses_too_long_is_stored_before_the_next_token_use(http, client, redis_conn, clock,
+                                                                                    token_endpoint, monkeypatch):
+    import redis
+
+    from bridge import defaults
+
+    stored_valid_token(redis_conn, clock, lifetime=0)
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1})
+    monkeypatch.setattr(defaults, "TOKEN_STORE_WAIT_SECONDS", 0)
+    failing_store(monkeypatch, 1)
+    with pytest.raises(redis.ConnectionError):
+        client.get_me()  # the job fails (and retries); the answer stays in the process
+    client.get_me()
+    assert len(token_endpoint.bodies) == 1, "no second refresh with the spent refresh token"
+    assert read_tokens(redis_conn).refresh_token == token_endpoint.issued[0]["refresh_token"]
+
+
 def test_an_answer_without_a_refresh_token_keeps_the_old_one(http, client, redis_conn, clock):
     old = stored_valid_token(redis_conn, clock, lifetime=0)
     http.add(responses.POST, TOKEN_URL, json={"access_token": "a" * 40, "expires": "2099-01-01T00:00:00.000Z"})

@@ -111,6 +111,10 @@ def test_logout_all_ends_every_session(cli, console, redis_conn):
     assert log_in(browsers[1], "alice", ALICE_PASSWORD).status_code == 302
     assert log_in(browsers[2], "alice", ALICE_PASSWORD).status_code == 302
     copies = [copy_of(console, browser) for browser in browsers]
+    listed = cli("admin", "sessions").stdout.splitlines()
+    assert listed[-1] == "3 open sessions"
+    assert [line.split()[0] for line in listed[:-1]] == [ADMIN_USER, "alice", "alice"]
+    assert all(line.endswith("from 127.0.0.1") for line in listed[:-1])
 
     result = cli("admin", "logout-all", "--user", "ALICE")
     assert result.exit_code == 0 and result.stdout == "ended 2 open sessions of ALICE\n"

@@ -299,6 +299,7 @@ def test_retry_now_runs_a_waiting_job_and_the_early_attempt_counts(cli, redis_co
     result = cli("jobs", "retry-now", job_id)
     assert result.exit_code == 0, result.output
     assert f"running {job_id} now ({spent} retries left after this attempt)" in result.stdout
+    assert "no worker is running: they run when one starts" in result.stderr  # none beats in this test
     entry = history.read(redis_conn, waiting["flaky"]["id"])[-1]
     assert (entry["kind"], entry["via"], entry["by"]) == ("retried_now", "cli", getpass.getuser())
 

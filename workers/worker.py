@@ -35,11 +35,26 @@ class BridgeScheduler(RQScheduler):
     retry would wait a minute or two after each Redis blip.
     """
 
+    parent_pid: int | None = None
+    """The worker process that forked this scheduler; the scheduler stops when that process is gone."""
+
+    def start(self):
+        """Fork the scheduler process, remembering which process it serves."""
+        self.parent_pid = os.getpid()
+        return super().start()
+
     def work(self):
-        """Register, then heartbeat and enqueue due jobs every interval until asked to stop."""
+        """Register, then heartbeat and enqueue due jobs every interval until asked to stop.
+
+        Also stops when its worker process is gone (SIGKILL leaves no one to send the stop):
+        an orphan would keep the scheduler lock of a dead worker.
+        """
         self._install_signal_handlers()
         registered, delay = False, defaults.WORKER_REDIS_BACKOFF_FIRST_SECONDS
         while not self._stop_requested:
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                self.log.warning("Scheduler stopping: its worker process %s is gone", self.parent_pid)
+                break
             try:
                 if not registered:
                     self.register_birth()
@@ -76,6 +91,8 @@ class BridgeWorker(failure.OneLineExpectedFailures, SimpleWorker):
 
     companions: tuple[liveness.Companion, ...] = ()
     """The process's threads, looked after from RQ's loop too (the heartbeat looks after the rest)."""
+
+    max_connection_wait_time = defaults.WORKER_DEQUEUE_RECONNECT_MAX_SECONDS
 
     @property
     def dequeue_timeout(self) -> int:

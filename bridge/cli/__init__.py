@@ -25,11 +25,11 @@ class BridgeGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            click.echo(f"bridge: cannot reach Redis at {redis_location()}: {connection_reason(exc)}", err=True)
+            say(f"bridge: cannot reach Redis at {redis_location()}: {connection_reason(exc)}", err=True)
             sys.exit(1)
         except (requests.ConnectionError, requests.Timeout) as exc:
             url = getattr(getattr(exc, "request", None), "url", None) or "the server"
-            click.echo(f"bridge: cannot reach {url}: {connection_reason(exc)}", err=True)
+            say(f"bridge: cannot reach {url}: {connection_reason(exc)}", err=True)
             sys.exit(1)
         except ConfigError as exc:  # met after start-up, e.g. no REDIS_URL and no embedded Redis installed
             click.echo(f"bridge: configuration error: {exc}", err=True)

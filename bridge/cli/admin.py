@@ -11,7 +11,7 @@ from bridge.cli.environment import redis_or_exit, say, settings_or_exit
 
 @click.group()
 def admin():
-    """Console users: add, remove, list; end sessions."""
+    """Console users: add, remove, list; see and end sessions."""
 
 
 @admin.command("add-user")
@@ -77,6 +77,20 @@ def list_users():
         say(f"{settings.admin_username}  (first user: ADMIN_USERNAME / ADMIN_PASSWORD)")
     for user in users.list_all(redis_or_exit(settings)):
         say(f"{user.name}  added {format_time(user.created_at)}, password set {format_time(user.password_set_at)}")
+
+
+@admin.command("sessions")
+def list_sessions():
+    """List the open console sessions: who, since when, from which address."""
+    from bridge.ops.present import format_time, time_zone
+    from bridge.storage import sessions
+
+    settings = settings_or_exit()
+    found = sessions.list_open(redis_or_exit(settings))
+    zone = time_zone(settings.bridge_timezone)
+    for session in found:
+        say(f"{session.user}  since {format_time(session.created_at, zone)}  from {session.address or '?'}")
+    say(f"{len(found)} open session{'s' if len(found) != 1 else ''}")
 
 
 @admin.command("logout-all")

@@ -13,7 +13,7 @@ from bridge.cli.environment import redis_or_exit, say, settings_or_exit
 from bridge.exceptions import JobNotFailed, JobNotFound
 from bridge.ops import jobs as job_tools
 from bridge.ops import leads as lead_tools
-from bridge.ops import present
+from bridge.ops import present, status
 
 
 def connect_or_exit():
@@ -170,7 +170,7 @@ def jobs_replay(job_ids, replay_all, since, kind, dry_run, yes, as_json):
     except ValueError:
         raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from None
     settings, conn = _settings_and_redis()
-    results = _bulk(conn, "replay", job_ids, replay_all and (lambda: job_tools.list_failed(
+    results = _bulk(conn, "replay", job_ids, replay_all and (lambda: job_tools.failed_briefly(
                         conn, _bulk_filter(kind, since_time))), dry_run, yes, as_json,
                     lambda ids, missing_ok: job_tools.replay(conn, ids, by=operator(), via=job_tools.CLI,
                                                              intervals=settings.retry_intervals,
@@ -227,6 +227,8 @@ def jobs_retry_now(job_ids, retry_all, kind, dry_run, yes, as_json):
             say(f"skipped {result.job_id}: not waiting (status: {result.status})")
     due = sum(r.due_now for r in results)
     say(f"{due} due now, {len(results) - due} skipped; a running worker starts them within seconds")
+    if due and status.worker_status(conn).no_worker:
+        say("bridge: warning: no worker is running: they run when one starts", err=True)
 
 
 @jobs.command("dismiss")
@@ -311,10 +313,12 @@ def find(query, as_json):
     else:
         for card in cards:
             say("  ".join(filter(None, (card.lead_id, card.name, card.email, card.phone))))
-            say(f"  LionDesk: contact {card.mapping.contact_id}" if card.mapping.linked else "  LionDesk: not linked yet")
+            linked = card.mapping.linked
+            say(f"  LionDesk: contact {card.mapping.contact_id}" if linked else "  LionDesk: not linked yet")
             last = card.history[-1] if card.history else None
             if isinstance(last, dict):
-                say(f"  last:     {present.format_time(last.get('at'), zone)}  {present.describe_entry(last, zone=zone)}")
+                when = present.format_time(last.get("at"), zone)
+                say(f"  last:     {when}  {present.describe_entry(last, zone=zone)}")
         say(f"{len(cards)} lead{'s' if len(cards) != 1 else ''} found")
     if not cards:
         sys.exit(1)

@@ -223,6 +223,8 @@ class LionDeskAuth:
         self.service = service
         self.clock = clock
         self.margin = margin
+        self._unsaved: Tokens | None = None
+        """A refresh answer Redis could not take yet: the grant itself, stored before anything else."""
 
     def access_token(self) -> str:
         """Return an access token good for at least the refresh margin, refreshing first if needed."""
@@ -248,7 +250,8 @@ class LionDeskAuth:
                     body["redirect_uri"] = self.settings.liondesk_redirect_uri
                 answer = self._token_request(body, refused_token=refresh_token)
                 new = tokens_from_answer(answer, refresh_token, self.clock())
-                store_tokens(self.conn, new, self.clock())  # before first use: the old refresh token may be spent
+                self._unsaved = new
+                self._store_unsaved()  # before first use: the old refresh token may be spent
         except TokenRefreshBusy:
             tokens, state = self._load()
             if self._replaced(tokens, state, rejected):
@@ -310,8 +313,29 @@ class LionDeskAuth:
         if not self.settings.liondesk_configured:
             raise LionDeskNotConfigured("LIONDESK_CLIENT_ID and LIONDESK_CLIENT_SECRET are not set")
 
+    def _store_unsaved(self) -> None:
+        """Store the refresh answer this process holds, waiting out Redis trouble for TOKEN_STORE_WAIT_SECONDS.
+
+        LionDesk may have spent the refresh token it replaced, so the answer in hand is the grant:
+        lost with a Redis blip, it would cost an operator's re-authorisation. If Redis is still away
+        after the wait, the answer stays in this process and is stored before its next token use.
+        """
+        deadline, delay = time.monotonic() + defaults.TOKEN_STORE_WAIT_SECONDS, 0.25
+        while self._unsaved is not None:
+            try:
+                store_tokens(self.conn, self._unsaved, self.clock())
+                self._unsaved = None
+            except (redis.ConnectionError, redis.TimeoutError, redis.OutOfMemoryError):
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("liondesk tokens not stored yet (Redis away or full); trying again in %.2f s", delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     def _load(self) -> tuple[Tokens, dict]:
-        """Read the stored tokens and the authorisation state in one round trip."""
+        """Read the stored tokens and the authorisation state in one round trip (after storing unsaved ones)."""
+        if self._unsaved is not None:
+            self._store_unsaved()
         pipe = self.conn.pipeline(transaction=False)
         pipe.hgetall(keys.liondesk_tokens())
         pipe.hgetall(keys.liondesk_auth_state())

@@ -24,6 +24,7 @@ import copy
 import ipaddress
 import logging
 import os
+import re
 import smtplib
 import socket
 import ssl
@@ -44,6 +45,7 @@ from bridge.ops import jobs as job_tools
 from bridge.ops import present, status
 from bridge.ops.metrics import Metrics
 from bridge.storage import alerts as store
+from bridge.storage.redis import text as as_text
 
 log = logging.getLogger("bridge.alerts")
 
@@ -116,8 +118,9 @@ def observe_lead_failed(conn, settings, state: store.AlertState, now: float) -> 
     recovery = "No failed leads left: every one was replayed or dismissed."
     # Scored by expiry, in whole seconds: failed at + the same TTL, so newer failures score
     # higher, and those of one second tie (the ids announced at the mark tell them apart).
-    scored = [(job_id.decode() if isinstance(job_id, bytes) else job_id, score)
-              for job_id, score in conn.zrevrangebyscore(registry.key, "+inf", state.mark, withscores=True)]
+    scored = [(as_text(job_id), score) for job_id, score in
+              conn.zrevrangebyscore(registry.key, "+inf", state.mark, withscores=True)
+              if job_tools.job_kind(as_text(job_id)) == job_tools.LEAD]
     total = registry.count
     if not total:
         return Observation(False, recovery=recovery)
@@ -133,33 +136,43 @@ def observe_lead_failed(conn, settings, state: store.AlertState, now: float) -> 
         job = detail.summary if detail else None
         if job is None:
             continue
-        who = f"lead {job.lead_id}" + (f" ({job.lead_name})" if job.lead_name else "") if job.lead_id else job_id
-        lines.append(f"• {who}, {job.action or 'event'}: {job.error_class or 'Error'}: "
-                     f"{present.clip(job.error or '(no message)', 200)}")
+        who = f"lead {job.lead_id}" + (f" ({_fact(job.lead_name, 80)})" if job.lead_name else "") if job.lead_id \
+            else job_id
+        lines.append(f"• {who}, {_fact(job.action or 'event', 40)}: {_fact(job.error_class or 'Error', 80)}: "
+                     f"{_fact(job.error or '(no message)', 200)}")
     if len(fresh) > len(lines):
         lines.append(f"• and {len(fresh) - len(lines)} more")
     count = len(fresh)
     text = (f"{count} lead{'s' if count != 1 else ''} failed for good and did not reach LionDesk"
-            f" ({total} failed lead{'s' if total != 1 else ''} in all). Replay them once the cause is fixed.\n"
+            f" ({total} failed job{'s' if total != 1 else ''} in all). Replay them once the cause is fixed.\n"
             + "\n".join(lines))
     return Observation(True, text=text, news=True, mark=mark, announced=announced, facts=state.facts,
                        recovery=recovery)
 
 
 def observe_liondesk_auth(conn, settings, state: store.AlertState, now: float) -> Observation:
-    """LionDesk refusing the bridge's grant (or its app): nothing reaches LionDesk until a person reconnects it."""
+    """LionDesk refusing the bridge's grant or its app (an app registered under another LionDesk
+    account, as the OAuth client records it): nothing, or not everything, reaches LionDesk until
+    a person reconnects it."""
     auth = status.liondesk_auth(conn, settings)
     recovery = "LionDesk authorisation works again; leads waiting for it go through."
-    if auth.get("state") != status.NEEDS_REAUTHORIZATION:
-        return Observation(False, recovery=recovery)
-    reason = auth.get("reason") or "no reason given"
-    since = f" since {auth['since']}" if auth.get("since") else ""  # ISO 8601 UTC, as the OAuth state reports it
-    if any(word in reason for word in APP_REFUSED_REASONS):
-        text = (f"LionDesk refuses the bridge's app ({reason}){since}: check LIONDESK_CLIENT_ID and "
-                "LIONDESK_CLIENT_SECRET, then connect LionDesk again. Leads wait, none is lost.")
+    conflict = auth.get("app_conflict") if isinstance(auth.get("app_conflict"), dict) else None
+    if auth.get("state") == status.NEEDS_REAUTHORIZATION:
+        reason = _fact(auth.get("reason") or "no reason given", 200)
+        since = f" since {auth['since']}" if auth.get("since") else ""  # ISO 8601 UTC, as the OAuth state reports it
+        if any(word in reason for word in APP_REFUSED_REASONS):
+            text = (f"LionDesk refuses the bridge's app ({reason}){since}: check LIONDESK_CLIENT_ID and "
+                    "LIONDESK_CLIENT_SECRET, then connect LionDesk again. Leads wait, none is lost.")
+        else:
+            text = (f"LionDesk needs re-authorisation ({reason}){since}: connect LionDesk again from the console "
+                    "or with `bridge liondesk authorize`. Leads wait, none is lost.")
+    elif conflict:
+        since = f" since {conflict['since']}" if conflict.get("since") else ""
+        detail = "; ".join(_fact(part, 200) for part in (conflict.get("problem"), conflict.get("reason")) if part)
+        text = (f"LionDesk refuses the bridge's app{since}: {detail}. Connect LionDesk with the account the app "
+                "is registered under (or use that account's app credentials).")
     else:
-        text = (f"LionDesk needs re-authorisation ({reason}){since}: connect LionDesk again from the console "
-                "or with `bridge liondesk authorize`. Leads wait, none is lost.")
+        return Observation(False, recovery=recovery)
     return Observation(True, text=text, recovery=recovery)
 
 
@@ -187,10 +200,15 @@ def observe_liondesk_failing(conn, settings, state: store.AlertState, now: float
     facts = {"ok": ok, "failed": failed, "failing": failing}
     minutes = settings.alert_liondesk_failing_minutes
     since = f" since {present.format_time(state.since)}" if state.since else ""
-    return Observation(failing, hold_for=minutes * 60, facts=facts,
-                       text=(f"Every LionDesk call has failed for {present.format_age(minutes * 60)} or more{since}: "
-                             "leads wait "
-                             "on their retry ladder and go through when LionDesk answers again."),
+    text = ""
+    if failing:  # only then is the count worth its round trips
+        waiting = status.waiting_jobs(conn)
+        count = waiting["liondesk_failing"]
+        leads = f"{count}{'+' if waiting['more'] else ''} " + ("lead waits" if count == 1 else "leads wait")
+        text = (f"Every LionDesk call has failed for {present.format_age(minutes * 60)} or more{since}: {leads} "
+                "on their retry ladder and go through when LionDesk answers again (or run them at once from "
+                "the Retrying page).")
+    return Observation(failing, hold_for=minutes * 60, facts=facts, text=text,
                        recovery="LionDesk answers again; waiting leads go through on their next attempt.")
 
 
@@ -236,7 +254,7 @@ def observe_redis_memory(conn, settings, state: store.AlertState, now: float) ->
 CONDITIONS = (
     Condition("lead_failed", "Leads failed", "/failed", observe_lead_failed, reminds=False),
     Condition("liondesk_auth", "LionDesk refuses the bridge", "/", observe_liondesk_auth),
-    Condition("liondesk_failing", "LionDesk failing", "/", observe_liondesk_failing),
+    Condition("liondesk_failing", "LionDesk failing", "/retrying", observe_liondesk_failing),
     Condition("backlog", "Leads waiting", "/", observe_backlog),
     Condition("no_worker", "No worker", "/", observe_no_worker),
     Condition("redis_memory", "Redis memory", "/", observe_redis_memory),
@@ -376,7 +394,24 @@ def webhook_payload(url: str, text: str) -> tuple[str, dict]:
     if host in DISCORD_HOSTS and parsed.path.startswith("/api/webhooks/") and not parsed.path.endswith(
             ("/slack", "/github")):
         url = parsed._replace(path=parsed.path.rstrip("/") + "/slack").geturl()
-    return url, {"text": text}
+    return url, {"text": chat_safe(text)}
+
+
+def _fact(value, limit: int) -> str:
+    """A fact from a lead or a vendor (a name, an error) fit for one line of an alert: control
+    characters escaped (a newline would forge a line of the alert), cut at `limit`."""
+    return present.terminal_safe(present.clip(str(value), limit))
+
+
+_MENTION = re.compile(r"@(?=\w)")
+
+
+def chat_safe(text: str) -> str:
+    """Text for a Slack-compatible webhook that formats nothing a lead or vendor wrote: `&`, `<`, `>`
+    escaped as Slack asks (no `<!channel>`, no disguised links), and every `@` before a word
+    followed by a word joiner, so `@everyone` or `@channel` in a lead's name pings nobody."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MENTION.sub("@\u2060", escaped)
 
 
 def post_webhook(url: str, text: str) -> None:

@@ -10,15 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge import defaults
-from bridge.jsonlimits import parse
 from bridge.ops import leads, present
 from bridge.storage import events
 
 OUTCOMES = (events.QUEUED, events.DUPLICATE, events.IGNORED, events.REJECTED)
 """What became of a delivery, as the filter offers it."""
-
-NAME_BODY_LIMIT = 64 * 1024
-"""Largest body (bytes) a list parses to name the lead; a larger one is named from its page."""
 
 SCAN_LIMIT = 5000
 """Most deliveries one page reads while looking for ones that match a filter (a count)."""
@@ -127,13 +123,8 @@ def _matches(delivery_filter: DeliveryFilter, row: Delivery) -> bool:
 
 
 def _name(conn, row: Delivery) -> str | None:
-    """The lead's name from a small enough body (within the JSON limits; a repeat's from the delivery it
-    repeated), else None."""
-    body = events.body_of(conn, row.event_id, NAME_BODY_LIMIT) if row.event_id else None
-    if body is None:
-        return None
-    payload = parse(body).value
-    return present.shown(leads.person_name(payload if isinstance(payload, dict) else {}), 200) or None
+    """The lead's name from the delivery (a repeat's from the delivery it repeated), when its body is small."""
+    return leads.name_of_event(conn, row.event_id) if row.event_id else None
 
 
 PAGE_SIZE = min(50, defaults.CONSOLE_PAGE_SIZE)

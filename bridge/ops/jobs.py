@@ -281,9 +281,10 @@ def replay(conn, job_ids: list[str], *, by: str, via: str,
             else ReplayResult(job, replayed=False, status="expired") for job in jobs]
 
 
-def summaries(conn, job_ids: list[str]) -> list[JobSummary]:
-    """Describe the given jobs (for a preview); raises JobNotFound when one is unknown."""
-    jobs = _fetch_all(conn, job_ids, missing_ok=False)
+def summaries(conn, job_ids: list[str], missing_ok: bool = False) -> list[JobSummary]:
+    """Describe the given jobs in full (story read); an unknown one raises JobNotFound, or with `missing_ok`
+    is left out."""
+    jobs = [job for job in _fetch_all(conn, job_ids, missing_ok) if isinstance(job, Job)]
     stories: dict[str, list[dict]] = {}
     return [_describe(conn, job.id, job, _event_of(conn, job.id), stories) for job in jobs]
 
@@ -302,7 +303,7 @@ def _fetch_all(conn, job_ids: list[str], missing_ok: bool) -> list:
 def replay_matching(conn, job_filter: JobFilter, *, by: str, via: str,
                     intervals=defaults.RETRY_INTERVALS_SECONDS) -> list[ReplayResult]:
     """Replay every failed job matching `job_filter` (see `replay`)."""
-    ids = [summary.id for summary in list_failed(conn, job_filter)]
+    ids = [summary.id for summary in failed_briefly(conn, job_filter)]
     return replay(conn, ids, by=by, via=via, intervals=intervals, missing_ok=True)
 
 
@@ -345,18 +346,42 @@ def waiting_briefly(conn, kinds: frozenset[str] | None = None) -> list[JobSummar
     """Every waiting job of `kinds` told briefly (kind, action, lead, error class, next attempt), for a
     bulk preview: two round trips in all (each job's kept failure and each event's meta), no story read."""
     due = waiting_ids(conn, kinds)
-    ids = [job_id for job_id, _ in due]
-    event_ids = [event_id_of_job(job_id) for job_id in ids]
-    metas = dict(zip([e for e in event_ids if e], [meta for meta, _ in events.metas(conn, [e for e in event_ids if e])]))
+    found = _briefly(conn, [job_id for job_id, _ in due], "scheduled")
+    for summary, (_, score) in zip(found, due):
+        summary.next_attempt_at = score
+    return found
+
+
+def failed_briefly(conn, job_filter: JobFilter = JobFilter()) -> list[JobSummary]:
+    """The failed jobs matching `job_filter`, most recently failed first, told briefly from each job's kept
+    failure and its event's meta (no story read): what the Failed page counts and filters, and a bulk
+    replay previews. A job that failed before failures were kept on it is described in full."""
+    ids = [job_id for name in status.QUEUE_NAMES for job_id in FailedJobRegistry(name, connection=conn).get_job_ids()]
+    found = _briefly(conn, ids, "failed")
+    unkept = [summary.id for summary in found if summary.last_attempt_at is None]
+    if unkept:
+        full = {summary.id: summary for summary in summaries(conn, unkept, missing_ok=True)}
+        found = [full.get(summary.id, summary) for summary in found]
+    found = [summary for summary in found if job_filter.matches(summary)]
+    found.sort(key=lambda summary: summary.last_attempt_at or 0, reverse=True)
+    return found
+
+
+def _briefly(conn, job_ids: list[str], state: str) -> list[JobSummary]:
+    """Jobs told from their kept failures and their events' metas: two round trips, whatever their number."""
+    event_ids = [event_id_of_job(job_id) for job_id in job_ids]
+    stored = [event_id for event_id in event_ids if event_id]
+    metas = dict(zip(stored, [meta for meta, _ in events.metas(conn, stored)]))
     found = []
-    for (job_id, score), event_id, failure in zip(due, event_ids, status.last_failures(conn, ids)):
-        meta = metas.get(event_id) or {} if event_id else {}
+    for job_id, event_id, failure in zip(job_ids, event_ids, status.last_failures(conn, job_ids)):
+        meta = (metas.get(event_id) or {}) if event_id else {}
         failure = failure or {}
-        found.append(JobSummary(id=job_id, queue=None, status="scheduled", event_id=event_id,
-                                lead_id=meta.get("lead_id"), action=meta.get("action"), kind=job_kind(job_id),
+        found.append(JobSummary(id=job_id, queue=None, status=state, event_id=event_id, lead_id=meta.get("lead_id"),
+                                action=meta.get("action"), kind=job_kind(job_id),
                                 error_class=_text_or_none(failure.get("error_class")),
                                 error=_text_or_none(failure.get("error")), outcome=_text_or_none(failure.get("outcome")),
-                                next_attempt_at=score))
+                                first_attempt_at=_number_or_none(failure.get("first_at")),
+                                last_attempt_at=_number_or_none(failure.get("at"))))
     return found
 
 

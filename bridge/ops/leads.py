@@ -262,6 +262,20 @@ def event_payload(event: events.Event | None) -> dict:
     return payload if isinstance(payload, dict) else {}
 
 
+NAME_BODY_LIMIT = 64 * 1024
+"""Largest stored body (bytes) a list parses to name its lead; a larger one is named on its own page."""
+
+
+def name_of_event(conn, event_id: str) -> str | None:
+    """The person a stored delivery is about, read from its body when that is small enough (a list
+    names each row without loading megabyte bodies), else None."""
+    body = events.body_of(conn, event_id, NAME_BODY_LIMIT)
+    if body is None:
+        return None
+    payload = parse(body).value
+    return present.shown(person_name(payload if isinstance(payload, dict) else {}), 200) or None
+
+
 def person_name(payload: dict) -> str | None:
     """The person a payload is about: first and last name, or a Real Geeks user's `name`."""
     text = " ".join(part.strip() for part in search_index.texts(payload, ("first_name", "last_name")))

@@ -5,6 +5,7 @@ The CLI and the console both use these, so a history entry reads the same everyw
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from datetime import datetime, timezone, tzinfo
@@ -211,10 +212,15 @@ def shown(value, limit: int | None = defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS
     return clip(value if isinstance(value, str) else _fact_text(value), limit)
 
 
-def error_items(errors, limit: int | None = defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS) -> list[tuple[str, str]]:
-    """Return stored validation errors as (field, message text) pairs, whatever their type."""
+def error_items(errors, limit: int | None = defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS,
+                most: int = defaults.CONSOLE_ERROR_FIELDS) -> list[tuple[str, str]]:
+    """Return stored validation errors as (field, message text) pairs, whatever their type; past `most`
+    fields, one last pair says how many more there are."""
     if isinstance(errors, dict):
-        return [(clip(str(field), 200), shown(messages, limit)) for field, messages in errors.items()]
+        items = [(clip(str(field), 200), shown(messages, limit)) for field, messages in itertools.islice(errors.items(), most)]
+        if len(errors) > most:
+            items.append(("", f"… and {len(errors) - most:,} more fields with errors"))
+        return items
     if errors in (None, "", [], ()):
         return []
     return [("", shown(errors, limit))]

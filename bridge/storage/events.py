@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import secrets
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -19,9 +19,13 @@ QUEUED, IGNORED, REJECTED = "queued", "ignored", "rejected"
 
 
 def new_event_id(now: float | None = None) -> str:
-    """Return a new event id that sorts by receipt time: 12 hex digits of ms, 8 random."""
+    """Return a new event id that sorts by receipt time: 12 hex digits of ms, 8 random.
+
+    The random part need only differ between deliveries of one millisecond, not be secret:
+    `random` (reseeded in every forked process) spares each delivery a system call.
+    """
     millis = int((time.time() if now is None else now) * 1000)
-    return f"{millis:012x}{secrets.token_hex(4)}"
+    return f"{millis:012x}{random.getrandbits(32):08x}"
 
 
 @dataclass

@@ -48,12 +48,26 @@ def load(conn, session_id: str) -> Session | None:
     """The open session with this id, or None (never opened, ended, or expired)."""
     if not isinstance(session_id, str) or not session_id:
         return None
-    stored = text_hash(conn.hgetall(keys.console_session(_digest(session_id))))
+    return _session_of(text_hash(conn.hgetall(keys.console_session(_digest(session_id)))))
+
+
+def _session_of(stored: dict) -> Session | None:
+    """A stored session hash as a Session; None when absent or unreadable."""
     try:
         return Session(user=stored["user"], version=stored["version"], created_at=float(stored["created_at"]),
                        address=stored.get("address", ""))
     except (KeyError, ValueError):
         return None
+
+
+def list_open(conn) -> list[Session]:
+    """Every open session, oldest first."""
+    digests = [text(digest) for digest in conn.zrangebyscore(keys.console_sessions(), time.time(), "+inf")]
+    pipe = conn.pipeline(transaction=False)
+    for digest in digests:
+        pipe.hgetall(keys.console_session(digest))
+    found = [_session_of(text_hash(raw)) for raw in pipe.execute()]
+    return sorted((session for session in found if session), key=lambda session: session.created_at)
 
 
 def end(conn, session_id: str) -> None:

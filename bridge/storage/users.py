@@ -15,6 +15,7 @@ import hmac
 import json
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
@@ -139,10 +140,16 @@ def _field(name: str) -> str:
     return name.strip().casefold()
 
 
+_AT_ONCE = threading.BoundedSemaphore(defaults.ADMIN_PASSWORD_CHECKS_AT_ONCE)
+"""Password checks one process runs at a time: each takes 128·N·r bytes, and a burst of logins
+(an attack from many addresses) must queue, not take a small dyno's memory."""
+
+
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    """scrypt with room for its memory (128·n·r bytes) and some."""
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-                          maxmem=256 * n * r + 1024 * 1024, dklen=32)
+    """scrypt with room for its memory (128·n·r bytes) and some, a bounded number at a time."""
+    with _AT_ONCE:
+        return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
+                              maxmem=256 * n * r + 1024 * 1024, dklen=32)
 
 
 def _b64(data: bytes) -> str:

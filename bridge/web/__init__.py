@@ -52,7 +52,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["bridge.store"] = DeliveryStore(conn)
     app.extensions["bridge.metrics"] = Metrics(conn)
 
-    app.register_blueprint(webhook.bp)
+    webhook.mount(app, webhook.Intake(settings, app.extensions["bridge.store"], app.extensions["bridge.metrics"],
+                                      max_body=defaults.WEBHOOK_MAX_BODY_BYTES))
     app.register_blueprint(health.bp)
 
     auth.configure_sessions(app)  # console-only sessions: no cookie work on any other route

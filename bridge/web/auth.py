@@ -16,7 +16,7 @@ from flask.sessions import SecureCookieSessionInterface
 
 from bridge import defaults
 from bridge.storage import keys, sessions, users
-from bridge.storage.redis import text_hash
+from bridge.storage.redis import text
 
 CONSOLE_PATH = "/admin"
 """URL prefix of the support console."""
@@ -81,7 +81,7 @@ class LoginOutcome:
 
 def attempt_login(conn, settings, username: str, password: str, address: str, device_cookie: str | None,
                   now: float | None = None) -> LoginOutcome:
-    """Check one login attempt against the throttle and the credentials, and count a failure.
+    """Check one login attempt against the throttle and the credentials.
 
     Slowing attackers without locking out the owner: a browser that logged in to this
     account before (it holds a signed device cookie) is checked at once, whatever anyone
@@ -89,50 +89,81 @@ def attempt_login(conn, settings, username: str, password: str, address: str, de
     address, and to a delay per account that grows with the account's recent failures up
     to ADMIN_LOGIN_MAX_DELAY_SECONDS: a botnet gets one guess a minute at the account, and
     the owner on a new browser waits that long at most, never a lockout.
+
+    Every attempt that gets to the password check is counted before the check (and the
+    count forgotten when the password is right): attempts sent all at once cannot slip
+    through together while none has been counted yet.
     """
     now = time.time() if now is None else now
     device = _trusted_device(device_cookie, username, now)
-    if device and _count(conn, f"device:{device}") >= defaults.ADMIN_LOGIN_MAX_FAILURES_PER_DEVICE:
+    if device and not _claim(conn, f"device:{device}", defaults.ADMIN_LOGIN_MAX_FAILURES_PER_DEVICE):
         device = None  # a stolen device cookie does not buy unlimited guesses
     if device is None:
-        if _count(conn, f"addr:{address}") >= defaults.ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS:
-            minutes = defaults.ADMIN_LOGIN_WINDOW_SECONDS // 60
-            return LoginOutcome("throttled", 429, f"Too many failed logins from this address. Try again in "
-                                f"{minutes} minutes.", retry_after=defaults.ADMIN_LOGIN_WINDOW_SECONDS)
-        wait = account_wait(conn, username, now)
+        address_full = LoginOutcome(
+            "throttled", 429, f"Too many failed logins from this address. Try again in "
+            f"{defaults.ADMIN_LOGIN_WINDOW_SECONDS // 60} minutes.", retry_after=defaults.ADMIN_LOGIN_WINDOW_SECONDS)
+        if int(conn.get(keys.admin_login_failures(f"addr:{address}")) or 0) >= \
+                defaults.ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS:
+            return address_full
+        wait = _claim_account(conn, username, now)
         if wait > 0:
             return LoginOutcome("throttled", 429, f"Too many failed logins for this account lately. Try again "
                                 f"in {wait} seconds.", retry_after=wait)
+        if not _claim(conn, f"addr:{address}", defaults.ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS):
+            return address_full  # another attempt from this address took the last try a moment ago
     checked = check_credentials(conn, settings, username, password)
     if checked is None:
-        _record_failure(conn, username, address, device, now)
         return LoginOutcome("failed", 403, "Wrong username or password.")
     name, version = checked
-    forget = [f"addr:{address}"] + ([f"device:{device}"] if device else [])
     pipe = conn.pipeline(transaction=False)
-    pipe.delete(*(keys.admin_login_failures(subject) for subject in forget))
+    pipe.delete(keys.admin_login_failures(f"device:{device}" if device else f"addr:{address}"))
     if device is None:  # the right password from a new browser: whoever failed before was the owner
         pipe.delete(keys.admin_login_throttle(_account(username)))
     pipe.execute()
     return LoginOutcome("ok", 302, user=name, version=version)
 
 
-def account_wait(conn, username: str, now: float) -> int:
-    """Seconds a new browser must still wait before trying this account again (0: it may try now)."""
-    stored = text_hash(conn.hgetall(keys.admin_login_throttle(_account(username))))
-    try:
-        failures, last_at = int(stored["failures"]), float(stored["last_at"])
-    except (KeyError, ValueError):
-        return 0
-    return max(math.ceil(account_delay(failures) - (now - last_at)), 0)
+# KEYS[1]: the account's throttle hash (failures, last_at).
+# ARGV: now, free failures, first delay, longest delay, lifetime of the hash (seconds).
+_CLAIM_ACCOUNT = """
+local failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_at') or '0')
+local now = tonumber(ARGV[1])
+local extra = failures - tonumber(ARGV[2])
+if extra >= 0 then
+  local delay = math.min(tonumber(ARGV[3]) * 2 ^ math.min(extra, 32), tonumber(ARGV[4]))
+  local wait = delay - (now - last)
+  if wait > 0 then return tostring(wait) end
+end
+redis.call('HINCRBY', KEYS[1], 'failures', 1)
+redis.call('HSET', KEYS[1], 'last_at', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return '0'
+"""
 
 
-def account_delay(failures: int) -> float:
-    """The wait after an account's `failures`-th recent failure, in seconds: none for the first few, then doubling."""
-    extra = failures - defaults.ADMIN_LOGIN_FREE_FAILURES_PER_ACCOUNT
-    if extra < 0:
-        return 0
-    return min(defaults.ADMIN_LOGIN_FIRST_DELAY_SECONDS * 2 ** min(extra, 32), defaults.ADMIN_LOGIN_MAX_DELAY_SECONDS)
+def _claim_account(conn, username: str, now: float) -> int:
+    """Count an attempt at the account, unless its delay has not passed: then the seconds still to wait.
+
+    The delay after the account's n-th recent failure: none for the first
+    ADMIN_LOGIN_FREE_FAILURES_PER_ACCOUNT, then ADMIN_LOGIN_FIRST_DELAY_SECONDS doubling with
+    each further one, up to ADMIN_LOGIN_MAX_DELAY_SECONDS. One script: read, decide, count.
+    """
+    wait = conn.eval(_CLAIM_ACCOUNT, 1, keys.admin_login_throttle(_account(username)), repr(now),
+                     defaults.ADMIN_LOGIN_FREE_FAILURES_PER_ACCOUNT, defaults.ADMIN_LOGIN_FIRST_DELAY_SECONDS,
+                     defaults.ADMIN_LOGIN_MAX_DELAY_SECONDS,
+                     defaults.ADMIN_LOGIN_WINDOW_SECONDS + defaults.ADMIN_LOGIN_MAX_DELAY_SECONDS)
+    return math.ceil(float(text(wait)))
+
+
+def _claim(conn, subject: str, limit: int) -> bool:
+    """Count an attempt against an address or device; whether it is within the limit. Each count
+    lapses ADMIN_LOGIN_WINDOW_SECONDS after the last attempt counted."""
+    pipe = conn.pipeline(transaction=True)
+    pipe.incr(keys.admin_login_failures(subject))
+    pipe.expire(keys.admin_login_failures(subject), defaults.ADMIN_LOGIN_WINDOW_SECONDS)
+    count, _ = pipe.execute()
+    return count <= limit
 
 
 def check_credentials(conn, settings, username: str, password: str) -> tuple[str, str] | None:
@@ -263,26 +294,6 @@ def client_address() -> str:
     """
     hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
     return (hops[-1] if hops else request.remote_addr or "unknown")[:64]
-
-
-def _count(conn, subject: str) -> int:
-    """Recent failed logins counted against one address or device."""
-    return int(conn.get(keys.admin_login_failures(subject)) or 0)
-
-
-def _record_failure(conn, username: str, address: str, device: str | None, now: float) -> None:
-    """Count a failed login: against the trusted device alone, or against the address and the account."""
-    window = defaults.ADMIN_LOGIN_WINDOW_SECONDS
-    pipe = conn.pipeline(transaction=False)
-    for subject in ([f"device:{device}"] if device else [f"addr:{address}"]):
-        pipe.incr(keys.admin_login_failures(subject))
-        pipe.expire(keys.admin_login_failures(subject), window)
-    if device is None:
-        throttle = keys.admin_login_throttle(_account(username))
-        pipe.hincrby(throttle, "failures", 1)
-        pipe.hset(throttle, "last_at", now)
-        pipe.expire(throttle, window + defaults.ADMIN_LOGIN_MAX_DELAY_SECONDS)
-    pipe.execute()
 
 
 def _account(username: str) -> str:

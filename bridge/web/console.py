@@ -221,14 +221,16 @@ def chart_of(hours: list[dict]) -> dict:
 def failed():
     """Failed jobs, filtered by action, error class and time, with bulk replay; poll and contact jobs apart."""
     job_filter, values = _filter_from(request.args)
-    everything = job_tools.list_failed(redis_client())
+    conn = redis_client()
+    everything = job_tools.failed_briefly(conn)  # counts and filters from each job's kept failure: no story read
     matching = [job for job in everything if job_filter.matches(job)]
     leads = [job for job in matching if job.kind == job_tools.LEAD]
     others = [job for job in everything if job.kind != job_tools.LEAD]
-    lead_total = sum(job.kind == job_tools.LEAD for job in everything)
+    size = defaults.CONSOLE_PAGE_SIZE
+    shown = job_tools.summaries(conn, [job.id for job in leads[:size]], missing_ok=True)  # the page, in full
     return render_template(
-        "failed.html", jobs=leads[:defaults.CONSOLE_PAGE_SIZE], matching=len(leads), total=lead_total,
-        others=others[:defaults.CONSOLE_PAGE_SIZE], values=values,
+        "failed.html", jobs=shown, matching=len(leads), total=sum(job.kind == job_tools.LEAD for job in everything),
+        others=job_tools.summaries(conn, [job.id for job in others[:size]], missing_ok=True), values=values,
         actions=sorted({job.action for job in everything if job.action}),
         error_classes=sorted({job.error_class for job in everything if job.error_class}))
 
@@ -245,7 +247,7 @@ def replay():
     scope = request.form.get("scope")
     if scope in ("matching", "others") and not request.form.get("confirm"):
         kinds = job_tools.LEAD_JOBS if scope == "matching" else job_tools.NON_LEAD_JOBS
-        found = job_tools.list_failed(conn, dataclasses.replace(job_filter, kinds=kinds))
+        found = job_tools.failed_briefly(conn, dataclasses.replace(job_filter, kinds=kinds))
         return confirm_page("replay", found, url_for(".replay"), back, values)
     selected = request.form.getlist("job_id")
     if not selected:
@@ -267,9 +269,9 @@ def replay():
 
 
 CONFIRM_VERBS = {
-    "replay": ("Replay {n}?", "Replay these {n}", "with a fresh retry budget: each runs again from the first step "
+    "replay": ("Replay {n}?", "Yes, replay {n}", "with a fresh retry budget: each runs again from the first step "
                "of the retry ladder"),
-    "run now": ("Run {n} now?", "Run these {n} now", "ahead of their next attempt; the attempt counts as one of "
+    "run now": ("Run {n} now?", "Yes, run {n} now", "ahead of their next attempt; the attempt counts as one of "
                 "each job's retries"),
 }
 """The bulk actions the confirmation page asks about: its title, its button, and what the action does."""
@@ -285,10 +287,14 @@ def confirm_page(verb: str, found: list, action: str, back: str, values: dict | 
         flash(f"Nothing to {verb}: no job matches.", "error")
         return redirect(back)
     plan = job_tools.preview(found)
+    listed = found[:defaults.CONSOLE_PAGE_SIZE]
+    for summary in listed:  # a brief preview names no one: name the rows shown
+        if summary.lead_name is None and summary.event_id:
+            summary.lead_name = leads.name_of_event(redis_client(), summary.event_id)
     jobs = f"{plan.total} job{'s' if plan.total != 1 else ''}"
     title, button, meaning = (text.format(n=jobs) for text in CONFIRM_VERBS[verb])
     return render_template("confirm.html", verb=verb, title=title, button=button, meaning=meaning,
-                           plan=plan, jobs=found[:defaults.CONSOLE_PAGE_SIZE],
+                           plan=plan, jobs=listed,
                            action=action, back=back, values=values or {})
 
 
@@ -323,7 +329,7 @@ def job(job_id: str):
 def rejected():
     """Signed deliveries that failed validation, newest first, with their errors and payloads."""
     page = max(request.args.get("page", 1, type=int) or 1, 1)
-    size = defaults.CONSOLE_PAGE_SIZE
+    size = defaults.CONSOLE_REJECTED_PAGE_SIZE  # each reads its whole body (up to 1 MiB) to show part of it
     conn = redis_client()
     found = events.list_rejected(conn, (page - 1) * size, size)
     total = conn.zcard(keys.rejected_events())
