@@ -1028,3 +1028,16 @@ def test_an_outage_fails_the_search_as_before(http, anchored):
     with pytest.raises(UpstreamUnavailable):
         anchored.find_matching_contact(search_criteria())
     assert contact_search_state(anchored.conn)["or"] is None  # the outage says nothing about $or
+
+
+def test_criteria_too_long_for_one_query_are_grouped_in_order_and_the_search_stops_at_the_match(http, anchored):
+    criteria = contact_criteria(["a@example.com", "b@example.com"], ["808-634-1968", "(415) 555-0101"], "US")
+    home = {"id": 5, "home_phone": "415.555.0101"}
+    queries = contacts_api(http, on_or=lambda query: (200, listed(ANCHOR)),
+                           on_field=lambda query: (200, listed(home) if "home_phone[$in]" in query else listed()))
+    assert anchored.find_matching_contact(criteria) == (home, "home_phone")
+    first, second = queries  # office_phone is not searched: the home phone matched first
+    assert {key for key in first if key != "$limit"} == {"$or[0][email][$in]", "$or[1][mobile_phone][$in]",
+                                                         "$or[2][id][$in]"}
+    assert set(second) == {"home_phone[$in]", "$limit"} and len(second["home_phone[$in]"]) == 56
+    assert len(urlparse(http.calls[-2].request.url).query) <= defaults.LIONDESK_SEARCH_QUERY_MAX_CHARS

@@ -285,28 +285,20 @@ class LionDeskClient:
         straight away. Every contact returned is checked against the criteria here either
         way, so an answer can cost calls but never link the wrong contact or miss the right one.
         """
-        groups = search_groups(criteria, self._or_anchor(), defaults.LIONDESK_SEARCH_QUERY_MAX_CHARS)
-        for group in groups:
-            contact, matched_by = self._search_group(group)
+        state = contact_search_state(self.conn)
+        anchor = self._or_anchor(state)
+        for group in search_groups(criteria, anchor, defaults.LIONDESK_SEARCH_QUERY_MAX_CHARS):
+            answer = None
+            if len(group) > 1 and anchor is not None:
+                answer, trusted = self._search_with_or(group, anchor, trusted=state["or"] == OR_TRUSTED)
+                if not trusted:
+                    anchor = None  # not this time: the later groups go one by one too
+            contact, matched_by = answer if answer is not None else self._search_one_by_one(group)
             if contact is not None:
-                self._remember_anchor(contact.get("id"))
+                if str(contact.get("id")) != state["anchor_id"]:
+                    self._remember_anchor(contact.get("id"))
                 return contact, matched_by
         return None, None
-
-    def _search_group(self, group: tuple[SearchCriterion, ...]) -> tuple[dict | None, str | None]:
-        """Search one group of criteria: by `$or` when it has several and `$or` may be tried, else one by one."""
-        anchor = self._or_anchor() if len(group) > 1 else None  # asked again: an earlier group may have distrusted it
-        if anchor is None:
-            return self._search_one_by_one(group)
-        try:
-            answer = self._search_with_or(group, anchor)
-        except (UpstreamUnavailable, UpstreamTimeout) as exc:
-            # An outage fails the searches below as well (and the job retries); a LionDesk that
-            # fails only on `$or` (a query it cannot run) must not fail every lead.
-            answer = self._search_one_by_one(group)
-            self._record_or(OR_UNTRUSTED, f"an $or contact search failed ({exc}) where field-by-field "
-                                          "searches answered")
-        return answer if answer is not None else self._search_one_by_one(group)
 
     def _search_one_by_one(self, criteria: tuple[SearchCriterion, ...]) -> tuple[dict | None, str | None]:
         """One search per criterion, in order, stopping at the first that finds the lead's contact."""
@@ -316,21 +308,23 @@ class LionDeskClient:
                 return contact, matched_by
         return None, None
 
-    def _or_anchor(self) -> str | None:
+    def _or_anchor(self, state: dict) -> str | None:
         """The anchor of `$or` searches, or None when there is none yet (no contact made or linked) or when
         LionDesk refused, ignored or could not prove `$or` within LIONDESK_OR_SEARCH_RECHECK_SECONDS."""
-        state = contact_search_state(self.conn)
         if state["or"] == OR_UNTRUSTED and state["since"] and \
                 self.clock() - float(state["since"]) < defaults.LIONDESK_OR_SEARCH_RECHECK_SECONDS:
             return None
         return state["anchor_id"] or None
 
-    def _search_with_or(self, criteria: tuple[SearchCriterion, ...], anchor: str) -> tuple[dict | None, str | None] | None:
-        """One `$or` search by every criterion; its best match (or no match), or None when the answer cannot be trusted.
+    def _search_with_or(self, criteria: tuple[SearchCriterion, ...], anchor: str,
+                        trusted: bool) -> tuple[tuple[dict | None, str | None] | None, bool]:
+        """One `$or` search by every criterion: its answer (the best match or no match; None when it has
+        to be searched one by one) and whether the `$or` answered as it should.
 
         An empty answer would prove nothing (a server that misreads `$or` can answer nothing as
         well as everything), hence the anchor clause: the contact the bridge created or linked
-        last, which LionDesk must return when it honours the query.
+        last, which LionDesk must return when it honours the query. `trusted`: how the last
+        `$or` search was judged (only a change is recorded).
         """
         params = [*or_search_params(criteria, anchor), ("$limit", defaults.LIONDESK_PAGE_SIZE)]
         try:
@@ -339,25 +333,32 @@ class LionDeskClient:
             if exc.status not in OR_REFUSALS:
                 raise  # a refusal that is not about the query (403 ...): the searches one by one would get it too
             self._record_or(OR_UNTRUSTED, f"LionDesk refused an $or contact search ({exc})")
-            return None
+            return None, False
+        except (UpstreamUnavailable, UpstreamTimeout) as exc:
+            # An outage fails the searches one by one as well (and the job retries); a LionDesk
+            # that fails only on `$or` (a query it cannot run) must not fail every lead.
+            answer = self._search_one_by_one(criteria)
+            self._record_or(OR_UNTRUSTED, f"an $or contact search failed ({exc}) where field-by-field "
+                                          "searches answered")
+            return answer, False
         records = page if isinstance(page, list) else (page or {}).get("data") or []
         total = None if isinstance(page, list) else (page or {}).get("total")
         if not any(str(record.get("id")) == anchor for record in records):
             # The anchor may have been deleted since: forget it (the next contact made or linked replaces it).
             self.conn.hdel(keys.liondesk_contact_search(), "anchor_id")
             self._record_or(OR_UNTRUSTED, f"an $or contact search did not return contact {anchor}, which it asked for")
-            return None
+            return None, False
         stray = unasked(criteria, records, anchor)
         if stray:
             self._record_or(OR_UNTRUSTED, f"an $or contact search returned contact {stray[0].get('id')}, which "
                                           "no clause asked for (LionDesk ignored the $or)")
-            return None
+            return None, False
         if isinstance(total, int) and total > len(records):
             log.info("an $or contact search found %s contacts, more than one page: searching field by field", total)
-            return None
-        if contact_search_state(self.conn)["or"] != OR_TRUSTED:
+            return None, True
+        if not trusted:
             self._record_or(OR_TRUSTED, "LionDesk answered an $or contact search with its anchor and nothing unasked")
-        return best_match(criteria, records)
+        return best_match(criteria, records), True
 
     def _record_or(self, verdict: str, reason: str) -> None:
         """Remember how LionDesk answered an `$or` contact search (a distrusted one is not sent again for a while)."""
