@@ -19,6 +19,30 @@ from bridge.exceptions import ConfigError
 from bridge.translate.rules import load_rules
 
 
+DAY = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long each kind of record is kept, in seconds (each from a BRIDGE_*_RETENTION_DAYS variable)."""
+
+    story: int = defaults.HISTORY_TTL_SECONDS
+    story_detail: int = defaults.HISTORY_DETAIL_TTL_SECONDS
+    link: int = defaults.LINK_TTL_SECONDS
+    event: int = defaults.EVENT_TTL_SECONDS
+    delivered_event: int = defaults.DELIVERED_EVENT_TTL_SECONDS
+
+
+RETENTION_VARIABLES = {
+    "story": "BRIDGE_STORY_RETENTION_DAYS",
+    "story_detail": "BRIDGE_STORY_DETAIL_RETENTION_DAYS",
+    "link": "BRIDGE_LINK_RETENTION_DAYS",
+    "event": "BRIDGE_EVENT_RETENTION_DAYS",
+    "delivered_event": "BRIDGE_DELIVERED_EVENT_RETENTION_DAYS",
+}
+"""The variable that sets each field of `Retention`, in whole days."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the bridge reads from its environment, already validated."""
@@ -49,6 +73,7 @@ class Settings:
     bridge_config: str | None = None
     port: int = defaults.PORT
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS_SECONDS
+    retention: Retention = field(default_factory=Retention)
     public_url: str | None = None  # BRIDGE_PUBLIC_URL: where people reach the bridge, for links in alerts
     alert_webhook_url: str | None = None
     smtp_url: str | None = None
@@ -62,6 +87,7 @@ class Settings:
     alert_check_seconds: float = defaults.ALERT_CHECK_SECONDS
     bridge_timezone: str = defaults.DISPLAY_TIMEZONE
     liondesk_contact_url: str | None = None
+    parked_expiry_days: int = defaults.PARKED_EXPIRY_DAYS
     rules: Mapping = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -259,6 +285,16 @@ def _contact_url(env: Mapping[str, str], name: str) -> str | None:
     if value is not None and "{contact_id}" not in value:
         raise ConfigError(name, f"must contain {{contact_id}} where the contact's id goes, got {value!r}")
     return value
+def _retention(env: Mapping[str, str]) -> Retention:
+    """Read the BRIDGE_*_RETENTION_DAYS variables (whole days, 1 to 3650)."""
+    base = Retention()
+    values = {name: _number(env, variable, getattr(base, name) // DAY, int, 1, 3650) * DAY
+              for name, variable in RETENTION_VARIABLES.items()}
+    if values["delivered_event"] > values["event"]:
+        raise ConfigError(RETENTION_VARIABLES["delivered_event"],
+                          f"must not exceed {RETENTION_VARIABLES['event']} ({values['event'] // DAY} days): "
+                          "an event would be kept longer once delivered than while its work is pending")
+    return Retention(**values)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -305,6 +341,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bridge_config=bridge_config,
         port=_number(env, "PORT", defaults.PORT, int, 1, 65535),
         retry_intervals=_intervals(env, "BRIDGE_RETRY_INTERVALS", defaults.RETRY_INTERVALS_SECONDS),
+        retention=_retention(env),
         public_url=_url(env, "BRIDGE_PUBLIC_URL", None, ("http", "https")),
         alert_webhook_url=_url(env, "ALERT_WEBHOOK_URL", None, ("http", "https")),
         smtp_url=smtp_url,
@@ -320,5 +357,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_check_seconds=_number(env, "ALERT_CHECK_SECONDS", defaults.ALERT_CHECK_SECONDS, float, 0.2, 3600),
         bridge_timezone=_timezone(env, "BRIDGE_TIMEZONE"),
         liondesk_contact_url=_contact_url(env, "LIONDESK_CONTACT_URL"),
+        parked_expiry_days=_number(env, "BRIDGE_PARKED_EXPIRY_DAYS", defaults.PARKED_EXPIRY_DAYS, int, 1,
+                                   defaults.EVENT_TTL_SECONDS // 86400 - 1),
         rules=load_rules(bridge_config),
     )

@@ -11,7 +11,7 @@ import redis
 from bridge.clients import build_clients
 from bridge.config import Settings, load_settings
 from bridge.ops.metrics import Metrics
-from bridge.storage import history, kinds
+from bridge.storage import history, keys, kinds
 from bridge.storage.redis import connect, redis_url
 
 
@@ -25,6 +25,9 @@ class Context:
 
     story: tuple[str, str] | None = None
     """(Real Geeks lead id, event id) of the job in hand: its outbound calls go into that lead's history."""
+
+    def __post_init__(self):
+        keys.use_retention(self.settings.retention)  # the records this process writes live as configured
 
     @cached_property
     def metrics(self) -> Metrics:

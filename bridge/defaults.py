@@ -24,13 +24,51 @@ retries every 30 s without a cap, so a delivery after an outage is hours old; it
 receiver ignores messages older than 7 days. Past this, receipt time orders."""
 
 EVENT_TTL_SECONDS = 90 * 24 * 3600
-"""How long a stored webhook event (body, headers, outcome) is kept, in seconds."""
+"""How long a stored webhook event (body, headers, outcome) is kept while its work is not
+done (queued, retrying, failed, rejected, ignored), in seconds (90 days).
+BRIDGE_EVENT_RETENTION_DAYS overrides it."""
+
+DELIVERED_EVENT_TTL_SECONDS = 7 * 24 * 3600
+"""How long a stored webhook event is kept once its job succeeded, in seconds (7 days: long
+enough to look at it or replay it, short enough that delivered bodies, the bulk of what the
+bridge stores, never pile up). BRIDGE_DELIVERED_EVENT_RETENTION_DAYS overrides it."""
 
 HISTORY_MAX_ENTRIES = 1000
 """Most entries kept in one lead's history list; the oldest are trimmed first."""
 
 HISTORY_TTL_SECONDS = 365 * 24 * 3600
-"""How long a lead's history and id mappings live after their last change, in seconds."""
+"""How long a lead's story (what happened: created, updated, failed, replayed) lives after
+its last entry, in seconds (a year). BRIDGE_STORY_RETENTION_DAYS overrides it."""
+
+HISTORY_DETAIL_TTL_SECONDS = 7 * 24 * 3600
+"""How long the detail of a lead's story (each LionDesk call, each delivery received, each
+activity delivered) lives after its last entry, in seconds (7 days: the window in which
+support investigates a problem). BRIDGE_STORY_DETAIL_RETENTION_DAYS overrides it."""
+
+HISTORY_DETAIL_MAX_ENTRIES = 500
+"""Most detail entries kept for one lead; the oldest are trimmed first."""
+
+HISTORY_ENTRY_MAX_BYTES = 2048
+"""Largest stored story entry, in bytes of JSON: longer values (an error text, a list of
+validation errors) are cut, and the entry says how many bytes were left out."""
+
+STORED_ERRORS_MAX_BYTES = 4096
+"""Largest set of validation errors kept with a rejected event, in bytes of JSON; the rest
+is cut with a note (100,000 invalid activities would otherwise store megabytes of errors)."""
+
+LINK_TTL_SECONDS = 365 * 24 * 3600
+"""How long a lead's link to LionDesk (id maps both ways, the last synced snapshot, once-only
+effects, delivered-activity marks) lives after its last change, in seconds (a year). A lead
+whose link expired is matched to its contact again by e-mail and phone, never duplicated.
+BRIDGE_LINK_RETENTION_DAYS overrides it."""
+
+ACTIVITY_MARKS_MAX = 2000
+"""Most delivered-activity marks kept per lead (the newest); bounds a lead with tens of
+thousands of activities to a few tens of kilobytes."""
+
+REDIS_USAGE_SAMPLE_KEYS = 20_000
+"""Most keys `bridge redis usage` measures one by one (MEMORY USAGE); beyond that it measures
+a SCAN sample of this many and scales the figures up by the key counts."""
 
 PENDING_EVENT_TTL_SECONDS = 7 * 24 * 3600
 """How long an event counts as forward work waiting for its lead, in seconds (7 days), unless its job
@@ -47,6 +85,10 @@ RETRY_INTERVALS_SECONDS = (30, 120, 600, 1800, 7200, 21600)
 """The retry ladder for retryable failures, in seconds between attempts
 (30 s, 2 min, 10 min, 30 min, 2 h, 6 h): it spans a LionDesk outage of hours.
 BRIDGE_RETRY_INTERVALS overrides it (comma-separated seconds)."""
+
+PARKED_EXPIRY_DAYS = 30
+"""How long a delivery for a lead Real Geeks has not identified yet waits for the lead's details, in days
+(BRIDGE_PARKED_EXPIRY_DAYS). It must stay under EVENT_TTL_SECONDS: the parked event's body is read when applied."""
 
 JOB_TIMEOUT_SECONDS = 25
 """Longest a single job may run, in seconds; under the 30 s a Heroku dyno gets
@@ -272,7 +314,8 @@ ALERT_NO_WORKER_MINUTES = 5
 """How long no worker may be seen before an alert, in minutes."""
 
 ALERT_REDIS_MEMORY_PERCENT = 80
-"""Share of Redis's memory limit (maxmemory) in use above which an alert goes out, in percent."""
+"""Share of Redis's memory limit (maxmemory) in use above which an alert goes out, in percent; from
+the same share /healthz (`redis_memory.warning`), the console's banner and /metrics warn."""
 
 ALERT_WEBHOOK_TIMEOUT_SECONDS = (3.05, 5.0)
 """Connect and read timeouts of one alert webhook call, in seconds: a slow chat service
@@ -300,7 +343,8 @@ INTAKE_BACKLOG_COUNT_LIMIT = 10_000
 count it itself); past it, /healthz and /metrics report this many (a floor)."""
 
 INTAKE_STREAM_MAX_LENGTH = 1_000_000
-"""Approximate number of relayed entries the intake stream keeps before trimming old ones."""
+"""Approximate number of entries the intake stream holds at most, a backstop: entries are
+trimmed as soon as they are relayed (`storage.usage.trim_relayed`)."""
 
 RELAY_GROUP = "relay"
 """Consumer group of the intake stream; every worker process reads it as one consumer."""
@@ -339,6 +383,11 @@ hands that contact to a job of its own and moves on."""
 POLL_TRIGGER_CHECK_SECONDS = 1.0
 """How often each worker process checks whether a new poll slot began, in seconds
 (never longer than a quarter of LIONDESK_POLL_SECONDS)."""
+
+EVENT_RESULT_TTL_SECONDS = 3600
+"""How long RQ keeps a finished event job and its result, in seconds (an hour). The lead's story
+keeps what the job did; RQ's own record of it takes about 7 KB, more than the lead's whole
+year-long record, so keeping it a day made a busy day's leads fill a small Redis."""
 
 POLL_RESULT_TTL_SECONDS = 3600
 """How long a finished poll job (and what it read and wrote) stays inspectable in RQ, in seconds."""

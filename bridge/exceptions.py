@@ -127,10 +127,6 @@ class TranslationError(PermanentError):
         self.errors = errors
 
 
-class LeadNotYetSynced(RetryableError):
-    """Activities arrived for a lead that has not reached LionDesk yet; they wait for it."""
-
-
 class RealGeeksSiteUnknown(PermanentError):
     """A LionDesk change cannot be written back: the Real Geeks site of its lead is not
     known (no webhook named it and no `reverse.site_uuid` is configured)."""

@@ -58,7 +58,7 @@ def enqueue_event(queue: Queue, event_id: str, *, intervals=defaults.RETRY_INTER
                   description: str | None = None, unique: bool = False, pipeline=None):
     """Queue the job that processes a stored event; `unique` refuses a second job for it."""
     return _enqueue(queue, "workers.jobs.process_event", event_id, event_job_id(event_id), intervals=intervals,
-                    result_ttl=defaults.EVENT_TTL_SECONDS // 90,  # a day: enough for `jobs stats`, not a leak
+                    result_ttl=defaults.EVENT_RESULT_TTL_SECONDS,  # `jobs stats` counts from its own record
                     description=description or f"process event {event_id}", unique=unique, pipeline=pipeline)
 
 
@@ -86,3 +86,36 @@ def enqueue_contact_sync(queue: Queue, contact_id: int | str, *, intervals=defau
                     intervals=intervals, unique=True,
                     result_ttl=0,  # a finished job must not keep the contact's next failure from getting a job
                     description=description or f"sync LionDesk contact {contact_id} to Real Geeks")
+
+
+def rq_key_prefix() -> str:
+    """The prefix of every key RQ writes ("rq:" unless RQ_KEY_PREFIX says otherwise)."""
+    from rq.job import Job
+
+    return Job.redis_job_namespace_prefix[: -len("job:")]
+
+
+def finished_jobs(connection) -> dict[str, list[str]]:
+    """Every finished event and poll job: job id → the keys RQ keeps for it (its hash, its results)."""
+    from rq.registry import FinishedJobRegistry
+
+    found = {}
+    for queue in (event_queue(connection), poll_queue(connection)):
+        for job_id in FinishedJobRegistry(queue=queue).get_job_ids():
+            found[job_id] = [f"{rq_key_prefix()}job:{job_id}", f"{rq_key_prefix()}results:{job_id}"]
+    return found
+
+
+def forget_finished_jobs(connection, job_ids: list[str]) -> None:
+    """Take finished jobs out of RQ's finished registries and delete their hash and results (memory trim)."""
+    from rq.registry import FinishedJobRegistry
+
+    for queue in (event_queue(connection), poll_queue(connection)):
+        registry = FinishedJobRegistry(queue=queue)
+        with connection.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                registry.remove(job_id, pipeline=pipe)
+            pipe.execute()
+    keys = [key for job_id in job_ids for key in (f"{rq_key_prefix()}job:{job_id}", f"{rq_key_prefix()}results:{job_id}")]
+    for start in range(0, len(keys), 500):
+        connection.delete(*keys[start:start + 500])

@@ -1,9 +1,10 @@
 """The console's pages, driven like a browser without JavaScript: real deliveries, real failed jobs."""
 
 import html
+import json
 import os
-import time
 import re
+import time
 
 import pytest
 from rq.job import Job, JobStatus
@@ -88,6 +89,17 @@ def test_overview_shows_queues_outcomes_liondesk_and_the_last_poll(browser, redi
     assert 'data-state="needs_reauthorization"' in text and "400 invalid_grant" in text
     assert "2023-11-14 22:13:20Z" in text  # since, as UTC
     assert "2023-11-14 22:15:00Z" in text and "ok: 3 contacts" in text
+
+
+def test_overview_counts_deliveries_waiting_for_their_leads_details(browser, redis_conn):
+    from bridge.storage import parked
+
+    assert 'id="parked" data-count="0"' in page(browser, "/admin/")
+    parked.park(redis_conn, "lead1", "event1", time.time() - 7200)
+    parked.park(redis_conn, "lead1", "event2")
+    text = page(browser, "/admin/")
+    assert 'id="parked" data-count="2"' in text and "2 of 1 lead(s), oldest 2.0 h" in text
+    assert "waiting for Real Geeks to send this lead&#39;s details" in text
 
 
 def test_overview_without_any_poll_or_auth_state(browser):
@@ -223,13 +235,13 @@ def test_unknown_job_and_unknown_lead_are_404_pages(browser):
 
 def test_rejected_deliveries_show_their_validation_errors(browser, redis_conn, settings, webhook_secret,
                                                           monkeypatch):
-    response = signed_post(browser, WEBHOOK, {"action": "created", "id": "ABC-123", "email": "not-an-email"},
-                           webhook_secret)
+    # Only a delivery without a usable lead id is rejected: other unreadable values are dropped with a note.
+    response = signed_post(browser, WEBHOOK, {"action": "created", "email": "not-an-email"}, webhook_secret)
     run_jobs(settings, redis_conn, monkeypatch)  # the relay checks the schema and rejects it
     text = page(browser, "/admin/rejected")
     assert f'data-event-id="{response.json["event_id"]}"' in text
-    assert "<strong>email</strong>" in text and "Not a valid email address." in text
-    assert "Email: Not a valid email address." in html.unescape(text) and "Unnamed lead" in text
+    assert "<strong>id</strong>" in text and "Missing data for required field." in text
+    assert "Id: Missing data for required field." in html.unescape(text) and "Unnamed lead" in text
     assert "not-an-email" in text  # the payload, for support to read
     assert 'data-total="1"' in text
     job_page = page(browser, f"/admin/jobs/event-{response.json['event_id']}")  # linked from the lead's story
@@ -441,7 +453,7 @@ def test_calls_are_folded_under_their_step(browser, redis_conn, settings, webhoo
     lead = deliver(browser, webhook_secret)
     run_jobs(settings, redis_conn, monkeypatch)
     entries = history.read(redis_conn, lead["id"])
-    redis_conn.delete(keys.lead_history(lead["id"]))
+    redis_conn.delete(keys.lead_history(lead["id"]), keys.lead_story_detail(lead["id"]))
     history.append_entry(redis_conn, lead["id"], entries[0])
     for path in ("/contacts", "/contacts", "/leads"):
         history.append(redis_conn, lead["id"], "call", service="liondesk", method="POST", path=path, status=201, ms=12)
@@ -460,8 +472,8 @@ def test_deliveries_log_lists_filters_and_pages(browser, redis_conn, settings, w
     queued = deliver(browser, webhook_secret, first_name="Ana", last_name="Lima")
     ignored = signed_post(browser, WEBHOOK, {"action": "user_created", "id": "u1", "name": "Agent Smith"},
                           webhook_secret).json
-    bad = signed_post(browser, WEBHOOK, {"action": "created", "id": "ABC-9", "first_name": "Rui", "last_name": "Sá",
-                                         "email": "not-an-email"}, webhook_secret).json
+    bad = signed_post(browser, WEBHOOK, {"action": "created", "first_name": "Rui", "last_name": "Sá",
+                                         "email": "not-an-email"}, webhook_secret).json  # no id: rejected
     repeated = {key: value for key, value in queued.items() if key != "event_id"}
     again = signed_post(browser, WEBHOOK, repeated, webhook_secret)  # Real Geeks delivering the same bytes again
     assert again.json["status"] == "duplicate" and again.json["event_id"] == queued["event_id"]
@@ -477,7 +489,7 @@ def test_deliveries_log_lists_filters_and_pages(browser, redis_conn, settings, w
     assert {"received", "duplicate", "processed"} <= set(re.findall(r'<li class="entry" data-kind="(\w+)"', story))
     assert 'data-kind="duplicate"' in story and "delivery repeated an earlier one" in story
     assert "Rui Sá" in text and "Ana Lima" in text
-    assert "Email: Not a valid email address." in html.unescape(text)
+    assert "Id: Missing data for required field." in html.unescape(text)
     only = page(browser, "/admin/deliveries?outcome=rejected")
     assert re.findall(r'<tr data-event-id="(\w+)"', only) == [bad["event_id"]]
     assert re.findall(r'<tr data-event-id="(\w+)"', page(browser, "/admin/deliveries?action=created")) == [
@@ -500,7 +512,8 @@ def test_corrupt_and_huge_records_render_truncated_with_a_page_of_their_own(
         browser, redis_conn, settings, webhook_secret, monkeypatch, failures):
     lead = failures["refused"]
     huge = "x" * (defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS * 3)
-    history.append(redis_conn, lead["id"], "contact_updated", detail=huge)
+    # As an earlier release stored it, whole (entries are now cut to HISTORY_ENTRY_MAX_BYTES when written).
+    redis_conn.rpush(keys.lead_history(lead["id"]), json.dumps(history.entry("contact_updated", detail=huge)))
     redis_conn.rpush(keys.lead_history(lead["id"]), b"\xff\xfe not json", b"[1, 2]", b'{"kind": {"nested": 1}}',
                      b"[" * 5000 + b"]" * 5000, b'{"at": "yesterday", "kind": "call", "service": 7}')
     # An event whose meta is broken, listed in the rejected index and the time index.

@@ -131,3 +131,45 @@ def test_the_observer_gets_no_credentials_or_bodies(http, client, observed, logi
         client.create_lead(SITE, {"email": "jack@mail.com"})
     assert observed[0][:4] == ("realgeeks", "POST", f"/sites/{SITE}/leads", 422)
     assert login["realgeeks_api_password"] not in repr(observed) and "jack@mail.com" not in repr(observed)
+
+
+def test_a_user_missing_from_the_cached_list_is_looked_up_afresh_once(http, client):
+    jack = {"id": "14187", "role": "Agent", "name": "Jack Johnson", "email": "jack@music.com"}
+    jill = {"id": "14191", "role": "Agent", "name": "Jill New", "email": "jill@music.com"}
+    http.add(responses.GET, f"{BASE}/sites/{SITE}/users", json=[jack])
+    http.add(responses.GET, f"{BASE}/sites/{SITE}/users", json=[jack, jill])
+    assert client.find_user(SITE, "14187") == jack  # cached list: one listing
+    assert client.find_user(SITE, " 14191") == jill  # a miss lists again, once
+    assert len(http.calls) == 2
+    assert client.find_user(SITE, "99999") is None  # not a user after one more listing
+    assert len(http.calls) == 3
+
+
+def test_unsetting_uses_the_v2_patch_form_that_answers_and_remembers_it(http, client, redis_conn):
+    prefix = f"http://receivers.realgeeks.test/v2/rest/sites/{SITE}/leads/{LEAD}"
+    infix = f"{BASE}/sites/{SITE}/v2/leads/{LEAD}"
+    http.add(responses.PATCH, prefix, status=404, body="Not Found")
+    http.add(responses.PATCH, infix, json={})
+    assert client.unset_fields(SITE, LEAD, {"phone2": ""}) == {}
+    assert [call.request.url for call in http.calls] == [prefix, infix]
+    assert json.loads(http.calls[1].request.body) == {"phone2": ""}
+    client.unset_fields(SITE, LEAD, {"notes": ""})
+    assert [call.request.url for call in http.calls][2:] == [infix]  # remembered: straight to the form that answers
+    assert redis_conn.get(keys.realgeeks_unset_form()) == b"rest/v2"
+
+
+def test_unsetting_a_lead_neither_form_knows_raises_the_first_answer(http, client):
+    http.add(responses.PATCH, f"http://receivers.realgeeks.test/v2/rest/sites/{SITE}/leads/{LEAD}", status=404,
+             json={"error": "Lead not found"})
+    http.add(responses.PATCH, f"{BASE}/sites/{SITE}/v2/leads/{LEAD}", status=404, json={"error": "Lead not found"})
+    with pytest.raises(UpstreamUnavailable) as caught:
+        client.unset_fields(SITE, LEAD, {"phone2": ""})
+    assert caught.value.status == 404 and len(http.calls) == 2  # both forms tried, nothing remembered
+
+
+def test_a_refusal_that_is_not_about_the_path_is_not_retried_on_the_other_form(http, client):
+    http.add(responses.PATCH, f"http://receivers.realgeeks.test/v2/rest/sites/{SITE}/leads/{LEAD}", status=422,
+             json={"error": "bad"})
+    with pytest.raises(UpstreamRejected):
+        client.unset_fields(SITE, LEAD, {"phone2": ""})
+    assert len(http.calls) == 1

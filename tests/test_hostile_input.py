@@ -3,6 +3,7 @@
 import io
 import json
 import math
+import re
 import secrets
 
 import pytest
@@ -349,7 +350,11 @@ def test_lead_page_shows_oddly_typed_history(console, redis_conn):
         history.append_entry(redis_conn, lead_id, record)
     redis_conn.rpush(keys.lead_history(lead_id), b"[1, 2]", b'"text"', b"42")
     text = page_of(client, f"/admin/leads/{lead_id}")
-    assert "y" * 100_000 not in text and "characters cut" in text
+    assert "y" * 100_000 not in text
+    # Stored cut to HISTORY_ENTRY_MAX_BYTES, with a note of what was left out (the `cut` fact), which
+    # the entry's own page shows past the story's one-line preview.
+    wholes = re.findall(r'href="(/admin/leads/beef02/entries/\d+)"', text)
+    assert wholes and any("cut={&#34;error&#34;:100002}" in page_of(client, url) for url in wholes)
 
 
 def test_history_entries_past_the_json_limits_read_as_placeholders(redis_conn):

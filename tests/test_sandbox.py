@@ -637,7 +637,7 @@ def test_realgeeks_create_patch_and_activities(sandbox):
     assert patched.status_code == 200
     lead = sandbox.get(f"/_sandbox/realgeeks/leads/{lead_id}").json
     assert (lead["first_name"], lead["last_name"], lead["phone"]) == ("Jack", "Johnson", "808-817-2382")
-    assert "phone2" not in lead
+    assert lead["phone2"] == "808-000-0000"  # the documented PATCH cannot unset
     assert rg(sandbox, "POST", f"/leads/{lead_id}/activities", {"type": "note"}).status_code == 422
     assert rg(sandbox, "POST", f"/leads/{lead_id}/activities",
               [{"type": "note", "source": "LionDesk"}]).status_code == 422
@@ -652,6 +652,30 @@ def test_realgeeks_create_patch_and_activities(sandbox):
     assert [(r["method"], r["status"]) for r in kept] == [("POST", 201), ("PATCH", 200), ("POST", 422),
                                                           ("POST", 422), ("POST", 422), ("POST", 201)]
     assert kept[1]["body"] == {"last_name": "Johnson", "phone2": ""}
+
+
+@pytest.mark.parametrize("paths", ["both", "v2/rest", "rest/v2"])
+def test_realgeeks_v2_patch_unsets_in_the_published_forms_the_knob_enables(sandbox, paths):
+    lead_id = "b27c20af4497415d9e4e7334dd1d40d2"
+    rg(sandbox, "POST", "/leads", {"id": lead_id, "source": "LionDesk", "first_name": "Jack", "phone2": "808-000-0000",
+                                   "notes": "n"})
+    sandbox.post("/_sandbox/settings", json={"realgeeks_v2_paths": paths})
+    prefix = sandbox.open(f"/realgeeks/v2/rest/sites/{SITE}/leads/{lead_id}", method="PATCH", headers=RG_AUTH,
+                          data=json.dumps({"phone2": ""}), content_type="application/json")
+    infix = rg(sandbox, "PATCH", f"/v2/leads/{lead_id}", {"notes": ""})
+    assert (prefix.status_code, infix.status_code) == {"both": (200, 200), "v2/rest": (200, 404),
+                                                       "rest/v2": (404, 200)}[paths]
+    lead = sandbox.get(f"/_sandbox/realgeeks/leads/{lead_id}").json
+    assert ("phone2" in lead, "notes" in lead) == (prefix.status_code != 200, infix.status_code != 200)
+
+
+def test_realgeeks_plain_patch_may_refuse_an_unset_with_the_knob(sandbox):
+    lead_id = "c27c20af4497415d9e4e7334dd1d40d2"
+    rg(sandbox, "POST", "/leads", {"id": lead_id, "source": "LionDesk", "first_name": "Jack", "notes": "n"})
+    sandbox.post("/_sandbox/settings", json={"realgeeks_plain_unset": "reject"})
+    refused = rg(sandbox, "PATCH", f"/leads/{lead_id}", {"notes": ""})
+    assert refused.status_code == 422 and "v2" in refused.json["error"]
+    assert sandbox.get(f"/_sandbox/realgeeks/leads/{lead_id}").json["notes"] == "n"
 
 
 def test_realgeeks_create_merges_on_email_like_lead_manager(sandbox):
@@ -701,7 +725,7 @@ def test_incoming_writes_echo_as_signed_webhooks(sandbox, receiver):
                                                           "partner_id": "bridge-1"})
     lead_id = "b1e2c3d4e5f60718293a4b5c6d7e8f90"
     rg(sandbox, "POST", "/leads", {"id": lead_id, "source": "LionDesk", "email": "kai@x.co", "phone2": "1"})
-    rg(sandbox, "PATCH", f"/leads/{lead_id}", {"phone2": ""})
+    rg(sandbox, "PATCH", f"/v2/leads/{lead_id}", {"phone2": ""})  # the v2 PATCH unsets
     rg(sandbox, "POST", f"/leads/{lead_id}/activities", [{"type": "note", "source": "LionDesk",
                                                           "description": "Hi"}])
     deliveries = sandbox.get("/_sandbox/realgeeks/deliveries?wait=1").json
@@ -868,3 +892,51 @@ def test_custom_fields_are_defined_then_valued_on_contacts(ld):
     patched = ld.patch(f"/contacts/{contact.json['id']}", {"custom_fields": [{"id": field["id"], "value": "now"}]})
     assert patched.json["custom_fields"][0]["value"] == "now"
     assert_feathers_error(ld.post("/contacts", {"custom_fields": [{"id": "999", "value": "x"}]}), 400, "BadRequest")
+
+
+# ---- Real Geeks as documented (docs/sandbox.md, "Real Geeks as its own material describes it") ----
+
+
+def test_realgeeks_takes_an_assignment_by_user_id_only_and_a_follow_up_without_source(sandbox):
+    lead_id = "d27c20af4497415d9e4e7334dd1d40d2"
+    rg(sandbox, "POST", "/leads", {"id": lead_id, "source": "LionDesk", "first_name": "Jack"})
+    by_id = [{"type": "was_assigned", "user": {"id": "14188"}}]  # the assign-leads post's Incoming form
+    follow_up = [{"type": "created_a_followup_for", "user": {"id": "14188"},  # the follow-ups page's example
+                  "metadata": {"event": {"id": "8c2b7a1e-4f7d-4c39-9a51-0d6c1f3e2b10", "title": "Call",
+                                         "reminders": [{"time_before": "15", "unit": "minutes"}]}}}]
+    assert rg(sandbox, "POST", f"/leads/{lead_id}/activities", by_id).status_code == 201
+    assert rg(sandbox, "POST", f"/leads/{lead_id}/activities", follow_up).status_code == 201
+    no_event = [{"type": "completed_a_followup_for", "user": {"id": "14188"}}]
+    assert rg(sandbox, "POST", f"/leads/{lead_id}/activities", no_event).status_code == 422
+
+
+def test_realgeeks_incoming_creates_merge_by_email_or_name(sandbox):
+    first = {"id": "e27c20af4497415d9e4e7334dd1d40d2", "source": "LionDesk", "first_name": "Mele",
+             "last_name": "Kahale", "email": "mele@x.co"}
+    rg(sandbox, "POST", "/leads", first)
+    rg(sandbox, "POST", "/leads", {"source": "LionDesk", "email": "MELE@x.co", "phone": "808-555-0100"})
+    rg(sandbox, "POST", "/leads", {"source": "LionDesk", "first_name": "mele", "last_name": "KAHALE", "notes": "n"})
+    rg(sandbox, "POST", "/leads", {"source": "LionDesk", "first_name": "Mele", "last_name": "Other"})
+    leads = sandbox.get("/_sandbox/realgeeks/leads").json["data"]
+    assert len(leads) == 2
+    merged = next(lead for lead in leads if (lead.get("email") or "").casefold() == "mele@x.co")
+    assert (merged["phone"], merged["notes"]) == ("808-555-0100", "n")
+
+
+def test_realgeeks_deliveries_are_pretty_printed_and_repeat_byte_for_byte(sandbox, receiver):
+    from bridge.sandbox.webhooks import rfc3339_nano
+
+    sandbox.post("/_sandbox/realgeeks/destination", json={"url": receiver.url, "secret": "s"})
+    lead_id = "f27c20af4497415d9e4e7334dd1d40d2"
+    rg(sandbox, "POST", "/leads", {"id": lead_id, "source": "LionDesk", "phone": "808-555-0001"})
+    for phone in ("808-555-0002", "808-555-0001", "808-555-0002"):  # A→B→A→B
+        rg(sandbox, "PATCH", f"/leads/{lead_id}", {"phone": phone})
+    assert sandbox.get("/_sandbox/realgeeks/deliveries?wait=1").json["idle"]
+    bodies = [body for _, body in receiver.received]
+    assert len(bodies) == 4 and bodies[1] == bodies[3] and bodies[1] != bodies[2]
+    assert bodies[0].startswith(b'{\n  "') and b", \n" in bodies[0]  # indented, trailing space after each comma
+    stamps = [headers["X-Lead-Router-Timestamp"] for headers, _ in receiver.received]
+    assert len(set(stamps)) == 4 and all(stamp.endswith("Z") for stamp in stamps)
+    assert [rfc3339_nano(n) for n in (1_480_544_332_000_000_000, 1_480_544_332_500_000_000,
+                                      1_480_544_332_789_337_607)] == [
+        "2016-11-30T22:18:52Z", "2016-11-30T22:18:52.5Z", "2016-11-30T22:18:52.789337607Z"]

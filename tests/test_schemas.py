@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from marshmallow import ValidationError
 
-from bridge.translate.realgeeks import CLEARED, Instant, load_event, normalize_id, parse_instant
+from bridge.translate.realgeeks import DROPPED, CLEARED, Instant, load_event, normalize_id, parse_instant
 
 FIXTURE = Path(__file__).parent / "fixtures" / "new_lead.json"
 
@@ -110,22 +110,43 @@ def test_cleared_property_numbers_and_prices():
     assert prop["listing_price"] == CLEARED and prop["beds"] is None
 
 
-@pytest.mark.parametrize("payload, field", [
-    ({}, "id"),
-    ({"id": ""}, "id"),
-    ({"id": "x", "email": "not-an-email"}, "email"),
-    ({"id": "x", "created": "yesterday"}, "created"),
-    ({"id": "x", "tags": "Beach"}, "tags"),
-    ({"id": "x", "activities": [{"description": "no type"}]}, "activities"),
-    ({"id": "x", "activities": [{"type": "t", "created": "soon"}]}, "activities"),
-    ({"id": "x", "activities": [{"type": "t", "property": {"beds": "two"}}]}, "activities"),
-    ({"id": "x", "activities": [{"type": "t", "property": {"listing_price": "a lot"}}]}, "activities"),
-    ({"id": "x", "activities": [{"type": "was_assigned", "user": {"name": "no id"}}]}, "activities"),
-])
-def test_invalid_payloads_name_the_field(payload, field):
+@pytest.mark.parametrize("payload", [{}, {"id": ""}, {"id": None}, {"id": []}])
+def test_only_a_delivery_without_a_usable_lead_id_is_rejected(payload):
     with pytest.raises(ValidationError) as caught:
         load_event("created", payload)
-    assert field in caught.value.messages
+    assert "id" in caught.value.messages
+
+
+@pytest.mark.parametrize("payload, dropped, kept", [
+    ({"id": "x", "email": "not-an-email", "first_name": "Ann"}, "email: Not a valid email address", "first_name"),
+    ({"id": "x", "created": "yesterday", "first_name": "Ann"}, "created: Not a valid ISO 8601 timestamp", "first_name"),
+    ({"id": "x", "activities": [{"description": "no type"}, {"type": "visited"}]},
+     "activities[0]: dropped, it has no type", "activities"),
+    ({"id": "x", "activities": [{"type": "t", "created": "soon"}]}, "activities[0].created", "activities"),
+    ({"id": "x", "activities": [{"type": "t", "property": {"beds": "two", "city": "Kailua"}}]},
+     "activities[0].property.beds: Not a valid number (got 'two')", "activities"),
+    ({"id": "x", "activities": [{"type": "t", "property": {"beds": ""}}]},
+     "activities[0].property.beds: Not a valid number (got '')", "activities"),
+    ({"id": "x", "activities": [{"type": "t", "property": {"listing_price": "Call for price"}}]},
+     "activities[0].property.listing_price: Not a valid number (got 'Call for price')", "activities"),
+    ({"id": "x", "activities": [{"type": "was_assigned", "user": {"id": "7", "email": "a@x.com, b@y.com"}}]},
+     "activities[0].user.email: Not a valid email address (got 'a@x.com, b@y.com')", "activities"),
+    ({"id": "x", "activities": [{"type": "was_assigned", "user": {"name": "no id"}}]},
+     "activities[0].user: dropped, it has no id", "activities"),
+])
+def test_an_unreadable_value_is_dropped_with_a_note_and_the_rest_loads(payload, dropped, kept):
+    loaded = load_event("created", payload)
+    (note,) = loaded[DROPPED]
+    assert note.startswith(dropped), note
+    assert kept in loaded and loaded["id"] == "x"
+
+
+def test_counts_keep_their_value_and_tags_keep_their_meaning():
+    loaded = load_event("created", {"id": "x", "tags": "", "activities": [{"type": "t", "property": {
+        "full_baths": 2.5, "beds": "3", "half_baths": 1.0, "tags": "Beach, Condo"}}]})
+    prop = loaded["activities"][0]["property"]
+    assert (prop["full_baths"], prop["beds"], prop["half_baths"]) == (2.5, 3, 1)
+    assert prop["tags"] == ["Beach", "Condo"] and loaded["tags"] == [] and DROPPED not in loaded
 
 
 def test_user_updated_payload_is_a_user():

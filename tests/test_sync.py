@@ -1,13 +1,14 @@
 """Real Geeks → LionDesk sync, through the real intake, relay and worker, against the sandbox over HTTP."""
 
 import json
+import time
 
 import pytest
 from rq.registry import FailedJobRegistry
 
 from bridge.config import load_settings
 from bridge.sandbox.sample import sample_lead
-from bridge.storage import history, mappings
+from bridge.storage import history, mappings, parked
 from tests.support import signed_post
 from bridge.context import Context
 from bridge.queue import event_queue
@@ -107,7 +108,9 @@ def test_existing_contact_is_matched_by_differently_cased_email(bridge):
     bridge.sandbox.control("POST", "liondesk/contacts", first_name="Existing", email=payload["email"].upper())
     bridge.deliver_and_work(payload)
     (contact,) = bridge.contacts()
-    assert contact["first_name"] == payload["first_name"]  # the lead's newer details were written
+    assert contact["first_name"] == "Existing"  # someone's contact: populated fields are never overwritten
+    assert contact["last_name"] == payload["last_name"]  # empty ones are filled
+    assert contact["email"] == payload["email"].upper()
     assert len(bridge.leads()) == 1
 
 
@@ -176,16 +179,68 @@ def test_empty_string_clears_and_absent_keys_are_left_alone(bridge):
     assert contact["email"] == payload["email"] and contact["first_name"] == payload["first_name"]
 
 
-def test_activities_before_the_lead_wait_for_it(bridge, redis_conn):
-    lead_id = sample_lead()["id"]
-    bridge.deliver({"action": "activity_added", "id": lead_id, "activities": [
-        {"type": "property_viewed", "source": "Website", "description": "Viewed 1 Main St",
-         "created": "2026-11-01T10:00:00Z"}]})
+VIEWED = {"type": "property_viewed", "source": "Website", "description": "Viewed 1 Main St",
+          "created": "2026-11-01T10:00:00Z"}
+
+
+def test_activities_before_the_lead_are_parked_then_applied_once_after_it(bridge, redis_conn):
+    payload = sample_lead(activities=[])
+    lead_id = payload["id"]
+    bridge.deliver({"action": "activity_added", "id": lead_id, "activities": [VIEWED]})
     bridge.work()
-    (job,) = event_queue(redis_conn).scheduled_job_registry.get_job_ids()
     assert bridge.contacts() == []
-    (failed,) = [e for e in history.read(redis_conn, lead_id) if e["kind"] == "attempt_failed"]
-    assert failed["error_class"] == "LeadNotYetSynced" and failed["outcome"] == "retrying"
+    assert event_queue(redis_conn).scheduled_job_registry.get_job_ids() == []  # not on the retry ladder
+    assert parked.counts(redis_conn)["deliveries"] == 1
+    assert bridge.client.get("/healthz").json["parked"]["deliveries"] == 1
+    (entry,) = [e for e in history.read(redis_conn, lead_id) if e["kind"] == "parked"]
+    assert entry["detail"] == "waiting for Real Geeks to send this lead's details"
+
+    bridge.deliver(payload)
+    bridge.work()
+    (contact,) = bridge.contacts()
+    tasks = [t for t in bridge.sandbox.control("GET", "liondesk/tasks")["data"] if "Viewed 1 Main St" in t["description"]]
+    assert len(tasks) == 1 and tasks[0]["contact_id"] == contact["id"]
+    kinds = [e["kind"] for e in history.read(redis_conn, lead_id)]
+    assert kinds.index("contact_created") < kinds.index("unparked")
+    assert parked.counts(redis_conn) == {"leads": 0, "deliveries": 0, "oldest_age_seconds": None}
+
+    bridge.deliver({"action": "activity_added", "id": lead_id, "activities": [VIEWED], "site_domain": "again"})
+    bridge.work()  # the same activity again: already delivered
+    assert len([t for t in bridge.sandbox.control("GET", "liondesk/tasks")["data"]
+                if "Viewed 1 Main St" in t["description"]]) == 1
+
+
+@pytest.mark.parametrize("action", ["updated", "created"])
+def test_a_lead_without_name_email_or_phone_creates_no_contact_and_waits(bridge, redis_conn, action):
+    lead_id = sample_lead()["id"]
+    bridge.deliver({"action": action, "id": lead_id, "source": "Website", "status": "Active",
+                    "first_name": "", "email": ""})
+    bridge.work()
+    assert bridge.contacts() == []
+    assert [e["kind"] for e in history.read(redis_conn, lead_id)].count("parked") == 1
+    assert parked.waiting(redis_conn, lead_id)
+
+    bridge.deliver({"action": "updated", "id": lead_id, "email": "late@example.com", "source": "Website"})
+    bridge.work()
+    (contact,) = bridge.contacts()
+    assert contact["email"] == "late@example.com"
+    assert parked.waiting(redis_conn, lead_id) == []
+    assert "unparked" in [e["kind"] for e in history.read(redis_conn, lead_id)]
+
+
+def test_parked_deliveries_expire_after_the_window_with_a_story_entry(bridge, redis_conn):
+    lead_id = sample_lead()["id"]
+    bridge.deliver({"action": "activity_added", "id": lead_id, "activities": [VIEWED]})
+    bridge.work()
+    (event_id,) = parked.waiting(redis_conn, lead_id)
+    parked.done(redis_conn, lead_id, event_id)
+    parked.park(redis_conn, lead_id, event_id, time.time() - 31 * 86400)  # as if parked 31 days ago
+
+    bridge.deliver(sample_lead())  # any later job sweeps expired parked work
+    bridge.work()
+    assert parked.waiting(redis_conn, lead_id) == []
+    (expired,) = [e for e in history.read(redis_conn, lead_id) if e["kind"] == "parked_expired"]
+    assert expired["event_ids"] == [event_id] and "30 days" in expired["detail"]
 
 
 def test_liondesk_refusal_sends_the_job_to_the_failed_store_at_once(bridge, redis_conn):
@@ -279,3 +334,95 @@ def test_with_v1_keys_activities_go_to_the_timeline_and_notes_become_comments(sa
     assert sandbox.control("GET", "liondesk/tasks")["data"] == []
     v1.deliver_and_work({"action": "activity_added", "id": payload["id"], "activities": [note, viewed]})
     assert len(sandbox.control("GET", "liondesk-v1/activities")["data"]) == 2
+
+
+def _timeline_texts(bridge) -> list[str]:
+    """Descriptions of every task in the sandbox's LionDesk (the timeline without v1)."""
+    return [task["description"] for task in bridge.sandbox.control("GET", "liondesk/tasks")["data"]]
+
+
+@pytest.mark.parametrize("how", ["email in another case", "shared phone"])
+def test_a_second_lead_matching_a_linked_contact_never_takes_it_over(bridge, redis_conn, how):
+    victim = sample_lead(activities=[], first_name="Vera", last_name="Victim", phone="808-555-0101")
+    bridge.deliver_and_work(victim)
+    (before,) = bridge.contacts()
+    if how == "shared phone":
+        other = sample_lead(activities=[], first_name="Ivan", last_name="Other", phone="(808) 555-0101")
+    else:
+        other = sample_lead(activities=[], first_name="Ivan", last_name="Other", email=victim["email"].upper(),
+                            phone="808-555-0999")
+    bridge.deliver_and_work(other)
+    bridge.deliver_and_work({"action": "updated", "id": other["id"], "first_name": "Mallory", "phone": "808-555-0777"})
+
+    (after,) = bridge.contacts()
+    for key in ("first_name", "last_name", "email", "mobile_phone", "home_phone"):
+        assert after.get(key) == before.get(key), key
+    assert mappings.lead_of_contact(redis_conn, after["id"]) == victim["id"]  # the link did not move
+    link = mappings.load_link(redis_conn, other["id"])
+    assert link.contact_id == str(after["id"]) and link.shared_with == victim["id"]
+    assert len(bridge.leads()) == 1  # the other lead makes no enquiry, campaign or offers on it
+    (second,) = [e for e in history.read(redis_conn, victim["id"]) if e["kind"] == "second_lead_matched"]
+    assert second["other_lead"] == other["id"]
+    (linked,) = [e for e in history.read(redis_conn, other["id"]) if e["kind"] == "contact_linked"]
+    assert linked["shared_with"] == victim["id"]
+    notes = [text for text in _timeline_texts(bridge) if "holds other details" in text]
+    assert len(notes) == 2 and "Ivan" in notes[0] and "Mallory" in notes[1]
+
+
+def test_an_agents_own_contact_is_filled_not_overwritten_and_later_changes_are_told(bridge, redis_conn):
+    payload = sample_lead(activities=[], first_name="Lead", last_name="Name", phone="808-555-0123")
+    contact_id = bridge.sandbox.control("POST", "liondesk/contacts", first_name="Agent", email=payload["email"])["id"]
+    bridge.deliver_and_work(payload)
+    bridge.deliver_and_work({**payload, "action": "updated", "last_name": "Changed"})
+    (contact,) = bridge.contacts()
+    assert contact["id"] == contact_id and contact["first_name"] == "Agent"
+    assert contact["last_name"] == "Name"  # filled when it was empty, then someone's: the change is told
+    assert mappings.lead_of_contact(redis_conn, contact_id) == payload["id"]
+    notes = [text for text in _timeline_texts(bridge) if "holds other details" in text]
+    assert len(notes) == 2 and "first name: Lead (here: Agent)" in notes[0] and "last name: Changed" in notes[1]
+    bridge.deliver_and_work({**payload, "action": "updated", "last_name": "Changed", "notes": "again"})
+    assert len([text for text in _timeline_texts(bridge) if "holds other details" in text]) == 2  # told once
+
+
+def test_an_assignment_by_id_whose_users_list_real_geeks_refuses_leaves_the_assignment(bridge, redis_conn):
+    payload = sample_lead(activities=[])
+    bridge.deliver_and_work(payload)
+    (before,) = bridge.contacts()
+    bridge.sandbox.control("POST", "faults", service="realgeeks", fail_next=1, fail_next_status=403)
+    bridge.deliver_and_work({"action": "activity_added", "id": payload["id"], "site_uuid": payload["site_uuid"],
+                             "activities": [{"type": "was_assigned", "user": {"id": "14188"},
+                                             "created": "2026-11-01T10:00:00Z"}]})
+    (after,) = bridge.contacts()
+    assert after.get("assigned_user_id") == before.get("assigned_user_id")
+    kinds = [entry["kind"] for entry in history.read(redis_conn, payload["id"])]
+    assert "realgeeks_users_refused" in kinds and "assignment_unresolved" in kinds and "attempt_failed" not in kinds
+
+
+def test_a_follow_up_is_one_task_however_often_it_arrives_and_a_lone_completion_files_a_done_one(bridge):
+    payload = sample_lead(activities=[])
+    bridge.deliver_and_work(payload)
+    event = {"id": "3f0c1d0e-7c1f-4c8e-9b9a-2f3f9a7e1c11", "title": "Showing", "happens_at": "2026-12-12T20:00:00Z"}
+    created = {"type": "created_a_followup_for", "user": {"id": "14187"}, "metadata": {"event": event}}
+    for n in range(2):  # the same follow-up in two deliveries (other bytes, same activity)
+        bridge.deliver_and_work({"action": "activity_added", "id": payload["id"], "site_uuid": payload["site_uuid"],
+                                 "activities": [created], "partner_id": f"p{n}"})
+    lone = {"type": "completed_a_followup_for", "user": {"id": "14187"},
+            "metadata": {"event": {**event, "id": "4f0c1d0e-7c1f-4c8e-9b9a-2f3f9a7e1c12", "title": "Old call"}}}
+    bridge.deliver_and_work({"action": "activity_added", "id": payload["id"], "site_uuid": payload["site_uuid"],
+                             "activities": [lone]})
+    tasks = {t["description"].split("\n")[0]: t for t in bridge.sandbox.control("GET", "liondesk/tasks")["data"]}
+    assert tasks["Showing"]["status"] == "incomplete" and tasks["Old call"]["status"] == "complete"
+    assert sum(1 for t in bridge.sandbox.control("GET", "liondesk/tasks")["data"]
+               if t["description"].startswith("Showing")) == 1
+
+
+def test_a_stale_reverse_map_does_not_make_a_matched_contact_look_taken(bridge, redis_conn):
+    from bridge.storage import keys
+
+    payload = sample_lead(activities=[])
+    contact_id = bridge.sandbox.control("POST", "liondesk/contacts", first_name="Agent", email=payload["email"])["id"]
+    redis_conn.set(keys.contact_mapping(contact_id), "0" * 32)  # a lead whose link names no contact (long gone)
+    bridge.deliver_and_work(payload)
+    assert mappings.lead_of_contact(redis_conn, contact_id) == payload["id"]
+    link = mappings.load_link(redis_conn, payload["id"])
+    assert link.contact_id == str(contact_id) and link.shared_with is None and link.matched_by == "email"

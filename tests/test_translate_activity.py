@@ -119,10 +119,16 @@ def test_agent_overrides_by_real_geeks_id_or_email(overrides, expected):
     assert assigned_agent_email(loaded(ASSIGNED), rules) == expected
 
 
-def test_the_deprecated_agent_email_counts_when_no_activity_assigns():
-    assert assigned_agent_email(loaded(agent_email="ben@mail.com"), RULES) == "ben@mail.com"
-    assert assigned_agent_email(loaded(agent_email=""), RULES) == ""
+def test_the_deprecated_agent_email_is_not_an_assignment():
+    assert assigned_agent_email(loaded(agent_email="ben@mail.com"), RULES) is None
+    assert assigned_agent_email(loaded(agent_email=""), RULES) is None
     assert assigned_agent_email(loaded(ASSIGNED, agent_email="ben@mail.com"), RULES) == "jack@music.com"
+
+
+def test_an_assignment_by_id_only_says_nothing_without_the_users_list():
+    by_id = {"type": "was_assigned", "source": "Other CRM", "user": {"id": "14187"},
+             "created": "2026-11-01T10:00:00Z"}
+    assert assigned_agent_email(loaded(by_id), RULES) is None
 
 
 @pytest.mark.parametrize("kind, v1", [
@@ -181,7 +187,7 @@ def test_a_task_records_the_activity_as_completed():
         "contact_id": 9, "action_type": "Agent Task - No Reminder", "status": "complete",
         "due_at": "2015-10-01T06:14:01.632Z",
         "description": "Real Geeks: Property viewed\nViewed 123 Keolu Rd Unit 12\n"
-                       "Property: 123 Keolu Rd Unit 12, Kailua, HI 96734 · $100,500.90 · MLS 201912345 · "
+                       "Property: 123 Keolu Rd Unit 12, Kailua, HI 96734 · $100,500.90 · 2 bd, 1 ba · MLS 201912345 · "
                        "https://www.mysite.com/listing/201912345\nWhen: 2015-10-01 06:14:01 UTC",
         "notes": "Log in as this lead: https://www.mysite.com/member/quick_login/x/",
     }
@@ -201,3 +207,19 @@ def test_a_task_for_a_huge_note_is_cut_and_reported():
                             contact_id=9)
     assert len(translation.body["description"]) == 2000
     assert translation.trims[0]["field"] == "task.description" and translation.trims[0]["limit"] == 2000
+
+
+def test_a_follow_up_becomes_a_task_with_title_description_purpose_and_due_time():
+    from bridge.translate.activity import FOLLOWUP, FOLLOWUP_DONE, followup_task
+
+    event = {"id": "8C2B7A1E-4F7D-4C39-9A51-0D6C1F3E2B10", "title": " Call ", "description": "About financing",
+             "happens_at": "2026-12-10T18:30:00.123456789Z", "purpose": "call", "all_day": True}
+    created = {"type": "created_a_followup_for", "user": {"id": "1"}, "metadata": {"event": event}}
+    assert classify_activity(created, RULES) == FOLLOWUP
+    assert classify_activity({**created, "type": "completed_a_followup_for"}, RULES) == FOLLOWUP_DONE
+    assert classify_activity({**created, "metadata": {}}, RULES) == "timeline"  # no event: just history
+    assert followup_task(created) == {
+        "event_id": "8c2b7a1e4f7d4c399a510d6c1f3e2b10", "title": "Call",
+        "description": "About financing\nPurpose: call\nAll day", "due_at": "2026-12-10T18:30:00.123Z"}
+    odd = followup_task({**created, "metadata": {"event": {"id": "e", "happens_at": "next week"}}})
+    assert (odd["title"], odd["due_at"], odd["description"]) == ("Real Geeks follow-up", None, "When: next week")

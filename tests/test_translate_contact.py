@@ -168,13 +168,17 @@ def test_without_reference_maps_names_stay_in_the_translation_only():
     ([{"type": "was_assigned", "source": "LeadManager", "created": "2016-07-06T23:51:00Z",
        "user": {"id": "14187", "role": "Agent", "email": "Jack@Music.com"}}], {}, 21),
     ([{"type": "was_unassigned", "source": "LeadManager", "created": "2016-07-06T23:51:00Z"}], {}, None),
-    ([], {"agent_email": "ben@mail.com"}, 22),
-    ([], {"agent_email": ""}, None),
 ])
 def test_the_assigned_agent_becomes_the_assigned_user(activities, agent_fields, assigned):
     translation = contact_body(lead(activities=activities, **agent_fields), RULES,
                                user_ids={"jack@music.com": 21, "BEN@mail.com": 22})
     assert translation.body["assigned_user_id"] == assigned
+
+
+@pytest.mark.parametrize("agent_fields", [{"agent_email": "ben@mail.com"}, {"agent_email": ""}])
+def test_the_deprecated_agent_email_assigns_nobody(agent_fields):
+    translation = contact_body(lead(**agent_fields), RULES, user_ids={"BEN@mail.com": 22})
+    assert "assigned_user_id" not in translation.body
 
 
 def test_an_agent_override_maps_a_real_geeks_user_to_another_liondesk_email():
@@ -200,8 +204,8 @@ def test_the_published_example_lead_becomes_this_contact():
     translation = contact_body(load_event("created", json.loads(FIXTURE.read_text())), RULES, first_sync=True,
                                source_id=3, user_ids={"ben@mail.com": 44})
     assert translation.body == {"first_name": "Jack", "last_name": "Johnson", "email": "jack@mail.com",
-                                "mobile_phone": "(808) 817-2382", "tags": "Real Geeks", "source_id": 3,
-                                "assigned_user_id": 44}
+                                "mobile_phone": "(808) 817-2382", "tags": "Real Geeks", "source_id": 3}
+    # Its `agent_email: ben@mail.com` is the deprecated field: not an assignment (no was_assigned activity).
     assert translation.address is None and translation.trims == []
     assert liondesk.CONTACT_BODY.validate(translation.body) == {}
 

@@ -134,3 +134,25 @@ def test_lead_body_carries_the_property_fields():
     assert {key: body[key] for key in ("mls_id", "listing_price", "street_address", "state", "zipcode")} == {
         "mls_id": "2000", "listing_price": "10000000", "street_address": "171 Lake Washington Blvd E",
         "state": "WA", "zipcode": "98112"}
+
+
+def test_details_only_the_lead_text_holds_are_compared_line_by_line():
+    from bridge.translate.lead import details_changes, text_fields
+
+    first = text_fields(load_event("created", {"id": "x", "status": "Active", "timeframe": "1 Week",
+                                               "notes": "n", "site_login_url": "https://a"}))
+    later = {**first, **text_fields(load_event("updated", {"id": "x", "status": "Dead", "notes": "",
+                                                           "site_login_url": "https://b"}))}
+    assert details_changes(first, later) == ["Status: Dead (was Active)", "Notes: (cleared) (was n)"]
+    assert details_changes(later, later) == []  # the login link is not a detail: no note for it
+    assert "Status: Dead" in lead_text(later) and "Notes" not in lead_text(later)
+
+
+def test_a_potential_sellers_estimated_value_is_in_the_lead_text():
+    lead = load_event("New Potential Seller Lead", {"id": "x", "activities": [
+        {"type": "property_viewed", "created": "2026-01-01T00:00:00Z",
+         "property": {"street_address": "1 Main St", "estimated_value": "650000"}}]})
+    assert lead["role"] == "Potential Seller"
+    body = lead_body(lead, RULES, contact_id=5).body
+    assert "Estimated value: $650,000" in body["text_body"] and body["type"] == "Seller"
+    assert body["street_address"] == "1 Main St"

@@ -94,7 +94,9 @@ def process_event(event_id: str) -> str:
         if event is None:
             raise EventNotFound(f"event {event_id} is no longer stored")
         run.facts["action"], run.lead_id = event.action, event.lead_id
-        return handlers.handle_event(context, event)
+        summary = handlers.handle_event(context, event)
+        events.mark_delivered(context.redis, event.id)  # its work done, the event is kept days, not months
+        return summary
 
     def no_longer_waiting(context: Context, run: Run) -> None:
         if run.lead_id:

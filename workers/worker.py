@@ -19,7 +19,7 @@ from bridge.context import Context, set_context
 from bridge.ops import alerts, logs
 from bridge.ops.status import redis_trouble
 from bridge.queue import event_queue, poll_queue
-from bridge.storage import kinds, locks
+from bridge.storage import kinds, locks, usage
 from workers import failure, liveness, poll_trigger
 from workers.relay import Relay
 
@@ -104,6 +104,14 @@ class BridgeWorker(failure.OneLineExpectedFailures, SimpleWorker):
         """
         return defaults.WORKER_DEQUEUE_BLOCK_SECONDS
 
+    def run_maintenance_tasks(self):
+        """RQ's maintenance, then the trim of what nothing reads again (relayed intake entries, index
+        entries of events gone), so that neither grows with the number of leads."""
+        super().run_maintenance_tasks()
+        try:
+            usage.trim_routine(self.connection)
+        except redis.RedisError as exc:  # room is made at the next round; the worker carries on
+            log.warning("worker %s: routine trim skipped (%s)", self.name, exc.__class__.__name__)
     def heartbeat(self, *args, **kwargs):
         """RQ's heartbeat, after making sure the process's companion threads still run."""
         for companion in self.companions:

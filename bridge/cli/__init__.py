@@ -220,3 +220,6 @@ from bridge.cli.alerts import alerts as _alerts_commands  # noqa: E402
 
 main.add_command(_admin_commands)
 main.add_command(_alerts_commands)
+from bridge.cli.redis_tools import redis_group as _redis_commands  # noqa: E402  (bridge redis usage|trim)
+
+main.add_command(_redis_commands)

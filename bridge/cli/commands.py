@@ -257,6 +257,9 @@ def jobs_stats(as_json):
     queues = stats["queues"]
     say("queues:  " + ", ".join(f"{name} {count}" for name, count in queues.items()))
     say(f"oldest waiting job: {present.format_age(stats['oldest_waiting_seconds'])}")
+    waiting = stats["parked"]
+    say(f"{waiting['reason']}: {waiting['deliveries']} delivery(ies) of {waiting['leads']} lead(s), "
+        f"oldest {present.format_age(waiting['oldest_age_seconds'])}")
     say(f"{'':<10}{'last hour':>10}{'last day':>10}")
     for outcome, counts in stats["outcomes"].items():
         say(f"{outcome:<10}{counts['last_hour']:>10}{counts['last_day']:>10}")

@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 from bridge.jsonlimits import Parsed
 from bridge.intake.signature import ACTION_HEADER
 from bridge.storage.events import IGNORED, QUEUED, REJECTED
-from bridge.translate.realgeeks import LEAD_ACTIONS, load_event, normalize_id, schema_for
+from bridge.translate.realgeeks import is_lead_action, load_event, normalize_id, schema_for
 
 
 @dataclass
@@ -60,7 +60,7 @@ def classify(parsed: Parsed, headers, partner_id: str | None) -> Verdict:
         return Verdict(REJECTED, 400, errors={"body": ["JSON body must be an object"]})
 
     action = action_of(headers, payload)
-    lead_id = _lead_id(payload) if action in LEAD_ACTIONS else None
+    lead_id = _lead_id(payload) if is_lead_action(action) else None
     if partner_id is not None and payload.get("partner_id") != partner_id:
         return Verdict(REJECTED, 403, action, lead_id,
                        {"partner_id": [f"expected {partner_id!r}, got {payload.get('partner_id')!r}"]})

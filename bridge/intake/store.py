@@ -13,7 +13,6 @@ endpoint's speed.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -30,10 +29,11 @@ from bridge.storage.redis import text
 
 log = logging.getLogger("bridge.intake")
 
-# KEYS: dedupe, event, events index, rejected index, intake stream, lead history, webhook metric,
+# KEYS: dedupe, event, events index, rejected index, intake stream, the lead's story list for the
+#       entry (its detail, for a queued delivery: `history.place`), webhook metric,
 #       then the search-index bucket (only when there are index members)
 # ARGV: event id, dedupe ttl, event ttl, received at, status, history entry (or ""),
-#       history max, history ttl, stream max length, lead id, index ttl, the number n of index
+#       that list's max and ttl, stream max length, lead id, index ttl, the number n of index
 #       members, the n members, then the event's hash fields as pairs
 _STORE = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
@@ -67,7 +67,7 @@ def received_entry(event: events.Event) -> dict:
     """The history entry saying a delivery arrived, stamped with its receipt time."""
     record = history.entry(kinds.RECEIVED, event_id=event.id, action=event.action, status=event.status,
                            errors=event.errors or None, ordered_by=event.ordered_by, order_note=event.order_note)
-    record["at"] = round(event.received_at, 3)
+    record["at"] = round(event.received_at, 6)
     return record
 
 
@@ -137,17 +137,19 @@ class DeliveryStore:
             body_sha256=body_sha256, order_ns=order.ns, ordered_by=order.by, order_note=order.note,
         )
         lead_id = verdict.lead_id
-        entry = json.dumps(received_entry(event), separators=(",", ":")) if lead_id else ""
+        entry = received_entry(event) if lead_id else None
+        # A queued delivery's receipt is detail (7 days); one not queued stays in the story: nothing else tells of it.
+        story_key, story_max, story_ttl = history.place(lead_id or "-", entry or {})
         index = search.entries(lead_id, verdict.payload) if lead_id and verdict.payload is not None else []
         fields = [part for pair in event.to_redis().items() for part in pair]
         created, event_id = self._run(
             [keys.delivery_dedupe(identity.delivery_digest(body_sha256, stamp)), keys.event(event.id),
              keys.events_by_time(), keys.rejected_events(), keys.intake_stream(),
-             keys.lead_history(lead_id or "-"), keys.metric("webhooks"),
+             story_key, keys.metric("webhooks"),
              *([search.bucket_key(received_at)] if index else [])],
-            [event.id, defaults.DEDUPE_TTL_SECONDS, defaults.EVENT_TTL_SECONDS, repr(received_at),
-             verdict.status, entry, defaults.HISTORY_MAX_ENTRIES, defaults.HISTORY_TTL_SECONDS,
-             defaults.INTAKE_STREAM_MAX_LENGTH, lead_id or "", search.INDEX_TTL_SECONDS, len(index), *index,
+            [event.id, defaults.DEDUPE_TTL_SECONDS, keys.lifetimes.event, repr(received_at),
+             verdict.status, history.encode(entry) if entry else "", story_max, story_ttl,
+             defaults.INTAKE_STREAM_MAX_LENGTH, lead_id or "", search.index_ttl(), len(index), *index,
              *fields],
         )
         event_id = text(event_id)

@@ -241,11 +241,9 @@ def observe_no_worker(conn, settings, state: store.AlertState, now: float) -> Ob
 
 def observe_redis_memory(conn, settings, state: store.AlertState, now: float) -> Observation:
     """Redis memory in use against its limit: a full Redis refuses new deliveries."""
-    memory = conn.info("memory")
-    limit, used = int(memory.get("maxmemory") or 0), int(memory.get("used_memory") or 0)
-    threshold = settings.alert_redis_memory_percent
-    share = used * 100 / limit if limit else 0.0
-    return Observation(bool(limit) and share >= threshold,
+    memory = status.redis_memory(conn, settings)  # the level /healthz and the console show, from the same threshold
+    limit, share, threshold = memory["maxmemory_bytes"], memory["percent"] or 0.0, settings.alert_redis_memory_percent
+    return Observation(memory["warning"],
                        text=(f"Redis uses {share:.0f} % of its {limit / 2**20:.0f} MiB limit (alert at {threshold} %): "
                              "when full it refuses new deliveries. Move to a larger Redis plan or clear old records."),
                        recovery=f"Redis memory is below {threshold} % of its limit again.")

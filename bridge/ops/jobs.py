@@ -494,7 +494,8 @@ def stats(conn, now: float | None = None) -> dict:
     """Return queue depths, the oldest waiting job's age and recent outcome counts."""
     return {"queues": status.queue_depths(conn),
             "oldest_waiting_seconds": status.oldest_waiting_age(conn, now),
-            "outcomes": outcome_counts(conn, now)}
+            "outcomes": outcome_counts(conn, now),
+            "parked": status.parked_status(conn)}
 
 
 def _replay_one(conn, job: Job, *, by: str, via: str, intervals) -> ReplayResult:

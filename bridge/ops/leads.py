@@ -58,6 +58,7 @@ def _with_iso(entry: dict) -> dict:
 
 DELIVERED, RETRYING, WAITING, FAILED, QUEUED, REJECTED, IGNORED, UNKNOWN = (
     "delivered", "retrying", "waiting", "failed", "queued", "rejected", "ignored", "unknown")
+PARKED, EXPIRED = "parked", "expired"
 """Where a lead's latest delivery stands, as its page's summary says first."""
 
 STATE_WORDS = {
@@ -65,11 +66,14 @@ STATE_WORDS = {
     WAITING: "Waiting for LionDesk to be connected again", FAILED: "Failed: not in LionDesk",
     QUEUED: "Queued: on its way to LionDesk", REJECTED: "Rejected: the delivery was not valid",
     IGNORED: "Ignored: nothing to do for this delivery", UNKNOWN: "No delivery recorded",
+    PARKED: "Waiting for Real Geeks to send this lead's details",
+    EXPIRED: "Dropped: Real Geeks never sent this lead's details",
 }
 """How the console and `bridge lead` say each state."""
 
 _STATE_OF_KIND = {kinds.PROCESSED: DELIVERED, kinds.REJECTED: REJECTED, kinds.REPLAYED: QUEUED,
-                  kinds.RETRIED_NOW: QUEUED, kinds.ATTEMPT_INTERRUPTED: RETRYING}
+                  kinds.RETRIED_NOW: QUEUED, kinds.ATTEMPT_INTERRUPTED: RETRYING, kinds.PARKED: PARKED,
+                  kinds.UNPARKED: DELIVERED, kinds.PARKED_EXPIRED: EXPIRED}
 """Story entries that settle the latest delivery's state by their kind alone."""
 
 
@@ -128,6 +132,7 @@ def story_steps(story: list[dict]) -> list[Step]:
 def summary_state(story: list[dict]) -> LeadSummary:
     """Read the latest forward delivery's state from a story: delivered, retrying, waiting, failed... (pure)."""
     summary = LeadSummary()
+    parked: set[str] = set()  # events whose job parked them: their `processed` means "waiting", not "delivered"
     for entry in story:
         if not isinstance(entry, dict) or entry.get("direction") == "reverse":
             continue  # LionDesk → Real Geeks work says nothing about the delivery to LionDesk
@@ -139,9 +144,15 @@ def summary_state(story: list[dict]) -> LeadSummary:
             state = {RETRYING: RETRYING, WAITING: WAITING, FAILED: FAILED}.get(outcome, RETRYING)
         else:
             state = _STATE_OF_KIND.get(kind)
+        event_id = entry.get("event_id") if isinstance(entry.get("event_id"), str) else None
+        if kind == kinds.PARKED and event_id:
+            parked.add(event_id)
+        elif kind == kinds.PROCESSED and event_id in parked:
+            state = PARKED
+        elif kind in (kinds.UNPARKED, kinds.PARKED_EXPIRED):
+            parked.clear()
         if state is None:
             continue
-        event_id = entry.get("event_id") if isinstance(entry.get("event_id"), str) else None
         summary.state, summary.at = state, entry.get("at") if isinstance(entry.get("at"), (int, float)) else None
         summary.job_id = event_job_id(event_id) if event_id else summary.job_id
         summary.action = entry.get("action") if isinstance(entry.get("action"), str) else summary.action

@@ -1,6 +1,6 @@
 """What the bridge is doing right now: the intake backlog, queue depths, the oldest waiting
-job, LionDesk authorisation, the last LionDesk poll, whether Redis takes writes and which workers
-are alive. Read live from Redis by /healthz, /metrics, `bridge jobs stats` and the console overview."""
+job, LionDesk authorisation, the last LionDesk poll, whether Redis takes writes, its memory against
+maxmemory and which workers are alive. Read live from Redis by /healthz, /metrics, `bridge jobs stats` and the console overview."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import redis
 from bridge import defaults
 from bridge.clients.oauth import auth_state
 from bridge.queue import event_queue, poll_queue
-from bridge.storage import beats, keys, polls
+from bridge.storage import beats, keys, parked, polls, usage
 from bridge.storage.redis import text
 
 QUEUE_NAMES = (defaults.EVENT_QUEUE, defaults.POLL_QUEUE)
@@ -35,6 +35,9 @@ LIONDESK_SERVICES = ("liondesk", "liondesk_v1")
 
 LIONDESK_FAILING, REAUTHORIZE, NO_WORKER, REDIS_FULL_NOTICE = "liondesk_failing", "reauthorize", "no_worker", "redis_full"
 """What the console's banner can ask a person to look at (kinds of `Notice`)."""
+
+REDIS_NEARLY_FULL_NOTICE = "redis_nearly_full"
+"""A `Notice` kind: Redis memory past the warning threshold of its maxmemory, not full yet."""
 
 
 @dataclass
@@ -173,18 +176,10 @@ def _refuses_writes(message: str) -> bool:
 
 
 def redis_state(conn) -> str:
-    """REDIS_OK, or REDIS_FULL when Redis is at maxmemory with nothing it may evict (writes refused).
-
-    "At maxmemory" leaves a margin (REDIS_FULL_FREE_FRACTION): Redis refuses a write that
-    would cross the limit and frees its buffer, so used memory hovers just under it.
-    Raises redis.RedisError when Redis does not answer (the caller reports REDIS_UNREACHABLE).
+    """REDIS_OK, or REDIS_FULL when Redis is at maxmemory with nothing it may evict (writes refused:
+    `usage.refuses_writes`). Raises redis.RedisError when Redis does not answer (the caller reports REDIS_UNREACHABLE).
     """
-    memory = conn.info("memory")
-    limit = int(memory.get("maxmemory") or 0)
-    if not limit or memory.get("maxmemory_policy") != "noeviction":
-        return REDIS_OK
-    margin = max(limit * defaults.REDIS_FULL_FREE_FRACTION, defaults.REDIS_FULL_FREE_MIN_BYTES)
-    return REDIS_FULL if limit - int(memory.get("used_memory", 0)) < margin else REDIS_OK
+    return REDIS_FULL if usage.memory_state(conn).level == usage.FULL else REDIS_OK
 
 
 def redis_health(conn) -> dict:
@@ -229,6 +224,14 @@ def worker_status(conn, now: float | None = None) -> WorkerStatus:
     return WorkerStatus(live=len(alive), last_seen=last_seen, silent_seconds=silent, no_worker=no_worker,
                         message=message, workers=tuple({"process": beat.process, "host": beat.host, "pid": beat.pid,
                                                         "started": beat.started, "beat": beat.beat} for beat in alive))
+
+
+def redis_memory(conn, settings=None) -> dict:
+    """Return Redis memory used against its maxmemory: bytes, percent, level (ok / warning / full / unlimited),
+    `warning` (above the threshold or full) and a headline for people."""
+    percent = settings.alert_redis_memory_percent if settings is not None else defaults.ALERT_REDIS_MEMORY_PERCENT
+    state = usage.memory_state(conn, percent)
+    return {**state.to_json(), "warning": state.level in (usage.WARNING, usage.FULL), "headline": state.headline()}
 
 
 def waiting_jobs(conn, limit: int = defaults.CONSOLE_BANNER_SCAN_JOBS) -> dict:
@@ -296,6 +299,11 @@ def attention(conn, settings=None, now: float | None = None) -> list[Notice]:
     if redis_health(conn)["state"] == REDIS_FULL:
         notices.append(Notice(REDIS_FULL_NOTICE, "Redis is full (at its memory limit): new deliveries are refused "
                               "(Real Geeks delivers them again later)"))
+    else:
+        memory = redis_memory(conn, settings)
+        if memory["warning"]:
+            notices.append(Notice(REDIS_NEARLY_FULL_NOTICE, f"Redis is nearly full: {memory['headline']}. "
+                                  "`bridge redis trim` makes room (`--dry-run` first), or move to a bigger plan"))
     return notices
 
 
@@ -319,3 +327,8 @@ def next_attempt_at(conn, job_id: str) -> float | None:
         if score is not None:
             return score
     return None
+
+
+def parked_status(conn) -> dict:
+    """Return how many leads and deliveries wait for Real Geeks to send the lead's details, and the oldest's age."""
+    return {"reason": parked.WAITING_FOR_DETAILS, **parked.counts(conn)}

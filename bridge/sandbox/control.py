@@ -24,7 +24,8 @@ TOKEN_KNOBS = ("expire_access_tokens", "revoke_refresh_tokens", "access_token_li
 SETTINGS = {"address_edits_bump_contact": (True, False), "realgeeks_source_system_mode": ("writer", "lead"),
             "account_type": ("agent", "broker"), "app_owner": ("ours", "another_account"),
             "single_value_in": ("accepted", "refused"), "or_operator": OR_READINGS, "mls_id_values": ("any", "numeric"),
-            "v1_service": ("on", "gone"), "tasks_v20": ("on", "gone"), "tasks_v21": ("on", "gone")}
+            "v1_service": ("on", "gone"), "tasks_v20": ("on", "gone"), "tasks_v21": ("on", "gone"),
+            "realgeeks_v2_paths": ("both", "v2/rest", "rest/v2"), "realgeeks_plain_unset": ("ignore", "reject")}
 """Behaviour the vendors leave unknown, switchable per test: name -> allowed values."""
 
 

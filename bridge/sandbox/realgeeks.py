@@ -93,11 +93,14 @@ def activities_problem(activities, user_ids: set[str] | None) -> str | None:
 
 
 def activity_problem(activity, user_ids: set[str] | None) -> str | None:
-    """What is wrong with one activity: type, source and description are required (a
-    was_assigned may omit its description), and assignments must name a known user."""
+    """What is wrong with one activity: type, source and description are required, except that a
+    `was_assigned` needs only its user's id (the assign-leads post's Incoming form) and a follow-up only
+    `user.id` and `metadata.event` (the follow-ups page's example has no source or description);
+    assignments and follow-ups must name a known user."""
     if not isinstance(activity, dict):
         return "must be an object"
-    required = ("type", "source") if activity.get("type") == "was_assigned" else ("type", "source", "description")
+    short = activity.get("type") in ("was_assigned", *FOLLOW_UP_TYPES)
+    required = ("type",) if short else ("type", "source", "description")
     for field in required:
         if not isinstance(activity.get(field), str) or not activity[field]:
             return f"field '{field}' is required"
@@ -118,13 +121,15 @@ def activity_problem(activity, user_ids: set[str] | None) -> str | None:
     return None
 
 
-def apply_changes(lead: dict, body: dict) -> list[str]:
-    """Apply the sent keys to a stored lead ("" removes a key); return the keys removed."""
+def apply_changes(lead: dict, body: dict, *, unset: bool = True) -> list[str]:
+    """Apply the sent keys to a stored lead ("" removes a key, only when `unset`); return the keys removed."""
     removed = []
     for field in LEAD_FIELDS:
         if field not in body or field in ("id", "activities", "created"):
             continue
         if body[field] == "":
+            if not unset:
+                continue  # the documented PATCH "does not allow unsetting": the value stays
             if lead.pop(field, None) is not None:
                 removed.append(field)
         else:
@@ -168,15 +173,26 @@ def stamp_activities(state: SandboxState, activities: list) -> list[dict]:
     return [{**activity, "created": activity.get("created") or state.now_realgeeks()} for activity in activities]
 
 
-def store_lead(state: SandboxState, site: str, body: dict, *, source_system: str) -> tuple[dict, str]:
-    """Create a lead, or merge into the site's lead with the same id or e-mail (as Lead
-    Manager may); return the lead and the Outgoing action (created | updated)."""
+def _same_name(lead: dict, body: dict) -> bool:
+    """Whether a stored lead and a create carry the same first and last name (both given, any case)."""
+    names = [(str(lead.get(key) or "").strip().casefold(), str(body.get(key) or "").strip().casefold())
+             for key in ("first_name", "last_name")]
+    return all(ours and ours == theirs for ours, theirs in names)
+
+
+def store_lead(state: SandboxState, site: str, body: dict, *, source_system: str,
+               by_name: bool = False) -> tuple[dict, str]:
+    """Create a lead, or merge into the site's lead with the same id, else e-mail, else (`by_name`, an
+    Incoming API create) name: Lead Manager merges Incoming leads "based on email or name"
+    (docs/vendors/realgeeks-api.md §4.2, §7). Return the lead and the Outgoing action (created | updated)."""
     lead_key = normalise_id(body["id"]) if body.get("id") else None
     existing = state.realgeeks_leads.get((site, lead_key)) if lead_key else None
+    site_leads = [lead for (lead_site, _), lead in state.realgeeks_leads.items() if lead_site == site]
     if existing is None and body.get("email"):
-        existing = next((lead for (lead_site, _), lead in state.realgeeks_leads.items()
-                         if lead_site == site and (lead.get("email") or "").casefold() == body["email"].casefold()),
-                        None)
+        existing = next((lead for lead in site_leads
+                         if (lead.get("email") or "").casefold() == body["email"].casefold()), None)
+    if existing is None and by_name:
+        existing = next((lead for lead in site_leads if _same_name(lead, body)), None)
     if existing is None:
         return insert_lead(state, site, body, source_system=source_system), "created"
     apply_changes(existing, body)
@@ -276,23 +292,50 @@ def _create(site: str, body: dict, *, needs_identification: bool, roles: tuple[s
         problem = problem or activities_problem(body.get("activities") or [], user_ids)
         if problem:
             raise ApiError(422, problem)
-        lead, action = store_lead(state, site, body, source_system=writer())
+        lead, action = store_lead(state, site, body, source_system=writer(), by_name=True)
         deliver(state, site, lead, action, writer=writer())
     return jsonify({}), 201
 
 
 @bp.patch("/rest/sites/<site>/leads/<lead_id>")
-@bp.patch("/rest/sites/<site>/v2/leads/<lead_id>", endpoint="update_lead_v2")
-@bp.patch("/v2/rest/sites/<site>/leads/<lead_id>", endpoint="update_lead_v2_prefix")
 def update_lead(site, lead_id):
-    """Change only the keys sent; "" unsets a field. Both published v2 paths work the same."""
-    site, body = site_of(site), lead_body()
+    """Change only the keys sent. This PATCH cannot unset: "" is ignored (or, knob "reject", refused with 422)."""
+    body = lead_body()
+    with sandbox_state() as state:
+        if state.realgeeks_plain_unset == "reject" and any(body.get(field) == "" for field in LEAD_FIELDS):
+            raise ApiError(422, "Fields cannot be unset with this endpoint; use the v2 API")
+    return _update(site, lead_id, body, unset=False)
+
+
+@bp.patch("/v2/rest/sites/<site>/leads/<lead_id>", endpoint="update_lead_v2_prefix")
+def update_lead_v2_prefix(site, lead_id):
+    """The v2 PATCH as `/v2/rest/sites/{site}/leads/{id}`: "" unsets a field."""
+    return _update_v2("v2/rest", site, lead_id)
+
+
+@bp.patch("/rest/sites/<site>/v2/leads/<lead_id>", endpoint="update_lead_v2")
+def update_lead_v2(site, lead_id):
+    """The v2 PATCH as `/rest/sites/{site}/v2/leads/{id}`: "" unsets a field."""
+    return _update_v2("rest/v2", site, lead_id)
+
+
+def _update_v2(form: str, site: str, lead_id: str):
+    """A v2 PATCH in one of its two published forms; 404 when the `realgeeks_v2_paths` knob says it does not exist."""
+    with sandbox_state() as state:
+        if state.realgeeks_v2_paths not in ("both", form):
+            raise ApiError(404, "Not Found")
+    return _update(site, lead_id, lead_body(), unset=True)
+
+
+def _update(site: str, lead_id: str, body: dict, *, unset: bool):
+    """Validate and apply a lead PATCH, then announce it as `updated`."""
+    site = site_of(site)
     problem = lead_problem(body, creating=False)
     if problem:
         raise ApiError(422, problem)
     with sandbox_state() as state:
         lead = find_lead(state, site, lead_id)
-        cleared = apply_changes(lead, body)
+        cleared = apply_changes(lead, body, unset=unset)
         deliver(state, site, lead, "updated", writer=writer(), cleared=cleared)
     return jsonify({})
 

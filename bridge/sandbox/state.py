@@ -16,7 +16,7 @@ from bridge.sandbox.calls import CallLog
 from bridge.sandbox.faults import FaultBoard
 from bridge.sandbox.seeds import seed_reference_data
 from bridge.sandbox.tokens import TokenStore
-from bridge.sandbox.webhooks import Deliverer
+from bridge.sandbox.webhooks import Deliverer, rfc3339_nano
 
 V1_API_KEY = "sandbox-v1-key"
 V1_USER_KEY = "sandbox-v1-user"
@@ -32,8 +32,8 @@ def liondesk_time(moment: float) -> str:
 
 
 def realgeeks_time(moment: float) -> str:
-    """A Real Geeks timestamp: UTC with microseconds and Z."""
-    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """A Real Geeks timestamp: UTC, Z, 0-9 fractional digits (trailing zeros dropped, like Go's RFC3339Nano)."""
+    return rfc3339_nano(round(moment * 1_000_000) * 1000)
 
 
 class Table:
@@ -130,6 +130,10 @@ class SandboxState:
             self.realgeeks_leads: dict[tuple[str, str], dict] = {}
             self.realgeeks_requests = Table()
             self.realgeeks_source_system_mode = "writer"
+            # Which published path of the v2 PATCH answers (docs/sandbox.md: the post gives two),
+            # and what the documented PATCH does with "" (it "does not allow unsetting").
+            self.realgeeks_v2_paths = "both"
+            self.realgeeks_plain_unset = "ignore"
             seed_reference_data(self)
 
     TRANSIENT = ("lock", "clock", "calls", "faults", "deliverer", "latency_ms")

@@ -31,15 +31,34 @@ class Destination:
     partner_id: str = ""
 
 
-def timestamp_header(epoch_ns: int) -> str:
-    """RFC 3339 UTC with nanoseconds, as in X-Lead-Router-Timestamp."""
+def rfc3339_nano(epoch_ns: int) -> str:
+    """RFC 3339 UTC as Go's RFC3339Nano writes it: up to nine fractional digits, trailing zeros dropped (0-9 digits).
+
+    Real Geeks' timestamps come with 0, 6 or 9 digits (docs/vendors/realgeeks-api.md §2.5, §7).
+    """
     seconds, nanos = divmod(epoch_ns, 1_000_000_000)
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
+    fraction = f"{nanos:09d}".rstrip("0")
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + \
+        (f".{fraction}" if fraction else "") + "Z"
+
+
+def timestamp_header(epoch_ns: int) -> str:
+    """The X-Lead-Router-Timestamp of a delivery made at `epoch_ns`."""
+    return rfc3339_nano(epoch_ns)
+
+
+def body_bytes(payload: dict) -> bytes:
+    """A delivery body as Real Geeks writes it: pretty-printed with `", "` separators, so each line that ends
+    in a comma ends in a trailing space (the receiver's signed fixture, docs/vendors/realgeeks-api.md §1.3)."""
+    return json.dumps(payload, indent=2, separators=(", ", ": ")).encode("utf-8")
 
 
 def signed_request(payload: dict, secret: str, epoch_ns: int) -> tuple[bytes, dict]:
-    """The body bytes and headers of one delivery: HMAC-SHA256 hex of exactly those bytes."""
-    body = json.dumps(payload, separators=(", ", ": ")).encode("utf-8")
+    """The body bytes and headers of one delivery: HMAC-SHA256 hex of exactly those bytes.
+
+    The same payload gives the same bytes every time: a repeated update differs only in its timestamp header.
+    """
+    body = body_bytes(payload)
     headers = {
         "Content-Type": "application/json",
         ACTION_HEADER: payload["action"],

@@ -11,7 +11,7 @@ import redis
 
 from bridge import defaults
 from bridge.jsonlimits import parse
-from bridge.storage import keys
+from bridge.storage import history, keys
 from bridge.storage.redis import text
 
 QUEUED, IGNORED, REJECTED = "queued", "ignored", "rejected"
@@ -146,9 +146,10 @@ def list_rejected(conn, start: int = 0, count: int = 50) -> list[Event]:
 
 
 def mark_rejected(conn, event: Event, errors: dict) -> None:
-    """Record that a stored event failed validation, so support sees it with its errors; `conn` may be
-    an open pipeline (the relay's)."""
-    event.status, event.errors = REJECTED, errors
+    """Record that a stored event failed validation, so support sees it with its errors (at most
+    STORED_ERRORS_MAX_BYTES of them: 100,000 invalid activities would otherwise store megabytes);
+    `conn` may be an open pipeline (the relay's)."""
+    event.status, event.errors = REJECTED, history.shrink_json(errors, defaults.STORED_ERRORS_MAX_BYTES)
     pipe = conn if isinstance(conn, redis.client.Pipeline) else conn.pipeline()
     pipe.hset(keys.event(event.id), "meta", event.meta())
     pipe.zadd(keys.rejected_events(), {event.id: event.received_at})
@@ -156,6 +157,24 @@ def mark_rejected(conn, event: Event, errors: dict) -> None:
         pipe.execute()
 
 
+DELIVERED_AT = "delivered_at"
+"""Hash field of an event whose job succeeded: when (unix seconds)."""
+
+
+def mark_delivered(conn, event_id: str, now: float | None = None) -> None:
+    """Record that an event's work is done: it is kept `keys.lifetimes.delivered_event` from now,
+    no longer the pending lifetime, and `bridge redis trim` may drop it first."""
+    conn.eval(_MARK_DELIVERED, 1, keys.event(event_id), DELIVERED_AT, int(time.time() if now is None else now),
+              keys.lifetimes.delivered_event)
+
+
+_MARK_DELIVERED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+"""
+"""Marks an event delivered only while it is stored: an expired one must not come back as a stub."""
 DUPLICATE = "duplicate"
 """Outcome of a delivery that repeated an earlier one (kept in its own log, not as an event)."""
 

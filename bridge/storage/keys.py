@@ -6,9 +6,23 @@ Real Geeks lead ids are normalised (lowercase, no dashes) before they become key
 
 import os
 
+from bridge.config import Retention
+
 PREFIX = os.environ.get("BRIDGE_KEY_PREFIX", "bridge:")
 """Prefix of every key of ours. Tests against a shared Redis set BRIDGE_KEY_PREFIX (and
 RQ's own RQ_KEY_PREFIX) to a unique value so they can clean up exactly their own keys."""
+
+
+lifetimes = Retention()
+"""The record lifetimes in force in this process, in seconds: the defaults until `use_retention`
+installs those of the settings (the web app and every worker context do, at start). Read it
+as `keys.lifetimes.story`, never imported by value."""
+
+
+def use_retention(retention: Retention) -> None:
+    """Install the record lifetimes of this process's settings."""
+    global lifetimes
+    lifetimes = retention
 
 
 def event(event_id: str) -> str:
@@ -38,8 +52,13 @@ def delivery_dedupe(digest: str) -> str:
 
 
 def lead_history(lead_id: str) -> str:
-    """List of JSON entries: the append-only story of one Real Geeks lead."""
+    """List of JSON entries: the append-only story of one Real Geeks lead (lifetime: `lifetimes.story`)."""
     return f"{PREFIX}lead:{lead_id}:history"
+
+
+def lead_story_detail(lead_id: str) -> str:
+    """List of JSON entries: the detail of a lead's story, each call and delivery (lifetime: `lifetimes.story_detail`)."""
+    return f"{PREFIX}lead:{lead_id}:detail"
 
 
 def lead_lock(lead_id: str) -> str:
@@ -68,13 +87,31 @@ def lead_snapshot(lead_id: str) -> str:
 
 
 def lead_effects(lead_id: str) -> str:
-    """Hash of once-only effects already done for a lead (campaign started, offers made)."""
+    """Hash of once-only effects already done for a lead (campaign started, offers made): the previous
+    release's place for them, read (never written) until it expires; they now live in the link hash."""
     return f"{PREFIX}effects:{lead_id}"
 
 
 def activity_dedupe(lead_id: str, fingerprint: str) -> str:
-    """Marker that one Real Geeks activity already reached LionDesk."""
+    """Marker that one Real Geeks activity already reached LionDesk: the previous release's
+    form, one key per activity; read (never written) until the last of them expires."""
     return f"{PREFIX}dedupe:activity:{lead_id}:{fingerprint}"
+
+
+def parked_events(lead_id: str) -> str:
+    """List of event ids of one lead waiting for Real Geeks to send the lead's details, oldest first."""
+    return f"{PREFIX}parked:lead:{lead_id}"
+
+
+def parked_leads() -> str:
+    """Sorted set of the lead ids with parked events, scored by when the first was parked (unix seconds)."""
+    return f"{PREFIX}parked:leads"
+
+
+def lead_activities(lead_id: str) -> str:
+    """Sorted set of the activities of one lead that reached LionDesk (short fingerprints, scored by
+    when, in unix seconds), at most ACTIVITY_MARKS_MAX of them (lifetime: `lifetimes.link`)."""
+    return f"{PREFIX}activities:{lead_id}"
 
 
 def lead_search_index() -> str:
@@ -110,6 +147,11 @@ def liondesk_rate_limit(window: int) -> str:
 def realgeeks_users(site_uuid: str) -> str:
     """Cached Real Geeks users list of one site."""
     return f"{PREFIX}realgeeks:users:{site_uuid}"
+
+
+def realgeeks_unset_form() -> str:
+    """String naming which published form of the Incoming v2 PATCH (the one that can unset) answered."""
+    return f"{PREFIX}realgeeks:v2_patch_form"
 
 
 def poll_state() -> str:

@@ -45,8 +45,10 @@ MIN_PREFIX_CHARACTERS = 2
 SEPARATOR = "\0"
 """Between the value and the lead id of an index member: no e-mail, phone or name holds it."""
 
-INDEX_TTL_SECONDS = defaults.HISTORY_TTL_SECONDS + defaults.SEARCH_INDEX_BUCKET_SECONDS
-"""How long a bucket lives after its last write: its leads' history lifetime, and its own period."""
+def index_ttl() -> int:
+    """How long a bucket lives after its last write, in seconds: its leads' story lifetime
+    (`keys.lifetimes.story`, BRIDGE_STORY_RETENTION_DAYS), and its own period."""
+    return keys.lifetimes.story + defaults.SEARCH_INDEX_BUCKET_SECONDS
 
 
 def tokens(payload: dict) -> set[str]:
@@ -78,7 +80,7 @@ def add(conn, lead_id: str, payload: dict, now: float | None = None) -> None:
     if members:
         key = bucket_key(now)
         conn.zadd(key, dict.fromkeys(members, 0))
-        conn.expire(key, INDEX_TTL_SECONDS)
+        conn.expire(key, index_ttl())
 
 
 def prefixes(query: str) -> list[str]:

@@ -8,20 +8,30 @@ chosen so that a crash at any point is repaired by the retry:
   recorded in Redis; a "pending" mark before each call tells a retry that the call may
   have happened already, so it checks instead of repeating it;
 - each activity is marked delivered only after LionDesk took it.
+
+A delivery for a lead the bridge has never linked that cannot create a contact (an
+`activity_added`; a `created`, `unknown` or `updated` with no name, e-mail or phone) is
+parked (`bridge.storage.parked`): the job succeeds, the story says it waits for Real
+Geeks to send the lead's details, and `handlers.apply_parked` applies it, in order and
+once, right after the first delivery that identifies the lead. No LionDesk contact is
+ever created without a name, an e-mail or a phone.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from dataclasses import dataclass, field
 
 from bridge.clients import liondesk as liondesk_channels
-from bridge.exceptions import LeadNotYetSynced, LionDeskAppConflict, UpstreamError, UpstreamRejected
-from bridge.storage import history, kinds, mappings
+from bridge.exceptions import LionDeskAppConflict, UpstreamError, UpstreamRejected
+from bridge.storage import history, kinds, mappings, parked
 from bridge.sync import conflicts, references
 from bridge.translate import activity as activities
 from bridge.translate import phones
-from bridge.translate.contact import contact_body, email_search_forms, phone_region
-from bridge.translate.lead import campaign_name, lead_body, lead_source_name
+from bridge.translate.contact import CONTACT_FIELDS, contact_body, email_search_forms, phone_region
+from bridge.translate.lead import campaign_name, details_changes, lead_body, lead_source_name, lead_text, text_fields
 from bridge.translate.liondesk import (LEAD_REQUIRED_FIELDS, contact_criteria, custom_field_values,
                                        oldest_contact, with_numbers)
 from bridge.translate.realgeeks import parse_instant
@@ -43,12 +53,9 @@ class Job:
     event_id: str
     received_ns: int
     done: list[str] = field(default_factory=list)
+    parked: bool = False
+    """Whether this delivery was parked to wait for the lead's details."""
     _link: mappings.LeadLink | None = field(default=None, repr=False)
-
-    @property
-    def lead_id(self) -> str:
-        """The normalised Real Geeks lead id."""
-        return self.lead["id"]
 
     @property
     def link(self) -> mappings.LeadLink:
@@ -58,8 +65,13 @@ class Job:
         return self._link
 
     def relink(self, **changes) -> None:
-        """Record link fields of the lead (`mappings.save_link`)."""
+        """Record link fields of the lead (`mappings.save_link`; `claim=False` keeps the contact's own link)."""
         mappings.save_link(self.conn, self.link, **changes)
+
+    @property
+    def lead_id(self) -> str:
+        """The normalised Real Geeks lead id."""
+        return self.lead["id"]
 
     @property
     def rules(self) -> dict:
@@ -87,18 +99,56 @@ class Job:
 
 # -- the actions ---------------------------------------------------------------------------
 
+IDENTITY_FIELDS = ("first_name", "last_name", "email", "phone", "phone2")
+"""Lead fields of which one is needed to match or create a LionDesk contact."""
+
+
+def identifies(lead: dict) -> bool:
+    """Whether a delivery names the person: a name, an e-mail or a phone that is not empty."""
+    return any(str(lead.get(name) or "").strip() for name in IDENTITY_FIELDS)
+
+
+def park(job: Job, reason: str) -> None:
+    """Keep the delivery until Real Geeks identifies the lead (not failed, not on the retry ladder)."""
+    parked.park(job.conn, job.lead_id, job.event_id, time.time())
+    job.parked = True
+    job.note(kinds.PARKED, detail=parked.WAITING_FOR_DETAILS, reason=reason)
+    job.did(parked.WAITING_FOR_DETAILS)
+
+
+def expire_parked(context) -> None:
+    """Drop parked deliveries older than BRIDGE_PARKED_EXPIRY_DAYS, with a story entry for each lead.
+
+    Swept by every event job and, with the reverse sync on, every poll (each LIONDESK_POLL_SECONDS),
+    so parked work expires even while no delivery comes.
+    """
+    days = context.settings.parked_expiry_days
+    for lead_id, event_ids in parked.expire(context.redis, time.time() - days * 86400):
+        history.append(context.redis, lead_id, kinds.PARKED_EXPIRED, event_ids=event_ids,
+                       detail=f"Real Geeks sent no name, e-mail or phone for this lead within {days} days: "
+                              f"{len(event_ids)} waiting delivery(ies) dropped")
+
 
 def upsert(job: Job) -> None:
     """`created` / `unknown`: make sure the contact, the lead, its campaign, offers and activities exist."""
     link = job.link
+    if not link.linked and not identifies(job.lead):
+        park(job, "the lead has no name, e-mail or phone yet: no LionDesk contact can be matched or created")
+        return
     if link.linked:
         contact_id = link.contact_id
         apply_changes(job)
-        if link.origin == mappings.LIONDESK_ORIGIN:  # the echo of a lead made from a LionDesk contact
+        sync_lead_details(job)
+        if link.origin == mappings.LIONDESK_ORIGIN or link.shared_with:
+            # The echo of a lead made from a LionDesk contact, or a second lead of another lead's
+            # contact: that contact's own lead carries its enquiry, campaign and offers.
             deliver_activities(job, contact_id, job.lead.get("activities") or [])
             return
     else:
         contact_id = link_or_create_contact(job)
+        if job.link.shared_with:
+            deliver_activities(job, contact_id, job.lead.get("activities") or [])
+            return
     lead_id = ensure_lead(job, contact_id)
     start_campaign_and_offers(job, contact_id, lead_id)
     deliver_activities(job, contact_id, job.lead.get("activities") or [])
@@ -108,18 +158,23 @@ def update(job: Job) -> None:
     """`updated`: PATCH only the fields that changed since the last sync; unknown leads are created."""
     link = job.link
     if not link.linked:
+        if not identifies(job.lead):
+            park(job, "an update of a lead the bridge has not seen, without name, e-mail or phone")
+            return
         job.note(kinds.UPDATE_BEFORE_CREATE, detail="no LionDesk contact linked yet: handled as created")
         upsert(job)
         return
     apply_changes(job)
+    sync_lead_details(job)
     deliver_activities(job, link.contact_id, job.lead.get("activities") or [])
 
 
 def add_activities(job: Job) -> None:
-    """`activity_added`: deliver each new activity once; the lead must have reached LionDesk first."""
+    """`activity_added`: deliver each new activity once; a lead not in LionDesk yet is parked until it is."""
     link = job.link
     if not link.linked:
-        raise LeadNotYetSynced(f"lead {job.lead_id} has no LionDesk contact yet; its activities wait for it")
+        park(job, "activities of a lead the bridge has not seen yet")
+        return
     deliver_activities(job, link.contact_id, job.lead.get("activities") or [])
 
 
@@ -173,32 +228,119 @@ def contact_ids(job: Job) -> dict:
 
 def link_or_create_contact(job: Job):
     """Link the lead to the LionDesk contact it matches, or create one; return the contact id."""
-    client = job.liondesk
     contact, matched_by = find_existing_contact(job)
     ids = contact_ids(job)
     if contact is None and mappings.effect_state(job.conn, job.lead_id, "contact") == PENDING:
         contact, matched_by = _contact_of_a_dead_attempt(job, ids["source_id"])
     if contact is not None:
-        contact_id = contact["id"]
-        translation = contact_body(job.lead, job.rules, first_sync=True, existing_tags=contact.get("tags"), **ids)
-        _add_custom_fields(job, translation)
-        kept = theirs(contact, translation.body)
-        job.relink(contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
-                   received_id=job.lead.get("received_id"), applied_ns=job.received_ns,
-                   contact_source_id=contact.get("source_id") or ids["source_id"])
-        changed = {key: value for key, value in translation.body.items()
-                   if contact.get(key) != value and key not in kept}
-        if changed:
-            client.update_contact(contact_id, changed)
-        job.note(kinds.CONTACT_LINKED, contact_id=contact_id, matched_by=matched_by,
-                 changed=sorted(changed) or None, kept=sorted(kept) or None, **translation.facts())
-        job.did(f"linked contact {contact_id} by {matched_by}")
-        _save_address(job, contact_id, translation.address, contact)
-        agreed = merge_snapshot(snapshot_from_liondesk(contact, job.rules),
-                                snapshot_from_realgeeks(job.lead, job.rules))
-        mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(empty_snapshot(), agreed))
-        return contact_id
+        return link_matched_contact(job, contact, matched_by, ids)
+    return create_contact(job, ids)
 
+
+# -- contacts that belong to someone already ----------------------------------------------
+
+PERSON_FIELDS = tuple(field.name for field in CONTACT_FIELDS)
+"""The person's own details (name, e-mail, phones, address): never overwritten on a contact the bridge did not
+create for this lead, only filled where empty."""
+
+_PERSON_KEYS = frozenset(field.liondesk for field in CONTACT_FIELDS if field.record == "contact")
+_LABELS = {"first_name": "first name", "last_name": "last name", "email": "e-mail", "phone": "phone",
+           "phone2": "second phone", "street_address": "street", "city": "city", "state": "state", "zip": "zip"}
+
+
+def owner_of(job: Job, contact_id) -> str:
+    """The Real Geeks lead a matched contact belongs to: its linked lead, else this one (claimed atomically).
+
+    A reverse map whose lead links another contact is stale (that lead moved on) and is taken over.
+    """
+    owner = mappings.lead_of_contact(job.conn, contact_id)
+    if owner not in (None, job.lead_id) and mappings.load_link(job.conn, owner).contact_id != str(contact_id):
+        mappings.release_contact(job.conn, contact_id, owner)
+        owner = None
+    if owner is None and mappings.claim_contact(job.conn, contact_id, job.lead_id):
+        return job.lead_id
+    return owner or mappings.lead_of_contact(job.conn, contact_id) or job.lead_id
+
+
+def withheld_fields(contact_snapshot: dict, lead_snapshot: dict) -> dict:
+    """Person fields the contact holds (not empty) that the lead would change or clear: field → (contact's, lead's)."""
+    return {name: (contact_snapshot[name], lead_snapshot[name]) for name in PERSON_FIELDS
+            if contact_snapshot.get(name) and name in lead_snapshot and lead_snapshot[name] != contact_snapshot[name]}
+
+
+def link_matched_contact(job: Job, contact: dict, matched_by: str, ids: dict):
+    """Link the lead to a contact it matched without taking it over; return the contact id.
+
+    The contact was not created by the bridge for this lead, so it is someone's: its
+    populated name, e-mail, phones and address are never overwritten (empty ones are
+    filled), the differing values go on its timeline for the agent, and a contact linked
+    to another Real Geeks lead keeps that link (this lead shares it: `shared_with`).
+    """
+    client, contact_id = job.liondesk, contact["id"]
+    owner = owner_of(job, contact_id)
+    shared = owner != job.lead_id
+    translation = contact_body(job.lead, job.rules, first_sync=not shared, existing_tags=contact.get("tags"), **ids)
+    body = translation.body
+    if shared:  # the other lead's sync owns its tags, hotness, agent and custom fields
+        body = {key: value for key, value in body.items() if key in _PERSON_KEYS}
+    else:
+        _add_custom_fields(job, translation)
+    kept = theirs(contact, body)  # its contact source and hotness stay its own
+    job.relink(claim=not shared, contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
+               received_id=job.lead.get("received_id"), applied_ns=job.received_ns, matched_by=matched_by,
+               shared_with=owner if shared else None,
+               contact_source_id=contact.get("source_id") or ids["source_id"])
+    filled = {key: value for key, value in body.items()
+              if key not in kept and (key not in _PERSON_KEYS or not contact.get(key)) and contact.get(key) != value}
+    if filled:
+        client.update_contact(contact_id, filled)
+    contact_snapshot = snapshot_from_liondesk(contact, job.rules)
+    lead_snapshot = snapshot_from_realgeeks(job.lead, job.rules)
+    withheld = withheld_fields(contact_snapshot, lead_snapshot)
+    job.note(kinds.CONTACT_LINKED, contact_id=contact_id, matched_by=matched_by, changed=sorted(filled) or None,
+             kept=sorted(kept) or None, shared_with=owner if shared else None, withheld=sorted(withheld) or None,
+             **translation.facts())
+    job.did(f"linked contact {contact_id} by {matched_by}" + (f", shared with lead {owner}" if shared else ""))
+    if shared:
+        history.append(job.conn, owner, kinds.SECOND_LEAD_MATCHED, other_lead=job.lead_id, contact_id=contact_id,
+                       matched_by=matched_by, detail="another Real Geeks lead matched this lead's contact; "
+                                                     "the contact and its link were left as they are")
+    if translation.address and not _has_address(contact, translation.address):
+        _save_address(job, contact_id, translation.address, contact)
+    tell_agent_of_withheld(job, contact_id, withheld, matched_by)
+    agreed = merge_snapshot(merge_snapshot(contact_snapshot, lead_snapshot),
+                            {name: contact_snapshot[name] for name in withheld})
+    mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(empty_snapshot(), agreed))
+    return contact_id
+
+
+def _has_address(contact: dict, address: dict) -> bool:
+    """Whether the contact has an address record of the type the bridge writes (then it is the person's)."""
+    return any(str(record.get("type")) == address.get("type") for record in contact.get("addresses") or ())
+
+
+def tell_agent_of_withheld(job: Job, contact_id, withheld: dict, why: str) -> None:
+    """Put the values Real Geeks holds but the contact was not given on the contact's timeline, once per set."""
+    if not withheld:
+        return
+    seen = hashlib.sha256(json.dumps(withheld, sort_keys=True).encode()).hexdigest()[:32]
+    if job.link.withheld_seen == seen:
+        return
+    name = " ".join(str(job.lead.get(key) or "").strip() for key in ("first_name", "last_name")).strip()
+    lines = [f"Real Geeks lead {job.lead.get('received_id') or job.lead_id}" + (f" ({name})" if name else "")
+             + f" ({why}) holds other details; this contact was left as it is:"]
+    lines += [f"- {_LABELS.get(field, field)}: {lead_value or '(cleared)'}"
+              + (f" (here: {contact_value})" if contact_value else "")
+              for field, (contact_value, lead_value) in sorted(withheld.items())]
+    _comment(job, contact_id, {"type": "note", "source": "bridge", "description": "\n".join(lines)})
+    job.relink(withheld_seen=seen)
+    job.note(kinds.CONTACT_PROTECTED, contact_id=contact_id, fields=sorted(withheld),
+             detail="values not written to a contact that is someone else's; put on its timeline instead")
+
+
+def create_contact(job: Job, ids: dict):
+    """Create the LionDesk contact of a lead that matched none; return its id."""
+    client = job.liondesk
     translation = contact_body(job.lead, job.rules, first_sync=True, **ids)
     _add_custom_fields(job, translation)
     mappings.mark_effect(job.conn, job.lead_id, "contact", PENDING)
@@ -263,6 +405,18 @@ def apply_changes(job: Job) -> None:
         return
     old = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
     changed = _without_overruled(job, link, diff(old, snapshot_from_realgeeks(job.lead, job.rules)), job.received_ns)
+    if link.shared_with:
+        # Another lead's contact: this lead's changes are told to the agent, never written.
+        withheld = {name: ("", value) for name, value in changed.items() if name in PERSON_FIELDS}
+        tell_agent_of_withheld(job, link.contact_id, withheld, f"sharing the contact of lead {link.shared_with}")
+        mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(old, changed))
+        job.relink(applied_ns=job.received_ns)
+        return
+    withheld = {}
+    if link.matched_by:
+        withheld = {name: (old[name], changed[name]) for name in PERSON_FIELDS if name in changed and old.get(name)}
+        tell_agent_of_withheld(job, link.contact_id, withheld, f"matched by {link.matched_by}")
+        changed = {name: value for name, value in changed.items() if name not in withheld}
     if changed:
         client = job.liondesk
         ids = {}
@@ -310,6 +464,34 @@ def _without_overruled(job: Job, link: mappings.LeadLink, changed: dict, change_
 # -- lead, campaign, offers ----------------------------------------------------------------
 
 
+def sync_lead_details(job: Job) -> None:
+    """Rewrite the LionDesk lead's text when a detail only it holds changed (status, timeframe, notes...).
+
+    Status, timeframe, notes, area, source details and the second e-mail have no home on
+    a LionDesk contact, so they live in the lead's text: a change rewrites the text
+    (PATCH /leads/{id}) and goes on the contact's timeline, so the agent sees it happen.
+    """
+    link = job.link
+    if link.liondesk_lead_id is None or link.shared_with or job.received_ns < link.applied_ns:
+        return  # no LionDesk lead of its own, or a stale delivery (a newer one was applied)
+    try:
+        old = json.loads(link.lead_text or "{}")
+    except ValueError:
+        old = {}
+    new = {**old, **text_fields(job.lead)}
+    changes = details_changes(old, new)
+    if not changes:
+        if new != old:  # other lines (the login link, the id as spelt) changed: remember them quietly
+            job.relink(lead_text=json.dumps(new, sort_keys=True))
+        return
+    job.liondesk.update_lead(link.liondesk_lead_id, {"text_body": lead_text(new)})
+    job.relink(lead_text=json.dumps(new, sort_keys=True))
+    _comment(job, link.contact_id, {"type": "note", "source": "bridge",
+                                    "description": "Real Geeks lead details changed:\n" + "\n".join(changes)})
+    job.note(kinds.LEAD_DETAILS_UPDATED, liondesk_lead_id=link.liondesk_lead_id, changes=changes)
+    job.did("updated lead details: " + ", ".join(line.split(":")[0] for line in changes))
+
+
 def ensure_lead(job: Job, contact_id):
     """Create the one LionDesk lead of this Real Geeks lead unless it exists; return its id.
 
@@ -335,7 +517,8 @@ def ensure_lead(job: Job, contact_id):
     translation = lead_body(job.lead, job.rules, contact_id=contact_id, source_id=source_id)
     mappings.mark_effect(job.conn, job.lead_id, "lead", PENDING)
     created = _create_lead(job, with_numbers(translation.body))
-    job.relink(liondesk_lead_id=created["id"], lead_source_id=source_id)
+    job.relink(liondesk_lead_id=created["id"], lead_source_id=source_id,
+               lead_text=json.dumps(text_fields(job.lead), sort_keys=True))
     mappings.mark_effect(job.conn, job.lead_id, "lead", "done")
     job.note(kinds.LEAD_CREATED, liondesk_lead_id=created["id"], source_id=source_id, **translation.facts())
     job.did(f"created lead {created['id']}")
@@ -446,14 +629,22 @@ def _in_campaign(client, contact_id, campaign_id) -> bool:
 
 
 def deliver_activities(job: Job, contact_id, items: list[dict]) -> None:
-    """Bring each activity to LionDesk once: assignments set the agent, notes become comments, the rest the timeline."""
+    """Bring each activity to LionDesk once: assignments set the agent, notes become comments, the rest the timeline.
+
+    A lead sharing another lead's contact never reassigns it: its assignments go on the timeline.
+    """
+    shared = bool(job.link.shared_with)
     for item in items:
         fingerprint = activities.fingerprint(job.lead_id, item)
         if mappings.activity_seen(job.conn, job.lead_id, fingerprint):
             continue
         kind = activities.classify_activity(item, job.rules)
+        if shared and kind in (activities.ASSIGN, activities.UNASSIGN):
+            kind = activities.TIMELINE
         if kind in (activities.ASSIGN, activities.UNASSIGN):
             _assign(job, contact_id, item, kind)
+        elif kind in (activities.FOLLOWUP, activities.FOLLOWUP_DONE):
+            _followup(job, contact_id, item, done=kind == activities.FOLLOWUP_DONE)
         elif kind == activities.NOTE:
             _comment(job, contact_id, item)
         elif kind == activities.TIMELINE:
@@ -462,8 +653,19 @@ def deliver_activities(job: Job, contact_id, items: list[dict]) -> None:
 
 
 def _assign(job: Job, contact_id, item: dict, kind: str) -> None:
-    """Set (or clear) the contact's assigned LionDesk user, unless the snapshot says it already is."""
-    email = "" if kind == activities.UNASSIGN else (activities.liondesk_email_of(item.get("user") or {}, job.rules) or "")
+    """Set (or clear) the contact's assigned LionDesk user, unless the snapshot says it already is.
+
+    A user named by id only is looked up in the site's Real Geeks users; one that cannot be
+    found leaves the assignment as it is (never un-assigns), with a story entry.
+    """
+    email = ""
+    if kind == activities.ASSIGN:
+        email = activities.liondesk_email_of(realgeeks_user(job, item.get("user") or {}), job.rules) or ""
+        if not email:
+            job.note(kinds.ASSIGNMENT_UNRESOLVED, user_id=(item.get("user") or {}).get("id"),
+                     detail="Real Geeks named the agent by an id the bridge could not resolve to an e-mail "
+                            "(Users API); the LionDesk assignment is left unchanged")
+            return
     snapshot = mappings.get_snapshot(job.conn, job.lead_id) or empty_snapshot()
     if snapshot.get("agent_email", "") == folded(email):
         return  # already applied, e.g. folded into the contact we just created
@@ -479,6 +681,78 @@ def _assign(job: Job, contact_id, item: dict, kind: str) -> None:
     mappings.save_snapshot(job.conn, job.lead_id, {**snapshot, "agent_email": folded(email)})
     job.note(kinds.ASSIGNED if user_id else kinds.UNASSIGNED, contact_id=contact_id, user_id=user_id)
     job.did(f"assigned user {user_id}" if user_id else "unassigned")
+
+
+def realgeeks_user(job: Job, user: dict) -> dict:
+    """An activity's user, completed from the site's Users API list when it carries only its id.
+
+    Without Incoming API credentials, or a site, or when Real Geeks refuses the listing, the
+    user stays as sent (the caller notes it unresolved). The list is cached and listed
+    afresh once on a miss (`RealGeeksClient.find_user`); `user_updated` drops the cache.
+    """
+    client = job.context.clients.realgeeks
+    if user.get("email") or not user.get("id") or client is None:
+        return user
+    site_uuid = job.lead.get("site_uuid") or job.link.site_uuid \
+        or str(job.rules["reverse"].get("site_uuid") or "").strip()
+    if not site_uuid:
+        return user
+    try:
+        found = client.find_user(site_uuid, str(user["id"]))
+    except UpstreamError as exc:
+        if exc.status is None or exc.status >= 500 or exc.status == 429:
+            raise  # Real Geeks is away or busy: the job retries on its ladder
+        # A refusal (bad credentials, a site not granted to us) will not pass by retrying the lead.
+        job.note(kinds.REALGEEKS_USERS_REFUSED, site_uuid=site_uuid, error=str(exc)[:300])
+        return user
+    return {**user, **found} if found else user
+
+
+def _followup(job: Job, contact_id, item: dict, *, done: bool) -> None:
+    """A Real Geeks follow-up: an open LionDesk task when created, completed when Real Geeks completes it.
+
+    The task id is kept per follow-up event (`followup:<event id>` in the lead's effects);
+    a completion whose creation the bridge never saw (before go-live) files a done task.
+    """
+    task = activities.followup_task(item)
+    effect = f"followup:{task['event_id']}"
+    state = mappings.effect_state(job.conn, job.lead_id, effect)
+    if state is not None and state.startswith(COMPLETED_PREFIX):
+        return  # completed already
+    # "pending": an attempt died between LionDesk's answer and recording the task id; LionDesk
+    # offers no lookup of tasks by follow-up, so the task is made again (rather twice than never).
+    task_id = state if state not in (None, PENDING) else None
+    if task_id is not None:
+        if done:
+            _complete_task(job, task_id)
+            mappings.mark_effect(job.conn, job.lead_id, effect, COMPLETED_PREFIX + task_id)
+            job.note(kinds.FOLLOWUP_COMPLETED, task_id=task_id, title=task["title"])
+            job.did(f"completed follow-up task {task_id}")
+        return  # a repeat of the creation: the task exists
+    user = realgeeks_user(job, item.get("user") or {})
+    email = activities.liondesk_email_of(user, job.rules) if user.get("email") else None
+    assignee = references.user_ids_by_email(job.liondesk).get(folded(email)) if email else None
+    mappings.mark_effect(job.conn, job.lead_id, effect, PENDING)
+    task_id = _open_task(job, contact_id, task, completed=done, assigned_user_id=assignee)
+    mappings.mark_effect(job.conn, job.lead_id, effect, COMPLETED_PREFIX + task_id if done else task_id)
+    job.note(kinds.FOLLOWUP_COMPLETED if done else kinds.FOLLOWUP_CREATED, task_id=task_id, title=task["title"],
+             due_at=task["due_at"], assigned_user_id=assignee)
+    job.did(f"{'filed done' if done else 'opened'} follow-up task {task_id}")
+
+
+COMPLETED_PREFIX = "completed:"
+"""Effect value of a follow-up whose LionDesk task is complete (followed by the task id)."""
+
+
+def _open_task(job: Job, contact_id, task: dict, *, completed: bool, assigned_user_id=None) -> str:
+    """Create the LionDesk task of a follow-up (Tasks v2.1, else v2.0) and return its id as text."""
+    return job.liondesk.create_task(contact_id, title=task["title"], description=task["description"],
+                                    due_at=task["due_at"], assigned_user_id=assigned_user_id, completed=completed)
+
+
+def _complete_task(job: Job, task_id: str) -> None:
+    """Mark a follow-up's LionDesk task complete, on the channel that created it."""
+    job.liondesk.complete_task(task_id)
 
 
 def _comment(job: Job, contact_id, item: dict) -> None:

@@ -62,7 +62,7 @@ from bridge.storage import events, history, kinds, mappings, pending, polls
 from bridge.storage.locks import lead_lock, poll_lock
 from bridge.sync import conflicts, forward, references
 from bridge.translate.liondesk import liondesk_time
-from bridge.translate.realgeeks import LEAD_ACTIONS, Instant, load_event, normalize_id, parse_instant
+from bridge.translate.realgeeks import CLEARED, Instant, is_lead_action, load_event, normalize_id, parse_instant
 from bridge.translate.text import folded
 from bridge.translate.snapshot import (diff, empty_snapshot, merge_snapshot, realgeeks_assignment,
                                        realgeeks_new_lead, realgeeks_patch, snapshot_from_liondesk,
@@ -246,6 +246,7 @@ def poll(context, *, since: str | None = None, budget_seconds: float = defaults.
     Raises the service-wide failure that stopped it, after recording it.
     """
     conn = context.redis
+    forward.expire_parked(context)  # the periodic sweep of parked deliveries, whether or not this poll runs
     cursor = polls.cursor(conn)
     if context.clients.realgeeks is None:
         return PollReport(cursor or "", cursor or "", clock(), outcome=OFF,
@@ -419,9 +420,14 @@ def push_changes(sync: Sync, lead_id: str, contact: Mapping) -> str:
         snapshot = _accept(sync, link, snapshot, decision.agreed, pushed=False)
     written: dict = {}
     body = realgeeks_patch(decision.push, sync.rules)
-    if body:
-        sync.realgeeks.update_lead(site_uuid, realgeeks_id, body)
-        accepted = patched_fields(decision.push, body)
+    # Sets through the documented PATCH; clears through the v2 PATCH, the only one that can unset.
+    sets = {name: value for name, value in body.items() if value != CLEARED}
+    clears = {name: value for name, value in body.items() if value == CLEARED}
+    for part, write in ((sets, sync.realgeeks.update_lead), (clears, sync.realgeeks.unset_fields)):
+        if not part:
+            continue
+        write(site_uuid, realgeeks_id, part)
+        accepted = patched_fields(decision.push, part)
         snapshot = _accept(sync, link, snapshot, accepted)
         written.update(accepted)
     if "agent_email" in decision.push:
@@ -492,7 +498,7 @@ def pending_realgeeks_changes(sync: Sync, lead_id: str, snapshot: Mapping, link:
     changes = []
     for event_id in pending.waiting(sync.conn, lead_id):
         event = events.load(sync.conn, event_id)
-        if event is None or event.action not in LEAD_ACTIONS:
+        if event is None or not is_lead_action(event.action):
             continue
         when = forward.received_ns(event)
         if when < applied:

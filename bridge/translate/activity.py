@@ -14,14 +14,20 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 
 from bridge.translate import limits, liondesk
-from bridge.translate.liondesk import V1_COMMENT_STANDARD, V1_PROPERTY_FIELDS, liondesk_time, v1_time
+from bridge.translate.liondesk import (V1_COMMENT_STANDARD, V1_INTEGER_FIELDS, V1_PROPERTY_FIELDS, liondesk_time,
+                                      v1_time)
 from bridge.translate.realgeeks import CLEARED, Instant, normalize_id, parse_instant
 from bridge.translate.rules import lookup
 from bridge.translate.text import folded
 from bridge.translate.translation import Translation
 
 ASSIGN, UNASSIGN, NOTE, TIMELINE, IGNORE = "assign", "unassign", "note", "timeline", "ignore"
+FOLLOWUP, FOLLOWUP_DONE = "followup", "followup_done"
 """What an activity means for LionDesk (see `classify_activity`)."""
+
+FOLLOWUP_TYPES = {"created_a_followup_for": FOLLOWUP, "completed_a_followup_for": FOLLOWUP_DONE}
+"""Real Geeks follow-up activities (docs/vendors/realgeeks-api.md §4.2, FOLLOW): the event is in `metadata.event`."""
+
 
 
 def created_ns(activity: Mapping) -> int | None:
@@ -102,7 +108,38 @@ def classify_activity(activity: Mapping, rules: Mapping | None = None) -> str:
         return UNASSIGN
     if kind == "note":
         return NOTE
+    if kind in FOLLOWUP_TYPES and followup_event(activity) is not None:
+        return FOLLOWUP_TYPES[kind]
     return TIMELINE
+
+
+def followup_event(activity: Mapping) -> Mapping | None:
+    """A follow-up activity's event (`metadata.event` with an `id`), or None when it has none."""
+    event = (activity.get("metadata") or {}).get("event") if isinstance(activity.get("metadata"), Mapping) else None
+    return event if isinstance(event, Mapping) and str(event.get("id") or "").strip() else None
+
+
+def followup_task(activity: Mapping) -> dict:
+    """What a Real Geeks follow-up becomes as a LionDesk task: event id, title, description (with the purpose), due time.
+
+    The follow-ups page's example has no `source` or `description` on the activity, so
+    everything comes from the event; a missing title reads "Real Geeks follow-up".
+    """
+    event = followup_event(activity) or {}
+    title = str(event.get("title") or "").strip() or "Real Geeks follow-up"
+    lines = [str(event.get("description") or "").strip()]
+    purpose = str(event.get("purpose") or "").strip()
+    if purpose:
+        lines.append(f"Purpose: {purpose}")
+    if event.get("all_day") is True:
+        lines.append("All day")
+    try:
+        due = parse_instant(str(event["happens_at"])) if event.get("happens_at") else None
+    except ValueError:
+        due, lines = None, [*lines, f"When: {event['happens_at']}"]  # kept as text rather than lost
+    return {"event_id": normalize_id(str(event.get("id") or "")), "title": title,
+            "description": "\n".join(line for line in lines if line),
+            "due_at": liondesk_time(due) if due is not None else None}
 
 
 def liondesk_email_of(realgeeks_user: Mapping, rules: Mapping) -> str | None:
@@ -116,18 +153,18 @@ def liondesk_email_of(realgeeks_user: Mapping, rules: Mapping) -> str | None:
 def assigned_agent_email(lead: Mapping, rules: Mapping) -> str | None:
     """The LionDesk e-mail of the agent a lead is assigned to: "" when unassigned, None when the lead does not say.
 
-    The latest assignment activity decides; without one, the deprecated `agent_email`.
+    The latest assignment activity decides. One naming its user by id only (the Incoming
+    form other integrations use) says nothing here: the sync resolves it through the Users
+    API. The deprecated `agent_email` is not an assignment (docs/vendors/realgeeks-api.md §2.2).
     """
     assignments = [act for act in lead.get("activities") or ()
                    if _assignment_kind(act, rules) in (ASSIGN, UNASSIGN)]
     latest = most_recent(assignments)
-    if latest is not None:
-        if _assignment_kind(latest, rules) == UNASSIGN:
-            return CLEARED
-        return liondesk_email_of(latest.get("user") or {}, rules)
-    if "agent_email" in lead:
-        return CLEARED if lead["agent_email"] == CLEARED else liondesk_email_of({"email": lead["agent_email"]}, rules)
-    return None
+    if latest is None:
+        return None
+    if _assignment_kind(latest, rules) == UNASSIGN:
+        return CLEARED
+    return liondesk_email_of(latest.get("user") or {}, rules)
 
 
 def _assignment_kind(activity: Mapping, rules: Mapping) -> str:
@@ -140,7 +177,7 @@ def _label(activity: Mapping) -> str:
     return str(activity.get("type") or "activity").replace("_", " ").strip().capitalize()
 
 
-def _price(text) -> str:
+def price_text(text) -> str:
     """Format a numeric-string price as dollars ("100500.90" → "$100,500.90"); other text unchanged."""
     try:
         return f"${Decimal(str(text)):,}"
@@ -155,7 +192,11 @@ def property_summary(prop: Mapping | None) -> str:
     region = " ".join(str(prop[key]).strip() for key in ("state", "zip") if prop.get(key))
     parts = [", ".join(part for part in (place, region) if part)]
     if prop.get("listing_price"):
-        parts.append(_price(prop["listing_price"]))
+        parts.append(price_text(prop["listing_price"]))
+    rooms = [f"{prop[key]} {label}" for key, label in (("beds", "bd"), ("full_baths", "ba"),
+                                                        ("half_baths", "half ba")) if prop.get(key) not in (None, "")]
+    if rooms:
+        parts.append(", ".join(rooms))
     if prop.get("listing_status"):
         parts.append(str(prop["listing_status"]))
     if prop.get("mls"):
@@ -190,9 +231,14 @@ def v1_type(activity: Mapping, rules: Mapping) -> str | None:
 
 
 def v1_property(prop: Mapping | None) -> dict:
-    """The v1 PROPERTY object of a Real Geeks property: the fields v1 knows, empty ones left out."""
+    """The v1 PROPERTY object of a Real Geeks property: the fields v1 knows, empty ones left out.
+
+    A count v1 takes as an integer but Real Geeks sent otherwise (2.5 baths) is left out
+    rather than truncated; `property_summary` carries it in the text.
+    """
     prop = prop or {}
-    return {name: prop[name] for name in V1_PROPERTY_FIELDS if prop.get(name) not in (None, CLEARED, [])}
+    return {name: prop[name] for name in V1_PROPERTY_FIELDS if prop.get(name) not in (None, CLEARED, [])
+            and not (name in V1_INTEGER_FIELDS and not isinstance(prop[name], int))}
 
 
 def _contact_reference(lead_id: str | None, contact_id) -> dict:

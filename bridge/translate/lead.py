@@ -2,7 +2,9 @@
 
 `lead_body` builds a POST /leads body: a new record, so empty values are simply left
 out (there is nothing to clear). The lead's text carries what the contact cannot hold
-(source details, area, timeframe, notes, second e-mail, the site login link).
+(status, source details, area, timeframe, notes, second e-mail, a potential seller's
+estimated value, the site login link). When those change later, `text_fields` and
+`details_changes` let the sync rewrite the text and tell the agent what changed.
 
 Section numbers (§) refer to docs/vendors/liondesk-api.md.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bridge.translate import liondesk
-from bridge.translate.activity import most_recent
+from bridge.translate.activity import most_recent, price_text
 from bridge.translate.rules import lookup
 from bridge.translate.states import state_code
 from bridge.translate.text import folded
@@ -27,10 +29,15 @@ ADDRESS_TO_LEAD = {"street_address": "street_address", "city": "city", "state": 
 
 # Label and lead field of each line of the lead's text, in the order agents read them.
 _TEXT_LINES = (
-    ("Source", "source"), ("Source details", "source_details"), ("Role", "role"), ("Area", "region"),
-    ("Timeframe", "timeframe"), ("Second email", "second_email"), ("Notes", "notes"),
+    ("Source", "source"), ("Source details", "source_details"), ("Role", "role"), ("Status", "status"),
+    ("Area", "region"), ("Timeframe", "timeframe"), ("Estimated value", "estimated_value"),
+    ("Second email", "second_email"), ("Notes", "notes"),
     ("Log in as this lead", "site_login_url"), ("Real Geeks lead id", "received_id"),
 )
+_LABELS = dict((key, label) for label, key in _TEXT_LINES)
+
+DETAIL_FIELDS = ("status", "timeframe", "notes", "region", "source_details", "second_email", "estimated_value")
+"""Lead fields that live only in the LionDesk lead's text: a change of one rewrites it and goes on the timeline."""
 
 
 def lead_type(lead: Mapping, rules: Mapping) -> str | None:
@@ -79,11 +86,36 @@ def lead_property(lead: Mapping, rules: Mapping) -> dict:
     return {}
 
 
+def estimated_value(lead: Mapping) -> str | None:
+    """A potential seller's estimated value: the latest activity property's `estimated_value`, or None."""
+    valued = [act for act in lead.get("activities") or () if (act.get("property") or {}).get("estimated_value")]
+    latest = most_recent(valued)
+    return price_text(latest["property"]["estimated_value"]) if latest is not None else None
+
+
+def text_fields(lead: Mapping) -> dict:
+    """The values of the text's lines this delivery carries (absent stays absent, "" clears), stripped."""
+    values = {key: str(lead[key]).strip() if lead[key] is not None else "" for _, key in _TEXT_LINES if key in lead}
+    value = estimated_value(lead)
+    if value is not None:
+        values["estimated_value"] = value
+    return values
+
+
 def lead_text(lead: Mapping) -> str:
     """The lead's `text_body`: one labelled line per thing Real Geeks told us that the contact cannot hold."""
-    lines = [f"{label}: {str(lead[key]).strip()}" for label, key in _TEXT_LINES
-             if lead.get(key) and str(lead[key]).strip()]
-    return "\n".join(lines)
+    values = text_fields(lead)
+    return "\n".join(f"{label}: {values[key]}" for label, key in _TEXT_LINES if values.get(key))
+
+
+def details_changes(old: Mapping, new: Mapping) -> list[str]:
+    """Readable lines for the detail fields that differ ("Status: Dead (was Active)"); [] when none."""
+    lines = []
+    for key in DETAIL_FIELDS:
+        if key in new and new[key] != old.get(key, ""):
+            was = f" (was {old[key]})" if old.get(key) else ""
+            lines.append(f"{_LABELS[key]}: {new[key] or '(cleared)'}{was}")
+    return lines
 
 
 def lead_body(lead: Mapping, rules: Mapping, *, contact_id, source_id=None) -> Translation:

@@ -259,6 +259,8 @@ class V1PropertySchema(Schema):
 
 
 V1_PROPERTY_FIELDS = tuple(V1PropertySchema().fields)
+V1_INTEGER_FIELDS = frozenset(name for name, item in V1PropertySchema().fields.items() if isinstance(item, fields.Integer))
+"""v1 PROPERTY fields that must be integers."""
 """Names of the fields the v1 PROPERTY object carries."""
 
 

@@ -1,14 +1,19 @@
 """marshmallow schemas for what Real Geeks sends: leads, activities, users, properties.
 
-Three rules run through every schema here:
+Four rules run through every schema here:
 - unknown fields are kept, not rejected: Real Geeks adds fields without notice;
 - an absent key stays absent and `""` (or null) means "cleared": the difference is
   carried through to LionDesk PATCH bodies (absent is not empty: never overwrite with nothing);
-- timestamps keep their nanoseconds (`Instant.ns`) so deliveries order correctly.
+- timestamps keep their nanoseconds (`Instant.ns`) so deliveries order correctly;
+- one unreadable value never costs the lead: `load_event` drops it (an activity that lacks
+  its type, a user without id: the whole item) and lists it under `DROPPED`, so the rest
+  syncs and the story says what was left out. Only a delivery without a usable lead id
+  is rejected. Numbers are never truncated (`full_baths: 2.5` stays 2.5).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,6 +31,23 @@ _TIMESTAMP = re.compile(
 
 LEAD_ACTIONS = frozenset({"created", "updated", "unknown", "activity_added"})
 """Actions whose payload is a lead (or a lead id with activities)."""
+
+POTENTIAL_SELLER = "Potential Seller"
+"""The role of a potential seller (someone who tried a valuation without signing up)."""
+
+_POTENTIAL_SELLER_ACTION = re.compile(r"potential[\s_-]*seller", re.IGNORECASE)
+"""Real Geeks' older docs list "New Potential Seller Lead" as its own request type; its action string is
+unpublished (docs/vendors/realgeeks-api.md §1.4), so any action naming a potential seller is one."""
+
+
+def is_potential_seller_action(action: str | None) -> bool:
+    """Whether an action string names Real Geeks' potential-seller request type."""
+    return bool(action) and bool(_POTENTIAL_SELLER_ACTION.search(action))
+
+
+def is_lead_action(action: str | None) -> bool:
+    """Whether a delivery of this action carries a lead (including the potential-seller request type)."""
+    return action in LEAD_ACTIONS or is_potential_seller_action(action)
 
 USER_ACTIONS = frozenset({"user_updated"})
 """Actions whose payload describes a Real Geeks user."""
@@ -139,6 +161,47 @@ class NumericText(Clearable, fields.Field):
         return text
 
 
+class Count(fields.Field):
+    """A count (beds, baths, days): integers as integers, other numbers kept whole (2.5 stays 2.5), never truncated.
+
+    Numeric strings ("3", "2.5") load as numbers; null stays null; anything else is invalid.
+    """
+
+    default_error_messages = {"invalid": "Not a valid number."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        if isinstance(value, str):
+            try:
+                value = float(value.strip().replace(",", "")) if value.strip() else None
+            except ValueError:
+                value = None
+            if value is None:
+                raise self.make_error("invalid")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value == value and abs(value) != float("inf"):
+            return int(value) if value.is_integer() else value
+        raise self.make_error("invalid")
+
+
+class TagList(Clearable, fields.List):
+    """A list of tags; "" and null mean the tags were unset (Real Geeks' v2 unset), read as no tags.
+
+    One string of tags ("Beach, Condo") is read as the tags it lists rather than lost.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(fields.String(), **kwargs)
+
+    def deserialize(self, value, attr=None, data=None, **kwargs):
+        if isinstance(value, str) and value.strip():
+            value = [tag.strip() for tag in value.split(",") if tag.strip()]
+        loaded = super().deserialize(value, attr, data, **kwargs)
+        return [] if loaded == CLEARED else loaded
+
+
 class _Open(Schema):
     """Base schema that keeps fields it does not know."""
 
@@ -160,11 +223,11 @@ class PropertySchema(_Open):
     listing_status = Text()
     last_sold_date = Text()
     list_date = Text()
-    beds = fields.Integer(allow_none=True)
-    full_baths = fields.Integer(allow_none=True)
-    half_baths = fields.Integer(allow_none=True)
-    listing_days_on_market = fields.Integer(allow_none=True)
-    year_built = fields.Integer(allow_none=True)
+    beds = Count(allow_none=True)
+    full_baths = Count(allow_none=True)
+    half_baths = Count(allow_none=True)
+    listing_days_on_market = Count(allow_none=True)
+    year_built = Count(allow_none=True)
     listing_price = NumericText()
     estimated_value = NumericText()
     last_sold_price = NumericText()
@@ -172,7 +235,7 @@ class PropertySchema(_Open):
     latitude = fields.Float(allow_none=True)
     longitude = fields.Float(allow_none=True)
     images = fields.List(fields.String(), allow_none=True)
-    tags = fields.List(fields.String(), allow_none=True)
+    tags = TagList()
 
 
 class UserSchema(_Open):
@@ -229,7 +292,7 @@ class LeadSchema(_Open):
     urgency = Text()
     status = Text()
     notes = Text()
-    tags = fields.List(fields.String(), allow_none=True)
+    tags = TagList()
     activities = fields.List(fields.Nested(ActivitySchema), allow_none=True)
     partner_id = Text()
     site_uuid = Text()
@@ -249,22 +312,114 @@ class UserEventSchema(UserSchema):
 
 def schema_for(action: str) -> Schema | None:
     """Return the schema that validates a payload of `action`, or None for actions we ignore."""
-    if action in LEAD_ACTIONS:
+    if is_lead_action(action):
         return _LEAD
     if action in USER_ACTIONS:
         return _USER_EVENT
     return None
 
 
+DROPPED = "_dropped"
+"""Key of a loaded payload listing what `load_event` left out as unreadable: "path: problem (got value)"."""
+
+_MAX_PASSES = 8
+"""Rounds of drop-and-reload before giving up (each round drops every value marshmallow named)."""
+
+
 def load_event(action: str, payload: dict) -> dict:
-    """Validate and load a delivery's payload; raises marshmallow's ValidationError."""
+    """Validate and load a delivery's payload, dropping unreadable values (listed under DROPPED).
+
+    Raises marshmallow's ValidationError only when the delivery has no usable id (or is
+    not an object): without it there is no lead to apply anything to.
+    """
     schema = schema_for(action)
     if schema is None:
         raise ValidationError({"action": [f"unsupported action {action!r}"]})
-    loaded = schema.load(payload)
-    if "id" in payload and action in LEAD_ACTIONS:
+    data, dropped = payload, []
+    for _ in range(_MAX_PASSES):
+        try:
+            loaded = schema.load(data)
+            break
+        except ValidationError as exc:
+            errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+            if "id" in errors or "_schema" in errors or not isinstance(data, dict):
+                raise
+            data = copy.deepcopy(data) if data is payload else data
+            dropped += _drop(data, errors)
+    else:
+        raise ValidationError({"_schema": ["too many unreadable values"], DROPPED: dropped})
+    if "id" in payload and is_lead_action(action):
         loaded["received_id"] = str(payload["id"]).strip()
+    if is_potential_seller_action(action) and not loaded.get("role"):
+        loaded["role"] = POTENTIAL_SELLER
+    if dropped:
+        loaded[DROPPED] = dropped
     return loaded
+
+
+def _error_paths(errors, path=()) -> list[tuple[tuple, str]]:
+    """Flatten marshmallow's nested error messages into (path, first message) pairs."""
+    if isinstance(errors, dict):
+        return [found for key, value in errors.items() for found in _error_paths(value, (*path, key))]
+    messages = errors if isinstance(errors, list) else [errors]
+    return [(path, str(messages[0]) if messages else "invalid")]
+
+
+def _drop(data: dict, errors: dict) -> list[str]:
+    """Remove every value `errors` names from `data` (in place); return a note for each.
+
+    A value that is missing (a required field) takes its container with it: an activity
+    without its type, a user without its id. List items go from the last to the first, so
+    indexes stay right.
+    """
+    notes, removals = [], []
+    for path, message in _error_paths(errors):
+        if path and path[-1] == "_schema":
+            path = path[:-1]  # the item itself is not an object
+        container, key = _walk(data, path)
+        if container is None:
+            continue
+        if not _holds(container, key):  # missing required value: drop what should have held it
+            parent, parent_key = _walk(data, path[:-1])
+            if parent is None or not path[:-1]:
+                continue
+            notes.append(f"{_dotted(path[:-1])}: dropped, it has no {_dotted(path[-1:])} ({message.rstrip('.')})")
+            removals.append((path[:-1], parent, parent_key))
+            continue
+        notes.append(f"{_dotted(path)}: {message.rstrip('.')} (got {container[key]!r}); dropped")
+        removals.append((path, container, key))
+    for _, container, key in sorted(removals, key=lambda item: [str(part).zfill(12) for part in item[0]],
+                                    reverse=True):
+        if _holds(container, key):
+            del container[key]
+    return notes
+
+
+def _walk(data, path: tuple):
+    """The container holding the value at `path` and the value's key, or (None, None) when the path is gone."""
+    container = data
+    for part in path[:-1]:
+        if not _holds(container, part):
+            return None, None
+        container = container[part]
+    if not path or not isinstance(container, (dict, list)):
+        return None, None
+    return container, path[-1]
+
+
+def _holds(container, key) -> bool:
+    """Whether a dict or list has `key`."""
+    if isinstance(container, dict):
+        return key in container
+    return isinstance(container, list) and isinstance(key, int) and 0 <= key < len(container)
+
+
+def _dotted(path) -> str:
+    """A path as `activities[0].property.beds`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
 _LEAD = LeadSchema()

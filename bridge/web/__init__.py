@@ -15,6 +15,7 @@ from bridge.intake import webhook
 from bridge.intake.store import DeliveryStore
 from bridge.ops import alerts, logs
 from bridge.ops.metrics import Metrics
+from bridge.storage import keys
 from bridge.storage.redis import connect, redis_url
 from bridge.web import auth, health, prometheus
 from bridge.web import liondesk_connect
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         SECRET_KEY=session_secret(settings),
         JSON_SORT_KEYS=False,
     )
+    keys.use_retention(settings.retention)  # the records this process writes live as configured
     conn = connect(redis_url(settings))
     app.extensions["bridge.redis"] = conn
     app.extensions["bridge.store"] = DeliveryStore(conn)

@@ -1,6 +1,7 @@
 """GET /livez: are this process and Redis answering (for platform health checks).
 GET /healthz: does Redis answer and take writes, can the bridge reach LionDesk, how far behind are the
-intake and the queue, how many workers are alive (from their heartbeats), the last poll."""
+intake and the queue, how many workers are alive (from their heartbeats), the last poll, how many
+deliveries wait for Real Geeks to send their lead's details."""
 
 from __future__ import annotations
 
@@ -48,7 +49,9 @@ def healthz():
         liondesk = status.liondesk_auth(conn, settings)
         channels = status.liondesk_channels(conn, settings, echo=True)
         poll = status.poll_status(conn)
+        memory = status.redis_memory(conn, current_app.config["BRIDGE_SETTINGS"])
         workers = status.worker_status(conn)
+        waiting = status.parked_status(conn)
     except redis.RedisError as exc:
         message = redis_health["message"] or f"Redis unreachable ({exc.__class__.__name__})"
         return jsonify(status="unavailable", redis=status.REDIS_UNREACHABLE, redis_message=message), 503
@@ -64,8 +67,11 @@ def healthz():
     # Host names and pids are for the console too: the probe gets the count and the alarm.
     workers = {"live": workers.live, "last_seen": workers.last_seen, "silent_seconds": workers.silent_seconds,
                "no_worker": workers.no_worker, "message": workers.message}
+    # Memory used against maxmemory, with a warning (from ALERT_REDIS_MEMORY_PERCENT) well
+    # before Redis refuses writes: time to run `bridge redis trim` or take a bigger plan.
+    memory = {name: memory[name] for name in ("used_bytes", "maxmemory_bytes", "percent", "level", "warning")}
     body = dict(redis=redis_health["state"], liondesk=liondesk, intake=intake, queue=backlog, poll=poll,
-                workers=workers)
+                workers=workers, parked=waiting, redis_memory=memory)
     if redis_health["state"] == status.REDIS_FULL:
         return jsonify(status="redis_full", redis_message=redis_health["message"], **body), 503
     if liondesk["state"] == status.NEEDS_REAUTHORIZATION:

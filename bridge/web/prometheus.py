@@ -56,6 +56,14 @@ class RedisCollector:
         oldest = status.oldest_waiting_age(self.conn)
         yield GaugeMetricFamily("bridge_oldest_waiting_job_seconds", "Age of the job waiting longest, in seconds.",
                                 value=oldest or 0.0)
+        memory = status.redis_memory(self.conn)
+        yield GaugeMetricFamily("bridge_redis_memory_used_bytes", "Memory Redis uses, in bytes.",
+                                value=float(memory["used_bytes"]))
+        yield GaugeMetricFamily("bridge_redis_memory_max_bytes", "Redis maxmemory, in bytes (0: no limit).",
+                                value=float(memory["maxmemory_bytes"]))
+        yield GaugeMetricFamily("bridge_redis_memory_warning",
+                                "1 when Redis memory is above the warning threshold of its maxmemory (or full).",
+                                value=1.0 if memory["warning"] else 0.0)
         workers = status.worker_status(self.conn)
         yield GaugeMetricFamily("bridge_workers_alive", "Worker processes with a live heartbeat.", value=workers.live)
         yield GaugeMetricFamily("bridge_no_worker", "1 when no worker has beaten for a few minutes (or ever).",
