@@ -459,6 +459,18 @@ LIONDESK_CHANNEL_RECHECK_SECONDS = 3600
 """How long a LionDesk channel found gone (Tasks v2.1, v1) is skipped before the bridge
 tries it again, in seconds: a retired channel costs one failed call an hour, not one per activity."""
 
+LIONDESK_SEARCH_QUERY_MAX_CHARS = 6000
+"""Longest query string (encoded characters) one `$or` contact search may have; criteria beyond it
+go in a further search. 8 KiB is the smallest common limit on a request line or on all request
+headers (nginx's large_client_header_buffers, Apache's LimitRequestLine, Node.js before 13), and
+the path, the headers and a margin must fit beside the query. One e-mail and one phone (28 forms
+on each of three fields) take about 5,000."""
+
+LIONDESK_OR_SEARCH_RECHECK_SECONDS = 3600
+"""How long after LionDesk refused, ignored or could not prove an `$or` contact search the bridge
+searches field by field before trying `$or` again, in seconds: a LionDesk that does not honour
+`$or` costs one wasted search an hour, not one per lead."""
+
 LIONDESK_V1_ECHO_MAX_AGE_SECONDS = 300
 """/healthz repeats the v1 `Echo` when the last check of the v1 channel is older than this, in seconds."""
 

@@ -11,7 +11,7 @@ import responses
 
 from bridge.clients import build_clients
 from bridge import defaults
-from bridge.clients.liondesk import LionDeskClient, channels
+from bridge.clients.liondesk import LionDeskClient, channels, contact_search_state
 from bridge.clients.oauth import APP_CONFLICT, NEEDS_REAUTHORIZATION, Tokens, auth_state, read_tokens, store_tokens
 from bridge.exceptions import (
     LionDeskAppConflict,
@@ -24,6 +24,7 @@ from bridge.exceptions import (
     WaitingError,
 )
 from bridge.storage import keys
+from bridge.translate.liondesk import contact_criteria
 
 BASE = "http://liondesk.test"
 TOKEN_URL = f"{BASE}/oauth2/token"
@@ -866,3 +867,177 @@ def test_a_v21_401_with_a_good_token_falls_back_to_v20_which_is_not_blocked(http
     assert auth_state(redis_conn)["app_conflict"]["scopes"] == ["communications/tasks"]
     assert channels(redis_conn)["tasks"]["channel"] == "v2.0"
     assert tasks_client.create_task(7, title="y") == "v2.0:5"  # v2.0 /tasks is not the refused scope
+
+
+# -- contact search: one `$or` query, trusted only when it proves itself --------------------------
+
+
+def search_criteria():
+    """A lead's criteria: one e-mail and one phone (e-mail, mobile, home and office phone)."""
+    return contact_criteria(["kai@example.com"], ["808-634-1968"], "US")
+
+
+def listed(*contacts, total=None):
+    """A LionDesk list envelope holding `contacts`."""
+    return {"total": len(contacts) if total is None else total, "limit": 100, "skip": 0, "data": list(contacts)}
+
+
+def contacts_api(http, on_or, on_field=lambda query: (200, listed())):
+    """Answer GET /contacts with `on_or(query)` for an `$or` search and `on_field(query)` otherwise
+    (each returns (status, body)); return the queries received, in order."""
+    queries = []
+
+    def answer(request):
+        query = parse_qs(urlparse(request.url).query)
+        queries.append(query)
+        status, body = (on_or if any(key.startswith("$or") for key in query) else on_field)(query)
+        return status, {}, json.dumps(body)
+
+    http.add_callback(responses.GET, f"{BASE}/contacts", callback=answer)
+    return queries
+
+
+def is_or(query) -> bool:
+    return any(key.startswith("$or") for key in query)
+
+
+ANCHOR = {"id": 41, "first_name": "Anchor", "email": "anchor@example.com"}
+
+
+@pytest.fixture
+def anchored(http, client, authorised):
+    """A client that has created contact 41, the anchor of its `$or` searches."""
+    http.add(responses.POST, f"{BASE}/contacts", json=ANCHOR)
+    client.create_contact({"first_name": "Anchor"})
+    assert contact_search_state(client.conn)["anchor_id"] == "41"
+    return client
+
+
+def test_without_an_anchor_each_criterion_is_searched_alone(http, client, authorised):
+    queries = contacts_api(http, on_or=lambda query: pytest.fail("no $or without an anchor"))
+    assert client.find_matching_contact(search_criteria()) == (None, None)
+    assert [sorted(query) for query in queries] == [["$limit", "email"], ["$limit", "mobile_phone[$in]"],
+                                                    ["$limit", "home_phone[$in]"], ["$limit", "office_phone[$in]"]]
+
+
+def test_one_or_search_finds_the_contact_by_office_phone(http, anchored):
+    office = {"id": 7, "office_phone": "(808) 634-1968", "created_at": "2024-01-01T00:00:00.000Z"}
+    queries = contacts_api(http, on_or=lambda query: (200, listed(ANCHOR, office)))
+    assert anchored.find_matching_contact(search_criteria()) == (office, "office_phone")
+    (query,) = queries
+    assert query["$or[0][email]"] == ["kai@example.com"] and len(query["$or[3][office_phone][$in]"]) == 28
+    assert query["$or[4][id][$in]"] == ["0", "41", "0"] and query["$limit"] == ["100"]
+    state = contact_search_state(anchored.conn)
+    assert state["or"] == "trusted" and state["anchor_id"] == "7"  # the contact just linked anchors the next
+
+
+def test_an_or_answer_with_only_the_anchor_means_no_contact_is_the_leads(http, anchored):
+    queries = contacts_api(http, on_or=lambda query: (200, listed(ANCHOR)))
+    assert anchored.find_matching_contact(search_criteria()) == (None, None)
+    assert len(queries) == 1
+
+
+def test_the_anchor_itself_is_matched_when_it_is_the_leads_contact(http, anchored):
+    queries = contacts_api(http, on_or=lambda query: (200, listed(ANCHOR)))
+    criteria = contact_criteria(["ANCHOR@example.com"], ["808-634-1968"], "US")
+    assert anchored.find_matching_contact(criteria) == (ANCHOR, "email")
+    assert len(queries) == 1
+
+
+def test_an_or_answer_without_the_anchor_is_not_trusted_even_empty(http, anchored, clock):
+    email = {"id": 8, "email": "Kai@Example.com"}
+    queries = contacts_api(http, on_or=lambda query: (200, listed()),
+                           on_field=lambda query: (200, listed(email) if "email" in query else listed()))
+    assert anchored.find_matching_contact(search_criteria()) == (email, "email")
+    assert [is_or(query) for query in queries] == [True, False]
+    state = contact_search_state(anchored.conn)
+    assert state["or"] == "untrusted" and "did not return contact 41" in state["reason"]
+    assert state["anchor_id"] == "8"  # the old anchor is forgotten; the contact found replaces it
+
+
+def test_a_refused_or_falls_back_and_is_not_sent_again_until_the_recheck(http, anchored, clock):
+    stored_valid_token(anchored.conn, clock, lifetime=3 * defaults.LIONDESK_OR_SEARCH_RECHECK_SECONDS)
+    queries = contacts_api(http, on_or=lambda query: (400, {"name": "BadRequest", "code": 400,
+                                                             "message": "Invalid query parameter $or"}))
+    assert anchored.find_matching_contact(search_criteria()) == (None, None)
+    assert [is_or(query) for query in queries] == [True, False, False, False, False]
+    state = contact_search_state(anchored.conn)
+    assert state["or"] == "untrusted" and "refused" in state["reason"]
+    del queries[:]
+    clock.now += defaults.LIONDESK_OR_SEARCH_RECHECK_SECONDS - 1
+    assert anchored.find_matching_contact(search_criteria()) == (None, None)
+    assert [is_or(query) for query in queries] == [False] * 4
+    del queries[:]
+    clock.now += 1
+    anchored.find_matching_contact(search_criteria())
+    assert [is_or(query) for query in queries] == [True, False, False, False, False]  # tried again, refused again
+
+
+def test_an_or_answer_holding_a_contact_no_clause_asked_for_is_dropped(http, anchored):
+    stranger = {"id": 3, "first_name": "Zed", "email": "zed@example.com", "mobile_phone": "415-555-0101"}
+    office = {"id": 7, "office_phone": "8086341968"}
+    queries = contacts_api(http, on_or=lambda query: (200, listed(stranger, ANCHOR)),  # $or ignored: everyone
+                           on_field=lambda query: (200, listed(office) if "office_phone[$in]" in query else listed()))
+    assert anchored.find_matching_contact(search_criteria()) == (office, "office_phone")
+    assert [is_or(query) for query in queries] == [True, False, False, False, False]
+    state = contact_search_state(anchored.conn)
+    assert state["or"] == "untrusted" and "returned contact 3" in state["reason"]
+
+
+def test_a_contact_an_honest_or_returns_without_being_the_leads_is_not_taken_for_an_ignored_or(http, anchored):
+    extension = contact_criteria([], ["808-634-1968 ext 12"], "US")  # searched without the extension
+    same_line = {"id": 9, "home_phone": "808-634-1968"}
+    queries = contacts_api(http, on_or=lambda query: (200, listed(ANCHOR, same_line)))
+    assert anchored.find_matching_contact(extension) == (None, None)
+    assert len(queries) == 1 and contact_search_state(anchored.conn)["or"] == "trusted"
+
+
+def test_an_or_answer_longer_than_a_page_is_searched_field_by_field(http, anchored):
+    many = [{"id": 100 + n, "office_phone": "808-634-1968"} for n in range(99)]
+    queries = contacts_api(http, on_or=lambda query: (200, listed(ANCHOR, *many, total=250)),
+                           on_field=lambda query: (200, listed(*many[:3]) if "office_phone[$in]" in query
+                                                   else listed()))
+    assert anchored.find_matching_contact(search_criteria()) == (many[0], "office_phone")
+    assert [is_or(query) for query in queries] == [True, False, False, False, False]
+    assert contact_search_state(anchored.conn)["or"] is None  # nothing wrong with $or: just too many
+
+
+def test_a_refusal_that_is_not_about_the_query_fails_the_search(http, anchored):
+    contacts_api(http, on_or=lambda query: (403, {"message": "Forbidden", "code": 403}))
+    with pytest.raises(UpstreamRejected):
+        anchored.find_matching_contact(search_criteria())
+    assert contact_search_state(anchored.conn)["or"] is None
+
+
+def test_an_or_failing_with_5xx_where_field_searches_answer_is_not_sent_again(http, ld_settings, redis_conn, clock,
+                                                                             pauses):
+    patient = LionDeskClient(ld_settings, redis_conn, clock=clock, sleep=pauses.append)
+    stored_valid_token(redis_conn, clock)
+    http.add(responses.POST, f"{BASE}/contacts", json=ANCHOR)
+    patient.create_contact({"first_name": "Anchor"})
+    queries = contacts_api(http, on_or=lambda query: (502, {"message": "Bad Gateway", "code": 502}))
+    assert patient.find_matching_contact(search_criteria()) == (None, None)
+    assert [is_or(query) for query in queries] == [True] * (1 + defaults.LIONDESK_INLINE_RETRIES) + [False] * 4
+    assert contact_search_state(redis_conn)["or"] == "untrusted"
+
+
+def test_an_outage_fails_the_search_as_before(http, anchored):
+    contacts_api(http, on_or=lambda query: (503, {"message": "down", "code": 503}),
+                 on_field=lambda query: (503, {"message": "down", "code": 503}))
+    anchored.sleep = lambda seconds: None
+    with pytest.raises(UpstreamUnavailable):
+        anchored.find_matching_contact(search_criteria())
+    assert contact_search_state(anchored.conn)["or"] is None  # the outage says nothing about $or
+
+
+def test_criteria_too_long_for_one_query_are_grouped_in_order_and_the_search_stops_at_the_match(http, anchored):
+    criteria = contact_criteria(["a@example.com", "b@example.com"], ["808-634-1968", "(415) 555-0101"], "US")
+    home = {"id": 5, "home_phone": "415.555.0101"}
+    queries = contacts_api(http, on_or=lambda query: (200, listed(ANCHOR)),
+                           on_field=lambda query: (200, listed(home) if "home_phone[$in]" in query else listed()))
+    assert anchored.find_matching_contact(criteria) == (home, "home_phone")
+    first, second = queries  # office_phone is not searched: the home phone matched first
+    assert {key for key in first if key != "$limit"} == {"$or[0][email][$in]", "$or[1][mobile_phone][$in]",
+                                                         "$or[2][id][$in]"}
+    assert set(second) == {"home_phone[$in]", "$limit"} and len(second["home_phone[$in]"]) == 56
+    assert len(urlparse(http.calls[-2].request.url).query) <= defaults.LIONDESK_SEARCH_QUERY_MAX_CHARS

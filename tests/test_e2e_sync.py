@@ -147,6 +147,7 @@ class Stack:
         if stale:
             self.conn.delete(*stale)
         self.conn.delete(keys.liondesk_tokens(), keys.liondesk_auth_state(), keys.liondesk_rate_limiter(),
+                         keys.liondesk_contact_search(),
                          *[keys.liondesk_reference(kind) for kind in REFERENCE_PATHS],
                          *[keys.liondesk_reference_fresh(kind) for kind in REFERENCE_PATHS])
 

@@ -462,6 +462,52 @@ def test_knobs_for_single_value_in_and_non_numeric_mls(sandbox, ld):
     assert ld.post("/leads", {"contact_id": contact_id, "mls_id": 1234}).status_code == 201
 
 
+def test_parse_query_reads_or_clauses_as_feathers_rest_sends_them():
+    query = parse_query([("$or[0][email]", "a@x.com"), ("$or[1][home_phone][$in]", "1"),
+                         ("$or[1][home_phone][$in]", "2"), ("$or[1][last_name]", "Lee"), ("first_name", "Kai")])
+    assert query.conditions == (Condition("first_name", "=", ("Kai",)),)
+    assert query.alternatives == ((Condition("email", "=", ("a@x.com",)),),
+                                  (Condition("home_phone", "$in", ("1", "2")), Condition("last_name", "=", ("Lee",))))
+    assert parse_query([("$or[0][email]", "a")], or_operator="ignored").alternatives == ()
+    with pytest.raises(QueryError, match=r"Invalid query parameter \$or"):
+        parse_query([("$or[0][email]", "a")], or_operator="refused")
+
+
+@pytest.mark.parametrize("key", ["$or[x][email]", "$or[0]", "$or[21][email]", "$or[0][$or][0][email]",
+                                 "$or[0][email][$regex]"])
+def test_parse_query_refuses_or_keys_feathers_would_not_take(key):
+    with pytest.raises(QueryError):
+        parse_query([(key, "a")])
+
+
+def or_query(*pairs) -> str:
+    from urllib.parse import urlencode
+
+    return "/contacts?" + urlencode(pairs)
+
+
+def test_contacts_or_finds_any_clause_and_knobs_refuse_or_ignore_it(sandbox, ld):
+    by_email, by_office, other = make_contacts(ld, {"first_name": "A", "email": "kai@example.com"},
+                                               {"first_name": "B", "office_phone": "(808) 634-1968"},
+                                               {"first_name": "C", "email": "zed@example.com"})
+    path = or_query(("$or[0][email]", "KAI@example.com"), ("$or[1][office_phone][$in]", "808-634-1968"),
+                    ("$or[1][office_phone][$in]", "(808) 634-1968"), ("$or[2][id][$in]", "0"),
+                    ("$or[2][id][$in]", str(other)), ("$or[2][id][$in]", "0"))
+    answer = ld.get(path).json
+    assert (answer["total"], [c["id"] for c in answer["data"]]) == (3, [by_email, by_office, other])
+    # The conditions outside $or still hold for every clause.
+    assert [c["id"] for c in ld.get(path + "&first_name=B").json["data"]] == [by_office]
+    assert ld.get(or_query(("$or[0][email]", "nobody@example.com"))).json["total"] == 0
+    assert_feathers_error(ld.get(or_query(("$or[0][shoe_size]", "9"))), 400, "BadRequest")  # unknown column
+    sandbox.post("/_sandbox/settings", json={"or_operator": "refused"})
+    refused = assert_feathers_error(ld.get(path), 400, "BadRequest")
+    assert refused["message"] == "Invalid query parameter $or"
+    sandbox.post("/_sandbox/settings", json={"or_operator": "ignored"})
+    unfiltered = ld.get(or_query(("$or[0][email]", "nobody@example.com"), ("$limit", "2"))).json
+    assert (unfiltered["total"], [c["id"] for c in unfiltered["data"]]) == (3, [by_email, by_office])
+    assert sandbox.post("/_sandbox/settings", json={"or_operator": "maybe"}).status_code == 400
+
+
 def test_tasks_v21_live_on_their_own_base_url(sandbox, ld):
     contact_id = make_contacts(ld, {"first_name": "T"})[0]
     v21 = "/liondesk-communications/api/v1/tasks"

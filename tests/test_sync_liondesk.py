@@ -10,7 +10,7 @@ from bridge.context import Context
 from bridge.sandbox.sample import sample_lead
 from bridge.storage import history, mappings
 from bridge.sync import references
-from bridge.sync.forward import search_params
+from bridge.translate.liondesk import search_params
 from bridge.translate.liondesk import custom_field_values, task_text, with_numbers
 from tests.test_sync import Bridge
 

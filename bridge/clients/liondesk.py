@@ -29,8 +29,9 @@ from bridge.exceptions import (LionDeskAppConflict, UpstreamAuthError, UpstreamE
                                UpstreamRejected, UpstreamTimeout, UpstreamUnavailable)
 from bridge.storage import keys
 from bridge.storage.redis import text_hash
-from bridge.translate.liondesk import (TASK_V20_DEFAULT_ACTION_TYPE, TASK_V21_UPDATE_STATUS_ONLY, task_text,
-                                       task_v20_body, task_v21_body)
+from bridge.translate.liondesk import (TASK_V20_DEFAULT_ACTION_TYPE, TASK_V21_UPDATE_STATUS_ONLY, SearchCriterion,
+                                       best_match, criterion_params, or_search_params, search_groups, task_text,
+                                       task_v20_body, task_v21_body, unasked)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,22 @@ def v1_recently_failing(conn: redis.Redis, now: float | None = None) -> bool:
         return False
     now = time.time() if now is None else now
     return now - float(stored["v1_checked_at"]) < defaults.LIONDESK_CHANNEL_RECHECK_SECONDS
+
+
+OR_TRUSTED, OR_UNTRUSTED = "trusted", "untrusted"
+"""How LionDesk last answered an `$or` contact search: as Feathers does (proven by its anchor), or not."""
+
+OR_REFUSALS = frozenset({400, 413, 414, 431})
+"""Answers refusing an `$or` search for its query: Feathers' BadRequest ("Invalid query parameter $or")
+and a URL too long for a server or proxy on the way."""
+
+
+def contact_search_state(conn: redis.Redis) -> dict:
+    """How contacts are searched, for people: `or` (trusted / untrusted / None before the first try), since
+    when and why, and the anchor contact (the bridge's latest, known to exist) that proves an `$or` answer."""
+    stored = text_hash(conn.hgetall(keys.liondesk_contact_search()))
+    return {"or": stored.get("or"), "since": stored.get("or_since"), "reason": stored.get("or_reason"),
+            "anchor_id": stored.get("anchor_id")}
 
 
 def inline_retry_pause(method: str, exc: UpstreamError, repeats_done: int, jitter: float = 0.0) -> float | None:
@@ -255,6 +272,107 @@ class LionDeskClient:
         """Return the first page of contacts matching `params` (a search: e-mail, phones, ...)."""
         return self.first_page("/contacts", params)
 
+    def find_matching_contact(self, criteria: tuple[SearchCriterion, ...]) -> tuple[dict | None, str | None]:
+        """Find the lead's contact by `criteria` (in precedence order); return it and the field it matched by.
+
+        LionDesk documents no way to search several fields at once; Feathers, which it is
+        built on, has `$or`. So consecutive criteria share one `$or` search (as many as fit in
+        LIONDESK_SEARCH_QUERY_MAX_CHARS), with an anchor clause asking for a contact known
+        to exist, and its answer is trusted only when it proves itself: the anchor is in it,
+        nothing in it was asked for by no clause, and it fits in one page. Otherwise (or when
+        LionDesk refuses the query) the answer is dropped, that group's criteria are searched
+        one by one as before, and the next LIONDESK_OR_SEARCH_RECHECK_SECONDS search that way
+        straight away. Every contact returned is checked against the criteria here either
+        way, so an answer can cost calls but never link the wrong contact or miss the right one.
+        """
+        state = contact_search_state(self.conn)
+        anchor = self._or_anchor(state)
+        for group in search_groups(criteria, anchor, defaults.LIONDESK_SEARCH_QUERY_MAX_CHARS):
+            answer = None
+            if len(group) > 1 and anchor is not None:
+                answer, trusted = self._search_with_or(group, anchor, trusted=state["or"] == OR_TRUSTED)
+                if not trusted:
+                    anchor = None  # not this time: the later groups go one by one too
+            contact, matched_by = answer if answer is not None else self._search_one_by_one(group)
+            if contact is not None:
+                if str(contact.get("id")) != state["anchor_id"]:
+                    self._remember_anchor(contact.get("id"))
+                return contact, matched_by
+        return None, None
+
+    def _search_one_by_one(self, criteria: tuple[SearchCriterion, ...]) -> tuple[dict | None, str | None]:
+        """One search per criterion, in order, stopping at the first that finds the lead's contact."""
+        for criterion in criteria:
+            contact, matched_by = best_match((criterion,), self.find_contacts(criterion_params(criterion)))
+            if contact is not None:
+                return contact, matched_by
+        return None, None
+
+    def _or_anchor(self, state: dict) -> str | None:
+        """The anchor of `$or` searches, or None when there is none yet (no contact made or linked) or when
+        LionDesk refused, ignored or could not prove `$or` within LIONDESK_OR_SEARCH_RECHECK_SECONDS."""
+        if state["or"] == OR_UNTRUSTED and state["since"] and \
+                self.clock() - float(state["since"]) < defaults.LIONDESK_OR_SEARCH_RECHECK_SECONDS:
+            return None
+        return state["anchor_id"] or None
+
+    def _search_with_or(self, criteria: tuple[SearchCriterion, ...], anchor: str,
+                        trusted: bool) -> tuple[tuple[dict | None, str | None] | None, bool]:
+        """One `$or` search by every criterion: its answer (the best match or no match; None when it has
+        to be searched one by one) and whether the `$or` answered as it should.
+
+        An empty answer would prove nothing (a server that misreads `$or` can answer nothing as
+        well as everything), hence the anchor clause: the contact the bridge created or linked
+        last, which LionDesk must return when it honours the query. `trusted`: how the last
+        `$or` search was judged (only a change is recorded).
+        """
+        params = [*or_search_params(criteria, anchor), ("$limit", defaults.LIONDESK_PAGE_SIZE)]
+        try:
+            page = self.request("GET", "/contacts", params=params)
+        except UpstreamRejected as exc:
+            if exc.status not in OR_REFUSALS:
+                raise  # a refusal that is not about the query (403 ...): the searches one by one would get it too
+            self._record_or(OR_UNTRUSTED, f"LionDesk refused an $or contact search ({exc})")
+            return None, False
+        except (UpstreamUnavailable, UpstreamTimeout) as exc:
+            # An outage fails the searches one by one as well (and the job retries); a LionDesk
+            # that fails only on `$or` (a query it cannot run) must not fail every lead.
+            answer = self._search_one_by_one(criteria)
+            self._record_or(OR_UNTRUSTED, f"an $or contact search failed ({exc}) where field-by-field "
+                                          "searches answered")
+            return answer, False
+        records = page if isinstance(page, list) else (page or {}).get("data") or []
+        total = None if isinstance(page, list) else (page or {}).get("total")
+        if not any(str(record.get("id")) == anchor for record in records):
+            # The anchor may have been deleted since: forget it (the next contact made or linked replaces it).
+            self.conn.hdel(keys.liondesk_contact_search(), "anchor_id")
+            self._record_or(OR_UNTRUSTED, f"an $or contact search did not return contact {anchor}, which it asked for")
+            return None, False
+        stray = unasked(criteria, records, anchor)
+        if stray:
+            self._record_or(OR_UNTRUSTED, f"an $or contact search returned contact {stray[0].get('id')}, which "
+                                          "no clause asked for (LionDesk ignored the $or)")
+            return None, False
+        if isinstance(total, int) and total > len(records):
+            log.info("an $or contact search found %s contacts, more than one page: searching field by field", total)
+            return None, True
+        if not trusted:
+            self._record_or(OR_TRUSTED, "LionDesk answered an $or contact search with its anchor and nothing unasked")
+        return best_match(criteria, records), True
+
+    def _record_or(self, verdict: str, reason: str) -> None:
+        """Remember how LionDesk answered an `$or` contact search (a distrusted one is not sent again for a while)."""
+        if verdict == OR_UNTRUSTED:
+            log.warning("liondesk contact search: %s; searching field by field for %d s", reason,
+                        defaults.LIONDESK_OR_SEARCH_RECHECK_SECONDS)
+        self.conn.hset(keys.liondesk_contact_search(), mapping={"or": verdict, "or_since": self.clock(),
+                                                                "or_reason": reason[:300]})
+
+    def _remember_anchor(self, contact_id) -> None:
+        """Keep `contact_id` (a contact LionDesk has just shown or made for our token) as the `$or` searches' anchor."""
+        if contact_id is not None:
+            self.conn.hset(keys.liondesk_contact_search(), "anchor_id", str(contact_id))
+
     def iter_contacts(self, params: Params = None) -> Iterator[dict]:
         """Yield every contact matching `params`, across all pages."""
         return self.iter_pages("/contacts", params)
@@ -268,8 +386,10 @@ class LionDeskClient:
         return self.request("GET", f"/contacts/{contact_id}")
 
     def create_contact(self, body: dict) -> dict:
-        """Create a contact and return it (with its new `id`)."""
-        return self.request("POST", "/contacts", body=body)
+        """Create a contact and return it (with its new `id`, kept as the anchor of `$or` searches)."""
+        created = self.request("POST", "/contacts", body=body)
+        self._remember_anchor((created or {}).get("id"))
+        return created
 
     def update_contact(self, contact_id: int | str, body: dict) -> dict:
         """Change only the given fields of a contact (PATCH) and return it."""

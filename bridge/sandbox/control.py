@@ -13,6 +13,7 @@ from bridge.sandbox import liondesk, realgeeks
 from bridge.sandbox.calls import count_by_template
 from bridge.sandbox.errors import ApiError, json_body
 from bridge.sandbox.faults import SERVICES, validate_changes
+from bridge.sandbox.query import OR_READINGS
 from bridge.sandbox.seeds import DEFAULT_SITE_UUID, load_demo_preset
 from bridge.sandbox.state import SandboxState, sandbox_state
 from bridge.sandbox.webhooks import Destination
@@ -22,7 +23,7 @@ bp = Blueprint("control", __name__, url_prefix="/_sandbox")
 TOKEN_KNOBS = ("expire_access_tokens", "revoke_refresh_tokens", "access_token_lifetime_seconds")
 SETTINGS = {"address_edits_bump_contact": (True, False), "realgeeks_source_system_mode": ("writer", "lead"),
             "account_type": ("agent", "broker"), "app_owner": ("ours", "another_account"),
-            "single_value_in": ("accepted", "refused"), "mls_id_values": ("any", "numeric"),
+            "single_value_in": ("accepted", "refused"), "or_operator": OR_READINGS, "mls_id_values": ("any", "numeric"),
             "v1_service": ("on", "gone"), "tasks_v20": ("on", "gone"), "tasks_v21": ("on", "gone"),
             "realgeeks_v2_paths": ("both", "v2/rest", "rest/v2"), "realgeeks_plain_unset": ("ignore", "reject")}
 """Behaviour the vendors leave unknown, switchable per test: name -> allowed values."""

@@ -45,8 +45,9 @@ def body_object() -> dict:
 def listing(records, resource: str, view=None, collation: Collation = Collation(), skip_params=()):
     """Answer a Feathers find: filter, sort and page `records` into the list envelope."""
     with sandbox_state() as state:
-        refuse_single_in = state.single_value_in == "refused"
-    query = parse_query(request.args.items(multi=True), skip_params=skip_params, refuse_single_in=refuse_single_in)
+        refuse_single_in, or_operator = state.single_value_in == "refused", state.or_operator
+    query = parse_query(request.args.items(multi=True), skip_params=skip_params, refuse_single_in=refuse_single_in,
+                        or_operator=or_operator)
     check_fields(query, data.COLUMNS[resource])
     total, page = select(records, query, collation)
     return jsonify(envelope(total, query, [view(r) for r in page] if view else page))

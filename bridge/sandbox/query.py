@@ -8,6 +8,11 @@ error bodies). Two consequences the sandbox reproduces on purpose:
   compared as exact strings: no normalisation, so `808-555-1234` does not find
   `(808) 555-1234`, which is the pitfall the bridge must handle.
 - SQL NULL semantics: a NULL column never satisfies `=`, `$ne`, `$in` or `$nin`.
+
+`$or` is Feathers' common querying (every official adapter; `$or` is in adapter-commons'
+default OPERATORS): `$or[0][email]=a&$or[1][mobile_phone][$in]=b&$or[1][mobile_phone][$in]=c`
+finds the records matching any clause, each clause holding all its conditions. LionDesk
+does not document it, hence the `or_operator` knob (`honoured`, `refused`, `ignored`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ MAX_LIMIT = 100
 what the reference tells the bridge to stay under."""
 
 _KEY = re.compile(r"^(?P<field>[A-Za-z0-9_.]+)(?:\[(?P<op>\$[A-Za-z]+)\](?:\[\d*\])?)?$")
+_OR_KEY = re.compile(r"^\$or\[(?P<clause>\d+)\]\[(?P<rest>.+)$")
+OR_INDEX_LIMIT = 20
+"""qs (the query-string parser of Feathers' REST transport) makes `$or[i]` an array only up to
+index 20 (its arrayLimit); beyond that `$or` is an object, which no adapter takes as `$or`."""
+OR_READINGS = ("honoured", "refused", "ignored")
+"""How a server may treat `$or`: as Feathers does; refused with 400 (a query whitelist without it);
+ignored (a query layer that drops what it does not know, answering as if unfiltered)."""
 _SORT_KEY = re.compile(r"^\$sort\[(?P<field>[A-Za-z0-9_.]+)\]$")
 
 
@@ -55,6 +67,8 @@ class Query:
     sort: tuple[tuple[str, int], ...] = ()
     limit: int = DEFAULT_LIMIT
     skip: int = 0
+    alternatives: tuple[tuple[Condition, ...], ...] = ()
+    """The `$or` clauses: a record must match one of them (each with all its conditions); none: no `$or`."""
 
 
 @dataclass(frozen=True)
@@ -66,14 +80,18 @@ class Collation:
 
 
 def parse_query(pairs: Iterable[tuple[str, str]], *, skip_params: Iterable[str] = (),
-                refuse_single_in: bool = False) -> Query:
+                refuse_single_in: bool = False, or_operator: str = "honoured") -> Query:
     """Parse query-string pairs (repeated keys kept, in order) into a Query; raise QueryError.
 
     `refuse_single_in`: a `field[$in]=x` given once is refused, as a Feathers server whose query
     parser reads one value as a string (not a list) would (a knob: LionDesk's behaviour is unknown).
+    `or_operator`: one of OR_READINGS (a knob too: LionDesk does not document `$or`).
     """
+    if or_operator not in OR_READINGS:
+        raise ValueError(f"or_operator must be one of {OR_READINGS}")
     skip_params = set(skip_params)
     grouped: dict[tuple[str, str], list[str]] = {}
+    clauses: dict[int, dict[tuple[str, str], list[str]]] = {}
     sort: list[tuple[str, int]] = []
     limit, skip = DEFAULT_LIMIT, 0
     for key, value in pairs:
@@ -85,13 +103,49 @@ def parse_query(pairs: Iterable[tuple[str, str]], *, skip_params: Iterable[str] 
             skip = _non_negative_int(key, value)
         elif sort_match := _SORT_KEY.match(key):
             sort.append((sort_match["field"], _sort_direction(key, value)))
-        elif (match := _KEY.match(key)) is not None:
-            op = match["op"] or "="
-            if op != "=" and op not in OPERATORS:
-                raise QueryError(f"Invalid query parameter {op}")
-            grouped.setdefault((match["field"], op), []).append(value)
+        elif key == "$or" or key.startswith("$or["):
+            if or_operator == "refused":
+                raise QueryError("Invalid query parameter $or")
+            if or_operator == "honoured":
+                clause, field, op = _or_key(key)
+                clauses.setdefault(clause, {}).setdefault((field, op), []).append(value)
         else:
-            raise QueryError(f"Invalid query parameter {key}")
+            field, op = _field_key(key)
+            grouped.setdefault((field, op), []).append(value)
+    conditions = _conditions(grouped, refuse_single_in)
+    # qs compacts a sparse array ($or[0], $or[3] -> two clauses): only the clauses' order is kept.
+    alternatives = tuple(_conditions(clauses[index], refuse_single_in) for index in sorted(clauses))
+    return Query(conditions, tuple(sort), limit, skip, alternatives)
+
+
+def _field_key(key: str) -> tuple[str, str]:
+    """The field and operator ("=" for equality) of a filter key such as `email` or `mobile_phone[$in]`."""
+    match = _KEY.match(key)
+    if match is None:
+        raise QueryError(f"Invalid query parameter {key}")
+    op = match["op"] or "="
+    if op != "=" and op not in OPERATORS:
+        raise QueryError(f"Invalid query parameter {op}")
+    return match["field"], op
+
+
+def _or_key(key: str) -> tuple[int, str, str]:
+    """The clause index, field and operator of an `$or` key such as `$or[1][home_phone][$in]`."""
+    match = _OR_KEY.match(key)
+    if match is None:
+        raise QueryError(f"Invalid query parameter {key}: $or must be an array of objects")
+    clause = int(match["clause"])
+    if clause > OR_INDEX_LIMIT:
+        raise QueryError(f"Invalid query parameter {key}: $or must be an array (at most {OR_INDEX_LIMIT + 1} clauses)")
+    # "email]" or "email][$in]" -> "email" / "email[$in]": the clause's own key, parsed like a top-level one.
+    inner = match["rest"].replace("][", "[", 1) if "][" in match["rest"] else match["rest"].removesuffix("]")
+    if inner.startswith("$"):
+        raise QueryError(f"Invalid query parameter {key}: the sandbox takes no operator but fields inside $or")
+    return (clause, *_field_key(inner))
+
+
+def _conditions(grouped: dict[tuple[str, str], list[str]], refuse_single_in: bool) -> tuple[Condition, ...]:
+    """The conditions of grouped filter values: one per `$in` / `$nin` list, one per scalar occurrence."""
     conditions = []
     for (field, op), values in grouped.items():
         if op in MULTI_VALUE_OPERATORS:
@@ -102,7 +156,7 @@ def parse_query(pairs: Iterable[tuple[str, str]], *, skip_params: Iterable[str] 
             # A repeated scalar key: every occurrence must hold (qs would make it a list,
             # and knex an IN; the last-wins reading is no less plausible, so keep it strict).
             conditions.extend(Condition(field, op, (value,)) for value in values)
-    return Query(tuple(conditions), tuple(sort), limit, skip)
+    return tuple(conditions)
 
 
 def _non_negative_int(key: str, value: str) -> int:
@@ -212,7 +266,8 @@ def _sort_key(field: str, collation: Collation):
 def check_fields(query: Query, known_fields: Iterable[str]) -> None:
     """Refuse filters and sorts on columns the resource does not have (MySQL: unknown column)."""
     known = set(known_fields)
-    for field in [condition.field for condition in query.conditions] + [field for field, _ in query.sort]:
+    filtered = [condition.field for clause in (query.conditions, *query.alternatives) for condition in clause]
+    for field in filtered + [field for field, _ in query.sort]:
         if field not in known:
             raise QueryError(f"Unknown column '{field}' in query")
 
@@ -220,7 +275,9 @@ def check_fields(query: Query, known_fields: Iterable[str]) -> None:
 def select(records: Iterable[dict], query: Query, collation: Collation = Collation()) -> tuple[int, list[dict]]:
     """Filter, sort and page `records` (already in id order); return (total, page)."""
     tests = [predicate(condition, collation) for condition in query.conditions]
-    found = [record for record in records if all(test(record) for test in tests)]
+    clauses = [[predicate(condition, collation) for condition in clause] for clause in query.alternatives]
+    found = [record for record in records if all(test(record) for test in tests)
+             and (not clauses or any(all(test(record) for test in clause) for clause in clauses))]
     # Python's sort is stable: apply keys last-to-first so the first key wins, and the
     # incoming id order breaks ties (what MySQL gives in practice with a primary key).
     for field, direction in reversed(query.sort):

@@ -111,6 +111,7 @@ class SandboxState:
             self.account_type = "agent"            # "broker": /sub-accounts lists the agents
             self.app_owner = "ours"                # "another_account": /users answers the documented 401
             self.single_value_in = "accepted"      # "refused": field[$in]=x alone is a 400
+            self.or_operator = "honoured"          # "refused": any $or is a 400; "ignored": $or is dropped
             self.mls_id_values = "any"             # "numeric": a non-numeric mls_id is a 400
             self.v1_service = "on"                 # "gone": the v1 host answers 404
             self.tasks_v20 = "on"                  # "gone": api-v2 /tasks answers 404

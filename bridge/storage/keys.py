@@ -258,6 +258,11 @@ def liondesk_channels() -> str:
     return f"{PREFIX}liondesk:channels"
 
 
+def liondesk_contact_search() -> str:
+    """Hash: whether LionDesk honours `$or` contact searches, and the anchor contact that proves it (owner: clients/liondesk.py)."""
+    return f"{PREFIX}liondesk:contact-search"
+
+
 def liondesk_app_conflict() -> str:
     """Hash: LionDesk refused our app for another account's client id (owner: clients/oauth.py)."""
     return f"{PREFIX}liondesk:app-conflict"

@@ -32,7 +32,8 @@ from bridge.translate import activity as activities
 from bridge.translate import phones
 from bridge.translate.contact import CONTACT_FIELDS, contact_body, email_search_forms, phone_region
 from bridge.translate.lead import campaign_name, details_changes, lead_body, lead_source_name, lead_text, text_fields
-from bridge.translate.liondesk import LEAD_REQUIRED_FIELDS, custom_field_values, with_numbers
+from bridge.translate.liondesk import (LEAD_REQUIRED_FIELDS, contact_criteria, custom_field_values,
+                                       oldest_contact, with_numbers)
 from bridge.translate.realgeeks import parse_instant
 from bridge.translate.limits import fit_tags, split_tags
 from bridge.translate.snapshot import (diff, empty_snapshot, liondesk_patch, merge_snapshot,
@@ -180,54 +181,17 @@ def add_activities(job: Job) -> None:
 # -- contact -------------------------------------------------------------------------------
 
 
-PHONE_SEARCH_FIELDS = ("mobile_phone", "home_phone", "office_phone")
-"""The contact phone fields LionDesk names as dedupe keys (§4.1, §10): all searched and matched alike."""
-
-
-def search_params(field_name: str, values: list[str]) -> list[tuple[str, str]]:
-    """Query pairs finding `field_name` equal to any of `values`: equality for one value, repeated `$in` keys for several.
-
-    One value goes as plain equality: a Feathers parser may read a lone `field[$in]=x` as a
-    string rather than a list (§10), and equality means the same thing.
-    """
-    if len(values) == 1:
-        return [(field_name, values[0])]
-    return [(f"{field_name}[$in]", value) for value in values]
-
-
 def find_existing_contact(job: Job) -> tuple[dict | None, str | None]:
-    """Find a LionDesk contact for the lead: by e-mail (case-insensitive), then by every phone form.
+    """Find a LionDesk contact for the lead: by e-mail (case-insensitive), then by every phone form
+    on `mobile_phone`, `home_phone` and `office_phone`. Returns the contact and how it matched.
 
-    Costs at most four searches: one for the e-mails, then one over every form of every
-    phone on each of `mobile_phone`, `home_phone` and `office_phone`, stopping at the first
-    that matches. Returns the contact and how it matched.
+    The client searches (one `$or` query where LionDesk proves it honours it, else one query
+    per field) and checks every contact it gets back against the criteria.
     """
-    lead, client = job.lead, job.liondesk
-    emails = [lead.get("email"), lead.get("second_email")]
-    forms = email_search_forms(emails)
-    if forms:
-        wanted = {folded(form) for form in forms}
-        found = [c for c in client.find_contacts(search_params("email", forms))
-                 if folded(c.get("email")) in wanted]
-        if found:
-            return _oldest(found), "email"
-    region = phone_region(job.rules)
-    numbers = [lead.get("phone"), lead.get("phone2")]
-    forms = phones.search_forms(numbers, region)
-    wanted = {phones.normalize(n, region) for n in numbers if n} - {None}
-    for field_name in PHONE_SEARCH_FIELDS:
-        if not forms:
-            break
-        found = [c for c in client.find_contacts(search_params(field_name, forms))
-                 if phones.normalize(str(c.get(field_name) or ""), region) in wanted]
-        if found:
-            return _oldest(found), field_name
-    return None, None
-
-
-def _oldest(contacts: list[dict]) -> dict:
-    """The earliest-created of several matching contacts (the one agents have worked longest)."""
-    return min(contacts, key=lambda c: (str(c.get("created_at") or ""), int(c.get("id") or 0)))
+    lead = job.lead
+    criteria = contact_criteria(email_search_forms([lead.get("email"), lead.get("second_email")]),
+                                [lead.get("phone"), lead.get("phone2")], phone_region(job.rules))
+    return job.liondesk.find_matching_contact(criteria)
 
 
 def _contact_of_a_dead_attempt(job: Job, source_id) -> tuple[dict | None, str | None]:
@@ -248,7 +212,7 @@ def _contact_of_a_dead_attempt(job: Job, source_id) -> tuple[dict | None, str | 
         return None, None
     found = [c for c in job.liondesk.find_contacts([*names, ("source_id", source_id)])
              if mappings.lead_of_contact(job.conn, c["id"]) in (None, job.lead_id)]
-    return (_oldest(found), "name after an interrupted attempt") if found else (None, None)
+    return (oldest_contact(found), "name after an interrupted attempt") if found else (None, None)
 
 
 def contact_ids(job: Job) -> dict:

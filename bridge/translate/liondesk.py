@@ -10,12 +10,17 @@ Section numbers (§) refer to docs/vendors/liondesk-api.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
 from marshmallow import Schema, fields, validate
 
 from bridge import defaults
 from bridge.exceptions import TranslationError
-from bridge.translate import limits
+from bridge.translate import limits, phones
 from bridge.translate.realgeeks import Instant
+from bridge.translate.text import folded
 
 ADDRESS_TYPES = ("Home", "Main Office", "Branch Office", "Second Home", "Investment", "Mailing")
 """Address `type` values LionDesk documents (docs/vendors/liondesk-api.md §4.2)."""
@@ -310,3 +315,129 @@ def v1_time(instant: Instant) -> str:
     """Format an instant for v1 `created` (ISO 8601 with offset, whole seconds, as in §8.2's example)."""
     return instant.datetime.isoformat(timespec="seconds")
 
+
+
+# -- contact search (GET /contacts) ------------------------------------------------------------
+
+PHONE_SEARCH_FIELDS = ("mobile_phone", "home_phone", "office_phone")
+"""The contact phone fields LionDesk names as dedupe keys (§4.1, §10): all searched and matched alike."""
+
+OR_PADDING_ID = "0"
+"""An id no LionDesk record has (MySQL ids start at 1): surrounds the anchor in an `$or` search's last clause."""
+
+
+@dataclass(frozen=True)
+class SearchCriterion:
+    """One way a LionDesk contact can be the lead's: `field` holding one of `forms` (what is sent),
+    compared as the bridge compares it (`wanted`: folded e-mails, or E.164 phones of `region`)."""
+
+    field: str
+    forms: tuple[str, ...]
+    wanted: frozenset[str]
+    region: str = ""
+
+    def matches(self, contact: dict) -> bool:
+        """Whether `contact` is the lead's by this criterion: the same e-mail (any case), or the same phone number."""
+        stored = contact.get(self.field)
+        if self.field == "email":
+            return folded(stored) in self.wanted
+        return phones.normalize(str(stored or ""), self.region) in self.wanted
+
+    def answers(self, contact: dict) -> bool:
+        """Whether a search honouring this criterion could return `contact`: it matches, or its field holds one
+        of the forms as MySQL compares text (case and trailing spaces aside). A contact found by a raw
+        form, or by a number whose extension differs, answers the search without being the lead's."""
+        return self.matches(contact) or folded(contact.get(self.field)) in {folded(form) for form in self.forms}
+
+
+def contact_criteria(email_forms: Iterable[str], numbers: Iterable[str | None], region: str) -> tuple[SearchCriterion, ...]:
+    """What a lead's contact is searched by, in order of precedence: its e-mails (every form in
+    `email_forms`), then every form of its phone numbers on `mobile_phone`, `home_phone`, `office_phone`."""
+    criteria = []
+    email_forms = tuple(email_forms)
+    if email_forms:
+        criteria.append(SearchCriterion("email", email_forms, frozenset(folded(form) for form in email_forms)))
+    numbers = [number for number in numbers if number]
+    phone_forms = tuple(phones.search_forms(numbers, region))
+    if phone_forms:
+        wanted = frozenset({phones.normalize(number, region) for number in numbers} - {None})
+        criteria.extend(SearchCriterion(name, phone_forms, wanted, region) for name in PHONE_SEARCH_FIELDS)
+    return tuple(criteria)
+
+
+def search_params(field_name: str, values: Iterable[str], *, clause: int | None = None) -> list[tuple[str, str]]:
+    """Query pairs finding `field_name` equal to any of `values`: equality for one value, repeated `$in` keys for several.
+
+    One value goes as plain equality: a Feathers parser may read a lone `field[$in]=x` as a
+    string rather than a list (§10), and equality means the same thing. With `clause`, the
+    pairs are that clause of an `$or` (`$or[2][home_phone][$in]=...`, the REST form of Feathers' querying).
+    """
+    values = list(values)
+    key = field_name if clause is None else f"$or[{clause}][{field_name}]"
+    if len(values) == 1:
+        return [(key, values[0])]
+    return [(f"{key}[$in]", value) for value in values]
+
+
+def criterion_params(criterion: SearchCriterion) -> list[tuple[str, str]]:
+    """The query pairs of a search by one criterion alone."""
+    return search_params(criterion.field, criterion.forms)
+
+
+def or_search_params(criteria: Iterable[SearchCriterion], anchor_id) -> list[tuple[str, str]]:
+    """The query pairs of one search by every criterion at once (Feathers `$or`), with an anchor clause last.
+
+    The last clause asks for the contact `anchor_id`, one LionDesk is known to hold: a server
+    that honours `$or` must answer it, so its absence proves the answer cannot be trusted (an
+    empty answer proves nothing by itself). It is an `$in` list like the phone clauses, with
+    the anchor between two ids no record has, so a server that drops later clauses, reads
+    operators inside `$or` as text, or keeps only the first or last value of a list loses the
+    anchor too.
+    """
+    criteria = list(criteria)
+    pairs = [pair for index, criterion in enumerate(criteria)
+             for pair in search_params(criterion.field, criterion.forms, clause=index)]
+    return pairs + search_params("id", [OR_PADDING_ID, str(anchor_id), OR_PADDING_ID], clause=len(criteria))
+
+
+def query_chars(pairs: list[tuple[str, str]]) -> int:
+    """The length of a query string as the HTTP client encodes it (`urlencode`, as requests does)."""
+    return len(urlencode(pairs))
+
+
+def search_groups(criteria: Iterable[SearchCriterion], anchor_id, max_chars: int) -> list[tuple[SearchCriterion, ...]]:
+    """The criteria in the searches that find them, in precedence order: consecutive criteria share one
+    `$or` search as long as its query string stays within `max_chars`; without an anchor (or when
+    `$or` is not to be tried) each criterion is a search of its own. Searching the groups in order,
+    stopping at the first that matches, gives the same contact as searching each criterion in turn."""
+    groups: list[list[SearchCriterion]] = []
+    for criterion in criteria:
+        if groups and anchor_id is not None and \
+                query_chars(or_search_params([*groups[-1], criterion], anchor_id)) <= max_chars:
+            groups[-1].append(criterion)
+        else:
+            groups.append([criterion])
+    return [tuple(group) for group in groups]
+
+
+def oldest_contact(contacts: Iterable[dict]) -> dict:
+    """The earliest-created of several matching contacts (the one agents have worked longest)."""
+    return min(contacts, key=lambda c: (str(c.get("created_at") or ""), int(c.get("id") or 0)))
+
+
+def best_match(criteria: Iterable[SearchCriterion], contacts: list[dict]) -> tuple[dict | None, str | None]:
+    """The lead's contact among `contacts` and the field it matched by: the first criterion any contact
+    matches wins (e-mail, then each phone field), and the oldest of the contacts it matches."""
+    for criterion in criteria:
+        found = [contact for contact in contacts if criterion.matches(contact)]
+        if found:
+            return oldest_contact(found), criterion.field
+    return None, None
+
+
+def unasked(criteria: Iterable[SearchCriterion], contacts: Iterable[dict], anchor_id) -> list[dict]:
+    """The contacts of an `$or` answer that no clause asked for: neither the anchor nor an answer to any
+    criterion. Any such contact means LionDesk did not apply the `$or` (it answered unfiltered)."""
+    criteria = list(criteria)
+    return [contact for contact in contacts if str(contact.get("id")) != str(anchor_id)
+            and not any(criterion.answers(contact) for criterion in criteria)]
