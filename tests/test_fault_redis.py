@@ -6,7 +6,6 @@ LionDesk, and none twice.
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import subprocess

@@ -7,7 +7,6 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from bridge import defaults
 from bridge.storage import keys
 from bridge.storage.redis import text
 
