@@ -29,7 +29,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "").strip() or min(_cores() * 2,
 
 # The intake waits on Redis round trips, not the CPU: threads overlap that waiting,
 # and gthread (unlike sync workers) keeps client connections alive between requests.
-worker_class = "gthread"
+# The bridge's gthread reads each request into memory without blocking before a thread
+# parses it, so clients trickling bytes cannot hold the threads (bridge/web/server.py).
+worker_class = "bridge.web.server.BufferedThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 
 # Heroku's router keeps idle connections open for 90 s; staying open longer means

@@ -3,9 +3,25 @@
 WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
 """Largest webhook body accepted, in bytes (1 MiB); larger bodies get 413."""
 
+WEB_REQUEST_READ_TIMEOUT_SECONDS = 10
+"""Longest a client may take to send one whole request (headers and body) to the web process,
+in seconds, from its first byte; then it is answered 408 and closed. 1 MiB in 10 s is 100 KB/s;
+until then the request waits in memory, not in a thread (bridge/web/server.py)."""
+
 DEDUPE_TTL_SECONDS = 7 * 24 * 3600
 """How long an identical delivery is recognised as a repeat, in seconds (7 days,
 the window Real Geeks' own receiver ignores repeats for)."""
+
+REALGEEKS_TIMESTAMP_MAX_AHEAD_SECONDS = 300
+"""How far ahead of our receipt time an X-Lead-Router-Timestamp may lie and still order
+a lead's changes, in seconds (5 minutes of clock skew). The header is not signed: a later
+one would make every real change after it look stale, so past this, receipt time orders."""
+
+REALGEEKS_TIMESTAMP_MAX_BEHIND_SECONDS = DEDUPE_TTL_SECONDS
+"""How far behind our receipt time an X-Lead-Router-Timestamp may lie and still order a
+lead's changes, in seconds (7 days): Real Geeks stamps a message when it queues it and
+retries every 30 s without a cap, so a delivery after an outage is hours old; its own
+receiver ignores messages older than 7 days. Past this, receipt time orders."""
 
 EVENT_TTL_SECONDS = 90 * 24 * 3600
 """How long a stored webhook event (body, headers, outcome) is kept, in seconds."""
@@ -46,9 +62,41 @@ WORKER_DEQUEUE_BLOCK_SECONDS = 10
 """How long an idle worker blocks waiting for a job, in seconds, before it comes round to
 its maintenance again (RQ's own default, 405 s, would delay that for minutes)."""
 
-WORKER_MAINTENANCE_SECONDS = 60
-"""How often a worker sweeps RQ registries, in seconds; this is what re-queues a
-job whose worker died with SIGKILL once its heartbeat has expired."""
+WORKER_MAINTENANCE_SECONDS = 15
+"""How often a worker runs RQ's own maintenance, in seconds: registry cleanup (RQ's
+slow backstop for abandoned jobs, after their 85 s job heartbeat) and restarting a
+scheduler that died or taking over the scheduler of a worker that did."""
+
+WORKER_BEAT_SECONDS = 5.0
+"""How often each worker process writes its heartbeat record, in seconds."""
+
+WORKER_BEAT_TTL_SECONDS = 20
+"""Lifetime of a worker's heartbeat record, in seconds (four missed beats): a worker
+whose record expired is dead, its jobs are retried and its lead locks taken over."""
+
+WORKER_BEATS_RETENTION_SECONDS = 7 * 24 * 3600
+"""How long the index of worker processes remembers one it last heard from, in seconds:
+"last worker seen at ..." reaches this far back."""
+
+WORKER_BEATS_MAX = 1000
+"""Most worker processes the heartbeat index remembers (newest kept); every restart
+of a dyno is a new process."""
+
+WORKER_SILENT_ALARM_SECONDS = 180
+"""With no worker heard from for this long, in seconds, /healthz, /metrics and the
+console say so (no lead is being processed)."""
+
+REDIS_FULL_FREE_FRACTION = 0.01
+"""Redis counts as full when less than this fraction of maxmemory (and at least
+REDIS_FULL_FREE_MIN_BYTES) is free under the `noeviction` policy: a refused write frees its
+own buffer at once, so a Redis refusing webhook bodies always shows a little room left."""
+
+REDIS_FULL_FREE_MIN_BYTES = 64 * 1024
+"""The least free memory below which Redis counts as full, in bytes (a few webhook bodies)."""
+
+ABANDONED_SWEEP_LOCK_SECONDS = 10
+"""Lifetime of the hold a sweep takes on RQ's registry-cleaning lock to retry the jobs of dead workers,
+in seconds (the sweep takes milliseconds; the lock only outlives a sweeper that died)."""
 
 FAILED_JOB_TTL_SECONDS = 365 * 24 * 3600
 """How long a failed job stays in the failed store for inspection and replay, in seconds."""
@@ -171,6 +219,10 @@ CONSOLE_PAGE_SIZE = 200
 JOB_LATENCY_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0)
 """Upper bounds of the job-duration histogram buckets in /metrics, in seconds
 (the last one is JOB_TIMEOUT_SECONDS: no job runs longer)."""
+
+INTAKE_BACKLOG_COUNT_LIMIT = 10_000
+"""Most intake-stream entries read to count the backlog on a Redis older than 7 (which does not
+count it itself); past it, /healthz and /metrics report this many (a floor)."""
 
 INTAKE_STREAM_MAX_LENGTH = 1_000_000
 """Approximate number of relayed entries the intake stream keeps before trimming old ones."""

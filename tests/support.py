@@ -215,3 +215,31 @@ def link_bulk_contacts(conn, rules: Mapping, links: list[dict], contacts: list[d
                            received_id=link["lead_id"])
         mappings.save_snapshot(conn, lead_id, merge_snapshot(empty_snapshot(),
                                                              snapshot_from_liondesk(contact, rules, user_emails={})))
+
+
+def start_web(processes: Processes, env: dict, *, concurrency: int = 1, name: str = "web") -> str:
+    """Start the Procfile's `web` (gunicorn) on a free port with `env`; wait until /livez answers; return its URL."""
+    import requests
+
+    port = free_port()
+    web = processes.start(name, procfile_command("web"), {"PYTHONPATH": str(ROOT), **env, "PORT": str(port),
+                                                          "WEB_CONCURRENCY": str(concurrency)})
+    base_url = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return requests.get(f"{base_url}/livez", timeout=1).status_code == 200
+        except requests.RequestException:
+            return web.poll() is not None
+
+    wait_until(up, timeout=60, message=f"{name} up on port {port}")
+    assert web.poll() is None, processes.log_of(name)
+    return base_url
+
+
+def forward_environment(sandbox: SandboxControl, redis_url: str, secret: str, retry_intervals: str) -> dict:
+    """The environment of a bridge syncing forward only (no Real Geeks API credentials, so no poll)
+    against `sandbox`, with a quick retry ladder and no LionDesk request ceiling to speak of."""
+    sandbox_env = {k: v for k, v in sandbox.environment().items() if not k.startswith("REALGEEKS_API_")}
+    return {"REDIS_URL": redis_url, "REALGEEKS_WEBHOOK_SECRET": secret, "PYTHONPATH": str(ROOT),
+            "LIONDESK_MAX_REQUESTS_PER_SECOND": "1000", "BRIDGE_RETRY_INTERVALS": retry_intervals, **sandbox_env}

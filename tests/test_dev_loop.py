@@ -161,7 +161,7 @@ def test_two_runs_with_ctrl_c_and_a_second_terminal_in_another_folder(tmp_path):
             assert (project / ".bridge" / "dev.env").stat().st_mode & 0o077 == 0
 
             sent = send_from(project / "some" / "sub", tmp_path)
-            assert sent.returncode == 0 and sent.stdout.startswith("202 "), sent.stdout + sent.stderr
+            assert sent.returncode == 0 and sent.stdout.startswith("200 "), sent.stdout + sent.stderr
             leads.append(sent.stdout.split('"lead_id":"', 1)[1].split('"', 1)[0])
             wait_until(lambda: len(sandbox_contacts(port)) == run, timeout=30,
                        message=f"lead {run} to reach the sandbox's LionDesk")

@@ -1,7 +1,10 @@
-"""A Redis outage under running workers: SIGKILL the real redis-server mid-run, start it again.
+"""Redis trouble under running workers, with a real redis-server of the test's own.
 
-Every worker process must still be alive afterwards, every acknowledged lead must reach
-LionDesk, and none twice.
+- SIGKILLed mid-run and started again (same port, same append-only file): every worker
+  process is still alive afterwards, every acknowledged lead reaches LionDesk, none twice.
+- Full (maxmemory, `noeviction`, as Heroku Redis runs): intake answers 503, the workers stay
+  up, and once `CONFIG SET maxmemory` raises the limit everything acknowledged is processed
+  without restarting anything.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import secrets
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,62 +50,169 @@ def _pings(port: int) -> bool:
         return False
 
 
+class Stack:
+    """A web process, WORKERS worker processes and a sandbox over one private Redis."""
+
+    def __init__(self, tmp_path, redis_port: int, **extra_env):
+        self.processes = Processes(tmp_path)
+        self.sandbox = start_sandbox_process(self.processes, latency_ms=50)
+        self.secret = secrets.token_hex(16)
+        self.port = free_port()
+        env = {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "REALGEEKS_WEBHOOK_SECRET": self.secret,
+               "LIONDESK_MAX_REQUESTS_PER_SECOND": "1000", "BRIDGE_RETRY_INTERVALS": "1,1,1,1,1,1",
+               **{k: v for k, v in self.sandbox.environment().items() if not k.startswith("REALGEEKS_API_")},
+               **extra_env}
+        self.web = self.processes.start("web", procfile_command("web"),
+                                        {**env, "PORT": str(self.port), "WEB_CONCURRENCY": "1"})
+        self.env = env
+        self.workers = []
+        for _ in range(WORKERS):
+            self.start_worker()
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_until(self._web_up, timeout=60, message="web up")
+
+    def start_worker(self) -> subprocess.Popen:
+        """Start one more worker process (the Procfile's command)."""
+        worker = self.processes.start(f"worker{len(self.workers)}", procfile_command("worker"), self.env)
+        self.workers.append(worker)
+        return worker
+
+    def _web_up(self):
+        try:
+            return requests.get(f"{self.url}/livez", timeout=1).ok
+        except requests.RequestException:
+            return self.web.poll() is not None
+
+    def post(self, lead: dict) -> requests.Response:
+        """Deliver one lead as Real Geeks would."""
+        return signed_post(requests, f"{self.url}/webhooks/realgeeks", lead, self.secret, action="created")
+
+    def deliver(self, count: int) -> list[dict]:
+        """Deliver `count` new leads, each acknowledged."""
+        leads = [sample_lead() for _ in range(count)]
+        for lead in leads:
+            answer = self.post(lead)
+            assert answer.status_code == 200, answer.text
+        return leads
+
+    def emails_in_liondesk(self) -> list[str]:
+        """The e-mail of every contact in the sandbox's LionDesk, one per contact."""
+        return [c["email"].casefold() for c in self.sandbox.control("GET", "liondesk/contacts")["data"]
+                if c.get("email")]
+
+    def wait_synced_once(self, leads: list[dict], timeout: float = 240) -> None:
+        """Wait until every lead is in LionDesk, then check none is there twice."""
+        wanted = {lead["email"].casefold() for lead in leads}
+        wait_until(lambda: wanted <= set(self.emails_in_liondesk()), timeout=timeout, interval=1,
+                   message="every acknowledged lead in LionDesk")
+        seen = self.emails_in_liondesk()
+        assert sorted(e for e in seen if e in wanted) == sorted(wanted), "a lead was created twice"
+
+    def assert_all_alive(self) -> None:
+        """Every worker and the web process still run (none exited and none was restarted)."""
+        for n, worker in enumerate(self.workers):
+            assert worker.poll() is None, f"worker{n} exited:\n" + self.processes.log_of(f"worker{n}")[-3000:]
+        assert self.web.poll() is None
+
+    def health(self) -> dict:
+        """The /healthz answer's body."""
+        return requests.get(f"{self.url}/healthz", timeout=5).json()
+
+
+class PersistentRedis:
+    """The test's own redis-server (append-only, fsync always), which a test may kill and start again."""
+
+    def __init__(self, directory: Path):
+        self.directory, self.port = directory, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = start_persistent_redis(directory, self.port)
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crashed or failed-over managed Redis goes."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def start(self) -> None:
+        """Start it again on the same port over the same data."""
+        self.process = start_persistent_redis(self.directory, self.port)
+
+    def stop(self) -> None:
+        """Stop it if it runs."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@contextmanager
+def stack_over_persistent_redis(tmp_path):
+    """A Stack over a PersistentRedis of its own, both workers beating; everything stopped afterwards."""
+    server = PersistentRedis(tmp_path / "redis")
+    stack = None
+    try:
+        stack = Stack(tmp_path, server.port)
+        wait_until(lambda: stack.health()["workers"]["live"] == WORKERS, timeout=60, message="both workers beating")
+        yield server, stack
+    finally:
+        if stack is not None:
+            stack.processes.stop_all()
+        server.stop()
+
+
 @pytest.mark.e2e
 def test_workers_survive_redis_killed_and_restarted_and_every_acknowledged_lead_syncs_once(tmp_path):
-    redis_port, web_port = free_port(), free_port()
-    redis_dir = tmp_path / "redis"
-    server = start_persistent_redis(redis_dir, redis_port)
-    processes = Processes(tmp_path)
-    try:
-        sandbox = start_sandbox_process(processes, latency_ms=50)
-        secret = secrets.token_hex(16)
-        env = {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "REALGEEKS_WEBHOOK_SECRET": secret,
-               "LIONDESK_MAX_REQUESTS_PER_SECOND": "1000", "BRIDGE_RETRY_INTERVALS": "1,1,1,1,1,1",
-               **{k: v for k, v in sandbox.environment().items() if not k.startswith("REALGEEKS_API_")}}
-        web = processes.start("web", procfile_command("web"), {**env, "PORT": str(web_port), "WEB_CONCURRENCY": "1"})
-        workers = [processes.start(f"worker{n}", procfile_command("worker"), env) for n in range(WORKERS)]
-        url = f"http://127.0.0.1:{web_port}/webhooks/realgeeks"
-
-        def web_up():
-            try:
-                return requests.get(f"http://127.0.0.1:{web_port}/livez", timeout=1).ok
-            except requests.RequestException:
-                return web.poll() is not None
-
-        wait_until(web_up, timeout=60, message="web up")
-
-        def deliver(count: int) -> list[dict]:
-            leads = [sample_lead() for _ in range(count)]
-            for lead in leads:
-                answer = signed_post(requests, url, lead, secret, action="created")
-                assert answer.status_code in (200, 202), answer.text
-            return leads
-
-        leads = deliver(12)
+    with stack_over_persistent_redis(tmp_path) as (server, stack):
+        leads = stack.deliver(12)
         time.sleep(0.3)  # jobs are running now (each LionDesk call takes 50 ms)
-        server.send_signal(signal.SIGKILL)
-        server.wait(timeout=10)
+        server.kill()
         time.sleep(OUTAGE_SECONDS)
-        server = start_persistent_redis(redis_dir, redis_port)
-        leads += deliver(6)
-
-        def emails_in_liondesk() -> list[str]:
-            return [c["email"].casefold() for c in sandbox.control("GET", "liondesk/contacts")["data"] if c.get("email")]
-
-        wanted = {lead["email"].casefold() for lead in leads}
-        wait_until(lambda: wanted <= set(emails_in_liondesk()), timeout=240, interval=1,
-                   message="every acknowledged lead in LionDesk after the outage")
-        seen = emails_in_liondesk()
-        assert sorted(e for e in seen if e in wanted) == sorted(wanted), "a lead was created twice"
-        conn = connect(f"redis://127.0.0.1:{redis_port}/0")
+        assert stack.health()["redis"] == "unreachable"
+        server.start()
+        leads += stack.deliver(6)
+        stack.wait_synced_once(leads)
+        conn = connect(server.url)
         interrupted = [lead["id"] for lead in leads
                        if "attempt_interrupted" in {entry["kind"] for entry in history.read(conn, lead["id"])}]
         assert interrupted, "the story of a lead whose attempt Redis cut short says so"
-        for n, worker in enumerate(workers):
-            assert worker.poll() is None, f"worker{n} exited:\n" + processes.log_of(f"worker{n}")[-3000:]
-        assert web.poll() is None
-    finally:
-        processes.stop_all()
-        if server.poll() is None:
-            server.terminate()
-            server.wait(timeout=10)
+        stack.assert_all_alive()
+        wait_until(lambda: stack.health()["workers"]["live"] == WORKERS, timeout=60,
+                   message="both workers counted again after the outage")
+
+
+def fill_redis(conn: redis.Redis) -> int:
+    """Set maxmemory just above what Redis holds (noeviction) and write ballast until it refuses; return the limit."""
+    limit = int(conn.info("memory")["used_memory"]) + 256 * 1024
+    conn.config_set("maxmemory-policy", "noeviction")
+    conn.config_set("maxmemory", limit)
+    for n in range(1_000_000):  # small values: the last one accepted leaves Redis past the limit
+        try:
+            conn.set(f"ballast:{n}", "x" * 100)
+        except redis.OutOfMemoryError:
+            return limit
+    raise AssertionError("Redis never refused a write")
+
+
+@pytest.mark.e2e
+def test_full_redis_refuses_deliveries_keeps_workers_up_and_resumes_when_the_limit_is_raised(tmp_path):
+    with stack_over_persistent_redis(tmp_path) as (server, stack):
+        conn = connect(server.url)
+        stack.sandbox.control("POST", "faults", service="liondesk", latency_ms=300)
+        leads = stack.deliver(8)  # being processed (each LionDesk call takes 300 ms) as Redis fills up
+        time.sleep(1.0)
+        fill_redis(conn)
+        refused = [stack.post(lead) for lead in [sample_lead() for _ in range(3)]]
+        assert [answer.status_code for answer in refused] == [503] * 3, [answer.text for answer in refused]
+        health = stack.health()
+        assert health["status"] == "redis_full" and health["redis_message"] == "Redis full"
+        stack.start_worker()  # a worker (re)started while Redis is full waits too, instead of dying at start-up
+        # The workers meet the refusals in their jobs, relay, heartbeat and scheduler; they wait, they do not exit.
+        time.sleep(15)
+        stack.assert_all_alive()
+        assert stack.health()["workers"]["live"] == WORKERS, "beats keep their records alive while Redis is full"
+
+        conn.config_set("maxmemory", 0)  # the operator raises the limit (here: removes it); nothing is restarted
+        leads += stack.deliver(4)
+        stack.wait_synced_once(leads)
+        stack.assert_all_alive()
+        assert stack.health()["status"] == "ok"
+        wait_until(lambda: stack.health()["workers"]["live"] == WORKERS + 1, timeout=60,
+                   message="the worker started while Redis was full beating too")

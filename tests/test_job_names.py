@@ -36,7 +36,7 @@ def test_the_queue_api_still_queues_under_those_names(redis_conn):
 
 
 def test_a_job_queued_by_the_previous_release_runs(client, redis_conn, settings, webhook_secret, monkeypatch):
-    lead = deliver(client, webhook_secret)  # stored and in the intake stream; queued by hand below, as before
+    lead = deliver(client, webhook_secret)  # stored (its story begins); queued by hand below, as before
     Queue(defaults.EVENT_QUEUE, connection=redis_conn).enqueue_call(PREVIOUS_RELEASE[0], args=(lead["event_id"],),
                                                                     job_id=f"event-{lead['event_id']}")
     monkeypatch.setattr(handlers, "handle_event", succeeding)
@@ -44,4 +44,4 @@ def test_a_job_queued_by_the_previous_release_runs(client, redis_conn, settings,
         build_worker(Context(settings=settings, redis=redis_conn)).work(burst=True, logging_level="WARNING")
     finally:
         set_context(None)
-    assert [entry["kind"] for entry in history.read(redis_conn, lead["id"])] == ["processed"]
+    assert [entry["kind"] for entry in history.read(redis_conn, lead["id"])] == ["received", "processed"]

@@ -7,7 +7,7 @@ import pytest
 from bridge.cli import main
 from bridge.exceptions import PermanentError
 from bridge.ops import leads, present
-from bridge.storage import keys
+from bridge.storage import keys, search
 from tests.ops_support import WEBHOOK, deliver, raising, run_jobs
 from tests.support import signed_post
 from bridge.queue import event_job_id
@@ -70,7 +70,7 @@ def test_unknown_lead_is_an_error(cli, redis_conn):
 
 
 def test_search_tokens_of_a_payload():
-    tokens = leads.search_tokens({"email": " Jack@Music.COM ", "second_email": "", "phone": "+1 (808) 555-0101",
+    tokens = search.tokens({"email": " Jack@Music.COM ", "second_email": "", "phone": "+1 (808) 555-0101",
                                   "phone2": "12", "first_name": "Jack", "last_name": "  Van  Halen ",
                                   "notes": "jack@elsewhere.com"})
     assert tokens == {"email:jack@music.com", "phone:8085550101", "name:jack", "name:van halen",
@@ -86,16 +86,14 @@ def test_search_tokens_of_a_payload():
     ("  ", None),
 ])
 def test_query_tokens(query, token):
-    assert leads.query_token(query) == token
+    assert search.query_token(query) == token
 
 
 def test_search_finds_a_lead_by_id_email_phone_or_name(client, redis_conn, settings, webhook_secret, monkeypatch):
     lead = deliver(client, webhook_secret, first_name="Mei", last_name="Wong", phone="808-555-0199",
                    email="Mei.Wong@Example.com")
     other = deliver(client, webhook_secret, first_name="Mei", last_name="Silva")
-    run_jobs(settings, redis_conn, monkeypatch)
-    for payload in (lead, other):
-        leads.index_lead(redis_conn, payload["id"], payload)
+    run_jobs(settings, redis_conn, monkeypatch)  # the intake indexed both, before any job ran
 
     assert leads.search(redis_conn, dashed(lead["id"])) == [lead["id"]]
     assert leads.search(redis_conn, "mei.wong@example.COM") == [lead["id"]]
@@ -109,7 +107,7 @@ def test_search_finds_a_lead_by_id_email_phone_or_name(client, redis_conn, setti
 def test_index_lead_works_inside_a_transaction(redis_conn):
     with redis_conn.pipeline() as pipe:
         pipe.multi()
-        leads.index_lead(pipe, "abc123", {"email": "a@b.co", "first_name": "Ann", "phone": None, "last_name": 7})
+        search.add(pipe, "abc123", {"email": "a@b.co", "first_name": "Ann", "phone": None, "last_name": 7})
         pipe.execute()
     assert leads.search(redis_conn, "a@b.co") == ["abc123"]
     assert leads.search(redis_conn, "ann") == ["abc123"]

@@ -74,7 +74,7 @@ class Bridge:
         """Deliver a webhook as Real Geeks would, optionally stamped with X-Lead-Router-Timestamp."""
         headers = {"X-Lead-Router-Timestamp": timestamp} if timestamp else None
         response = signed_post(self.app.test_client(), "/webhooks/realgeeks", payload, self.secret, headers=headers)
-        assert response.status_code in (200, 202), response.json
+        assert response.status_code == 200, response.json
 
     # -- the bridge's processes ----------------------------------------------------------------
 
@@ -182,7 +182,9 @@ def test_a_phone_edited_in_liondesk_reaches_realgeeks_as_one_patch_and_its_echo_
     assert mappings.get_snapshot(redis_conn, payload["id"])["phone"] == "+18085550123"
     story = history.read(redis_conn, payload["id"])
     assert story[-1]["kind"] == "reverse_sync" and story[-1]["fields"] == ["phone"]
-    assert (story[-2]["kind"], story[-2]["service"], story[-2]["method"]) == ("call", "realgeeks", "PATCH")
+    # The PATCH is in the story; the echo's `received` entry (written at intake) may land just after it.
+    (call,) = [entry for entry in story if entry["kind"] == "call" and entry.get("service") == "realgeeks"]
+    assert call["method"] == "PATCH" and story.index(call) >= len(story) - 3
 
     bridge.settle()  # Real Geeks announces our PATCH as `updated`; the forward sync finds nothing new
     assert bridge.kinds(payload["id"]).count("received") == 2

@@ -38,7 +38,7 @@ def test_published_test_vector_is_accepted_end_to_end(make_settings, redis_conn)
 
     client = create_app(make_settings(realgeeks_webhook_secret="seekrit")).test_client()
     response = client.post(URL, data=FIXTURE.read_bytes(), headers={SIGNATURE_HEADER: PUBLISHED_SIGNATURE})
-    assert response.status_code == 202, response.json
+    assert response.status_code == 200, response.json
     event = events.load(redis_conn, response.json["event_id"])
     assert event.body == FIXTURE.read_bytes()
     assert event.lead_id == "a27c20af4497415d9e4e7334dd1d40d2"
@@ -69,7 +69,7 @@ def test_valid_delivery_is_stored_with_headers_and_queued_as_one_job(client, red
     payload = sample_lead()
     response = signed_post(client, URL, payload, webhook_secret, headers={
         "X-Lead-Router-Timestamp": "2016-12-24T01:58:52.789337607Z"})
-    assert response.status_code == 202
+    assert response.status_code == 200
     assert response.json["status"] == "queued"
     event_id = response.json["event_id"]
 
@@ -93,7 +93,7 @@ def test_identical_delivery_is_acknowledged_without_a_second_job(client, redis_c
     body = json.dumps(sample_lead()).encode()
     first = signed_post(client, URL, None, webhook_secret, body=body)
     second = signed_post(client, URL, None, webhook_secret, body=body)
-    assert first.status_code == 202
+    assert first.status_code == 200
     assert second.status_code == 200
     assert second.json == {**second.json, "status": "duplicate", "event_id": first.json["event_id"]}
     assert relayed(redis_conn).count == 1
@@ -141,7 +141,7 @@ def test_body_just_under_the_limit_is_accepted(client, webhook_secret):
     payload = sample_lead(notes="")
     padding = 1024 * 1024 - len(json.dumps(payload).encode()) - 10
     response = signed_post(client, URL, sample_lead(notes="x" * padding), webhook_secret)
-    assert response.status_code == 202
+    assert response.status_code == 200
 
 
 def test_other_partner_id_is_403(make_settings, redis_conn, webhook_secret):
@@ -152,7 +152,7 @@ def test_other_partner_id_is_403(make_settings, redis_conn, webhook_secret):
     assert refused.status_code == 403
     assert relayed(redis_conn).count == 0
     accepted = signed_post(client, URL, sample_lead(partner_id="our-partner"), webhook_secret)
-    assert accepted.status_code == 202
+    assert accepted.status_code == 200
 
 
 def test_unknown_action_is_acknowledged_stored_and_ignored(client, redis_conn, webhook_secret):
@@ -166,7 +166,7 @@ def test_unknown_action_is_acknowledged_stored_and_ignored(client, redis_conn, w
 def test_user_updated_is_queued(client, redis_conn, webhook_secret):
     response = signed_post(client, URL, {"action": "user_updated", "id": "14187", "name": "Jack Johnson",
                                          "email": "jack@music.com", "role": "Agent"}, webhook_secret)
-    assert response.status_code == 202
+    assert response.status_code == 200
     assert relayed(redis_conn).count == 1
 
 
@@ -190,7 +190,7 @@ def test_delivery_without_an_action_is_kept_as_rejected_and_acknowledged(client,
 def test_signed_payload_failing_the_schema_is_kept_with_its_errors_and_gets_no_job(
         client, redis_conn, webhook_secret, payload, field):
     response = signed_post(client, URL, payload, webhook_secret)
-    assert response.status_code == 202  # acknowledged: redelivering the same bytes cannot fix it
+    assert response.status_code == 200  # acknowledged: redelivering the same bytes cannot fix it
     assert relayed(redis_conn).count == 0
     (rejected,) = events.list_rejected(redis_conn)
     assert rejected.id == response.json["event_id"]
@@ -237,3 +237,98 @@ def test_redis_failing_during_the_store_is_503(app, client, webhook_secret, monk
 
 def test_get_is_405(client):
     assert client.get(URL).status_code == 405
+
+
+# --- delivery identity and ordering (issue 12, item 1) -----------------------------------
+
+STAMP = "X-Lead-Router-Timestamp"
+
+
+def stamp_at(seconds: float, digits: int = 9) -> str:
+    """An X-Lead-Router-Timestamp for unix time `seconds`, with `digits` fractional digits (0-9)."""
+    from datetime import datetime, timezone
+
+    whole = int(seconds)
+    text = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{round((seconds - whole) * 1e9):09d}"[:digits]
+    return f"{text}.{fraction}Z" if digits else f"{text}Z"
+
+
+def test_identical_bytes_at_different_timestamps_are_two_changes(client, redis_conn, webhook_secret):
+    import time
+
+    body = json.dumps(sample_lead(action="updated")).encode()
+    now = time.time()
+    first = signed_post(client, URL, None, webhook_secret, body=body, headers={STAMP: stamp_at(now - 2)})
+    second = signed_post(client, URL, None, webhook_secret, body=body, headers={STAMP: stamp_at(now - 1)})
+    assert [first.json["status"], second.json["status"]] == ["queued", "queued"]
+    assert first.json["event_id"] != second.json["event_id"]
+    assert relayed(redis_conn).count == 2
+    one, two = (events.load(redis_conn, answer.json["event_id"]) for answer in (first, second))
+    assert one.ordered_by == two.ordered_by == "timestamp"
+    assert two.order_ns - one.order_ns == 1_000_000_000
+
+
+@pytest.mark.parametrize("digits", [0, 3, 6, 9])
+def test_a_redelivery_with_the_same_timestamp_is_a_duplicate_however_the_stamp_is_written(
+        client, redis_conn, webhook_secret, digits):
+    import time
+
+    body = json.dumps(sample_lead(action="updated")).encode()
+    moment = int(time.time()) - 10  # a whole second: every number of digits names the same instant
+    first = signed_post(client, URL, None, webhook_secret, body=body, headers={STAMP: stamp_at(moment, 9)})
+    again = signed_post(client, URL, None, webhook_secret, body=body, headers={STAMP: stamp_at(moment, digits)})
+    assert first.status_code == again.status_code == 200
+    assert again.json["status"] == "duplicate" and again.json["event_id"] == first.json["event_id"]
+    assert relayed(redis_conn).count == 1
+
+
+def test_without_the_header_identical_bytes_are_one_delivery(client, redis_conn, webhook_secret):
+    body = json.dumps(sample_lead(action="updated")).encode()
+    assert signed_post(client, URL, None, webhook_secret, body=body).json["status"] == "queued"
+    assert signed_post(client, URL, None, webhook_secret, body=body).json["status"] == "duplicate"
+    # the same bytes with a header are a delivery of their own (the header names a change)
+    assert signed_post(client, URL, None, webhook_secret, body=body,
+                       headers={STAMP: stamp_at(1.7e9)}).json["status"] == "queued"
+
+
+@pytest.mark.parametrize("offset, by, note", [
+    (0, "timestamp", None), (-3600, "timestamp", None), (240, "timestamp", None),
+    (3 * 86400 + 120, "receipt", "ahead of receipt (more than 5.0 minutes)"),
+    (-8 * 86400, "receipt", "before receipt (more than 7.0 days)"),
+    (None, "receipt", "no X-Lead-Router-Timestamp header"),
+    ("last tuesday", "receipt", "'last tuesday' is not a timestamp"),
+])
+def test_the_timestamp_orders_only_within_its_tolerance_and_the_story_says_so(
+        client, redis_conn, webhook_secret, offset, by, note):
+    import time
+
+    payload = sample_lead(action="updated")
+    headers = {}
+    if isinstance(offset, str):
+        headers[STAMP] = offset
+    elif offset is not None:
+        headers[STAMP] = stamp_at(time.time() + offset)
+    answer = signed_post(client, URL, payload, webhook_secret, headers=headers)
+    event = events.load(redis_conn, answer.json["event_id"])
+    assert event.ordered_by == by
+    received_ns = int(event.received_at * 1e9)
+    if by == "receipt":
+        assert event.order_ns == received_ns and note in event.order_note
+    else:
+        assert abs(event.order_ns - (received_ns + offset * 1e9)) < 1e7 and event.order_note is None
+    relayed(redis_conn)
+    (received,) = [entry for entry in history.read(redis_conn, payload["id"]) if entry["kind"] == "received"]
+    assert received["ordered_by"] == by
+    assert received.get("order_note") == event.order_note
+
+
+def test_the_forward_sync_orders_by_what_the_intake_decided(redis_conn):
+    from bridge.sync.forward import received_ns
+
+    decided = events.Event(id="e", body=b"{}", headers={STAMP: "2030-01-01T00:00:00Z"}, received_at=1.7e9,
+                           status=events.QUEUED, order_ns=1_700_000_000_000_000_000, ordered_by="receipt")
+    assert received_ns(decided) == 1_700_000_000_000_000_000  # the far-future header was refused at intake
+    older = events.Event(id="e", body=b"{}", headers={STAMP: "2016-12-24T01:58:52.789337607Z"}, received_at=1.7e9,
+                         status=events.QUEUED)  # stored before the intake decided: the header, as before
+    assert received_ns(older) == 1482544732789337607

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rq.exceptions import AbandonedJobError
+
 from bridge import defaults
 from bridge.exceptions import PermanentError, RetryableError, WaitingError
 
@@ -29,7 +31,10 @@ def apply(job, exc: BaseException) -> str:
 
     RQ retries a job while `retries_left > 0`, waiting `retry_intervals[len - left]`.
     Giving up sets the budget to zero; waiting gives the spent retry back and waits
-    WAITING_RETRY_SECONDS; a Retry-After longer than the ladder's step wins.
+    WAITING_RETRY_SECONDS; a Retry-After longer than the ladder's step wins. An attempt
+    abandoned by its worker (killed, or cut off by a Redis outage) is retried at once: the
+    job did nothing wrong, but it spends its retry, so a job that kills its worker every
+    time still ends in the failed store.
     """
     decision = decide(exc)
     if job is None:
@@ -42,6 +47,9 @@ def apply(job, exc: BaseException) -> str:
     if decision == WAIT:
         job.retries_left += 1
     step = max(len(job.retry_intervals) - job.retries_left, 0)
+    if isinstance(exc, AbandonedJobError) and job.retries_left > 0:
+        job.retry_intervals = [*job.retry_intervals[:step], 0, *job.retry_intervals[step + 1:]]
+        return decision
     wanted = defaults.WAITING_RETRY_SECONDS if decision == WAIT else getattr(exc, "retry_after", None)
     if wanted and job.retries_left > 0:
         intervals = list(job.retry_intervals)

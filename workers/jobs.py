@@ -15,6 +15,7 @@ from bridge.context import Context, get_context
 from bridge.exceptions import EventNotFound
 from bridge.ops import logs
 from bridge.ops.jobs import record_outcome
+from bridge.ops.status import redis_trouble
 from bridge.storage import events, history, kinds, mappings, pending
 from bridge.sync import handlers, reverse
 from workers import failure, poll_trigger
@@ -51,6 +52,8 @@ def _run(kind: str, facts: dict, work: Callable[[Context, Run], str],
     try:
         summary = work(context, run)
     except BaseException as exc:
+        if redis_trouble(exc) is not None:
+            raise  # nothing can be recorded now: the worker retries the attempt at once when Redis is back
         outcome = failure.outcome(job, exc)  # the worker's exception handler applies the policy
         if outcome == failure.FAILED and given_up is not None and job is not None:
             given_up(context, job)

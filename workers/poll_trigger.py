@@ -89,7 +89,11 @@ def superseded(conn: redis.Redis, start: int) -> bool:
 
 
 def run_trigger(conn: redis.Redis, settings: Settings, stop: threading.Event) -> None:
-    """Check for a new slot until `stop` is set, surviving Redis hiccups."""
+    """Check for a new slot until `stop` is set, surviving Redis hiccups.
+
+    Runs as a companion thread of every worker process (`workers/liveness.py`), which starts
+    it again should anything else end it.
+    """
     interval = min(defaults.POLL_TRIGGER_CHECK_SECONDS, settings.liondesk_poll_seconds / 4)
     tried = None
     while not stop.is_set():
@@ -104,13 +108,3 @@ def run_trigger(conn: redis.Redis, settings: Settings, stop: threading.Event) ->
             log.error("poll trigger paused: redis error %s", exc.__class__.__name__)
             stop.wait(1.0)
         stop.wait(interval)
-
-
-def start_poll_trigger(conn: redis.Redis, settings: Settings) -> tuple[threading.Thread | None, threading.Event]:
-    """Start the trigger thread (only when the reverse sync is configured); set the returned event to stop it."""
-    stop = threading.Event()
-    if not settings.reverse_sync_enabled:
-        return None, stop
-    thread = threading.Thread(target=run_trigger, args=(conn, settings, stop), name="poll-trigger", daemon=True)
-    thread.start()
-    return thread, stop

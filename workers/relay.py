@@ -19,8 +19,7 @@ from bridge import defaults
 from bridge.intake.classify import schema_errors
 from bridge.jsonlimits import parse
 from bridge.intake.store import received_entry
-from bridge.ops import leads
-from bridge.storage import events, history, keys, kinds, pending
+from bridge.storage import events, history, keys, kinds, pending, search
 from bridge.queue import JobAlreadyQueued, enqueue_event, event_queue
 from bridge.storage.redis import text
 
@@ -73,27 +72,37 @@ class Relay:
         return total
 
     def dispatch(self, event_id: str) -> None:
-        """Check one event's payload against its schema, then queue its job or mark it rejected."""
+        """Check one event's payload against its schema, then queue its job or mark it rejected.
+
+        The payload is parsed once; what the relay records about the event goes to Redis in
+        one pipeline, before the job is queued (so a job never runs ahead of its records).
+        """
         event = events.load(self.conn, event_id)
         if event is None:
             log.warning("intake entry for event %s, which is no longer stored", event_id)
             return
-        if event.lead_id:
-            history.append_entry(self.conn, event.lead_id, received_entry(event))
-        # Parsed once, within the intake's JSON limits: an event queued before those limits
-        # existed (or written by hand) is rejected here instead of failing every later reader.
+        # Within the intake's JSON limits: an event queued before those limits existed (or
+        # written by hand) is rejected here instead of failing every later reader.
         parsed = parse(event.body)
-        if parsed.problem is not None or not isinstance(parsed.value, dict):
+        payload = parsed.value if parsed.problem is None and isinstance(parsed.value, dict) else None
+        if payload is None:
             errors = {"body": [parsed.problem or "JSON body must be an object"]}
         else:
-            if event.lead_id:
-                leads.index_lead(self.conn, event.lead_id, parsed.value)  # support finds it by e-mail, phone, name
-            errors = schema_errors(event.action, parsed.value)
+            errors = schema_errors(event.action, payload)
+        with self.conn.pipeline(transaction=False) as pipe:
+            if event.lead_id and event.order_ns is None:
+                # Stored by an intake from before it wrote the story and the index itself.
+                history.append_entry(pipe, event.lead_id, received_entry(event))
+                if payload is not None:
+                    search.add(pipe, event.lead_id, payload)
+            if errors:
+                events.mark_rejected(pipe, event, errors)
+                if event.lead_id:
+                    history.append(pipe, event.lead_id, kinds.REJECTED, event_id=event.id, action=event.action,
+                                   errors=errors)
+            if len(pipe):
+                pipe.execute()
         if errors:
-            events.mark_rejected(self.conn, event, errors)
-            if event.lead_id:
-                history.append(self.conn, event.lead_id, kinds.REJECTED, event_id=event.id, action=event.action,
-                               errors=errors)
             return
         added = bool(event.lead_id) and pending.add(self.conn, event.lead_id, event.id)  # before: see pending.add
         try:

@@ -26,6 +26,8 @@ class Verdict:
     action: str | None = None
     lead_id: str | None = None
     errors: dict = field(default_factory=dict)
+    payload: dict | None = None
+    """The parsed body of a queued delivery (the intake indexes its lead for search)."""
 
 
 def action_of(headers, payload) -> str | None:
@@ -48,7 +50,8 @@ def classify(parsed: Parsed, headers, partner_id: str | None) -> Verdict:
     Not JSON, past the JSON limits or not an object → 400. Another partner's delivery →
     403. No action → kept as rejected and acknowledged. Actions the bridge does not act
     on → acknowledged and recorded as ignored. Everything else is queued (its schema is
-    checked by the relay).
+    checked by the relay). Accepted deliveries are answered 200, as Real Geeks' own
+    receiver answers them; the body's status word says which of these it was.
     """
     if parsed.problem is not None:
         return Verdict(REJECTED, 400, errors={"body": [parsed.problem]})
@@ -66,7 +69,7 @@ def classify(parsed: Parsed, headers, partner_id: str | None) -> Verdict:
                        {"action": ["missing: neither X-Lead-Router-Action nor body action"]})
     if schema_for(action) is None:
         return Verdict(IGNORED, 200, action, lead_id)
-    return Verdict(QUEUED, 202, action, lead_id)
+    return Verdict(QUEUED, 200, action, lead_id, payload=payload)
 
 
 def schema_errors(action: str, payload: dict) -> dict:

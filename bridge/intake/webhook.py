@@ -89,7 +89,6 @@ def receive():
         response.headers["Retry-After"] = "30"
         return response
     outcome = "duplicate" if receipt.duplicate else receipt.status
-    http_status = 200 if receipt.duplicate and verdict.http_status == 202 else verdict.http_status
     extra = {"errors": verdict.errors} if verdict.errors else {}
-    return _answer(http_status, outcome, started, counted=True, event_id=receipt.event_id,
+    return _answer(verdict.http_status, outcome, started, counted=True, event_id=receipt.event_id,
                    action=verdict.action, lead_id=verdict.lead_id, **extra)

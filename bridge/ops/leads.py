@@ -1,16 +1,9 @@
 """One lead's story for support (`bridge lead` and the console), and finding a lead by
-its Real Geeks id, email, phone or name.
-
-The search index is one Redis set of lead ids per token. Tokens are hashed before they
-become key names, so emails and phone numbers never show up in key listings or
-monitoring tools; the lead's history and events stay the place personal data lives.
-An old email or phone keeps finding the lead after it changed: support searches with
-what the customer tells them, which is often the old value.
+its Real Geeks id, email, phone or name (the index itself: bridge/storage/search.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 
@@ -18,17 +11,8 @@ from bridge import defaults
 from bridge.jsonlimits import parse
 from bridge.ops import present
 from bridge.storage import events, history, keys, kinds, mappings
-from bridge.storage.redis import text
+from bridge.storage import search as search_index
 from bridge.translate.realgeeks import normalize_id
-from bridge.translate.text import folded, folded_words
-
-EMAIL_FIELDS = ("email", "second_email")
-PHONE_FIELDS = ("phone", "phone2")
-PHONE_DIGITS = 10
-"""Phones are matched on their last ten digits, so +1 (808) 555-0101 finds 808-555-0101."""
-
-MIN_PHONE_DIGITS = 7
-"""Fewer digits than this is not a phone number worth indexing or searching."""
 
 CARD_EVENTS_SCANNED = 20
 """Most stored events read (newest first) to find a lead's name, email and phone."""
@@ -57,48 +41,15 @@ class LeadStory:
                 "history": [{**entry, "at_iso": present.iso_time(entry.get("at"))} for entry in self.history]}
 
 
-def search_tokens(payload: dict) -> set[str]:
-    """Return the search tokens of a lead payload: casefolded emails, last ten phone digits, names."""
-    tokens = {f"email:{folded(value)}" for value in _texts(payload, EMAIL_FIELDS)}
-    tokens |= {f"phone:{digits}" for digits in map(_phone_digits, _texts(payload, PHONE_FIELDS)) if digits}
-    names = [_name(value) for value in _texts(payload, ("first_name", "last_name"))]
-    tokens |= {f"name:{name}" for name in names}
-    if len(names) == 2:
-        tokens.add(f"name:{names[0]} {names[1]}")
-    return tokens
-
-
-def query_token(query: str) -> str | None:
-    """Return the token a support query searches for: an email, a phone number, or a name."""
-    text = query.strip()
-    if not text:
-        return None
-    if "@" in text:
-        return f"email:{folded(text)}"
-    if not re.search(r"[^\d\s().+-]", text):
-        digits = _phone_digits(text)
-        return f"phone:{digits}" if digits else None
-    return f"name:{_name(text)}"
-
-
-def index_lead(conn, lead_id: str, payload: dict) -> None:
-    """Add a lead to the search index under its payload's tokens; `conn` may be an open pipeline."""
-    for token in search_tokens(payload):
-        key = keys.lead_search_token(_digest(token))
-        conn.sadd(key, lead_id)
-        conn.expire(key, defaults.HISTORY_TTL_SECONDS)
-
-
 def search(conn, query: str, limit: int = defaults.CONSOLE_PAGE_SIZE) -> list[str]:
     """Return ids of leads matching `query`: the lead with that Real Geeks id first, then index matches."""
     found = []
     candidate = normalize_id(query)
     if candidate and re.fullmatch(r"[0-9a-z]+", candidate) and _exists(conn, candidate):
         found.append(candidate)
-    token = query_token(query)
+    token = search_index.query_token(query)
     if token:
-        members = conn.smembers(keys.lead_search_token(_digest(token)))
-        found += sorted(member for member in map(text, members) if member not in found)
+        found += sorted(member for member in search_index.lead_ids(conn, token) if member not in found)
     return found[:limit]
 
 
@@ -128,7 +79,7 @@ def event_payload(event: events.Event | None) -> dict:
 
 def person_name(payload: dict) -> str | None:
     """The person a payload is about: first and last name, or a Real Geeks user's `name`."""
-    text = " ".join(part.strip() for part in _texts(payload, ("first_name", "last_name")))
+    text = " ".join(part.strip() for part in search_index.texts(payload, ("first_name", "last_name")))
     if not text and isinstance(payload.get("name"), str):
         text = payload["name"].strip()
     return text or None
@@ -146,8 +97,8 @@ def _card(conn, story: list[dict]) -> tuple[str | None, str | None, str | None]:
             continue  # an invalid payload is no authority on who the lead is
         payload = event_payload(event)
         name = name or person_name(payload)
-        email = email or next(iter(_texts(payload, ("email",))), None)
-        phone = phone or next(iter(_texts(payload, ("phone",))), None)
+        email = email or next(iter(search_index.texts(payload, ("email",))), None)
+        phone = phone or next(iter(search_index.texts(payload, ("phone",))), None)
         if name and email and phone:
             break
     return name, email, phone
@@ -156,24 +107,3 @@ def _card(conn, story: list[dict]) -> tuple[str | None, str | None, str | None]:
 def _exists(conn, lead_id: str) -> bool:
     """Whether the bridge has a history or a mapping for a lead id."""
     return bool(conn.exists(keys.lead_history(lead_id), keys.lead_mapping(lead_id)))
-
-
-def _texts(payload: dict, names: tuple[str, ...]) -> list[str]:
-    """The non-blank string values of the named fields (cleared or non-text values are skipped)."""
-    return [payload[name] for name in names if isinstance(payload.get(name), str) and payload[name].strip()]
-
-
-def _phone_digits(text: str) -> str | None:
-    """The last ten digits of a phone number, or None when it has too few digits to be one."""
-    digits = re.sub(r"\D", "", text)
-    return digits[-PHONE_DIGITS:] if len(digits) >= MIN_PHONE_DIGITS else None
-
-
-def _name(text: str) -> str:
-    """A name as the index keeps it: casefolded, inner spaces collapsed."""
-    return folded_words(text)
-
-
-def _digest(token: str) -> str:
-    """The hashed form of a token used in its key name."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]

@@ -1,19 +1,22 @@
-"""What the bridge is doing right now: queue depths, the oldest waiting job, LionDesk
-authorisation and the last LionDesk poll. Read live from Redis by /healthz, /metrics,
-`bridge jobs stats` and the console overview."""
+"""What the bridge is doing right now: the intake backlog, queue depths, the oldest waiting
+job, LionDesk authorisation, the last LionDesk poll, whether Redis takes writes and which workers
+are alive. Read live from Redis by /healthz, /metrics, `bridge jobs stats` and the console overview."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import timezone
 
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
+import redis
+
 from bridge import defaults
 from bridge.clients.oauth import auth_state
 from bridge.queue import event_queue, poll_queue
-from bridge.storage import polls
+from bridge.storage import beats, keys, polls
+from bridge.storage.redis import text
 
 QUEUE_NAMES = (defaults.EVENT_QUEUE, defaults.POLL_QUEUE)
 """The RQ queues the bridge runs; their scheduled and failed registries are summed."""
@@ -47,6 +50,36 @@ def oldest_waiting_age(conn, now: float | None = None) -> float | None:
     return round(max(ages), 1) if ages else None
 
 
+def intake_backlog(conn, now: float | None = None) -> dict:
+    """Deliveries accepted but not yet relayed onto the job queue: how many (`entries`) and the
+    age in seconds of the oldest (`oldest_age_seconds`, None when none waits).
+
+    These are the intake stream's entries the relays' consumer group has not acknowledged:
+    those no relay has read yet, and those read by a relay that has not finished with them
+    (or died). A backlog that only grows means no worker is running, or none reaches this
+    Redis. Redis 7 reports the unread count itself (the group's `lag`); older servers are
+    counted by reading, at most INTAKE_BACKLOG_COUNT_LIMIT entries (the figure is then a floor).
+    """
+    now = time.time() if now is None else now
+    stream = keys.intake_stream()
+    if not conn.exists(stream):
+        return {"entries": 0, "oldest_age_seconds": None}
+    group = next((g for g in conn.xinfo_groups(stream) if text(g.get("name")) == defaults.RELAY_GROUP), None)
+    if group is None:  # no worker ever started on this Redis: every entry waits
+        unread, after, pending, oldest_pending = conn.xlen(stream), "-", 0, None
+    else:
+        after = "(" + text(group["last-delivered-id"])
+        pending = int(group.get("pending") or 0)
+        oldest_pending = text(conn.xpending(stream, defaults.RELAY_GROUP)["min"]) if pending else None
+        unread = group.get("lag")
+        if unread is None:  # Redis < 7, or a lag Redis cannot know after deletions
+            unread = len(conn.xrange(stream, min=after, count=defaults.INTAKE_BACKLOG_COUNT_LIMIT))
+    first_unread = conn.xrange(stream, min=after, count=1) if unread else []
+    oldest = [entry for entry in (oldest_pending, text(first_unread[0][0]) if first_unread else None) if entry]
+    ages = [max(now - int(entry.split("-")[0]) / 1000, 0.0) for entry in oldest]
+    return {"entries": int(unread) + pending, "oldest_age_seconds": round(max(ages), 1) if ages else None}
+
+
 def liondesk_auth(conn, settings=None) -> dict:
     """Return LionDesk's authorisation state as the OAuth client records it (`state`, `reason`, `since`; no token)."""
 
@@ -56,3 +89,94 @@ def liondesk_auth(conn, settings=None) -> dict:
 def poll_status(conn) -> dict:
     """Return what the last LionDesk poll recorded (last_run, cursor, outcome); empty before the first poll."""
     return asdict(polls.load(conn))
+
+
+REDIS_OK, REDIS_FULL, REDIS_UNREACHABLE = "ok", "full", "unreachable"
+"""What Redis is to the bridge: taking writes, refusing them (maxmemory reached), or away."""
+
+REDIS_MESSAGES = {REDIS_FULL: "Redis full", REDIS_UNREACHABLE: "Redis unreachable"}
+"""How /healthz and the console name a Redis that is not ok."""
+
+
+def redis_trouble(exc: BaseException) -> str | None:
+    """REDIS_UNREACHABLE or REDIS_FULL when `exc` is Redis being away or refusing writes, else None.
+
+    Either is waited out, never died of. A Redis still loading its data after a restart
+    counts as away; a replica promoted away from (READONLY) or a failing save (MISCONF) as
+    refusing writes.
+    """
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return REDIS_UNREACHABLE
+    if isinstance(exc, (redis.OutOfMemoryError, redis.ReadOnlyError)):
+        return REDIS_FULL
+    if isinstance(exc, redis.ResponseError) and _refuses_writes(str(exc)):
+        return REDIS_FULL
+    return None
+
+
+def _refuses_writes(message: str) -> bool:
+    """Whether a Redis error without a class of its own says Redis refuses writes.
+
+    redis-py has no class for MISCONF, and a refusal met inside a Lua script (RQ's and the
+    intake's) arrives as a bare ResponseError quoting the OOM reply: only the text tells.
+    """
+    return message.startswith("MISCONF") or "command not allowed when used memory" in message
+
+
+def redis_state(conn) -> str:
+    """REDIS_OK, or REDIS_FULL when Redis is at maxmemory with nothing it may evict (writes refused).
+
+    "At maxmemory" leaves a margin (REDIS_FULL_FREE_FRACTION): Redis refuses a write that
+    would cross the limit and frees its buffer, so used memory hovers just under it.
+    Raises redis.RedisError when Redis does not answer (the caller reports REDIS_UNREACHABLE).
+    """
+    memory = conn.info("memory")
+    limit = int(memory.get("maxmemory") or 0)
+    if not limit or memory.get("maxmemory_policy") != "noeviction":
+        return REDIS_OK
+    margin = max(limit * defaults.REDIS_FULL_FREE_FRACTION, defaults.REDIS_FULL_FREE_MIN_BYTES)
+    return REDIS_FULL if limit - int(memory.get("used_memory", 0)) < margin else REDIS_OK
+
+
+def redis_health(conn) -> dict:
+    """Redis as the console's banner shows it: `state` (ok, full, unreachable) and `message` (None when ok)."""
+    try:
+        state = redis_state(conn)
+    except redis.RedisError as exc:
+        return {"state": REDIS_UNREACHABLE, "message": f"{REDIS_MESSAGES[REDIS_UNREACHABLE]} ({exc.__class__.__name__})"}
+    return {"state": state, "message": REDIS_MESSAGES.get(state)}
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """The worker processes as their heartbeats tell it (what the console's banner is drawn from)."""
+
+    live: int
+    """Worker processes with a live heartbeat record."""
+    last_seen: float | None
+    """When a worker last beat (unix seconds): now while one is alive; None when none did within a week."""
+    silent_seconds: float | None
+    """Seconds since a worker last beat (0 while one is alive); None when none ever did."""
+    no_worker: bool
+    """True when no worker beat for WORKER_SILENT_ALARM_SECONDS (or ever): nothing processes leads."""
+    message: str | None
+    """The sentence for the banner when `no_worker`, else None."""
+    workers: tuple[dict, ...] = ()
+    """Each live process: name, host, pid, started, last beat."""
+
+
+def worker_status(conn, now: float | None = None) -> WorkerStatus:
+    """Count the live workers from their heartbeats and say whether none has been seen for too long."""
+    now = time.time() if now is None else now
+    alive = beats.live(conn)
+    last_seen = now if alive else beats.last_seen(conn)
+    silent = None if last_seen is None else round(max(now - last_seen, 0.0), 1)
+    no_worker = not alive and (silent is None or silent >= defaults.WORKER_SILENT_ALARM_SECONDS)
+    message = None
+    if no_worker:
+        minutes = defaults.WORKER_SILENT_ALARM_SECONDS // 60
+        message = (f"No worker seen for {minutes} minutes or more: leads are accepted but not processed"
+                   if last_seen is not None else "No worker has ever run: leads are accepted but not processed")
+    return WorkerStatus(live=len(alive), last_seen=last_seen, silent_seconds=silent, no_worker=no_worker,
+                        message=message, workers=tuple({"process": beat.process, "host": beat.host, "pid": beat.pid,
+                                                        "started": beat.started, "beat": beat.beat} for beat in alive))

@@ -7,6 +7,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+import redis
+
 from bridge.storage import keys
 from bridge.storage.redis import text
 
@@ -33,6 +35,11 @@ class Event:
     lead_id: str | None = None
     errors: dict = field(default_factory=dict)
     body_sha256: str | None = None
+    order_ns: int | None = None
+    """When the change happened for ordering a lead's changes (unix ns), as the intake decided
+    (bridge/intake/identity.py); None on events stored before the intake decided it."""
+    ordered_by: str | None = None
+    order_note: str | None = None
 
     def payload(self) -> dict:
         """Return the parsed JSON body (only call on events whose body was valid JSON)."""
@@ -43,7 +50,8 @@ class Event:
         return json.dumps({
             "received_at": self.received_at, "status": self.status, "action": self.action,
             "lead_id": self.lead_id, "errors": self.errors, "headers": self.headers,
-            "body_sha256": self.body_sha256,
+            "body_sha256": self.body_sha256, "order_ns": self.order_ns, "ordered_by": self.ordered_by,
+            "order_note": self.order_note,
         }, separators=(",", ":"))
 
     def to_redis(self) -> dict:
@@ -59,7 +67,8 @@ class Event:
         meta = json.loads(fields[b"meta"])
         return cls(id=event_id, body=fields[b"body"], headers=meta["headers"],
                    received_at=meta["received_at"], status=meta["status"], action=meta["action"],
-                   lead_id=meta["lead_id"], errors=meta["errors"], body_sha256=meta["body_sha256"])
+                   lead_id=meta["lead_id"], errors=meta["errors"], body_sha256=meta["body_sha256"],
+                   order_ns=meta.get("order_ns"), ordered_by=meta.get("ordered_by"), order_note=meta.get("order_note"))
 
 
 def load(conn, event_id: str) -> Event | None:
@@ -76,9 +85,11 @@ def list_rejected(conn, start: int = 0, count: int = 50) -> list[Event]:
 
 
 def mark_rejected(conn, event: Event, errors: dict) -> None:
-    """Record that a stored event failed validation, so support sees it with its errors."""
+    """Record that a stored event failed validation, so support sees it with its errors; `conn` may be
+    an open pipeline (the relay's)."""
     event.status, event.errors = REJECTED, errors
-    with conn.pipeline() as pipe:
-        pipe.hset(keys.event(event.id), "meta", event.meta())
-        pipe.zadd(keys.rejected_events(), {event.id: event.received_at})
+    pipe = conn if isinstance(conn, redis.client.Pipeline) else conn.pipeline()
+    pipe.hset(keys.event(event.id), "meta", event.meta())
+    pipe.zadd(keys.rejected_events(), {event.id: event.received_at})
+    if pipe is not conn:
         pipe.execute()

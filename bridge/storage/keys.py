@@ -26,9 +26,10 @@ def rejected_events() -> str:
     return f"{PREFIX}events:rejected"
 
 
-def delivery_dedupe(body_sha256: str) -> str:
-    """String holding the event id first stored for a body with this SHA-256 (7-day TTL)."""
-    return f"{PREFIX}dedupe:delivery:{body_sha256}"
+def delivery_dedupe(digest: str) -> str:
+    """String holding the event id first stored for a delivery (7-day TTL): the digest of its
+    body, with its X-Lead-Router-Timestamp when it has one (bridge/intake/identity.py)."""
+    return f"{PREFIX}dedupe:delivery:{digest}"
 
 
 def lead_history(lead_id: str) -> str:
@@ -154,3 +155,14 @@ def liondesk_reference_fresh(kind: str) -> str:
 def poll_slot(slot_start: int) -> str:
     """Marker that the LionDesk poll of the slot starting at `slot_start` (unix seconds) was claimed."""
     return f"{PREFIX}poll:slot:{slot_start}"
+
+
+def worker_beat(process: str) -> str:
+    """Hash of one worker process's heartbeat (host, pid, RQ worker, last beat); expires when it stops beating."""
+    return f"{PREFIX}worker:{process}:beat"
+
+
+def worker_beats() -> str:
+    """Sorted set of worker process names scored by their last beat (unix seconds), trimmed by age and count."""
+    return f"{PREFIX}workers:beats"
+

@@ -419,7 +419,10 @@ def _timeline(job: Job, contact_id, item: dict) -> None:
 
 
 def received_ns(event) -> int:
-    """When Real Geeks says the change happened (X-Lead-Router-Timestamp), else when it reached us."""
+    """When the change happened, as the intake decided (bridge/intake/identity.py: the timestamp
+    header within its tolerance, else receipt); for events stored before it decided, the header, else receipt."""
+    if event.order_ns is not None:
+        return event.order_ns
     stamp = event.headers.get("X-Lead-Router-Timestamp")
     if stamp:
         try:

@@ -1,5 +1,6 @@
 """GET /livez: are this process and Redis answering (for platform health checks).
-GET /healthz: is Redis answering, can the bridge reach LionDesk, how far behind is the queue, the last poll."""
+GET /healthz: does Redis answer and take writes, can the bridge reach LionDesk, how far behind are the
+intake and the queue, how many workers are alive (from their heartbeats), the last poll."""
 
 from __future__ import annotations
 
@@ -29,19 +30,37 @@ def livez():
 
 @bp.get("/healthz")
 def healthz():
-    """Report Redis, LionDesk authorisation and the backlog; 503 if Redis is down or LionDesk needs re-authorising."""
+    """Report Redis, LionDesk authorisation, the intake backlog (accepted, not yet relayed onto the
+    job queue: grows while no worker runs), the queue, the workers and the last poll.
+
+    503 when Redis is unreachable or full (intake refuses deliveries then) or LionDesk needs
+    re-authorising. No worker alive is reported (`workers.no_worker`) but stays 200: web
+    processes start before workers, and platforms must not restart the web for it.
+    """
     conn = current_app.extensions["bridge.redis"]
+    redis_health = status.redis_health(conn)
     try:
-        conn.ping()
+        if redis_health["state"] == status.REDIS_UNREACHABLE:
+            raise redis.ConnectionError(redis_health["message"])
         backlog = queue_backlog(conn)
+        intake = status.intake_backlog(conn)
         liondesk = status.liondesk_auth(conn, current_app.config["BRIDGE_SETTINGS"])
         poll = status.poll_status(conn)
+        workers = status.worker_status(conn)
     except redis.RedisError as exc:
-        return jsonify(status="unavailable", redis=f"error: {exc.__class__.__name__}"), 503
+        message = redis_health["message"] or f"Redis unreachable ({exc.__class__.__name__})"
+        return jsonify(status="unavailable", redis=status.REDIS_UNREACHABLE, redis_message=message), 503
     # The reason may quote LionDesk's answer; it is for the console, not an unauthenticated probe.
     liondesk = {"state": liondesk["state"], "since": liondesk["since"]}
     # Likewise the poll's error text: the probe gets when it ran, how far it read, and how it ended.
     poll = {name: poll.get(name) for name in ("last_run", "cursor", "outcome")}
+    # Host names and pids are for the console too: the probe gets the count and the alarm.
+    workers = {"live": workers.live, "last_seen": workers.last_seen, "silent_seconds": workers.silent_seconds,
+               "no_worker": workers.no_worker, "message": workers.message}
+    body = dict(redis=redis_health["state"], liondesk=liondesk, intake=intake, queue=backlog, poll=poll,
+                workers=workers)
+    if redis_health["state"] == status.REDIS_FULL:
+        return jsonify(status="redis_full", redis_message=redis_health["message"], **body), 503
     if liondesk["state"] == status.NEEDS_REAUTHORIZATION:
-        return jsonify(status="needs_reauthorization", redis="ok", liondesk=liondesk, queue=backlog, poll=poll), 503
-    return jsonify(status="ok", redis="ok", liondesk=liondesk, queue=backlog, poll=poll), 200
+        return jsonify(status="needs_reauthorization", **body), 503
+    return jsonify(status="ok", **body), 200

@@ -47,9 +47,21 @@ class RedisCollector:
         for queue, count in status.queue_depths(self.conn).items():
             depth.add_metric([queue], count)
         yield depth
+        intake = status.intake_backlog(self.conn)
+        yield GaugeMetricFamily("bridge_intake_backlog", "Accepted deliveries not yet relayed onto the job queue.",
+                                value=intake["entries"])
+        yield GaugeMetricFamily("bridge_intake_oldest_seconds",
+                                "Age of the oldest accepted delivery not yet relayed, in seconds.",
+                                value=intake["oldest_age_seconds"] or 0.0)
         oldest = status.oldest_waiting_age(self.conn)
         yield GaugeMetricFamily("bridge_oldest_waiting_job_seconds", "Age of the job waiting longest, in seconds.",
                                 value=oldest or 0.0)
+        workers = status.worker_status(self.conn)
+        yield GaugeMetricFamily("bridge_workers_alive", "Worker processes with a live heartbeat.", value=workers.live)
+        yield GaugeMetricFamily("bridge_no_worker", "1 when no worker has beaten for a few minutes (or ever).",
+                                value=1.0 if workers.no_worker else 0.0)
+        yield GaugeMetricFamily("bridge_redis_full", "1 when Redis is at maxmemory and refuses writes.",
+                                value=1.0 if status.redis_state(self.conn) == status.REDIS_FULL else 0.0)
         needs = status.liondesk_auth(self.conn)["state"] == status.NEEDS_REAUTHORIZATION
         yield GaugeMetricFamily("bridge_liondesk_needs_reauthorization",
                                 "1 when LionDesk refused our grant and an operator must authorise again.",
@@ -75,7 +87,8 @@ def metrics():
     try:
         body = render(current_app.extensions["bridge.redis"])
     except redis.RedisError as exc:
-        return Response(f"redis unavailable: {exc.__class__.__name__}\n", 503, mimetype="text/plain")
+        return Response(f"{status.REDIS_MESSAGES[status.REDIS_UNREACHABLE]}: {exc.__class__.__name__}\n", 503,
+                        mimetype="text/plain")
     return Response(body, 200, {"Cache-Control": "no-store"}, content_type=CONTENT_TYPE_LATEST)
 
 
