@@ -115,7 +115,7 @@ def stamp(seconds: float) -> str:
 
 def contact_of(stack: Stack, lead_id: str) -> dict:
     """The LionDesk contact the lead is linked to, as the sandbox holds it."""
-    contact_id = str(mappings.get_link(stack.conn, lead_id)["contact_id"])
+    contact_id = mappings.load_link(stack.conn, lead_id).contact_id
     (contact,) = [contact for contact in stack.contacts() if str(contact["id"]) == contact_id]
     return contact
 
@@ -137,7 +137,7 @@ def test_a_phone_changed_a_b_a_b_reaches_liondesk_each_time_and_a_redelivery_is_
     start = time.time() - 60
     stack.deliver(lead, headers={TIMESTAMP_HEADER: stamp(start), ACTION_HEADER: "created"}, expect=200)
     stack.wait_processed({lead["id"]: 1})
-    contact_id = mappings.get_link(stack.conn, lead["id"])["contact_id"]
+    contact_id = mappings.load_link(stack.conn, lead["id"]).contact_id
     since = stack.sandbox.last_seq()
 
     a, b = "808-555-0111", "808-555-0122"
