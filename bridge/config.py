@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bridge import defaults
 from bridge.exceptions import ConfigError
@@ -47,6 +48,8 @@ class Settings:
     bridge_config: str | None = None
     port: int = defaults.PORT
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS_SECONDS
+    bridge_timezone: str = defaults.DISPLAY_TIMEZONE
+    liondesk_contact_url: str | None = None
     rules: Mapping = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -189,6 +192,24 @@ def _intervals(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> t
     return intervals
 
 
+def _timezone(env: Mapping[str, str], name: str) -> str:
+    """Return an IANA time zone name that this system's tz database knows."""
+    value = _text(env, name) or defaults.DISPLAY_TIMEZONE
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(name, f"must be an IANA time zone such as America/Los_Angeles, got {value!r}") from None
+    return value
+
+
+def _contact_url(env: Mapping[str, str], name: str) -> str | None:
+    """Return a URL template naming `{contact_id}`, where the LionDesk web app shows one contact."""
+    value = _url(env, name, None, ("http", "https"))
+    if value is not None and "{contact_id}" not in value:
+        raise ConfigError(name, f"must contain {{contact_id}} where the contact's id goes, got {value!r}")
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the bridge's settings from `env` (default: os.environ)."""
 
@@ -230,5 +251,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bridge_config=bridge_config,
         port=_number(env, "PORT", defaults.PORT, int, 1, 65535),
         retry_intervals=_intervals(env, "BRIDGE_RETRY_INTERVALS", defaults.RETRY_INTERVALS_SECONDS),
+        bridge_timezone=_timezone(env, "BRIDGE_TIMEZONE"),
+        liondesk_contact_url=_contact_url(env, "LIONDESK_CONTACT_URL"),
         rules=load_rules(bridge_config),
     )

@@ -317,6 +317,21 @@ WEBHOOK_JSON_MAX_VALUES = 200_000
 """Most JSON values (objects, arrays, strings, numbers, true/false/null; keys not counted)
 one webhook body may hold, in values; more get 400."""
 
+CONSOLE_LINE_CHARACTERS = 1_000
+"""Most characters of one story entry or error a console list shows; the rest is on the entry's own page."""
+
 CONSOLE_PAYLOAD_PREVIEW_CHARACTERS = 20_000
 """Longest stored payload or error text a console list shows, in characters; the rest is
 cut with a note saying how much, and the job page shows the whole payload."""
+
+DISPLAY_TIMEZONE = "UTC"
+"""Time zone (IANA name) the console and the CLI show times in; BRIDGE_TIMEZONE overrides it.
+UTC stays one hover (the console) or one `--json` (the CLI) away."""
+
+LIONDESK_APP_URL = "https://www.liondesk.com/admin/index.html"
+"""Where the LionDesk web app opens (its own login link), linked from a lead's page when
+LIONDESK_CONTACT_URL gives no deep link to the contact: LionDesk documents no contact URL."""
+
+CONSOLE_BANNER_SCAN_JOBS = 1000
+"""Most waiting jobs the console's banner reads to say how long LionDesk has been failing (a count)."""
+

@@ -36,12 +36,14 @@ def succeeding(context, event) -> str:
     return "synced (test)"
 
 
-def run_jobs(settings, conn, monkeypatch, handler=succeeding) -> None:
-    """Relay the intake into RQ jobs, then run them with a real burst worker using `handler` as the sync core."""
+def run_jobs(settings, conn, monkeypatch, handler=succeeding, *, scheduled: bool = False) -> None:
+    """Relay the intake into RQ jobs, then run them with a real burst worker using `handler` as the sync core
+    (`scheduled`: with its scheduler, so scheduled retries that are due run too)."""
     monkeypatch.setattr(handlers, "handle_event", handler)
     Relay(conn, "test-relay", settings.retry_intervals).drain()
     try:
-        build_worker(Context(settings=settings, redis=conn)).work(burst=True, logging_level="WARNING")
+        build_worker(Context(settings=settings, redis=conn)).work(burst=True, with_scheduler=scheduled,
+                                                                   logging_level="WARNING")
     finally:
         set_context(None)
 

@@ -45,6 +45,10 @@ def test_empty_environment_gives_documented_defaults():
     ({"LIONDESK_MAX_REQUESTS_PER_SECOND": "0"}, "LIONDESK_MAX_REQUESTS_PER_SECOND"),
     ({"REDIS_TLS_INSECURE": "yes"}, "REDIS_TLS_INSECURE"),
     ({"REDIS_TLS_INSECURE": "2"}, "REDIS_TLS_INSECURE"),
+    ({"BRIDGE_TIMEZONE": "Mars/Olympus"}, "BRIDGE_TIMEZONE"),
+    ({"BRIDGE_TIMEZONE": "../../etc/passwd"}, "BRIDGE_TIMEZONE"),
+    ({"LIONDESK_CONTACT_URL": "https://crm.example/contacts/"}, "LIONDESK_CONTACT_URL"),
+    ({"LIONDESK_CONTACT_URL": "crm.example/{contact_id}"}, "LIONDESK_CONTACT_URL"),
 ])
 def test_invalid_or_contradictory_values_name_the_variable(env, variable):
     with pytest.raises(ConfigError) as caught:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from rq.exceptions import AbandonedJobError
 
 from bridge import defaults
-from bridge.exceptions import PermanentError, RetryableError, WaitingError
+from bridge.exceptions import PermanentError, RetryableError, UpstreamError, WaitingError
+from bridge.ops.status import LAST_FAILURE
 
 RETRY, WAIT, GIVE_UP = "retry", "wait", "give_up"
 
@@ -36,26 +39,40 @@ def apply(job, exc: BaseException) -> str:
     job did nothing wrong, but it spends its retry, so a job that kills its worker every
     time still ends in the failed store.
     """
+    decision, retries_left, intervals = _plan(job, exc)
+    if job is not None and retries_left is not None:
+        job.retries_left, job.retry_intervals = retries_left, intervals
+    return decision
+
+
+def next_delay(job, exc: BaseException) -> int | None:
+    """Seconds until RQ runs `job` again after this failure (as `apply` will set it), or None when it will not."""
+    decision, retries_left, intervals = _plan(job, exc)
+    if decision == GIVE_UP or not retries_left or not intervals:
+        return None
+    return intervals[max(len(intervals) - retries_left, 0)]
+
+
+def _plan(job, exc: BaseException) -> tuple[str, int | None, list | None]:
+    """The decision for this failure and the retry budget and ladder the job should then have (pure)."""
     decision = decide(exc)
     if job is None:
-        return decision
+        return decision, None, None
     if decision == GIVE_UP:
-        job.retries_left = 0
-        return decision
+        return decision, 0, job.retry_intervals
     if job.retries_left is None or not job.retry_intervals:
-        return decision
+        return decision, job.retries_left, job.retry_intervals
+    retries_left, intervals = job.retries_left, list(job.retry_intervals)
     if decision == WAIT:
-        job.retries_left += 1
-    step = max(len(job.retry_intervals) - job.retries_left, 0)
-    if isinstance(exc, AbandonedJobError) and job.retries_left > 0:
-        job.retry_intervals = [*job.retry_intervals[:step], 0, *job.retry_intervals[step + 1:]]
-        return decision
+        retries_left += 1
+    step = max(len(intervals) - retries_left, 0)
+    if isinstance(exc, AbandonedJobError) and retries_left > 0:
+        intervals[step] = 0  # its worker died: the attempt never really ran, so run it again at once
+        return decision, retries_left, intervals
     wanted = defaults.WAITING_RETRY_SECONDS if decision == WAIT else getattr(exc, "retry_after", None)
-    if wanted and job.retries_left > 0:
-        intervals = list(job.retry_intervals)
+    if wanted and retries_left > 0:
         intervals[step] = max(intervals[step], int(wanted + 0.999))
-        job.retry_intervals = intervals
-    return decision
+    return decision, retries_left, intervals
 
 
 def outcome(job, exc: BaseException) -> str:
@@ -74,8 +91,26 @@ def exception_handler(job, exc_type, exc_value, traceback) -> bool:
     RQ calls handlers before it decides between retry and the failed store, so the
     budget set here is the one it acts on. Returning True lets RQ's own logging run.
     """
+    what = outcome(job, exc_value)
     apply(job, exc_value)
+    remember_failure(job, exc_value, what)
     return True
+
+
+def remember_failure(job, exc: BaseException, what: str) -> None:
+    """Keep this attempt's error (and when the job first failed) on the job, saved with it by RQ.
+
+    Jobs without a lead story (polls) have nowhere else to say why they wait, and the console's
+    banner reads these to say how long LionDesk has been failing without reading every story.
+    """
+    if job is None:
+        return
+    previous = job.meta.get(LAST_FAILURE) if isinstance(job.meta.get(LAST_FAILURE), dict) else {}
+    now = round(time.time(), 3)
+    job.meta[LAST_FAILURE] = {"error_class": exc.__class__.__name__, "error": str(exc)[:500], "at": now,
+                              "outcome": what, "first_at": previous.get("first_at", now),
+                              # which vendor failed, for "LionDesk failing since ..." (None: not a vendor's failure)
+                              "service": exc.service if isinstance(exc, UpstreamError) else None}
 
 
 EXPECTED = (RetryableError,)

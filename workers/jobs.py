@@ -57,10 +57,12 @@ def _run(kind: str, facts: dict, work: Callable[[Context, Run], str],
         outcome = failure.outcome(job, exc)  # the worker's exception handler applies the policy
         if outcome == failure.FAILED and given_up is not None and job is not None:
             given_up(context, job)
+        delay = failure.next_delay(job, exc) if outcome != failure.FAILED else None
+        later = {} if delay is None else {"next_attempt_at": round(time.time() + delay, 3)}  # the story says when
         if outcome == failure.FAILED and settled is not None:
             settled(context, run)
         _record(context, run, started, outcome, job_id=job and job.id, error_class=exc.__class__.__name__,
-                error=str(exc)[:500])
+                error=str(exc)[:500], **later)
         raise
     _record(context, run, started, "processed", summary=summary)
     if settled is not None:

@@ -19,6 +19,7 @@ import redis
 import requests
 
 from bridge import defaults
+from bridge.jsonlimits import parse
 from bridge.clients.http import Observer, Params, Service, query_pairs
 from bridge.clients.oauth import LionDeskAuth
 from bridge.clients.ratelimit import RateLimiter
@@ -233,7 +234,16 @@ class LionDeskClient:
 
     def _cached_reference(self, kind: str) -> list[dict] | None:
         """Return a cached reference list, or None when it is not cached."""
-        if kind not in REFERENCE_PATHS:
-            raise ValueError(f"unknown LionDesk reference kind {kind!r}")
-        cached = self.conn.get(keys.liondesk_reference(kind))
-        return None if cached is None else json.loads(cached)
+        return cached_reference(self.conn, kind)
+
+
+def cached_reference(conn: redis.Redis, kind: str) -> list[dict] | None:
+    """Return a reference list as cached in Redis, or None when it is not cached (never calls LionDesk:
+    the console names agents and campaigns from it)."""
+    if kind not in REFERENCE_PATHS:
+        raise ValueError(f"unknown LionDesk reference kind {kind!r}")
+    cached = conn.get(keys.liondesk_reference(kind))
+    if cached is None:
+        return None
+    records = parse(cached).value  # within the JSON limits: a broken cache must not break a page
+    return [record for record in records if isinstance(record, dict)] if isinstance(records, list) else None

@@ -1,5 +1,6 @@
-"""Job tools for support, shared by `bridge jobs` and the console: list failed jobs,
-replay them with a fresh retry budget, dismiss them, and count outcomes for stats.
+"""Job tools for support, shared by `bridge jobs` and the console: list failed jobs and
+jobs waiting for their next attempt, replay failed ones with a fresh retry budget, run
+waiting ones now, preview what a bulk action will touch, dismiss, and count outcomes.
 
 A job is described from three sources: RQ's job (status, retry budget, traceback),
 the stored event it processes (action, lead, payload) and the lead's history (each
@@ -19,14 +20,16 @@ import redis
 from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
-from rq.registry import FailedJobRegistry
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.results import Result
 
 from bridge import defaults
 from bridge.exceptions import JobNotFailed, JobNotFound
 from bridge.ops import leads, present, status
+from bridge.ops.status import LAST_FAILURE
 from bridge.storage import events, history, keys, kinds, pending
-from bridge.queue import event_id_of_job, retry_ladder
+from bridge.queue import contact_job_id, event_id_of_job, poll_job_id, retry_ladder
+from bridge.storage.redis import text
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,16 @@ OUTCOMES = ("processed", "retrying", "waiting", "failed")
 
 STATS_WINDOWS = {"last_hour": 3600, "last_day": 24 * 3600}
 """The periods `bridge jobs stats` counts outcomes over, in seconds."""
+
+LEAD, POLL, CONTACT, OTHER = "lead", "poll", "contact", "other"
+"""Kinds of job: a Real Geeks delivery of a lead (event jobs), the LionDesk poll, one LionDesk contact
+synced back. Lead jobs are what support replays in bulk; the others are listed apart."""
+
+LEAD_JOBS, NON_LEAD_JOBS = frozenset({LEAD}), frozenset({POLL, CONTACT, OTHER})
+"""The two groups support sees apart: lead jobs, and the poll and contact jobs."""
+
+RETRYING, WAITING = "retrying", "waiting"
+"""Why a scheduled job waits: on the retry ladder, or for something an operator must fix (re-authorisation)."""
 
 
 @dataclass
@@ -59,12 +72,17 @@ class JobSummary:
     last_attempt_at: float | None = None
     retries_left: int | None = None
     dismissed: dict | None = None
+    kind: str | None = None
+    outcome: str | None = None
+    """What the last failed attempt led to: retrying, waiting or failed."""
+    next_attempt_at: float | None = None
+    """When RQ's scheduler runs a retrying or waiting job next (unix seconds)."""
 
     def to_json(self) -> dict:
         """Return the summary as JSON-ready data, times in ISO 8601 UTC."""
         data = asdict(self)
-        data["first_attempt_at"] = present.iso_time(self.first_attempt_at)
-        data["last_attempt_at"] = present.iso_time(self.last_attempt_at)
+        for name in ("first_attempt_at", "last_attempt_at", "next_attempt_at"):
+            data[name] = present.iso_time(getattr(self, name))
         return data
 
 
@@ -76,11 +94,14 @@ class JobFilter:
     error_class: str | None = None
     since: float | None = None
     until: float | None = None
+    kinds: frozenset[str] | None = None
+    """Kinds of job (LEAD, POLL, CONTACT, OTHER) to take; None: every kind."""
 
     def matches(self, job: JobSummary) -> bool:
         """Whether `job` meets every criterion; times compare against its last attempt."""
         when = job.last_attempt_at
-        return ((self.action is None or job.action == self.action)
+        return ((self.kinds is None or job.kind in self.kinds)
+                and (self.action is None or job.action == self.action)
                 and (self.error_class is None or job.error_class == self.error_class)
                 and (self.since is None or (when is not None and when >= self.since))
                 and (self.until is None or (when is not None and when <= self.until)))
@@ -109,6 +130,65 @@ class ReplayResult:
         return asdict(self)
 
 
+@dataclass
+class RetryNowResult:
+    """What retry-now did with one job: made due now, or left alone because it was not waiting."""
+
+    job_id: str
+    due_now: bool
+    status: str
+    retries_left: int | None = None
+
+    def to_json(self) -> dict:
+        """Return the result as JSON-ready data."""
+        return asdict(self)
+
+
+@dataclass
+class Preview:
+    """What a bulk action would touch, told before it runs: how many jobs, by kind, action and error."""
+
+    job_ids: list[str]
+    by_kind: dict[str, int]
+    by_action: dict[str, int]
+    by_error: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        """How many jobs the action would touch."""
+        return len(self.job_ids)
+
+    def to_json(self) -> dict:
+        """Return the preview as JSON-ready data."""
+        return {"total": self.total, "by_kind": self.by_kind, "by_action": self.by_action,
+                "by_error": self.by_error, "job_ids": self.job_ids}
+
+
+def preview(summaries: list[JobSummary]) -> Preview:
+    """Count the jobs a bulk action would touch by kind, action and error class, most frequent first (pure)."""
+    def counted(values) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for value in values:
+            counts[value] = counts.get(value, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+    return Preview(job_ids=[summary.id for summary in summaries],
+                   by_kind=counted(summary.kind or OTHER for summary in summaries),
+                   by_action=counted(summary.action or "-" for summary in summaries),
+                   by_error=counted(summary.error_class or "unknown" for summary in summaries))
+
+
+def job_kind(job_id: str) -> str:
+    """Which kind of job an id names: lead (an event), poll or contact, from the id the bridge gave it."""
+    if event_id_of_job(job_id) is not None:
+        return LEAD
+    if job_id.startswith(poll_job_id("")):
+        return POLL
+    if job_id.startswith(contact_job_id("")):
+        return CONTACT
+    return OTHER
+
+
 def summarise(job_id: str, job: Job | None, event: events.Event | None, story: list[dict],
               last_result: Result | None = None, dismissed: dict | None = None) -> JobSummary:
     """Describe a job from what is stored about it (pure: no I/O).
@@ -130,17 +210,30 @@ def summarise(job_id: str, job: Job | None, event: events.Event | None, story: l
         description=job.description if job else None,
         retries_left=job.retries_left if job else None,
         dismissed=dismissed,
+        kind=job_kind(job_id),
     )
+    remembered = job.meta.get(LAST_FAILURE) if job is not None and isinstance(job.meta, dict) else None
+    remembered = remembered if isinstance(remembered, dict) else {}
     if attempts:
-        summary.error_class = attempts[-1].get("error_class")
-        summary.error = attempts[-1].get("error")
+        summary.error_class = _text_or_none(attempts[-1].get("error_class"))
+        summary.error = _text_or_none(attempts[-1].get("error"))
+        summary.outcome = _text_or_none(attempts[-1].get("outcome"))
         summary.attempts = len(attempts)
-        summary.first_attempt_at = attempts[0].get("at")
-        summary.last_attempt_at = attempts[-1].get("at")
+        summary.first_attempt_at = _number_or_none(attempts[0].get("at"))
+        summary.last_attempt_at = _number_or_none(attempts[-1].get("at"))
     elif last_result is not None and last_result.type == Result.Type.FAILED:
         summary.error = _last_line(last_result.exc_string)
+        summary.error_class = _text_or_none(remembered.get("error_class"))
         summary.first_attempt_at = _timestamp(job.created_at) if job else None
         summary.last_attempt_at = _timestamp(last_result.created_at)
+    elif remembered:  # a poll or contact job between attempts: RQ keeps no result until it fails for good
+        summary.error_class = _text_or_none(remembered.get("error_class"))
+        summary.error = _text_or_none(remembered.get("error"))
+        summary.outcome = _text_or_none(remembered.get("outcome"))
+        summary.first_attempt_at = _number_or_none(remembered.get("first_at"))
+        summary.last_attempt_at = _number_or_none(remembered.get("at"))
+    if summary.status == "failed":
+        summary.outcome = "failed"
     return summary
 
 
@@ -174,27 +267,101 @@ def job_detail(conn, job_id: str) -> JobDetail | None:
 
 
 def replay(conn, job_ids: list[str], *, by: str, via: str,
-           intervals=defaults.RETRY_INTERVALS_SECONDS) -> list[ReplayResult]:
+           intervals=defaults.RETRY_INTERVALS_SECONDS, missing_ok: bool = False) -> list[ReplayResult]:
     """Put failed (or dismissed) jobs back on their queue with a fresh retry budget (`intervals`: the ladder).
 
     Every id is checked first: one unknown id raises JobNotFound and nothing is
-    replayed. A job that is not failed any more (already replayed, running, done)
+    replayed (`missing_ok`: a job that expired since it was listed is reported as gone
+    instead). A job that is not failed any more (already replayed, running, done)
     is left alone, so repeating a replay never queues a job twice.
     """
+    jobs = _fetch_all(conn, job_ids, missing_ok)
+    return [_replay_one(conn, job, by=by, via=via, intervals=intervals) if isinstance(job, Job)
+            else ReplayResult(job, replayed=False, status="expired") for job in jobs]
+
+
+def summaries(conn, job_ids: list[str]) -> list[JobSummary]:
+    """Describe the given jobs (for a preview); raises JobNotFound when one is unknown."""
+    jobs = _fetch_all(conn, job_ids, missing_ok=False)
+    stories: dict[str, list[dict]] = {}
+    return [_describe(conn, job.id, job, _event_of(conn, job.id), stories) for job in jobs]
+
+
+def _fetch_all(conn, job_ids: list[str], missing_ok: bool) -> list:
+    """Fetch the jobs of `job_ids` (each once, in order); an unknown one raises JobNotFound, or with
+    `missing_ok` stands in the list as its id."""
     job_ids = list(dict.fromkeys(job_ids))
     jobs = Job.fetch_many(job_ids, connection=conn)
     missing = [job_id for job_id, job in zip(job_ids, jobs) if job is None]
-    if missing:
+    if missing and not missing_ok:
         raise JobNotFound(missing)
-    return [_replay_one(conn, job, by=by, via=via, intervals=intervals) for job in jobs]
+    return [job if job is not None else job_id for job_id, job in zip(job_ids, jobs)]
 
 
 def replay_matching(conn, job_filter: JobFilter, *, by: str, via: str,
                     intervals=defaults.RETRY_INTERVALS_SECONDS) -> list[ReplayResult]:
     """Replay every failed job matching `job_filter` (see `replay`)."""
     ids = [summary.id for summary in list_failed(conn, job_filter)]
-    jobs = Job.fetch_many(ids, connection=conn)
-    return [_replay_one(conn, job, by=by, via=via, intervals=intervals) for job in jobs if job is not None]
+    return replay(conn, ids, by=by, via=via, intervals=intervals, missing_ok=True)
+
+
+def list_retrying(conn, job_filter: JobFilter = JobFilter()) -> list[JobSummary]:
+    """Return the jobs waiting for their next attempt (on the retry ladder, or waiting for an operator),
+    soonest first, each with why it waits, its attempts and when it runs next."""
+    due: dict[str, float] = {}
+    for name in status.QUEUE_NAMES:
+        for raw, score in conn.zrange(ScheduledJobRegistry(name, connection=conn).key, 0, -1, withscores=True):
+            due[text(raw)] = score
+    ids = list(due)
+    stories: dict[str, list[dict]] = {}
+    found = []
+    for job_id, job in zip(ids, Job.fetch_many(ids, connection=conn)):
+        if job is None:
+            continue  # its data expired; RQ's scheduler drops the entry
+        summary = _describe(conn, job_id, job, _event_of(conn, job_id), stories)
+        summary.next_attempt_at = due[job_id]
+        if summary.outcome not in (RETRYING, WAITING):
+            summary.outcome = RETRYING  # scheduled without a recorded failure (an old job): it waits on its ladder
+        if job_filter.matches(summary):
+            found.append(summary)
+    found.sort(key=lambda summary: summary.next_attempt_at or 0)
+    return found
+
+
+def retry_now(conn, job_ids: list[str], *, by: str, via: str, now: float | None = None,
+              missing_ok: bool = False) -> list[RetryNowResult]:
+    """Make waiting jobs due now, so the scheduler of a running worker starts them within a second or two.
+
+    The retry budget is left as it is: the ladder already counted this attempt when it scheduled
+    it, so an attempt run early is one of the job's retries like any other (a job that fails
+    again goes on to the next step). Every id is checked first: one unknown id raises JobNotFound
+    and nothing is touched (`missing_ok`: it is reported as expired instead). A job no longer waiting (it started meanwhile, or finished) is left alone.
+    Only the schedule's time changes (ZADD XX): RQ's scheduler stays the one that moves the job to
+    its queue, so a retry-now racing the scheduler, or another retry-now, cannot queue it twice.
+    """
+    when = int(time.time() if now is None else now)  # RQ's scheduler compares whole seconds
+    results = []
+    for job in _fetch_all(conn, job_ids, missing_ok):
+        if not isinstance(job, Job):
+            results.append(RetryNowResult(job, due_now=False, status="expired"))
+            continue
+        registry = ScheduledJobRegistry(job.origin, connection=conn)
+        pipe = conn.pipeline(transaction=True)
+        pipe.zadd(registry.key, {job.id: when}, xx=True)
+        pipe.zscore(registry.key, job.id)
+        _, score = pipe.execute()
+        if score is None:
+            results.append(RetryNowResult(job.id, due_now=False, status=_status_of(job)))
+            continue
+        _write_history(conn, job.id, kinds.RETRIED_NOW, by=by, via=via, retries_left=job.retries_left)
+        results.append(RetryNowResult(job.id, due_now=True, status="scheduled", retries_left=job.retries_left))
+    return results
+
+
+def retry_now_matching(conn, job_filter: JobFilter, *, by: str, via: str) -> list[RetryNowResult]:
+    """Run every waiting job matching `job_filter` now (see `retry_now`)."""
+    ids = [summary.id for summary in list_retrying(conn, job_filter)]
+    return retry_now(conn, ids, by=by, via=via) if ids else []
 
 
 def dismiss(conn, job_id: str, reason: str, *, by: str, via: str) -> bool:
@@ -253,6 +420,25 @@ def outcome_counts(conn, now: float | None = None, kind: str = "event") -> dict[
     return {outcome: {window: next(counts) for window in STATS_WINDOWS} for outcome in OUTCOMES}
 
 
+CHART_OUTCOMES = ("processed", "failed")
+"""The outcomes the overview's chart draws per hour: delivered, and failed for good."""
+
+
+def hourly_outcomes(conn, now: float | None = None, hours: int = 24, kind: str = "event") -> list[dict]:
+    """Return, for each of the last `hours` clock hours (the current one last), how many job runs of
+    `kind` were processed and how many failed for good: `{"start": unix seconds, "processed": n, "failed": n}`."""
+    now = time.time() if now is None else now
+    first = (int(now) // 3600 - hours + 1) * 3600
+    pipe = conn.pipeline(transaction=False)
+    for hour in range(hours):
+        start = first + hour * 3600
+        for outcome in CHART_OUTCOMES:
+            pipe.zcount(keys.job_outcomes(outcome, kind), start, f"({start + 3600}")
+    counts = iter(pipe.execute())
+    return [{"start": first + hour * 3600, **{outcome: next(counts) for outcome in CHART_OUTCOMES}}
+            for hour in range(hours)]
+
+
 def stats(conn, now: float | None = None) -> dict:
     """Return queue depths, the oldest waiting job's age and recent outcome counts."""
     return {"queues": status.queue_depths(conn),
@@ -263,6 +449,9 @@ def stats(conn, now: float | None = None) -> dict:
 def _replay_one(conn, job: Job, *, by: str, via: str, intervals) -> ReplayResult:
     """Requeue one job from the failed store (or the dismissed list) with the full retry ladder."""
     ladder = retry_ladder(intervals)
+    # A fresh budget starts a fresh record of failures ("failing since"). Set to None, not popped:
+    # RQ does not write an empty meta, so the old one would stay.
+    job.meta[LAST_FAILURE] = None
     event = _event_of(conn, job.id)
     # Waiting again before it is queued again (see pending.add); taken back below if not replayed.
     added = bool(event and event.lead_id) and pending.add(conn, event.lead_id, event.id)
@@ -335,6 +524,16 @@ def _timestamp(moment: datetime | None) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return round(moment.timestamp(), 3)
+
+
+def _text_or_none(value) -> str | None:
+    """A stored fact as text when it is text (a record may hold anything), else None."""
+    return value if isinstance(value, str) else None
+
+
+def _number_or_none(value) -> float | None:
+    """A stored fact as a number when it is one (not a bool), else None."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _last_line(text: str | None) -> str | None:

@@ -6,7 +6,9 @@ The CLI and the console both use these, so a history entry reads the same everyw
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bridge import defaults
 from bridge.jsonlimits import parse
@@ -16,8 +18,9 @@ from bridge.storage import kinds
 _HEADLINE_FACTS = {
     kinds.RECEIVED: ("action", "status", "event_id"),
     kinds.PROCESSED: ("action", "attempt", "summary", "event_id"),
-    kinds.ATTEMPT_FAILED: ("attempt", "outcome", "error_class", "error", "event_id", "action"),
+    kinds.ATTEMPT_FAILED: ("attempt", "outcome", "error_class", "error", "event_id", "action", "next_attempt_at", "job_id"),
     kinds.REPLAYED: ("job_id", "by", "via", "event_id"),
+    kinds.RETRIED_NOW: ("job_id", "by", "via", "event_id", "retries_left"),
     kinds.DISMISSED: ("job_id", "by", "via", "reason", "event_id"),
     kinds.REJECTED: ("action", "errors", "event_id"),
     kinds.CALL: ("service", "method", "path", "status", "ms", "event_id"),
@@ -27,10 +30,35 @@ _HEADLINE_FACTS = {
 _SERVICE_NAMES = {"liondesk": "LionDesk", "liondesk_v1": "LionDesk v1", "realgeeks": "Real Geeks"}
 
 
-def format_time(timestamp: float | None) -> str:
-    """Return a unix time as `YYYY-MM-DD HH:MM:SSZ` (UTC), or "-" when unknown."""
+def format_time(timestamp: float | None, zone: tzinfo | None = None) -> str:
+    """Return a unix time as `YYYY-MM-DD HH:MM:SSZ` (UTC), or in `zone` as `YYYY-MM-DD HH:MM:SS TZ`; "-" when unknown."""
     moment = _moment(timestamp)
-    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
+    if moment is None:
+        return "-"
+    if zone is None or zone.utcoffset(moment) is None or _is_utc(zone):
+        return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def time_zone(name: str | None) -> tzinfo:
+    """The IANA time zone called `name` (None or blank: UTC); raises ValueError for an unknown name."""
+    if not name or not name.strip():
+        return timezone.utc
+    return _zone(name.strip())
+
+
+@lru_cache(maxsize=16)
+def _zone(name: str) -> tzinfo:
+    """ZoneInfo of a name, read once per process (the tz database is a file per zone)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (an IANA name such as America/Los_Angeles)") from None
+
+
+def _is_utc(zone: tzinfo) -> bool:
+    """Whether a zone is UTC itself (shown with the short `Z` suffix)."""
+    return zone is timezone.utc or getattr(zone, "key", None) in ("UTC", "Etc/UTC")
 
 
 def iso_time(timestamp: float | None) -> str | None:
@@ -70,14 +98,16 @@ def parse_time(text: str) -> float:
     return value.timestamp()
 
 
-def describe_entry(entry: dict, *, with_event: bool = True) -> str:
-    """Return one line saying what a lead-history entry records (`with_event`: name the event it belongs to).
+def describe_entry(entry: dict, *, with_event: bool = True, zone: tzinfo | None = None,
+                   limit: int | None = defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS) -> str:
+    """Return one line saying what a lead-history entry records (`with_event`: name the event it belongs to;
+    `zone`: where times it mentions are shown).
 
     Whatever a stored entry holds (another type, a huge or deeply nested fact), the line
-    is text of at most CONSOLE_PAYLOAD_PREVIEW_CHARACTERS.
+    is text of at most `limit` characters (None: whole) and a note of what was cut.
     """
     if not isinstance(entry, dict):
-        return clip(f"unreadable entry: {_fact_text(entry)}")
+        return clip(f"unreadable entry: {_fact_text(entry)}", limit)
     kind = entry.get("kind")
     kind = kind if isinstance(kind, str) and kind else "?"
     if kind == kinds.CALL:
@@ -98,8 +128,13 @@ def describe_entry(entry: dict, *, with_event: bool = True) -> str:
     elif kind == kinds.ATTEMPT_FAILED:
         line = (f"attempt {entry.get('attempt', '?')} failed, {entry.get('outcome', '?')}: "
                 f"{entry.get('error_class', 'Error')}: {entry.get('error', '')}")
+        if _moment(entry.get("next_attempt_at")) is not None:
+            line += f"; next attempt at {format_time(entry['next_attempt_at'], zone)}"
     elif kind == kinds.REPLAYED:
         line = f"job {entry.get('job_id', '?')} replayed by {entry.get('by', '?')} ({entry.get('via', '?')})"
+    elif kind == kinds.RETRIED_NOW:
+        line = (f"job {entry.get('job_id', '?')} run now by {entry.get('by', '?')} ({entry.get('via', '?')}), "
+                f"ahead of its next attempt; it counts as one of its retries")
     elif kind == kinds.DISMISSED:
         line = (f"failed job {entry.get('job_id', '?')} dismissed by {entry.get('by', '?')} "
                 f"({entry.get('via', '?')}): {entry.get('reason', '')}")
@@ -111,8 +146,8 @@ def describe_entry(entry: dict, *, with_event: bool = True) -> str:
     if extra:
         line += " " + " ".join(f"{key}={_fact_text(value)}" for key, value in extra.items())
     if with_event and entry.get("event_id"):
-        line += f" [event {entry['event_id']}]"
-    return clip(line)
+        line += f" [event {_fact_text(entry['event_id'])}]"
+    return clip(line, limit)
 
 
 def other_facts(entry: dict) -> dict:
@@ -159,6 +194,27 @@ def error_items(errors, limit: int | None = defaults.CONSOLE_PAYLOAD_PREVIEW_CHA
     if errors in (None, "", [], ()):
         return []
     return [("", shown(errors, limit))]
+
+
+def errors_sentence(errors) -> str:
+    """Validation errors as plain sentences for people: `The email field: Not a valid email address.`"""
+    items = error_items(errors, 500)
+    if not items:
+        return "The delivery was not valid."
+    sentences = []
+    for field_name, message in items:
+        message = _errors_text(_unjson(message)).strip() or "is not valid"
+        message = message if message.endswith(".") else message + "."
+        sentences.append(f"{field_name.replace('_', ' ').capitalize()}: {message}" if field_name else message)
+    return clip(" ".join(sentences), 2000)
+
+
+def _unjson(text: str):
+    """A compact JSON rendering back to data when it is one (error lists were shown as JSON), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _errors_text(errors, depth: int = 0) -> str:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import redis
 
+from bridge import defaults
+from bridge.jsonlimits import parse
 from bridge.storage import keys
 from bridge.storage.redis import text
 
@@ -63,12 +65,67 @@ class Event:
 
     @classmethod
     def from_redis(cls, event_id: str, fields: dict) -> "Event":
-        """Rebuild an event from its stored hash fields (bytes keys and values)."""
-        meta = json.loads(fields[b"meta"])
-        return cls(id=event_id, body=fields[b"body"], headers=meta["headers"],
+        """Rebuild an event from its stored hash fields (bytes keys and values).
+
+        Whatever the hash holds: a meta that is not JSON within the limits, or lacks fields,
+        reads as an event of status `unreadable`, so one broken record cannot break a list of them.
+        """
+        meta = meta_of(fields.get(b"meta"))
+        return cls(id=event_id, body=fields.get(b"body", b""), headers=meta["headers"],
                    received_at=meta["received_at"], status=meta["status"], action=meta["action"],
                    lead_id=meta["lead_id"], errors=meta["errors"], body_sha256=meta["body_sha256"],
                    order_ns=meta.get("order_ns"), ordered_by=meta.get("ordered_by"), order_note=meta.get("order_note"))
+
+
+UNREADABLE = "unreadable"
+"""Status an event reads with when its stored meta cannot be read."""
+
+
+def meta_of(raw) -> dict:
+    """A stored event's meta as a dict with every field, each of its type or None (pure)."""
+    parsed = parse(raw or b"") if isinstance(raw, (bytes, str)) else None
+    meta = parsed.value if parsed is not None and parsed.problem is None and isinstance(parsed.value, dict) else None
+    if meta is None:
+        return {"received_at": 0.0, "status": UNREADABLE, "action": None, "lead_id": None,
+                "errors": {"meta": [parsed.problem if parsed and parsed.problem else "not a JSON object"]},
+                "headers": {}, "body_sha256": None}
+
+    def typed(name, kind, default=None):
+        value = meta.get(name)
+        return value if isinstance(value, kind) and not isinstance(value, bool) else default
+
+    return {"received_at": typed("received_at", (int, float), 0.0), "status": typed("status", str, UNREADABLE),
+            "action": typed("action", str), "lead_id": typed("lead_id", str),
+            "errors": meta.get("errors") or {}, "headers": typed("headers", dict, {}),
+            "body_sha256": typed("body_sha256", str), "order_ns": typed("order_ns", int),
+            "ordered_by": typed("ordered_by", str), "order_note": typed("order_note", str)}
+
+
+def recent(conn, *, before: float | None = None, since: float | None = None,
+           count: int = 200) -> list[tuple[str, float]]:
+    """Ids and receipt times of stored deliveries, newest first: received before `before` (exclusive)
+    and at or after `since`."""
+    top = f"({before!r}" if before is not None else "+inf"
+    bottom = since if since is not None else "-inf"
+    found = conn.zrevrangebyscore(keys.events_by_time(), top, bottom, start=0, num=count, withscores=True)
+    return [(text(raw), score) for raw, score in found]
+
+
+def metas(conn, event_ids: list[str]) -> list[tuple[dict | None, int]]:
+    """Each delivery's meta (None when it expired) and its body's size in bytes, without reading the bodies."""
+    pipe = conn.pipeline(transaction=False)
+    for event_id in event_ids:
+        pipe.hget(keys.event(event_id), "meta")
+        pipe.hstrlen(keys.event(event_id), "body")
+    replies = pipe.execute()
+    return [(None if raw is None else meta_of(raw), size) for raw, size in zip(replies[::2], replies[1::2])]
+
+
+def body_of(conn, event_id: str, limit: int) -> bytes | None:
+    """A delivery's body when it is at most `limit` bytes, else None (a list reads small bodies only)."""
+    if conn.hstrlen(keys.event(event_id), "body") > limit:
+        return None
+    return conn.hget(keys.event(event_id), "body")
 
 
 def load(conn, event_id: str) -> Event | None:

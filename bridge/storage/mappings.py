@@ -163,6 +163,11 @@ def effect_state(conn: redis.Redis, lead_id: str, effect: str) -> str | None:
     return text(conn.hget(keys.lead_effects(lead_id), effect))
 
 
+def effects(conn: redis.Redis, lead_id: str) -> dict[str, str]:
+    """Return every once-only effect recorded for a lead (`campaign:42`, `offers`, `lead`) with its state."""
+    return text_hash(conn.hgetall(keys.lead_effects(lead_id)))
+
+
 def mark_effect(conn: redis.Redis, lead_id: str, effect: str, state: str) -> None:
     """Record the state of a once-only effect of a lead ("pending" before its call, "done" after)."""
     with conn.pipeline(transaction=False) as pipe:  # one round trip

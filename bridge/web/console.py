@@ -3,17 +3,19 @@
 Server-rendered pages that work without JavaScript. Mounted only when ADMIN_USERNAME
 and ADMIN_PASSWORD are set; otherwise every /admin URL is a 404. Every page but the
 login needs a session, every form carries a CSRF token, and the work itself is done by
-bridge.ops.jobs and bridge.ops.leads, the same functions behind the CLI.
+bridge.ops.jobs and bridge.ops.leads, the same functions behind the CLI. Waiting jobs
+(web/retrying.py) and the deliveries log (web/deliveries.py) add their pages to this blueprint.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from datetime import datetime
 
 import redis
 
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request, url_for)
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from bridge import defaults
@@ -57,31 +59,66 @@ def init_app(app) -> None:
 
 @bp.app_template_filter("time")
 def _time_filter(timestamp):
-    """Jinja: a unix time as UTC text."""
+    """Jinja: a time (unix seconds, or ISO 8601 text as the OAuth state reports it) as a <time> element
+    in BRIDGE_TIMEZONE, with UTC on hover; "-" when there is none."""
     if isinstance(timestamp, str):
-        try:  # ISO 8601 text, as the OAuth state reports its times
-            timestamp = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+        try:
+            timestamp = present.parse_time(timestamp)
         except ValueError:
             return timestamp
-    return present.format_time(timestamp) if isinstance(timestamp, (int, float)) else "-"
+    if present.iso_time(timestamp) is None:
+        return "-"
+    return Markup('<time datetime="{}" title="{} UTC">{}</time>').format(
+        present.iso_time(timestamp), present.format_time(timestamp)[:-1], present.format_time(timestamp, zone()))
+
+
+def zone():
+    """The time zone the console shows times in (BRIDGE_TIMEZONE)."""
+    return present.time_zone(current_app.config["BRIDGE_SETTINGS"].bridge_timezone)
 
 
 bp.add_app_template_filter(present.iso_time, "iso")
 bp.add_app_template_filter(present.format_age, "age")
 # The console shows a link to each entry's job beside it, so the line need not name the event.
-bp.add_app_template_filter(lambda entry: present.describe_entry(entry, with_event=False), "describe")
+bp.add_app_template_filter(lambda entry: present.describe_entry(entry, with_event=False, zone=zone(), limit=None),
+                           "describe_whole")
+
+
+@bp.app_template_filter("line")
+def _line(entry) -> tuple[str, bool]:
+    """Jinja: a story entry as one line of at most CONSOLE_LINE_CHARACTERS, and whether it was cut."""
+    whole = present.describe_entry(entry, with_event=False, zone=zone(), limit=None)
+    return present.clip(whole, defaults.CONSOLE_LINE_CHARACTERS), len(whole) > defaults.CONSOLE_LINE_CHARACTERS
 bp.add_app_template_filter(present.pretty_body, "pretty_body")
 bp.add_app_template_filter(present.shown, "shown")
 bp.add_app_template_filter(present.error_items, "error_items")
+bp.add_app_template_filter(present.errors_sentence, "errors_sentence")
 bp.add_app_template_filter(event_job_id, "job_of_event")
 bp.add_app_template_global(kinds, "kinds")  # a global, not context: the imported macros see it too
 
 
+@bp.app_template_filter("clipped")
+def _clipped(value, limit: int = defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS) -> bool:
+    """Jinja: whether a value shown at `limit` characters was cut (its page then shows it whole)."""
+    return len(present.shown(value, None)) > limit
+
+
 @bp.context_processor
 def _template_globals():
-    """Jinja: the logged-in user, the CSRF token for forms and how much of a payload a list shows."""
-    return {"user": auth.current_user(), "csrf_token": auth.csrf_token, "csrf_field": auth.CSRF_FIELD,
-            "preview_limit": defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS}
+    """Jinja: the logged-in user, the CSRF token for forms, how much of a payload a list shows,
+    and what needs a person (the banner)."""
+    user = auth.current_user()
+    return {"user": user, "csrf_token": auth.csrf_token, "csrf_field": auth.CSRF_FIELD,
+            "preview_limit": defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS,
+            "notices": _notices() if user else [], "status_kinds": status}
+
+
+def _notices() -> list[status.Notice] | None:
+    """What the banner shows; None when Redis cannot say (the page itself then says why)."""
+    try:
+        return status.attention(redis_client(), current_app.config["BRIDGE_SETTINGS"])
+    except redis.RedisError:
+        return None
 
 
 @bp.before_request
@@ -124,21 +161,21 @@ def login():
     if request.method == "GET":
         if auth.current_user():
             return redirect(url_for(".overview"))
-        return render_template("login.html", next=_safe_next(request.args.get("next")))
+        return render_template("login.html", next=safe_next(request.args.get("next")))
     settings = current_app.config["BRIDGE_SETTINGS"]
     username, password = request.form.get("username", ""), request.form.get("password", "")
     address = auth.client_address()
-    next_url = _safe_next(request.form.get("next"))
-    if auth.login_locked(_conn(), username, address):
+    next_url = safe_next(request.form.get("next"))
+    if auth.login_locked(redis_client(), username, address):
         logs.event_line(log, "console_login", outcome="locked_out")
         minutes = defaults.ADMIN_LOGIN_WINDOW_SECONDS // 60
         return render_template("login.html", next=next_url,
                                error=f"Too many failed logins. Try again in {minutes} minutes."), 429
     if not auth.credentials_ok(settings, username, password):
-        auth.record_login_failure(_conn(), username, address)
+        auth.record_login_failure(redis_client(), username, address)
         logs.event_line(log, "console_login", outcome="failed")
         return render_template("login.html", next=next_url, error="Wrong username or password."), 403
-    auth.clear_login_failures(_conn(), username, address)
+    auth.clear_login_failures(redis_client(), username, address)
     auth.log_in(settings, username)
     logs.event_line(log, "console_login", outcome="ok")
     return redirect(next_url or url_for(".overview"))
@@ -154,49 +191,105 @@ def logout():
 
 @bp.get("/")
 def overview():
-    """Queues, recent outcomes, LionDesk authorisation and the last poll."""
-    conn = _conn()
-    return render_template("overview.html", stats=job_tools.stats(conn), liondesk=status.liondesk_auth(conn, current_app.config["BRIDGE_SETTINGS"]),
-                           poll=status.poll_status(conn), needs_reauthorization=status.NEEDS_REAUTHORIZATION)
+    """Queues, recent outcomes (and a chart of the last day), LionDesk authorisation and the last poll."""
+    conn = redis_client()
+    hours = job_tools.hourly_outcomes(conn)
+    return render_template("overview.html", stats=job_tools.stats(conn),
+                           liondesk=status.liondesk_auth(conn, current_app.config["BRIDGE_SETTINGS"]),
+                           poll=status.poll_status(conn), needs_reauthorization=status.NEEDS_REAUTHORIZATION,
+                           chart=chart_of(hours))
+
+
+CHART_HEIGHT, CHART_STEP = 120, 30
+"""Height of the bars' area of the overview's chart, and the width of one hour, in SVG units."""
+
+
+def chart_of(hours: list[dict]) -> dict:
+    """Lay out the hourly outcomes as bars for the overview's inline SVG: delivered up, failed in red beside it."""
+    peak = max([1, *(hour["processed"] for hour in hours), *(hour["failed"] for hour in hours)])
+    bars = []
+    for index, hour in enumerate(hours):
+        delivered = round(hour["processed"] / peak * CHART_HEIGHT, 1)
+        failed = round(hour["failed"] / peak * CHART_HEIGHT, 1)
+        bars.append({**hour, "x": index * CHART_STEP, "delivered_height": delivered, "failed_height": failed,
+                     "label": present.format_time(hour["start"], zone())[11:16]})
+    return {"bars": bars, "peak": peak, "height": CHART_HEIGHT, "width": len(hours) * CHART_STEP,
+            "delivered": sum(hour["processed"] for hour in hours), "failed": sum(hour["failed"] for hour in hours)}
 
 
 @bp.get("/failed")
 def failed():
-    """Failed jobs, filtered by action, error class and time, with bulk replay."""
+    """Failed jobs, filtered by action, error class and time, with bulk replay; poll and contact jobs apart."""
     job_filter, values = _filter_from(request.args)
-    everything = job_tools.list_failed(_conn())
+    everything = job_tools.list_failed(redis_client())
     matching = [job for job in everything if job_filter.matches(job)]
+    leads = [job for job in matching if job.kind == job_tools.LEAD]
+    others = [job for job in everything if job.kind != job_tools.LEAD]
+    lead_total = sum(job.kind == job_tools.LEAD for job in everything)
     return render_template(
-        "failed.html", jobs=matching[:defaults.CONSOLE_PAGE_SIZE], matching=len(matching), total=len(everything),
-        values=values, actions=sorted({job.action for job in everything if job.action}),
+        "failed.html", jobs=leads[:defaults.CONSOLE_PAGE_SIZE], matching=len(leads), total=lead_total,
+        others=others[:defaults.CONSOLE_PAGE_SIZE], values=values,
+        actions=sorted({job.action for job in everything if job.action}),
         error_classes=sorted({job.error_class for job in everything if job.error_class}))
 
 
 @bp.post("/failed/replay")
 def replay():
-    """Replay the selected jobs, or every failed job matching the filter."""
+    """Replay one job at once; for the selected jobs, or every failed job matching the filter, first show
+    what will be replayed and ask (the confirmation posts back with `confirm`)."""
     who = auth.current_user()
-    conn = _conn()
+    conn = redis_client()
     ladder = current_app.config["BRIDGE_SETTINGS"].retry_intervals
     job_filter, values = _filter_from(request.form)
-    back = _safe_next(request.form.get("next")) or url_for(".failed", **{k: v for k, v in values.items() if v})
-    if request.form.get("scope") == "matching":
-        results = job_tools.replay_matching(conn, job_filter, by=who, via=job_tools.CONSOLE, intervals=ladder)
-    else:
-        selected = request.form.getlist("job_id")
-        if not selected:
-            flash("Select at least one job to replay.", "error")
-            return redirect(back)
-        try:
-            results = job_tools.replay(conn, selected, by=who, via=job_tools.CONSOLE, intervals=ladder)
-        except JobNotFound as exc:
-            flash(f"Nothing replayed: {exc}.", "error")
-            return redirect(back)
+    back = safe_next(request.form.get("next")) or url_for(".failed", **{k: v for k, v in values.items() if v})
+    scope = request.form.get("scope")
+    if scope in ("matching", "others") and not request.form.get("confirm"):
+        kinds = job_tools.LEAD_JOBS if scope == "matching" else job_tools.NON_LEAD_JOBS
+        found = job_tools.list_failed(conn, dataclasses.replace(job_filter, kinds=kinds))
+        return confirm_page("replay", found, url_for(".replay"), back, values)
+    selected = request.form.getlist("job_id")
+    if not selected:
+        flash("Select at least one job to replay.", "error")
+        return redirect(back)
+    try:
+        if len(selected) > 1 and not request.form.get("confirm"):
+            return confirm_page("replay", job_tools.summaries(conn, selected), url_for(".replay"), back, values)
+        results = job_tools.replay(conn, selected, by=who, via=job_tools.CONSOLE, intervals=ladder,
+                                   missing_ok=bool(request.form.get("confirm")))
+    except JobNotFound as exc:
+        flash(f"Nothing replayed: {exc}.", "error")
+        return redirect(back)
     replayed = [result.job_id for result in results if result.replayed]
     skipped = len(results) - len(replayed)
     flash(f"Replayed {len(replayed)} job{'s' if len(replayed) != 1 else ''} with a fresh retry budget"
           + (f"; {skipped} skipped (no longer failed)." if skipped else "."), "ok")
     return redirect(back)
+
+
+CONFIRM_VERBS = {
+    "replay": ("Replay {n}?", "Replay these {n}", "with a fresh retry budget: each runs again from the first step "
+               "of the retry ladder"),
+    "run now": ("Run {n} now?", "Run these {n} now", "ahead of their next attempt; the attempt counts as one of "
+                "each job's retries"),
+}
+"""The bulk actions the confirmation page asks about: its title, its button, and what the action does."""
+
+
+def confirm_page(verb: str, found: list, action: str, back: str, values: dict | None = None):
+    """Show what a bulk action will touch (counts by kind, action and error, and the jobs) and ask to confirm.
+
+    The form posts the listed job ids back: confirming acts on exactly what was shown, not on
+    whatever matches by the time the button is pressed.
+    """
+    if not found:
+        flash(f"Nothing to {verb}: no job matches.", "error")
+        return redirect(back)
+    plan = job_tools.preview(found)
+    jobs = f"{plan.total} job{'s' if plan.total != 1 else ''}"
+    title, button, meaning = (text.format(n=jobs) for text in CONFIRM_VERBS[verb])
+    return render_template("confirm.html", verb=verb, title=title, button=button, meaning=meaning,
+                           plan=plan, jobs=found[:defaults.CONSOLE_PAGE_SIZE],
+                           action=action, back=back, values=values or {})
 
 
 @bp.post("/jobs/<job_id>/dismiss")
@@ -207,7 +300,7 @@ def dismiss(job_id: str):
         flash("Give a reason to dismiss a job.", "error")
         return redirect(url_for(".job", job_id=job_id))
     try:
-        done = job_tools.dismiss(_conn(), job_id, reason[:500], by=auth.current_user(), via=job_tools.CONSOLE)
+        done = job_tools.dismiss(redis_client(), job_id, reason[:500], by=auth.current_user(), via=job_tools.CONSOLE)
     except JobNotFound:
         abort(404, f"No job {job_id}.")
     except JobNotFailed as exc:
@@ -220,7 +313,7 @@ def dismiss(job_id: str):
 @bp.get("/jobs/<job_id>")
 def job(job_id: str):
     """One job: its state, error, stored payload and the lead's history."""
-    detail = job_tools.job_detail(_conn(), job_id)
+    detail = job_tools.job_detail(redis_client(), job_id)
     if detail is None:
         abort(404, f"No job {job_id}: it never existed or has expired.")
     return render_template("job.html", detail=detail, summary=detail.summary)
@@ -231,7 +324,7 @@ def rejected():
     """Signed deliveries that failed validation, newest first, with their errors and payloads."""
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     size = defaults.CONSOLE_PAGE_SIZE
-    conn = _conn()
+    conn = redis_client()
     found = events.list_rejected(conn, (page - 1) * size, size)
     total = conn.zcard(keys.rejected_events())
     return render_template("rejected.html", rejected=found, page=page, total=total,
@@ -248,22 +341,35 @@ def lead_search():
     if request.method == "GET":
         return render_template("leads.html", query="", results=None)
     query = request.form.get("q", "").strip()[:200]
-    ids = leads.search(_conn(), query) if query else []
+    ids = leads.search(redis_client(), query) if query else []
     if len(ids) == 1:
         return redirect(url_for(".lead", lead_id=ids[0]), code=303)
-    return render_template("leads.html", query=query, results=leads.lead_cards(_conn(), ids))
+    return render_template("leads.html", query=query, results=leads.lead_cards(redis_client(), ids))
 
 
 @bp.get("/leads/<lead_id>")
 def lead(lead_id: str):
-    """A lead's story as a timeline, with its LionDesk mapping."""
-    story = leads.lead_story(_conn(), lead_id)
+    """A lead's page: the answer first (state, LionDesk contact, agent, campaign, route, what to do),
+    then its story with the calls folded under the step they belong to."""
+    conn = redis_client()
+    story = leads.lead_story(conn, lead_id)
     if not story.known:
         abort(404, f"No record of lead {story.lead_id}.")
-    return render_template("lead.html", story=story)
+    summary = leads.lead_summary(conn, story, current_app.config["BRIDGE_SETTINGS"].liondesk_contact_url)
+    return render_template("lead.html", story=story, summary=summary, steps=leads.story_steps(story.history))
 
 
-def _conn() -> redis.Redis:
+@bp.get("/leads/<lead_id>/entries/<index>")
+def lead_entry(lead_id: str, index: str):
+    """One entry of a lead's story, whole: the page a list links to when it shows the entry cut short."""
+    story = leads.lead_story(redis_client(), lead_id)
+    position = int(index) if index.isdigit() else -1  # not <int:>: every console URL asks for a login first
+    if not 0 <= position < len(story.history):
+        abort(404, f"Lead {story.lead_id} has no story entry {index}.")
+    return render_template("entry.html", story=story, index=position, entry=story.history[position])
+
+
+def redis_client() -> redis.Redis:
     """The app's Redis client."""
     return current_app.extensions["bridge.redis"]
 
@@ -284,8 +390,11 @@ def _filter_from(values) -> tuple[job_tools.JobFilter, dict[str, str]]:
     return job_filter, raw
 
 
-def _safe_next(target: str | None) -> str | None:
+def safe_next(target: str | None) -> str | None:
     """Return a redirect target only when it stays inside the console (no open redirect)."""
     if target and target.startswith("/admin") and not target.startswith("//") and "\\" not in target:
         return target
     return None
+
+
+from bridge.web import deliveries, retrying  # noqa: E402,F401  (their pages join this blueprint)
