@@ -209,8 +209,7 @@ def waiting_jobs(conn, limit: int = defaults.CONSOLE_BANNER_SCAN_JOBS) -> dict:
     Read from what the failure policy keeps on each job, not from every lead's story, so that
     the banner of every console page costs two round trips even during a long outage.
     """
-    ids = [raw.decode() if isinstance(raw, bytes) else raw
-           for raw in conn.zrange(ScheduledJobRegistry(defaults.EVENT_QUEUE, connection=conn).key, 0, limit - 1)]
+    ids = [text(raw) for raw in conn.zrange(ScheduledJobRegistry(defaults.EVENT_QUEUE, connection=conn).key, 0, limit - 1)]
     failing, waiting, since = 0, 0, None
     for job in Job.fetch_many(ids, connection=conn):
         failure = job.meta.get(LAST_FAILURE) if job is not None and isinstance(job.meta, dict) else None
