@@ -362,7 +362,7 @@ def test_an_outage_fills_the_failed_store_and_a_replay_after_recovery_completes_
 
     e2e.sandbox.control("POST", "faults", service="liondesk", outage=None)
     replayed_at = time.time()
-    replayed = json.loads(e2e.cli("jobs", "replay", "--all", "--json").stdout)
+    replayed = json.loads(e2e.cli("jobs", "replay", "--all", "--json", "--yes").stdout)
     assert sorted(r["job_id"] for r in replayed if r["replayed"]) == sorted(job["id"] for job in failed)
     e2e.wait_processed({p["id"]: 1 for p in payloads}, failures_since=replayed_at)
     one_contact_and_lead_per_lead(e2e, payloads)
