@@ -83,3 +83,13 @@ def _stop_on_bad_configuration():
 
 
 _stop_on_bad_configuration()
+
+
+def post_worker_init(worker):
+    """Start the alert evaluator in each web process as it starts, not only at its first request:
+    with no worker running and no traffic, the web processes are the ones left to say so."""
+    app = worker.wsgi  # the preloaded Flask app
+    if hasattr(app, "extensions") and app.config["BRIDGE_SETTINGS"].alerts_enabled:
+        from bridge.ops.alerts import ensure_alert_thread
+
+        ensure_alert_thread(app.extensions["bridge.redis"], app.config["BRIDGE_SETTINGS"])

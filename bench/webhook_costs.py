@@ -47,6 +47,23 @@ def _store_with_one_set(app):
     store.store = one_set
 
 
+def without_intake_records():
+    """The bridge storing deliveries without the lead's received entry and search index (what issue 15 added)."""
+    from dataclasses import replace
+
+    from bridge.web import create_app
+
+    app = create_app()
+    store = app.extensions["bridge.store"]
+    full = store.store
+
+    def without_records(body, headers, verdict, received_at):
+        return full(body, headers, replace(verdict, lead_id=None, payload=None), received_at)
+
+    store.store = without_records
+    return app
+
+
 def without_log_line():
     """The bridge without its per-webhook log line."""
     from bridge.web import create_app
@@ -74,12 +91,17 @@ def with_set_store_without_log_line():
 
 VARIANTS = {
     "bridge": "bridge.web:create_app()",
+    "bridge on gunicorn's own gthread": "bridge.web:create_app()",
+    "bridge, no story entry or search index": "bench.webhook_costs:without_intake_records()",
     "bridge, no log line": "bench.webhook_costs:without_log_line()",
     "bridge, SET instead of script": "bench.webhook_costs:with_set_store()",
     "bridge, SET, no log line": "bench.webhook_costs:with_set_store_without_log_line()",
     "floor (Flask + one SET)": "bench.bare_app:create_floor_app()",
     "bare (Flask, answers 200)": "bench.bare_app:create_app()",
 }
+
+VARIANT_ENVIRONMENT = {"bridge on gunicorn's own gthread": {"GUNICORN_CMD_ARGS": "--worker-class gthread"}}
+"""Variants that differ in how gunicorn runs, not in the app."""
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -156,7 +178,8 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, app in VARIANTS.items():
                 conn.flushdb()  # our private server: no run may find the last run's dedupe keys
-                results[name].append(measure(app, free_port(), env, redis_process.pid, work, deliveries, args.seconds))
+                results[name].append(measure(app, free_port(), {**env, **VARIANT_ENVIRONMENT.get(name, {})},
+                                             redis_process.pid, work, deliveries, args.seconds))
                 print(f"{name}: {results[name][-1]}", file=sys.stderr)
 
     print("| variant | req/s | gunicorn CPU µs/req | context switches/req | redis CPU µs/req | wrk CPU µs/req |")

@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bridge import defaults
@@ -34,6 +34,7 @@ class Settings:
     liondesk_refresh_token: str | None = None
     liondesk_redirect_uri: str | None = None
     liondesk_v1_url: str = defaults.LIONDESK_V1_URL
+    liondesk_communications_url: str = defaults.LIONDESK_COMMUNICATIONS_URL
     liondesk_v1_api_key: str | None = None
     liondesk_v1_user_key: str | None = None
     liondesk_max_requests_per_second: float = defaults.LIONDESK_MAX_REQUESTS_PER_SECOND
@@ -48,6 +49,17 @@ class Settings:
     bridge_config: str | None = None
     port: int = defaults.PORT
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS_SECONDS
+    public_url: str | None = None  # BRIDGE_PUBLIC_URL: where people reach the bridge, for links in alerts
+    alert_webhook_url: str | None = None
+    smtp_url: str | None = None
+    alert_email_to: tuple[str, ...] = ()
+    alert_email_from: str | None = None
+    alert_window_minutes: float = defaults.ALERT_WINDOW_MINUTES
+    alert_liondesk_failing_minutes: float = defaults.ALERT_LIONDESK_FAILING_MINUTES
+    alert_backlog_minutes: float = defaults.ALERT_BACKLOG_MINUTES
+    alert_no_worker_minutes: float = defaults.ALERT_NO_WORKER_MINUTES
+    alert_redis_memory_percent: int = defaults.ALERT_REDIS_MEMORY_PERCENT
+    alert_check_seconds: float = defaults.ALERT_CHECK_SECONDS
     bridge_timezone: str = defaults.DISPLAY_TIMEZONE
     liondesk_contact_url: str | None = None
     rules: Mapping = field(default_factory=dict, compare=False, repr=False)
@@ -66,6 +78,11 @@ class Settings:
     def reverse_sync_enabled(self) -> bool:
         """Whether LionDesk changes are pushed back through the Real Geeks Incoming API."""
         return bool(self.realgeeks_api_username and self.realgeeks_api_password)
+
+    @property
+    def alerts_enabled(self) -> bool:
+        """Whether alerts have somewhere to go (a webhook, e-mail, or both)."""
+        return bool(self.alert_webhook_url or self.alert_email_to)
 
     @property
     def admin_enabled(self) -> bool:
@@ -192,6 +209,40 @@ def _intervals(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> t
     return intervals
 
 
+_ADDRESS = re.compile(r"[^@\s,<>]+@[^@\s,<>]+\.[^@\s,<>]+")
+
+
+def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Return a comma-separated list of e-mail addresses."""
+    value = _text(env, name)
+    if value is None:
+        return ()
+    found = tuple(part.strip() for part in value.split(",") if part.strip())
+    wrong = [part for part in found if not _ADDRESS.fullmatch(part)]
+    if wrong or not found:
+        raise ConfigError(name, f"must be e-mail addresses separated by commas, got {value!r}")
+    return found
+
+
+def _email_alerts(env: Mapping[str, str]) -> tuple[str | None, tuple[str, ...], str | None]:
+    """Return SMTP_URL, ALERT_EMAIL_TO and the sender: e-mail alerts need all of them, or none."""
+    smtp_url = _url(env, "SMTP_URL", None, ("smtp", "smtps"))
+    recipients = _addresses(env, "ALERT_EMAIL_TO")
+    if bool(smtp_url) != bool(recipients):
+        present, missing = ("SMTP_URL", "ALERT_EMAIL_TO") if smtp_url else ("ALERT_EMAIL_TO", "SMTP_URL")
+        raise ConfigError(missing, f"must be set together with {present}")
+    sender = _addresses(env, "ALERT_EMAIL_FROM")
+    if smtp_url and not sender:
+        user = unquote(urlparse(smtp_url).username or "")
+        if not _ADDRESS.fullmatch(user):
+            raise ConfigError("ALERT_EMAIL_FROM", "must be set when the SMTP_URL user is not an e-mail address")
+        sender = (user,)
+    return smtp_url, recipients, sender[0] if sender else None
+
+
+def _minutes(env: Mapping[str, str], name: str, default: float) -> float:
+    """Return a number of minutes (fractions allowed) between 0 and a week."""
+    return _number(env, name, default, float, 0, 7 * 24 * 60)
 def _timezone(env: Mapping[str, str], name: str) -> str:
     """Return an IANA time zone name that this system's tz database knows."""
     value = _text(env, name) or defaults.DISPLAY_TIMEZONE
@@ -224,6 +275,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     bridge_config = _text(env, "BRIDGE_CONFIG")
     redis_url = _url(env, "REDIS_URL", None, ("redis", "rediss", "unix"))
     tls_verify, tls_skip_reason = redis_tls(env, redis_url)
+    smtp_url, alert_email_to, alert_email_from = _email_alerts(env)
     return Settings(
         redis_url=redis_url,
         redis_tls_verify=tls_verify,
@@ -236,6 +288,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         liondesk_refresh_token=refresh_token,
         liondesk_redirect_uri=_url(env, "LIONDESK_REDIRECT_URI", None, ("http", "https")),
         liondesk_v1_url=_url(env, "LIONDESK_V1_URL", defaults.LIONDESK_V1_URL, ("http", "https")),
+        liondesk_communications_url=_url(env, "LIONDESK_COMMUNICATIONS_URL", defaults.LIONDESK_COMMUNICATIONS_URL,
+                                         ("http", "https")),
         liondesk_v1_api_key=v1_key,
         liondesk_v1_user_key=v1_user,
         liondesk_max_requests_per_second=_number(
@@ -251,6 +305,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bridge_config=bridge_config,
         port=_number(env, "PORT", defaults.PORT, int, 1, 65535),
         retry_intervals=_intervals(env, "BRIDGE_RETRY_INTERVALS", defaults.RETRY_INTERVALS_SECONDS),
+        public_url=_url(env, "BRIDGE_PUBLIC_URL", None, ("http", "https")),
+        alert_webhook_url=_url(env, "ALERT_WEBHOOK_URL", None, ("http", "https")),
+        smtp_url=smtp_url,
+        alert_email_to=alert_email_to,
+        alert_email_from=alert_email_from,
+        alert_window_minutes=_minutes(env, "ALERT_WINDOW_MINUTES", defaults.ALERT_WINDOW_MINUTES),
+        alert_liondesk_failing_minutes=_minutes(env, "ALERT_LIONDESK_FAILING_MINUTES",
+                                                defaults.ALERT_LIONDESK_FAILING_MINUTES),
+        alert_backlog_minutes=_minutes(env, "ALERT_BACKLOG_MINUTES", defaults.ALERT_BACKLOG_MINUTES),
+        alert_no_worker_minutes=_minutes(env, "ALERT_NO_WORKER_MINUTES", defaults.ALERT_NO_WORKER_MINUTES),
+        alert_redis_memory_percent=_number(env, "ALERT_REDIS_MEMORY_PERCENT", defaults.ALERT_REDIS_MEMORY_PERCENT,
+                                           int, 1, 100),
+        alert_check_seconds=_number(env, "ALERT_CHECK_SECONDS", defaults.ALERT_CHECK_SECONDS, float, 0.2, 3600),
         bridge_timezone=_timezone(env, "BRIDGE_TIMEZONE"),
         liondesk_contact_url=_contact_url(env, "LIONDESK_CONTACT_URL"),
         rules=load_rules(bridge_config),

@@ -58,9 +58,16 @@ WORKER_REDIS_BACKOFF_FIRST_SECONDS = 1.0
 WORKER_REDIS_BACKOFF_MAX_SECONDS = 30.0
 """The longest wait between tries to reach Redis again, in seconds (the back-off doubles up to it)."""
 
-WORKER_DEQUEUE_BLOCK_SECONDS = 10
+WORKER_DEQUEUE_BLOCK_SECONDS = 4
 """How long an idle worker blocks waiting for a job, in seconds, before it comes round to
-its maintenance again (RQ's own default, 405 s, would delay that for minutes)."""
+its maintenance again (RQ's own default, 405 s, would delay that for minutes). Under
+REDIS_SOCKET_TIMEOUT_SECONDS: the process's pooled connections keep that timeout, and a
+block outlasting it reads as a lost connection, which RQ answers with growing pauses
+(up to a minute) before it looks at the queues again."""
+
+WORKER_DEQUEUE_RECONNECT_MAX_SECONDS = 5.0
+"""Longest pause, in seconds, between an idle worker's tries to reach Redis again (RQ's own
+back-off, 60 s by default, would leave the first lead after an outage waiting that long)."""
 
 WORKER_MAINTENANCE_SECONDS = 15
 """How often a worker runs RQ's own maintenance, in seconds: registry cleanup (RQ's
@@ -125,6 +132,9 @@ LIONDESK_API_URL = "https://api-v2.liondesk.com"
 LIONDESK_V1_URL = "https://api.liondesk.com"
 """Legacy LionDesk v1 partner API URL."""
 
+LIONDESK_COMMUNICATIONS_URL = "https://communications.liondesk.com/api/v1"
+"""Base URL of LionDesk Tasks v2.1 (docs/vendors/liondesk-api.md §4.14, §10: its own host)."""
+
 REALGEEKS_API_URL = "https://receivers.leadrouter.realgeeks.com/rest"
 """Real Geeks Incoming API base URL, including /rest."""
 
@@ -179,6 +189,11 @@ TOKEN_REFRESH_LOCK_SECONDS = 30
 """Lifetime of the LionDesk token-refresh lock, in seconds; longer than one token
 request can take (connect + read timeouts), so it only expires when its holder died."""
 
+TOKEN_STORE_WAIT_SECONDS = 15
+"""How long a LionDesk refresh answer Redis refuses (away or full) is retried before the job
+gives up on it, in seconds (under JOB_TIMEOUT_SECONDS; the answer then stays in the process
+and is stored before its next token use)."""
+
 TOKEN_REFRESH_WAIT_SECONDS = 15
 """How long a caller waits for another process's LionDesk token refresh, in seconds
 (under JOB_TIMEOUT_SECONDS)."""
@@ -207,11 +222,71 @@ ADMIN_LOGIN_WINDOW_SECONDS = 15 * 60
 address may try again this long after its last counted failure."""
 
 ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS = 5
-"""Failed console logins from one client address (within the window) before it is locked out."""
+"""Failed console logins from one client address (within the window) before that address
+must wait out the window; a browser its user logged in from before is exempt."""
 
-ADMIN_LOGIN_MAX_FAILURES_PER_USERNAME = 20
-"""Failed console logins for one username, from any address, before it is locked out;
-higher than the per-address limit so one attacker cannot lock support out of their account."""
+ADMIN_LOGIN_FREE_FAILURES_PER_ACCOUNT = 10
+"""Failed console logins for one account (from browsers it never logged in from) before each
+further try must wait a growing delay."""
+
+ADMIN_LOGIN_FIRST_DELAY_SECONDS = 2
+"""The first wait imposed on an account past its free failures, in seconds; each further
+failure doubles it, up to ADMIN_LOGIN_MAX_DELAY_SECONDS."""
+
+ADMIN_LOGIN_MAX_DELAY_SECONDS = 60
+"""The longest wait between two tries at one account, in seconds: an attacker gets at
+most one guess a minute, and the owner is slowed, never locked out."""
+
+ADMIN_LOGIN_MAX_FAILURES_PER_DEVICE = 5
+"""Failed console logins from one trusted browser (within the window) before it is
+treated like any other browser: a stolen device cookie buys a handful of guesses."""
+
+ADMIN_DEVICE_SECONDS = 90 * 24 * 3600
+"""How long a browser that logged in stays trusted for its user's logins, in seconds (90 days)."""
+
+ADMIN_PASSWORD_MIN_CHARACTERS = 12
+"""Shortest password `bridge admin add-user` accepts, in characters."""
+
+ADMIN_PASSWORD_CHECKS_AT_ONCE = 2
+"""Console password checks one process runs at the same time (the others wait their turn):
+with ADMIN_SCRYPT_N below, at most 64 MiB per web process go to checking passwords."""
+
+ADMIN_SCRYPT_N, ADMIN_SCRYPT_R, ADMIN_SCRYPT_P = 2 ** 15, 8, 1
+"""scrypt cost of console passwords: 128·N·r bytes = 32 MiB of memory and about 0.1 s of
+one core per check (stored with each hash, so raising them leaves older hashes readable)."""
+
+ALERT_CHECK_SECONDS = 30.0
+"""How often the alert conditions are evaluated (by one process of all), in seconds."""
+
+ALERT_WINDOW_MINUTES = 60
+"""A condition's problem alert goes out at most once per this many minutes (a reminder when
+it still holds after it), in minutes; a recovery goes out when the condition clears."""
+
+ALERT_LIONDESK_FAILING_MINUTES = 10
+"""How long every LionDesk call must have been failing (no success in between) before an alert, in minutes."""
+
+ALERT_BACKLOG_MINUTES = 15
+"""Age of the oldest delivery or job still waiting to be worked on before an alert, in minutes."""
+
+ALERT_NO_WORKER_MINUTES = 5
+"""How long no worker may be seen before an alert, in minutes."""
+
+ALERT_REDIS_MEMORY_PERCENT = 80
+"""Share of Redis's memory limit (maxmemory) in use above which an alert goes out, in percent."""
+
+ALERT_WEBHOOK_TIMEOUT_SECONDS = (3.05, 5.0)
+"""Connect and read timeouts of one alert webhook call, in seconds: a slow chat service
+delays the next alert check, never a job."""
+
+ALERT_SMTP_TIMEOUT_SECONDS = 10.0
+"""Timeout of each step of sending one alert e-mail, in seconds."""
+
+ALERT_LEADS_LISTED = 5
+"""Most failed leads one alert names; the rest are counted."""
+
+SEARCH_INDEX_BUCKET_SECONDS = 30 * 24 * 3600
+"""Period of one lead-search index bucket, in seconds (30 days): a bucket expires a history
+lifetime after its period ends, taking with it the leads not indexed again since."""
 
 CONSOLE_PAGE_SIZE = 200
 """Most rows (failed jobs, rejected deliveries, search results) one console page shows."""
@@ -317,12 +392,47 @@ WEBHOOK_JSON_MAX_VALUES = 200_000
 """Most JSON values (objects, arrays, strings, numbers, true/false/null; keys not counted)
 one webhook body may hold, in values; more get 400."""
 
+CONSOLE_REJECTED_PAGE_SIZE = 50
+"""Rejected deliveries per console page (a count): each is read whole, body included."""
+
+CONSOLE_ERROR_FIELDS = 50
+"""Most fields of one delivery's validation errors a console page lists (a count); the rest are counted."""
+
 CONSOLE_LINE_CHARACTERS = 1_000
 """Most characters of one story entry or error a console list shows; the rest is on the entry's own page."""
 
 CONSOLE_PAYLOAD_PREVIEW_CHARACTERS = 20_000
 """Longest stored payload or error text a console list shows, in characters; the rest is
 cut with a note saying how much, and the job page shows the whole payload."""
+
+
+LIONDESK_CHANNEL_RECHECK_SECONDS = 3600
+"""How long a LionDesk channel found gone (Tasks v2.1, v1) is skipped before the bridge
+tries it again, in seconds: a retired channel costs one failed call an hour, not one per activity."""
+
+LIONDESK_V1_ECHO_MAX_AGE_SECONDS = 300
+"""/healthz repeats the v1 `Echo` when the last check of the v1 channel is older than this, in seconds."""
+
+V1_ECHO_TIMEOUT_SECONDS = 3.0
+"""Read timeout of the v1 `Echo` /healthz and check-config send, in seconds."""
+
+LIONDESK_APP_CONFLICT_RECHECK_SECONDS = 3600
+"""After LionDesk answered "the oauth_client_id does not belong to the querying user" (or a 401
+right after a fresh refresh), the calls that need it are skipped for this long, in seconds,
+without refreshing the token again (no refresh storm); then one call tries again."""
+
+LIONDESK_KEEPALIVE_SECONDS = 3 * 24 * 3600
+"""An idle LionDesk grant is refreshed when no token was issued for this long, in seconds
+(LionDesk publishes no refresh-token lifetime; its access tokens last about 9 days)."""
+
+LIONDESK_KEEPALIVE_CHECK_SECONDS = 3600
+"""How often each worker looks whether the LionDesk grant has been idle for LIONDESK_KEEPALIVE_SECONDS, in seconds."""
+
+LIONDESK_TASK_TITLE_CHARS = 120
+"""Longest title the bridge puts at the head of a LionDesk task's text, in characters."""
+
+LIONDESK_CONNECT_STATE_SECONDS = 600
+"""How long the `state` of a console "Connect LionDesk" round trip stays valid, in seconds."""
 
 DISPLAY_TIMEZONE = "UTC"
 """Time zone (IANA name) the console and the CLI show times in; BRIDGE_TIMEZONE overrides it.
@@ -335,3 +445,6 @@ LIONDESK_CONTACT_URL gives no deep link to the contact: LionDesk documents no co
 CONSOLE_BANNER_SCAN_JOBS = 1000
 """Most waiting jobs the console's banner reads to say how long LionDesk has been failing (a count)."""
 
+
+DUPLICATE_LOG_MAX_ENTRIES = 10_000
+"""Most repeated deliveries the deliveries log keeps (a count; each kept at most DEDUPE_TTL_SECONDS)."""

@@ -41,6 +41,9 @@ class EventNotFound(PermanentError):
 class UpstreamError(BridgeError):
     """An HTTP call to LionDesk or Real Geeks failed; carries the service's answer."""
 
+    fields: tuple[str, ...] = ()
+    """The request fields the service's answer names as wrong (Feathers `errors`), if any."""
+
     def __init__(self, message: str, *, service: str, status: int | None = None,
                  method: str | None = None, path: str | None = None):
         super().__init__(message)
@@ -72,6 +75,12 @@ class UpstreamRejected(UpstreamError, PermanentError):
 
 class UpstreamAuthError(UpstreamError, RetryableError):
     """The service answered 401 even after a token refresh."""
+
+
+class LionDeskAppConflict(UpstreamError, PermanentError):
+    """LionDesk app registered under another account: LionDesk answered 401 right after a fresh
+    token, or said the oauth_client_id does not belong to the querying user. Refreshing again
+    cannot help; the part of the sync that needs the call is skipped (see clients/oauth.py)."""
 
 
 class LionDeskNeedsReauthorization(WaitingError):

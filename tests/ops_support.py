@@ -60,3 +60,18 @@ def log_in(client, username: str = ADMIN_USER, password: str = ADMIN_PASSWORD, *
     token = csrf_of(client.get("/admin/login").get_data(as_text=True))
     return client.post("/admin/login", data={"username": username, "password": password, "csrf_token": token},
                        headers=headers)
+
+
+def console_app(make_settings, **overrides):
+    """The web app with the console switched on (the first user is ADMIN_USER), in testing mode."""
+    from bridge.web import create_app
+
+    app = create_app(make_settings(admin_username=ADMIN_USER, admin_password=ADMIN_PASSWORD, **overrides))
+    app.config["TESTING"] = True
+    return app
+
+
+def log_out(client) -> None:
+    """Press the console's Log out button."""
+    token = csrf_of(client.get("/admin/").get_data(as_text=True))
+    assert client.post("/admin/logout", data={"csrf_token": token}).status_code == 302

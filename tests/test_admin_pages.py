@@ -229,6 +229,7 @@ def test_rejected_deliveries_show_their_validation_errors(browser, redis_conn, s
     text = page(browser, "/admin/rejected")
     assert f'data-event-id="{response.json["event_id"]}"' in text
     assert "<strong>email</strong>" in text and "Not a valid email address." in text
+    assert "Email: Not a valid email address." in html.unescape(text) and "Unnamed lead" in text
     assert "not-an-email" in text  # the payload, for support to read
     assert 'data-total="1"' in text
     job_page = page(browser, f"/admin/jobs/event-{response.json['event_id']}")  # linked from the lead's story
@@ -461,25 +462,34 @@ def test_deliveries_log_lists_filters_and_pages(browser, redis_conn, settings, w
                           webhook_secret).json
     bad = signed_post(browser, WEBHOOK, {"action": "created", "id": "ABC-9", "first_name": "Rui", "last_name": "Sá",
                                          "email": "not-an-email"}, webhook_secret).json
+    repeated = {key: value for key, value in queued.items() if key != "event_id"}
+    again = signed_post(browser, WEBHOOK, repeated, webhook_secret)  # Real Geeks delivering the same bytes again
+    assert again.json["status"] == "duplicate" and again.json["event_id"] == queued["event_id"]
     run_jobs(settings, redis_conn, monkeypatch)
     text = page(browser, "/admin/deliveries")
     rows = re.findall(r'<tr data-event-id="(\w+)" data-outcome="(\w+)">', text)
-    assert rows == [(bad["event_id"], "rejected"), (ignored["event_id"], ignored["status"]),
-                    (queued["event_id"], "queued")]  # newest first
+    assert rows == [(queued["event_id"], "duplicate"), (bad["event_id"], "rejected"),
+                    (ignored["event_id"], ignored["status"]), (queued["event_id"], "queued")]  # newest first
+    assert "repeated <a href" in text
+    only_repeats = page(browser, "/admin/deliveries?outcome=duplicate")
+    assert re.findall(r'data-outcome="(\w+)">', only_repeats) == ["duplicate"] and "Ana Lima" in only_repeats
+    story = page(browser, f"/admin/leads/{queued['id']}")
+    assert {"received", "duplicate", "processed"} <= set(re.findall(r'<li class="entry" data-kind="(\w+)"', story))
+    assert 'data-kind="duplicate"' in story and "delivery repeated an earlier one" in story
     assert "Rui Sá" in text and "Ana Lima" in text
     assert "Email: Not a valid email address." in html.unescape(text)
     only = page(browser, "/admin/deliveries?outcome=rejected")
     assert re.findall(r'<tr data-event-id="(\w+)"', only) == [bad["event_id"]]
     assert re.findall(r'<tr data-event-id="(\w+)"', page(browser, "/admin/deliveries?action=created")) == [
-        bad["event_id"], queued["event_id"]]
+        queued["event_id"], bad["event_id"], queued["event_id"]]
     assert 'class="empty"' in page(browser, "/admin/deliveries?since=2000-01-01T00:00&until=2000-01-02T00:00")
 
-    monkeypatch.setattr(deliveries, "PAGE_SIZE", 2)
+    monkeypatch.setattr(deliveries, "PAGE_SIZE", 3)
     first = page(browser, "/admin/deliveries")
-    assert len(re.findall(r'<tr data-event-id=', first)) == 2
+    assert len(re.findall(r'<tr data-event-id=', first)) == 3
     older = html.unescape(re.search(r'<a id="page-older" href="([^"]+)"', first)[1])
     second = page(browser, older)
-    assert re.findall(r'<tr data-event-id="(\w+)"', second) == [queued["event_id"]]
+    assert re.findall(r'<tr data-event-id="(\w+)" data-outcome="(\w+)"', second) == [(queued["event_id"], "queued")]
     assert 'id="page-older"' not in second and 'id="page-newest"' in second
 
 
@@ -514,3 +524,113 @@ def test_corrupt_and_huge_records_render_truncated_with_a_page_of_their_own(
         page(browser, url)
     assert 'data-event-id="0000000000000bad" data-outcome="unreadable"' in page(browser, "/admin/deliveries")
     assert browser.get(f"/admin/leads/{lead['id']}/entries/99999").status_code == 404
+
+    # A huge rejected delivery with huge errors: cut short in the lists, whole on its own page.
+    from bridge.storage import events
+
+    big = events.Event(id="0000000000000b16", body=b'{"action":"created","note":"' + b"y" * 900_000 + b'"}', headers={},
+                       received_at=time.time(), status="rejected", action="created", lead_id=lead["id"],
+                       errors={f"activities.{n}.type": ["Not a valid choice."] for n in range(20_000)})
+    redis_conn.hset(keys.event(big.id), mapping=big.to_redis())
+    redis_conn.zadd(keys.events_by_time(), {big.id: big.received_at})
+    redis_conn.zadd(keys.rejected_events(), {big.id: big.received_at})
+    for url in ("/admin/rejected", "/admin/deliveries"):
+        listed = page(browser, url)
+        assert len(listed) < 300_000 and "more characters cut]" in listed, url
+    whole = page(browser, f"/admin/jobs/event-{big.id}")
+    assert "y" * 900_000 in whole
+
+
+def test_repeats_log_is_bounded_and_never_fails_the_webhook(browser, redis_conn, webhook_secret, monkeypatch):
+    import redis as redis_lib
+
+    from bridge.storage import events
+
+    now = time.time()
+    pipe = redis_conn.pipeline()
+    for n in range(5):
+        events.record_duplicate(pipe, f"e{n}", now - defaults.DEDUPE_TTL_SECONDS - 100 + n, "created", None)
+    pipe.execute()
+    monkeypatch.setattr(defaults, "DUPLICATE_LOG_MAX_ENTRIES", 3)
+    pipe = redis_conn.pipeline()
+    for n in range(5):
+        events.record_duplicate(pipe, f"f{n}", now + n, "created", None)
+    pipe.execute()
+    assert [record["of"] for record, _ in events.duplicates(redis_conn)] == ["f4", "f3", "f2"]  # old ones and the excess gone
+    assert 0 < redis_conn.ttl(keys.duplicate_deliveries()) <= defaults.DEDUPE_TTL_SECONDS
+
+    lead = deliver(browser, webhook_secret)
+    repeated = {key: value for key, value in lead.items() if key != "event_id"}
+
+    def refused(*args, **kwargs):
+        raise redis_lib.ConnectionError("gone")
+
+    monkeypatch.setattr(events, "record_duplicate", refused)
+    again = signed_post(browser, WEBHOOK, repeated, webhook_secret)
+    assert again.status_code in (200, 202) and again.json["status"] == "duplicate"
+
+
+def test_job_page_of_a_waiting_job_says_when_and_runs_it_now(browser, outage):
+    job_id = event_job_id(outage["second"]["event_id"])
+    text = page(browser, f"/admin/jobs/{job_id}")
+    assert 'id="job-next-attempt"><time' in text and 'id="retry-now-form"' in text and 'id="replay-form"' not in text
+    done = submit(browser, f"/admin/jobs/{job_id}", "/admin/retrying/run", {"one": job_id, "next": f"/admin/jobs/{job_id}"})
+    assert flash_of(done).startswith("1 job due now")
+
+
+def test_poll_jobs_are_listed_apart_and_never_swept_into_a_lead_replay(browser, redis_conn, settings, failures,
+                                                                      monkeypatch):
+    import workers.jobs
+    from bridge.queue import enqueue_poll, poll_queue
+
+    def refused_poll(context, **_):
+        raise PermanentError("poll refused")
+
+    monkeypatch.setattr(workers.jobs.reverse, "poll", refused_poll)
+    enqueue_poll(poll_queue(redis_conn), 1_700_000_000, intervals=(1,))
+    run_jobs(settings, redis_conn, monkeypatch)
+    text = page(browser, "/admin/failed")
+    assert rows_of(text, "failed-others") == ["poll-1700000000"]
+    assert "poll-1700000000" not in rows_of(text, "failed-jobs") and 'data-matching="3" data-total="3"' in text
+    token = csrf_of(text)
+    asked = browser.post("/admin/failed/replay", data={"scope": "matching", "csrf_token": token}).get_data(as_text=True)
+    assert counts_on(asked, "by-kind") == {"lead": 3} and "poll-1700000000" not in confirm_form(asked)["job_id"]
+    others = browser.post("/admin/failed/replay", data={"scope": "others", "csrf_token": token}).get_data(as_text=True)
+    assert confirm_form(others)["job_id"] == ["poll-1700000000"] and counts_on(others, "by-kind") == {"poll": 1}
+
+
+def test_filters_read_times_in_bridge_timezone(redis_conn, make_settings, webhook_secret, settings, monkeypatch):
+    app = create_app(make_settings(admin_username=ADMIN_USER, admin_password=ADMIN_PASSWORD,
+                                   bridge_timezone="Pacific/Honolulu"))
+    client = app.test_client()
+    assert log_in(client).status_code == 302
+    lead = deliver(client, webhook_secret)
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    hawaii = datetime.now(ZoneInfo("Pacific/Honolulu"))
+    before, after = ((hawaii + timedelta(minutes=delta)).strftime("%Y-%m-%dT%H:%M") for delta in (-5, 5))
+    text = page(client, "/admin/deliveries")
+    assert "Since (Pacific/Honolulu)" in text and lead["event_id"] in text
+    assert lead["event_id"] in page(client, f"/admin/deliveries?since={before}&until={after}")
+    # The same wall-clock times read as UTC would miss it by ten hours.
+    assert lead["event_id"] not in page(client, f"/admin/deliveries?since={before}Z&until={after}Z")
+
+
+def test_failed_jobs_told_briefly_agree_with_their_full_story(redis_conn, failures):
+    from bridge.ops import jobs as job_tools
+
+    full = job_tools.list_failed(redis_conn)
+    brief = job_tools.failed_briefly(redis_conn)
+    assert [job.id for job in brief] == [job.id for job in full] and len(brief) == 3
+    assert [(b.action, b.error_class, b.error, b.lead_id, b.kind) for b in brief] == [
+        (f.action, f.error_class, f.error, f.lead_id, f.kind) for f in full]
+    assert all(abs(b.last_attempt_at - f.last_attempt_at) < 1 for b, f in zip(brief, full))
+    # A job that failed before failures were kept on it is described from its story instead.
+    old = Job.fetch(event_job_id(failures["refused"]["event_id"]), connection=redis_conn)
+    old.meta = {"something": "else"}
+    old.save_meta()
+    (described,) = [job for job in job_tools.failed_briefly(redis_conn) if job.id == old.id]
+    assert described.error_class == "PermanentError" and described.attempts == 1
+    assert [job.id for job in job_tools.failed_briefly(redis_conn, job_tools.JobFilter(action="updated"))] == [
+        event_job_id(failures["updated"]["event_id"])]

@@ -8,7 +8,7 @@ import pytest
 from bridge import defaults
 from bridge.web import create_app
 from bridge.storage import keys
-from tests.ops_support import ADMIN_PASSWORD, ADMIN_USER, csrf_of, log_in
+from tests.ops_support import ADMIN_PASSWORD, ADMIN_USER, console_app, csrf_of, log_in, log_out
 
 CONSOLE_URLS = ["/admin/", "/admin/login", "/admin/failed", "/admin/rejected", "/admin/leads",
                 "/admin/leads/abc", "/admin/jobs/event-x", "/admin/static/console.css"]
@@ -17,9 +17,7 @@ CONSOLE_URLS = ["/admin/", "/admin/login", "/admin/failed", "/admin/rejected", "
 @pytest.fixture
 def console(make_settings, redis_conn):
     """The web app with the console switched on."""
-    app = create_app(make_settings(admin_username=ADMIN_USER, admin_password=ADMIN_PASSWORD))
-    app.config["TESTING"] = True
-    return app
+    return console_app(make_settings)
 
 
 @pytest.fixture
@@ -135,11 +133,87 @@ def test_lockout_after_repeated_failures_from_one_address(browser, redis_conn):
     assert 0 < ttl <= defaults.ADMIN_LOGIN_WINDOW_SECONDS
 
 
-def test_lockout_of_a_username_tried_from_many_addresses(browser):
-    for number in range(defaults.ADMIN_LOGIN_MAX_FAILURES_PER_USERNAME):
-        address = f"198.51.100.{number}"
-        assert log_in(browser, ADMIN_USER, "guess", **{"X-Forwarded-For": address}).status_code == 403
-    assert log_in(browser, **{"X-Forwarded-For": "192.0.2.200"}).status_code == 429
+def attack(browser, attempts: int, first_address: int = 0) -> list[int]:
+    """Wrong passwords for the support account, each from another address; the statuses answered."""
+    statuses = []
+    for number in range(first_address, first_address + attempts):
+        address = f"198.51.{number // 250}.{number % 250}"
+        statuses.append(log_in(browser, ADMIN_USER, "guess", **{"X-Forwarded-For": address}).status_code)
+    return statuses
+
+
+def test_the_lockout_attack_slows_the_attacker_and_never_locks_the_owner_out(console, browser, redis_conn):
+    owner = console.test_client()
+    assert log_in(owner, **{"X-Forwarded-For": "192.0.2.10"}).status_code == 302  # the owner's browser, known now
+    log_out(owner)
+    free = defaults.ADMIN_LOGIN_FREE_FAILURES_PER_ACCOUNT
+    statuses = attack(browser, free + 40)
+    assert statuses[:free] == [403] * free  # guesses, each checked
+    assert statuses[free:] == [429] * 40  # then the account's delay: refused unchecked, counted nowhere
+    refused = log_in(browser, ADMIN_USER, "guess", **{"X-Forwarded-For": "203.0.113.77"})
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["Retry-After"]) <= defaults.ADMIN_LOGIN_FIRST_DELAY_SECONDS
+    assert "Try again in" in refused.get_data(as_text=True)
+
+    # The owner's browser logs in at once with the right password, from its usual address or any other.
+    for address in ("192.0.2.10", "198.51.0.3"):
+        assert log_in(owner, **{"X-Forwarded-For": address}).status_code == 302, address
+        assert owner.get("/admin/").status_code == 200
+        log_out(owner)
+
+    # The owner on a new browser is slowed, not locked: once the delay has passed the right password works.
+    new_browser = console.test_client()
+    assert log_in(new_browser, **{"X-Forwarded-For": "192.0.2.11"}).status_code == 429
+    age_the_throttle(redis_conn, defaults.ADMIN_LOGIN_MAX_DELAY_SECONDS)
+    assert log_in(new_browser, **{"X-Forwarded-For": "192.0.2.11"}).status_code == 302
+
+
+def test_the_account_delay_grows_to_its_ceiling(console, browser, redis_conn):
+    free = defaults.ADMIN_LOGIN_FREE_FAILURES_PER_ACCOUNT
+    assert attack(browser, free) == [403] * free
+    waits = []
+    for round_number in range(8):
+        age_the_throttle(redis_conn, defaults.ADMIN_LOGIN_MAX_DELAY_SECONDS)  # whatever it was, it has passed
+        assert attack(browser, 1, first_address=1000 + 2 * round_number) == [403]  # one more guess is checked
+        refused = log_in(browser, ADMIN_USER, "guess", **{"X-Forwarded-For": f"203.0.113.{round_number}"})
+        assert refused.status_code == 429
+        waits.append(int(refused.headers["Retry-After"]))
+    assert waits == [min(defaults.ADMIN_LOGIN_FIRST_DELAY_SECONDS * 2 ** n, defaults.ADMIN_LOGIN_MAX_DELAY_SECONDS)
+                     for n in range(1, 9)]
+    assert waits[-1] == defaults.ADMIN_LOGIN_MAX_DELAY_SECONDS
+
+
+def test_a_trusted_browser_gets_only_a_few_guesses_of_its_own(console, redis_conn):
+    thief = console.test_client()
+    assert log_in(thief).status_code == 302  # a device cookie, say stolen from the owner
+    log_out(thief)
+    for _ in range(defaults.ADMIN_LOGIN_MAX_FAILURES_PER_DEVICE):
+        assert log_in(thief, ADMIN_USER, "guess", **{"X-Forwarded-For": "203.0.113.50"}).status_code == 403
+    for address in range(defaults.ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS):  # now it is any browser: the address limit
+        assert log_in(thief, ADMIN_USER, "guess", **{"X-Forwarded-For": "203.0.113.51"}).status_code == 403
+    assert log_in(thief, ADMIN_USER, "guess", **{"X-Forwarded-For": "203.0.113.51"}).status_code == 429
+
+
+def test_a_device_cookie_is_bound_to_its_user(console, redis_conn):
+    from bridge.storage import users
+
+    users.save(redis_conn, "alice", "alice's long password")
+    shared = console.test_client()
+    assert log_in(shared, "alice", "alice's long password").status_code == 302
+    log_out(shared)
+    attack(console.test_client(), defaults.ADMIN_LOGIN_FREE_FAILURES_PER_ACCOUNT)  # against `support`
+    assert log_in(shared, **{"X-Forwarded-For": "192.0.2.99"}).status_code == 429  # alice's browser, not support's
+    forged = console.test_client()
+    forged.set_cookie("bridge_device", "1.abc.0123456789abcdef0123456789abcdef", path="/admin")
+    assert log_in(forged, **{"X-Forwarded-For": "192.0.2.98"}).status_code == 429
+
+
+def age_the_throttle(conn, seconds: float) -> None:
+    """Move every account throttle's last failure `seconds` into the past (time passing, without waiting)."""
+    found = conn.keys(keys.admin_login_throttle("*"))
+    assert found, "no account throttle to age"
+    for key in found:
+        conn.hset(key, "last_at", float(conn.hget(key, "last_at")) - seconds)
 
 
 def test_successful_login_clears_the_failures(browser, redis_conn):
@@ -188,3 +262,25 @@ def test_sessions_exist_only_inside_the_console(browser):
         response = browser.get(url) if url == "/healthz" else browser.post(url, data=b"{}")
         assert "Set-Cookie" not in response.headers, url
     assert browser.get("/admin/").status_code == 200  # the console session survived those requests
+
+
+def test_guesses_sent_all_at_once_get_no_more_tries_than_one_at_a_time(make_settings, redis_conn):
+    """Every attempt is counted before its password is checked: thirty at once, from thirty
+    addresses, get the account's free tries and not one more."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bridge.web import auth
+
+    settings = make_settings(admin_username=ADMIN_USER, admin_password=ADMIN_PASSWORD)
+    barrier = threading.Barrier(30)
+
+    def guess(number):
+        barrier.wait(timeout=10)
+        return auth.attempt_login(redis_conn, settings, ADMIN_USER, f"guess {number}", f"198.51.100.{number}",
+                                  None).status
+
+    with ThreadPoolExecutor(30) as pool:
+        statuses = list(pool.map(guess, range(30)))
+    assert sorted(statuses) == [403] * defaults.ADMIN_LOGIN_FREE_FAILURES_PER_ACCOUNT + [429] * (
+        30 - defaults.ADMIN_LOGIN_FREE_FAILURES_PER_ACCOUNT)

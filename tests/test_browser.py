@@ -139,6 +139,33 @@ def test_support_replays_a_job_failed_by_a_liondesk_outage(chromium, bridge_web,
     _screenshot(chromium, "lead-story")
 
 
+def test_support_connects_liondesk_from_the_console(chromium, bridge_web, redis_conn, sandbox):
+    from selenium.webdriver.common.by import By
+
+    from bridge.clients.oauth import OK, auth_state
+
+    url, username, password = bridge_web
+    chromium.get(f"{url}/admin/liondesk/connect")  # the console login comes first
+    assert "/admin/login" in chromium.current_url
+    chromium.get(f"{url}/admin/")
+    chromium.find_element(By.ID, "username").send_keys(username)
+    chromium.find_element(By.ID, "password").send_keys(password)
+    _submit(chromium, chromium.find_element(By.ID, "login-button"))
+    # The overview's link; LionDesk's (the sandbox's) authorize page approves at once and sends the browser
+    # back with code and state. (A link, not the login form's redirect: form-action 'self' would stop that.)
+    chromium.find_element(By.ID, "liondesk-connect-link").click()
+    result = wait_until(lambda: chromium.find_elements(By.ID, "connect-result"), timeout=PAGE_WAIT_SECONDS,
+                        message="the connect result")[0]
+    assert "/admin/liondesk/callback" in chromium.current_url
+    assert result.text.startswith("Connected: LionDesk user 1"), chromium.page_source
+    assert auth_state(redis_conn)["state"] == OK and auth_state(redis_conn)["authorized_at"]
+    authorize = [c for c in sandbox.calls() if c["path"].endswith("/oauth2/authorize")]
+    assert authorize and "state=" in authorize[-1]["query"] and "scope=write+read" in authorize[-1]["query"]
+    # A callback with a state we did not hand out is refused.
+    chromium.get(f"{url}/admin/liondesk/callback?code=sandbox-code&state=forged")
+    assert "does not belong to a connection started here" in chromium.page_source
+
+
 def test_support_sees_waiting_leads_and_runs_them_now(chromium, processes, settings, redis_conn, sandbox):
     from rq.registry import ScheduledJobRegistry
     from selenium.webdriver.common.by import By
@@ -203,6 +230,7 @@ def test_support_sees_waiting_leads_and_runs_them_now(chromium, processes, setti
     assert chromium.find_element(By.ID, "confirm").get_attribute("data-total") == "1"
     assert scheduled.count == 1  # asking ran nothing
     _screenshot(chromium, "bulk-confirm")
+    _screenshot(chromium, "bulk-confirm-phone", width=PHONE_WIDTH)
     _submit(chromium, chromium.find_element(By.ID, "confirm-button"))
     assert "1 job due now" in chromium.find_element(By.ID, "flash").text
     wait_until(lambda: "processed" in [e["kind"] for e in history.read(redis_conn, leads[1]["id"])], timeout=30,

@@ -10,10 +10,13 @@ import pytest
 import responses
 
 from bridge.clients import build_clients
-from bridge.clients.liondesk import LionDeskClient
-from bridge.clients.oauth import NEEDS_REAUTHORIZATION, Tokens, auth_state, read_tokens, store_tokens
+from bridge import defaults
+from bridge.clients.liondesk import LionDeskClient, channels
+from bridge.clients.oauth import APP_CONFLICT, NEEDS_REAUTHORIZATION, Tokens, auth_state, read_tokens, store_tokens
 from bridge.exceptions import (
+    LionDeskAppConflict,
     LionDeskNeedsReauthorization,
+    PermanentError,
     LionDeskNotConfigured,
     UpstreamAuthError,
     UpstreamRejected,
@@ -171,12 +174,144 @@ def test_a_401_refreshes_once_and_retries_once(http, client, token_endpoint, red
     assert [b["refresh_token"] for b in token_endpoint.bodies] == [old.refresh_token]
 
 
-def test_a_second_401_is_raised_after_a_single_refresh(http, client, token_endpoint, redis_conn, clock):
+def test_a_401_right_after_a_fresh_refresh_is_the_named_app_conflict_and_stops_refreshing(
+        http, client, token_endpoint, redis_conn, clock):
     stored_valid_token(redis_conn, clock)
-    http.add(responses.GET, f"{BASE}/me", status=401, json={"message": "no"})
+    http.add(responses.GET, f"{BASE}/lead-routes", status=401, json={"message": "no"})
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1})  # the fresh token itself is good
+    with pytest.raises(LionDeskAppConflict) as raised:
+        client.request("GET", "/lead-routes")
+    assert isinstance(raised.value, PermanentError) and APP_CONFLICT in str(raised.value)
+    assert len(api_calls(http)) == 3 and len(token_endpoint.bodies) == 1  # route, route again, /me
+    # No refresh storm: the same scope fails at once, without a call or a refresh, until the recheck.
+    for _ in range(3):
+        with pytest.raises(LionDeskAppConflict):
+            client.request("GET", "/lead-routes")
+    assert len(api_calls(http)) == 3 and len(token_endpoint.bodies) == 1
+    conflict = auth_state(redis_conn)["app_conflict"]
+    assert conflict["problem"] == APP_CONFLICT and conflict["scopes"] == ["lead-routes"]
+    assert client.get_me() == {"id": 1}  # other parts of LionDesk still work
+    clock.now += defaults.LIONDESK_APP_CONFLICT_RECHECK_SECONDS + 1
+    http.replace(responses.GET, f"{BASE}/lead-routes", json=[])
+    assert client.request("GET", "/lead-routes") == []
+    assert "app_conflict" not in auth_state(redis_conn)
+
+
+def test_a_second_401_with_a_token_refused_everywhere_stays_retryable(http, client, token_endpoint, redis_conn,
+                                                                       clock):
+    stored_valid_token(redis_conn, clock)
+    http.add(responses.GET, f"{BASE}/contacts/7", status=401, json={"message": "Invalid access token"})
+    http.add(responses.GET, f"{BASE}/me", status=401, json={"message": "Invalid access token"})
+    with pytest.raises(UpstreamAuthError) as raised:
+        client.get_contact(7)
+    assert not isinstance(raised.value, LionDeskAppConflict)  # expired or revoked again: not another account
+    assert len(token_endpoint.bodies) == 1 and "app_conflict" not in auth_state(redis_conn)
     with pytest.raises(UpstreamAuthError):
-        client.get_me()
-    assert len(api_calls(http)) == 2 and len(token_endpoint.bodies) == 1
+        client.get_me()  # /me itself refused twice: never an app conflict
+    assert "app_conflict" not in auth_state(redis_conn)
+
+
+def test_a_401_saying_the_client_id_belongs_to_another_user_is_permanent_without_a_refresh(
+        http, client, token_endpoint, redis_conn, clock):
+    stored_valid_token(redis_conn, clock)
+    http.add(responses.GET, f"{BASE}/users", status=401,
+             json={"message": "The oauth_client_id does not belong to the querying user", "code": 401})
+    http.add(responses.GET, f"{BASE}/team-members", json={"total": 1, "limit": 100, "skip": 0, "data": [
+        {"id": 4, "request_status": "Accepted", "user": {"id": 2, "email": "casey@example.com"}}]})
+    http.add(responses.GET, f"{BASE}/sub-accounts", status=403, json={"message": "brokers only"})
+    from bridge.sync import references
+    assert references.user_ids_by_email(client) == {"casey@example.com": 2}  # the lead still gets its agent
+    assert token_endpoint.bodies == []
+    assert auth_state(redis_conn)["app_conflict"]["scopes"] == ["users"]
+    members = [c for c in api_calls(http) if "/team-members" in c.request.url]
+    assert query_of(members[0])["request_status"] == ["Accepted"]
+
+
+def test_every_request_says_content_type_json_and_offers_send_an_empty_object(http, client, authorised):
+    http.add(responses.GET, f"{BASE}/contacts/7", json={"id": 7})
+    http.add(responses.POST, f"{BASE}/leads/3/offers", json=[])
+    client.get_contact(7)
+    client.create_lead_offers(3)
+    assert [c.request.headers["Content-Type"] for c in http.calls] == ["application/json"] * 2
+    assert http.calls[-1].request.body == b"{}"
+
+
+def test_refresh_sends_the_redirect_uri_when_configured(http, make_settings, credentials, redis_conn, clock):
+    settings = make_settings(liondesk_api_url=BASE, liondesk_max_requests_per_second=1000,
+                             liondesk_redirect_uri="https://bridge.example.com/admin/liondesk/callback", **credentials)
+    endpoint = TokenEndpoint()
+    http.add_callback(responses.POST, TOKEN_URL, callback=endpoint)
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1})
+    LionDeskClient(settings, redis_conn, clock=clock).get_me()
+    assert endpoint.bodies[0]["redirect_uri"] == "https://bridge.example.com/admin/liondesk/callback"
+
+
+def test_keep_alive_refreshes_an_idle_grant_only(http, client, token_endpoint, redis_conn, clock):
+    stored_valid_token(redis_conn, clock)
+    assert client.auth.keep_alive() is False and token_endpoint.bodies == []
+    clock.now += defaults.LIONDESK_KEEPALIVE_SECONDS + 1
+    assert client.auth.keep_alive() is True and len(token_endpoint.bodies) == 1
+    assert client.auth.keep_alive() is False and len(token_endpoint.bodies) == 1
+
+
+COMMUNICATIONS = "http://communications.test/api/v1"
+
+
+@pytest.fixture
+def tasks_client(make_settings, credentials, redis_conn, clock):
+    settings = make_settings(liondesk_api_url=BASE, liondesk_communications_url=COMMUNICATIONS,
+                             liondesk_max_requests_per_second=1000, **credentials)
+    return LionDeskClient(settings, redis_conn, clock=clock)
+
+
+def test_tasks_go_to_v21_with_an_assignee_and_due_time(http, tasks_client, authorised):
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1001})
+    http.add(responses.POST, f"{COMMUNICATIONS}/tasks", json={"id": 17})
+    http.add(responses.PATCH, f"{COMMUNICATIONS}/tasks/17", json={"id": 17})
+    task_id = tasks_client.create_task(7, title="Call Jane", description="She asked about 12 Main St")
+    assert task_id == "v2.1:17"
+    body = json.loads(http.calls[-1].request.body)
+    assert body["assigned_user_id"] == 1001 and body["due_at"].endswith("Z") and body["contact_id"] == 7
+    assert body["description"] == "Call Jane\nShe asked about 12 Main St" and body["status"] == "incomplete"
+    tasks_client.create_task(7, title="x", due_at="2026-12-01T10:00:00.000Z", assigned_user_id=5, completed=True)
+    body = json.loads(http.calls[-1].request.body)
+    assert (body["assigned_user_id"], body["due_at"], body["status"]) == (5, "2026-12-01T10:00:00.000Z", "complete")
+    assert len([c for c in http.calls if c.request.url.endswith("/me")]) == 1  # the owner's id is cached
+    tasks_client.complete_task(task_id)
+    assert json.loads(http.calls[-1].request.body) == {"status": "complete", "update_type": 3}
+
+
+def test_a_gone_v21_falls_back_to_v20_and_is_remembered_until_the_recheck(http, tasks_client, authorised, token_endpoint, redis_conn,
+                                                                           clock):
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1001})
+    http.add(responses.POST, f"{COMMUNICATIONS}/tasks", status=404, json={"message": "Page not found"})
+    http.add(responses.POST, f"{BASE}/tasks", json={"id": 3})
+    http.add(responses.PATCH, f"{BASE}/tasks/3", json={"id": 3})
+    assert tasks_client.create_task(7, title="Viewed 12 Main St", completed=True) == "v2.0:3"
+    sent = json.loads(http.calls[-1].request.body)
+    assert sent["action_type"] == "Agent Task - No Reminder" and sent["status"] == "complete"
+    assert channels(redis_conn)["tasks"]["channel"] == "v2.0"
+    before = len([c for c in http.calls if COMMUNICATIONS in c.request.url])
+    assert tasks_client.create_task(7, title="again") == "v2.0:3"
+    assert len([c for c in http.calls if COMMUNICATIONS in c.request.url]) == before  # v2.1 not tried again
+    tasks_client.complete_task("v2.0:3")
+    assert http.calls[-1].request.url == f"{BASE}/tasks/3"
+    clock.now += defaults.LIONDESK_CHANNEL_RECHECK_SECONDS + 1
+    http.replace(responses.POST, f"{COMMUNICATIONS}/tasks", json={"id": 18})
+    assert tasks_client.create_task(7, title="later") == "v2.1:18"
+    assert channels(redis_conn)["tasks"]["channel"] == "v2.1"
+
+
+def test_a_v21_refusal_of_one_task_uses_v20_for_that_task_only(http, tasks_client, authorised, redis_conn):
+    http.add(responses.POST, f"{COMMUNICATIONS}/tasks", status=400,
+             json={"message": "Validation failed", "errors": {"assigned_user_id": "not in your teams"}})
+    http.add(responses.POST, f"{BASE}/tasks", json={"id": 4})
+    assert tasks_client.create_task(7, title="x", assigned_user_id=9) == "v2.0:4"
+    assert channels(redis_conn)["tasks"]["channel"] == "v2.1"
+    http.add(responses.POST, f"{BASE}/tasks", status=404, json={"message": "Page not found"})
+    http.replace(responses.POST, f"{BASE}/tasks", status=404, json={"message": "Page not found"})
+    with pytest.raises(UpstreamRejected):
+        tasks_client.create_task(7, title="both refuse", assigned_user_id=9)
 
 
 def test_rotation_stores_the_new_pair_before_using_it_and_never_reuses_the_old_one(
@@ -199,6 +334,53 @@ def test_rotation_stores_the_new_pair_before_using_it_and_never_reuses_the_old_o
     presented = [b["refresh_token"] for b in token_endpoint.bodies]
     assert presented == [old.refresh_token, first["refresh_token"]]
     assert read_tokens(redis_conn).refresh_token == token_endpoint.issued[1]["refresh_token"]
+
+
+def failing_store(monkeypatch, failures: int):
+    """Make the next `failures` token stores meet Redis away (as in an outage), then store for real."""
+    import redis
+
+    from bridge.clients import oauth
+
+    real, left = oauth.store_tokens, [failures]
+
+    def store(*args, **kwargs):
+        if left[0] > 0:
+            left[0] -= 1
+            raise redis.ConnectionError("Redis went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(oauth, "store_tokens", store)
+    monkeypatch.setattr(oauth.time, "sleep", lambda seconds: None)
+    return left
+
+
+def test_a_refresh_answer_redis_refuses_for_a_moment_is_stored_when_it_is_back(http, client, redis_conn, clock,
+                                                                              token_endpoint, monkeypatch):
+    """The refresh token LionDesk replaced may be spent: losing its answer to a Redis blip would lose the grant."""
+    stored_valid_token(redis_conn, clock, lifetime=0)
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1})
+    failing_store(monkeypatch, 3)
+    client.get_me()
+    assert read_tokens(redis_conn).refresh_token == token_endpoint.issued[0]["refresh_token"]
+    assert len(token_endpoint.bodies) == 1
+
+
+def test_a_refresh_answer_redis_refuses_too_long_is_stored_before_the_next_token_use(http, client, redis_conn, clock,
+                                                                                    token_endpoint, monkeypatch):
+    import redis
+
+    from bridge import defaults
+
+    stored_valid_token(redis_conn, clock, lifetime=0)
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1})
+    monkeypatch.setattr(defaults, "TOKEN_STORE_WAIT_SECONDS", 0)
+    failing_store(monkeypatch, 1)
+    with pytest.raises(redis.ConnectionError):
+        client.get_me()  # the job fails (and retries); the answer stays in the process
+    client.get_me()
+    assert len(token_endpoint.bodies) == 1, "no second refresh with the spent refresh token"
+    assert read_tokens(redis_conn).refresh_token == token_endpoint.issued[0]["refresh_token"]
 
 
 def test_an_answer_without_a_refresh_token_keeps_the_old_one(http, client, redis_conn, clock):
@@ -423,8 +605,7 @@ def test_write_endpoints_use_the_documented_methods_and_bodies(http, client, aut
          {"city": "Kailua"}),
         (responses.POST, "/leads", lambda: client.create_lead({"contact_id": 7}), {"contact_id": 7}),
         (responses.POST, "/campaigns/6/contacts", lambda: client.start_campaign(6, 7), {"contact_id": 7}),
-        (responses.POST, "/tasks", lambda: client.create_task({"description": "Call"}), {"description": "Call"}),
-        (responses.POST, "/leads/3/offers", lambda: client.create_lead_offers(3), None),
+        (responses.POST, "/leads/3/offers", lambda: client.create_lead_offers(3), {}),
     ]
     for method, path, _, _ in expected:
         http.add(method, f"{BASE}{path}", json={"ok": path})
@@ -643,3 +824,35 @@ def test_a_retry_after_longer_than_a_job_should_wait_goes_to_the_retry_ladder(ht
     with pytest.raises(UpstreamRateLimited) as caught:
         patient_client.get_contact(9)
     assert caught.value.retry_after == 30 and len(http.calls) == 1 and pauses == []
+
+
+def test_the_worker_companion_keeps_an_idle_grant_alive_and_survives_failures(http, client, token_endpoint,
+                                                                              redis_conn, clock):
+    class TwoRounds:
+        """A stop event that lets two rounds run, then stops."""
+
+        def __init__(self):
+            self.rounds = 0
+
+        def wait(self, timeout):
+            self.rounds += 1
+            return self.rounds > 2
+
+    stored_valid_token(redis_conn, clock)
+    clock.now += defaults.LIONDESK_KEEPALIVE_SECONDS + 1
+    http.replace(responses.POST, TOKEN_URL, status=503, body="<html>down</html>")
+    stop = TwoRounds()
+    client.auth.run_keep_alive(stop, interval=0)  # the first round's refresh fails: logged, tried again
+    assert stop.rounds == 3
+    assert len([c for c in http.calls if c.request.url.startswith(TOKEN_URL)]) == 2
+
+
+def test_a_v21_401_with_a_good_token_falls_back_to_v20_which_is_not_blocked(http, tasks_client, authorised,
+                                                                              token_endpoint, redis_conn):
+    http.add(responses.GET, f"{BASE}/me", json={"id": 1001})
+    http.add(responses.POST, f"{COMMUNICATIONS}/tasks", status=401, json={"message": "not for this app"})
+    http.add(responses.POST, f"{BASE}/tasks", json={"id": 5})
+    assert tasks_client.create_task(7, title="x") == "v2.0:5"
+    assert auth_state(redis_conn)["app_conflict"]["scopes"] == ["communications/tasks"]
+    assert channels(redis_conn)["tasks"]["channel"] == "v2.0"
+    assert tasks_client.create_task(7, title="y") == "v2.0:5"  # v2.0 /tasks is not the refused scope

@@ -115,7 +115,7 @@ def stamp(seconds: float) -> str:
 
 def contact_of(stack: Stack, lead_id: str) -> dict:
     """The LionDesk contact the lead is linked to, as the sandbox holds it."""
-    contact_id = mappings.load_link(stack.conn, lead_id).contact_id
+    contact_id = str(mappings.load_link(stack.conn, lead_id).contact_id)
     (contact,) = [contact for contact in stack.contacts() if str(contact["id"]) == contact_id]
     return contact
 

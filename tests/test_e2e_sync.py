@@ -342,7 +342,8 @@ def test_a_fifth_of_calls_failing_with_429_or_5xx_still_completes_every_lead(e2e
     one_contact_and_lead_per_lead(e2e, [warm_up, *payloads])
     enrolments = Counter(e["contact_id"] for e in e2e.sandbox.control("GET", "liondesk/campaign-enrolments")["data"])
     assert enrolments == Counter({contact["id"]: 1 for contact in e2e.contacts()})  # both routes start a campaign
-    offers = [c for c in calls if c["template"] == "/liondesk/leads/{lead_id}/offers" and c["status"] < 300]
+    offers = [c for c in calls if (c["method"], c["template"]) == ("POST", "/liondesk/leads/{lead_id}/offers")
+              and c["status"] < 300]
     assert len(offers) == len(payloads) // 2  # the team-rollout half, once each
     assert e2e.failed_job_ids() == []
 
@@ -362,7 +363,7 @@ def test_an_outage_fills_the_failed_store_and_a_replay_after_recovery_completes_
 
     e2e.sandbox.control("POST", "faults", service="liondesk", outage=None)
     replayed_at = time.time()
-    replayed = json.loads(e2e.cli("jobs", "replay", "--all", "--json", "--yes").stdout)
+    replayed = json.loads(e2e.cli("jobs", "replay", "--all", "--yes", "--json").stdout)
     assert sorted(r["job_id"] for r in replayed if r["replayed"]) == sorted(job["id"] for job in failed)
     e2e.wait_processed({p["id"]: 1 for p in payloads}, failures_since=replayed_at)
     one_contact_and_lead_per_lead(e2e, payloads)

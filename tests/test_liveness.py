@@ -344,3 +344,16 @@ def test_scheduler_waits_out_redis_trouble_and_reraises_anything_else(redis_conn
     monkeypatch.setattr(scheduler, "enqueue_scheduled_jobs", lambda: (_ for _ in ()).throw(ValueError("a bug")))
     with pytest.raises(ValueError):
         scheduler.work()
+
+
+def test_scheduler_stops_when_its_worker_process_is_gone(redis_conn, monkeypatch):
+    """A SIGKILLed worker cannot stop its scheduler: the scheduler sees its parent change and stops itself."""
+    import os
+
+    from workers.worker import BridgeScheduler
+
+    scheduler = BridgeScheduler([event_queue(redis_conn)], connection=redis_conn, interval=1)
+    monkeypatch.setattr(scheduler, "_install_signal_handlers", lambda: None)
+    monkeypatch.setattr(scheduler, "enqueue_scheduled_jobs", lambda: pytest.fail("an orphan must not schedule"))
+    scheduler.parent_pid = os.getppid() + 1_000_000  # not our parent: the worker that forked it is gone
+    scheduler.work()

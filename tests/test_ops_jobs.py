@@ -299,6 +299,7 @@ def test_retry_now_runs_a_waiting_job_and_the_early_attempt_counts(cli, redis_co
     result = cli("jobs", "retry-now", job_id)
     assert result.exit_code == 0, result.output
     assert f"running {job_id} now ({spent} retries left after this attempt)" in result.stdout
+    assert "no worker is running: they run when one starts" in result.stderr  # none beats in this test
     entry = history.read(redis_conn, waiting["flaky"]["id"])[-1]
     assert (entry["kind"], entry["via"], entry["by"]) == ("retried_now", "cli", getpass.getuser())
 
@@ -410,3 +411,17 @@ def test_times_show_in_bridge_timezone(runner, redis_url, redis_conn, waiting):
     assert result.exit_code == 0 and " JST" in result.stdout and "Z\n" not in result.stdout
     bad = runner.invoke(main, ["jobs", "retrying"], env={"REDIS_URL": redis_url, "BRIDGE_TIMEZONE": "Mars/Olympus"})
     assert bad.exit_code == 2 and "BRIDGE_TIMEZONE" in bad.output
+
+
+def test_a_page_of_waiting_jobs_and_the_brief_preview_agree(redis_conn, waiting):
+    from bridge.ops import status
+
+    everything = jobs.list_retrying(redis_conn)
+    assert [job.id for job in jobs.list_retrying(redis_conn, limit=1)] == [everything[0].id]  # the soonest
+    brief = jobs.waiting_briefly(redis_conn)
+    assert [job.id for job in brief] == [job.id for job in everything]
+    assert [(b.action, b.error_class, b.outcome, b.lead_id) for b in brief] == [
+        (e.action, e.error_class, e.outcome, e.lead_id) for e in everything]
+    assert status.waiting_jobs(redis_conn)["more"] is False
+    capped = status.waiting_jobs(redis_conn, limit=1)
+    assert capped["more"] is True and capped["liondesk_failing"] + capped["waiting_for_operator"] == 1

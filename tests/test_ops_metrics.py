@@ -107,7 +107,7 @@ def test_healthz_reports_redis_liondesk_and_backlog(client, redis_conn, settings
     assert response.status_code == 200
     body = response.json
     assert body["status"] == "ok" and body["redis"] == "ok"
-    assert body["liondesk"] == {"state": "not_configured", "since": None}
+    assert body["liondesk"] == {"state": "not_configured", "since": None, "tasks_channel": "v2.1", "v1": "off"}
     assert body["queue"]["depth"] == body["queue"]["events"] == 1
     assert body["queue"]["failed"] == 0 and body["queue"]["oldest_age_seconds"] >= 0
 
@@ -124,7 +124,8 @@ def test_healthz_is_503_when_liondesk_needs_reauthorization(client, redis_conn):
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json["status"] == "needs_reauthorization"
-    assert response.json["liondesk"] == {"state": "needs_reauthorization", "since": "2023-11-14T22:13:20+00:00"}
+    assert response.json["liondesk"] == {"state": "needs_reauthorization", "since": "2023-11-14T22:13:20+00:00",
+                                         "tasks_channel": "v2.1", "v1": "off"}
     assert "invalid_grant" not in response.get_data(as_text=True)  # the reason is for the console only
 
 

@@ -144,3 +144,16 @@ def test_platform_detection_reads_the_one_list():
     assert preflight.platform({"DYNO": "  "}) is None
     assert preflight.platform({"DYNO": "web.1"}) == "Heroku"
     assert preflight.platform({"K_SERVICE": "bridge"}) == "Cloud Run"
+
+
+def test_the_v1_channel_is_checked_with_echo(complete, sandbox):
+    v1 = {"LIONDESK_V1_URL": f"{sandbox.url}/liondesk-v1", "LIONDESK_V1_API_KEY": "sandbox-v1-key",
+          "LIONDESK_V1_USER_KEY": "sandbox-v1-user"}
+    answering = check_config({**complete, **v1})
+    assert answering.returncode == 0 and warnings(answering.stderr) == [], answering.stderr
+    assert any(c["path"] == "/liondesk-v1" for c in sandbox.calls(service="liondesk_v1"))
+    sandbox.control("POST", "settings", v1_service="gone")
+    gone = check_config({**complete, **v1})
+    assert gone.returncode == 0  # a warning: activities still reach LionDesk as tasks
+    (warning,) = warnings(gone.stderr)
+    assert "did not answer Echo" in warning and "tasks" in warning

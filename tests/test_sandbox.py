@@ -358,7 +358,10 @@ def test_route_rules_and_demo_preset(sandbox, ld):
                                             "team_selection_method": "Specific Team"})
     assert set(assert_feathers_error(missing_team, 400, "BadRequest")["errors"]) == {"team_id"}
     assert set(assert_feathers_error(ld.post("/lead-routes", {"distribution_target": "Myself"}), 400,
-                                     "BadRequest")["errors"]) == {"campaign_id", "lead_source_id", "contact_source_id"}
+                                     "BadRequest")["errors"]) == {"campaign_id"}
+    # A route names a lead source, a contact source or both (endpoints/lead-offers), not neither.
+    no_source = ld.post("/lead-routes", {"distribution_target": "Myself", "campaign_id": base["campaign_id"]})
+    assert set(assert_feathers_error(no_source, 400, "BadRequest")["errors"]) == {"lead_source_id"}
     preset = sandbox.post("/_sandbox/liondesk/preset/demo").json
     assert preset["contact_source"]["name"] == "Real Geeks" and len(preset["lead_routes"]) == 2
     assert len(sandbox.post("/_sandbox/liondesk/preset/demo").json["lead_routes"]) == 2
@@ -375,24 +378,116 @@ def test_leads_need_an_existing_contact(ld):
     assert ld.get(f"/leads/{lead['id']}").json["type"] == "Seller"
 
 
-def test_enrolling_a_contact_twice_is_refused(sandbox, ld):
+def test_a_second_enrolment_is_accepted_and_listed_as_a_second_drip(sandbox, ld):
+    # Pessimistic reading: LionDesk documents no refusal of a duplicate enrolment.
     contact_id = make_contacts(ld, {"first_name": "Drip"})[0]
     assert ld.post("/campaigns/1/contacts", {"contact_id": contact_id}).status_code == 201
-    assert_feathers_error(ld.post("/campaigns/1/contacts", {"contact_id": contact_id}), 400, "BadRequest")
+    assert ld.post("/campaigns/1/contacts", {"contact_id": contact_id}).status_code == 201
     assert ld.post("/campaigns/2/contacts", {"contact_id": contact_id}).status_code == 201
     assert_feathers_error(ld.post("/campaigns/99/contacts", {"contact_id": contact_id}), 404, "NotFound")
-    assert sandbox.get("/_sandbox/liondesk/campaign-enrolments").json["total"] == 2
+    assert sandbox.get("/_sandbox/liondesk/campaign-enrolments").json["total"] == 3
+    communications = ld.get(f"/contacts/{contact_id}/campaign-communications").json["data"]
+    assert sorted(c["campaign_id"] for c in communications) == [1, 1, 2]
+    buyer = ld.get(f"/contacts/{contact_id}/campaign-communications?campaign_name[$like]=%25Buyer%25").json
+    assert buyer["total"] == 2 and {c["campaign_name"] for c in buyer["data"]} == {"Buyer Drip"}
     assert_feathers_error(ld.post("/campaigns", {"name": "buyer drip"}), 400, "BadRequest")
 
 
-def test_users_need_our_oauth_client_id(ld):
+def test_users_need_our_oauth_client_id_and_list_only_token_holders(sandbox, ld):
     assert_feathers_error(ld.get("/users"), 400, "BadRequest")
     assert_feathers_error(ld.get("/users?oauth_client_id=someone-else"), 403, "Forbidden")
-    users = ld.get("/users?oauth_client_id=sandbox-client&email=casey@example.com").json
-    assert [u["first_name"] for u in users["data"]] == ["Casey"]
+    users = ld.get("/users?oauth_client_id=sandbox-client").json
+    assert [u["email"] for u in users["data"]] == ["agent@example.com"]  # only who holds a token for our app
     assert ld.get("/users/1?oauth_client_id=sandbox-client").json["email"] == "agent@example.com"
     assert ld.get("/teams").json["data"][0]["name"] == "Sandbox Team"
     assert [h["name"] for h in ld.get("/hotnesses").json["data"]] == ["Hot", "Warm", "Cold"]
+    sandbox.post("/_sandbox/settings", json={"app_owner": "another_account"})
+    refused = assert_feathers_error(ld.get("/users?oauth_client_id=sandbox-client"), 401, "NotAuthenticated")
+    assert "does not belong to the querying user" in refused["message"]
+
+
+def test_agents_show_through_team_members_and_a_brokers_sub_accounts(sandbox, ld):
+    members = ld.get("/team-members?request_status=Accepted").json["data"]
+    assert {m["user"]["email"] for m in members} == {"agent@example.com", "casey@example.com", "dana@example.com"}
+    assert members[0]["team"]["name"] == "Sandbox Team" and members[0]["request_status"] == "Accepted"
+    pending = sandbox.post("/_sandbox/liondesk/users", json={"email": "pat@example.com", "request_status": "Pending"})
+    assert pending.status_code == 201
+    assert ld.get("/team-members?request_status=Accepted").json["total"] == 3
+    assert_feathers_error(ld.get("/sub-accounts"), 403, "Forbidden")
+    sandbox.post("/_sandbox/settings", json={"account_type": "broker"})
+    subs = ld.get("/sub-accounts").json["data"]
+    assert {s["user"]["email"] for s in subs} == {"casey@example.com", "dana@example.com", "pat@example.com"}
+
+
+def test_an_assigned_user_must_belong_to_one_of_our_teams(sandbox, ld):
+    outsider = sandbox.post("/_sandbox/liondesk/users", json={"email": "out@example.com", "team": False}).json
+    assert ld.post("/contacts", {"first_name": "A", "assigned_user_id": 2}).status_code == 201
+    refused = ld.post("/contacts", {"first_name": "B", "assigned_user_id": outsider["id"]})
+    assert set(assert_feathers_error(refused, 400, "BadRequest")["errors"]) == {"assigned_user_id"}
+    contact_id = make_contacts(ld, {"first_name": "C"})[0]
+    assert_feathers_error(ld.patch(f"/contacts/{contact_id}", {"assigned_user_id": outsider["id"]}), 400, "BadRequest")
+
+
+def test_routes_match_on_lead_source_contact_source_or_both_most_specific_first(sandbox, ld):
+    source = ld.post("/contact-sources", {"name": "Real Geeks"}).json["id"]
+    contact_id = make_contacts(ld, {"first_name": "R", "source_id": source})[0]
+    lead = ld.post("/leads", {"contact_id": contact_id, "source_id": 1}).json
+    base = {"campaign_id": 1, "distribution_target": "Team Rollout", "team_selection_method": "Specific Team",
+            "team_id": 1}
+    by_contact = ld.post("/lead-routes", {**base, "contact_source_id": source}).json
+    assert by_contact["lead_source"] is None
+    offers = ld.post(f"/leads/{lead['id']}/offers", {})
+    assert offers.status_code == 201 and offers.json
+    by_lead = ld.post("/lead-routes", {**base, "lead_source_id": 1, "team_id": None,
+                                       "team_selection_method": "Zipcode"}).json
+    assert by_lead["contact_source"] is None
+    # The lead-source route is more specific than the contact-source one: it now decides (Zipcode: no team).
+    assert_feathers_error(ld.post(f"/leads/{lead['id']}/offers", {}), 400, "BadRequest")
+    ld.post("/lead-routes", {**base, "lead_source_id": 1, "contact_source_id": source})
+    again = ld.post(f"/leads/{lead['id']}/offers", {})
+    assert again.status_code == 201
+    # Offers are made anew on each POST, and listed per lead.
+    assert ld.get(f"/leads/{lead['id']}/offers").json["total"] == len(offers.json) + len(again.json)
+
+
+def test_knobs_for_single_value_in_and_non_numeric_mls(sandbox, ld):
+    make_contacts(ld, {"email": "in@example.com"})
+    assert ld.get("/contacts?email[$in]=in@example.com").json["total"] == 1
+    sandbox.post("/_sandbox/settings", json={"single_value_in": "refused", "mls_id_values": "numeric"})
+    assert_feathers_error(ld.get("/contacts?email[$in]=in@example.com"), 400, "BadRequest")
+    assert ld.get("/contacts?email[$in]=in@example.com&email[$in]=x@example.com").json["total"] == 1
+    contact_id = make_contacts(ld, {"first_name": "M"})[0]
+    refused = ld.post("/leads", {"contact_id": contact_id, "mls_id": "A1234"})
+    assert set(assert_feathers_error(refused, 400, "BadRequest")["errors"]) == {"mls_id"}
+    assert ld.post("/leads", {"contact_id": contact_id, "mls_id": 1234}).status_code == 201
+
+
+def test_tasks_v21_live_on_their_own_base_url(sandbox, ld):
+    contact_id = make_contacts(ld, {"first_name": "T"})[0]
+    v21 = "/liondesk-communications/api/v1/tasks"
+    headers = {"Authorization": f"Bearer {ld.token}"}
+    task = {"contact_id": contact_id, "assigned_user_id": 2, "due_at": "2026-12-01T10:00:00.000Z",
+            "is_all_day": False, "reminder_type": 0, "description": "Follow up", "status": "incomplete"}
+    assert sandbox.post(v21, json=task).status_code == 401
+    missing = sandbox.post(v21, json={"description": "x", "status": "incomplete"}, headers=headers)
+    assert set(assert_feathers_error(missing, 400, "BadRequest")["errors"]) == {"assigned_user_id", "due_at"}
+    created = sandbox.post(v21, json=task, headers=headers)
+    assert created.status_code == 201, created.json
+    done = sandbox.patch(f"{v21}/{created.json['id']}", json={"status": "complete", "update_type": 3,
+                                                                 "description": "ignored"}, headers=headers).json
+    assert done["completed_at"] and done["description"] == "Follow up"
+    assert sandbox.get("/_sandbox/liondesk/tasks").json["data"][0]["channel"] == "v2.1"
+    sandbox.post("/_sandbox/settings", json={"tasks_v21": "gone", "tasks_v20": "gone"})
+    assert_feathers_error(sandbox.post(v21, json=task, headers=headers), 404, "NotFound")
+    assert_feathers_error(ld.post("/tasks", {"description": "d", "status": "complete", "action_type": "None"}),
+                          404, "NotFound")
+
+
+def test_v1_gone_answers_a_404_page(sandbox):
+    assert sandbox.post("/liondesk-v1", json={"action": "Echo"}, headers=V1_AUTH).json["error"] == 0
+    sandbox.post("/_sandbox/settings", json={"v1_service": "gone"})
+    gone = sandbox.post("/liondesk-v1", json={"action": "Echo"}, headers=V1_AUTH)
+    assert gone.status_code == 404 and gone.mimetype == "text/html"
 
 
 def test_tasks_validate_description_status_and_action_type(ld):
@@ -715,3 +810,15 @@ def test_serves_16_concurrent_requests_over_http(sandbox_process):
     requests.post(f"{url}/_sandbox/faults", json={"service": "liondesk", "outage": "drop", "latency_ms": 0})
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/liondesk/me", headers=headers, timeout=10)
+
+
+def test_custom_fields_are_defined_then_valued_on_contacts(ld):
+    field = ld.post("/custom-fields", {"name": "Timeframe"}).json
+    assert isinstance(field["id"], str) and field["rank"] == 99999
+    assert [f["name"] for f in ld.get("/custom-fields").json["data"]] == ["Timeframe"]
+    contact = ld.post("/contacts", {"first_name": "C", "custom_fields": [{"id": field["id"], "value": "0-3 months"}]})
+    assert contact.status_code == 201
+    assert [(f["name"], f["value"]) for f in contact.json["custom_fields"]] == [("Timeframe", "0-3 months")]
+    patched = ld.patch(f"/contacts/{contact.json['id']}", {"custom_fields": [{"id": field["id"], "value": "now"}]})
+    assert patched.json["custom_fields"][0]["value"] == "now"
+    assert_feathers_error(ld.post("/contacts", {"custom_fields": [{"id": "999", "value": "x"}]}), 400, "BadRequest")

@@ -139,8 +139,8 @@ def test_body_over_one_mebibyte_is_413(client, redis_conn, webhook_secret):
 
 def test_body_just_under_the_limit_is_accepted(client, webhook_secret):
     payload = sample_lead(notes="")
-    padding = 1024 * 1024 - len(json.dumps(payload).encode()) - 10
-    response = signed_post(client, URL, sample_lead(notes="x" * padding), webhook_secret)
+    padding = 1024 * 1024 - len(json.dumps(payload).encode()) - 10  # the same lead: the same length but the notes
+    response = signed_post(client, URL, {**payload, "notes": "x" * padding}, webhook_secret)
     assert response.status_code == 200
 
 
@@ -230,9 +230,23 @@ def test_redis_failing_during_the_store_is_503(app, client, webhook_secret, monk
     def broken(*args, **kwargs):
         raise redis.ConnectionError("connection reset")
 
-    monkeypatch.setattr(redis.Redis, "evalsha", broken)
+    monkeypatch.setattr(redis.connection.Connection, "send_command", broken)
     response = signed_post(client, URL, sample_lead(), webhook_secret)
     assert response.status_code == 503
+
+
+def test_a_connection_redis_closed_is_replaced_and_the_delivery_stored(app, client, redis_conn, webhook_secret):
+    assert signed_post(client, URL, sample_lead(), webhook_secret).status_code == 200
+    assert redis_conn.client_kill_filter(skipme=True) >= 1  # the store's connection too, as Redis closes idle ones
+    response = signed_post(client, URL, sample_lead(), webhook_secret)
+    assert response.status_code == 200 and response.json["status"] == "queued"
+    assert stored_event_count(redis_conn) == 2
+
+
+def test_a_script_redis_forgot_is_loaded_again(app, client, redis_conn, webhook_secret):
+    redis_conn.script_flush()  # as after a Redis restart
+    response = signed_post(client, URL, sample_lead(), webhook_secret)
+    assert response.status_code == 200 and response.json["status"] == "queued"
 
 
 def test_get_is_405(client):

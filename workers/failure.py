@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import redis
+
 from rq.exceptions import AbandonedJobError
 
 from bridge import defaults
@@ -98,10 +100,11 @@ def exception_handler(job, exc_type, exc_value, traceback) -> bool:
 
 
 def remember_failure(job, exc: BaseException, what: str) -> None:
-    """Keep this attempt's error (and when the job first failed) on the job, saved with it by RQ.
+    """Keep this attempt's error (and when the job first failed) on the job, in its meta field.
 
     Jobs without a lead story (polls) have nowhere else to say why they wait, and the console's
-    banner reads these to say how long LionDesk has been failing without reading every story.
+    banner, Retrying and Failed pages read these instead of every lead's story. Saved here, not
+    left to RQ: RQ writes the meta when it schedules a retry but not when a job fails for good.
     """
     if job is None:
         return
@@ -111,6 +114,10 @@ def remember_failure(job, exc: BaseException, what: str) -> None:
                               "outcome": what, "first_at": previous.get("first_at", now),
                               # which vendor failed, for "LionDesk failing since ..." (None: not a vendor's failure)
                               "service": exc.service if isinstance(exc, UpstreamError) else None}
+    try:
+        job.save_meta()
+    except redis.RedisError:  # Redis away: RQ's own save of a retry still carries it; a record, never a reason to fail
+        pass
 
 
 EXPECTED = (RetryableError,)

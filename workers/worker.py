@@ -16,7 +16,7 @@ from rq.scheduler import RQScheduler
 
 from bridge import defaults
 from bridge.context import Context, set_context
-from bridge.ops import logs
+from bridge.ops import alerts, logs
 from bridge.ops.status import redis_trouble
 from bridge.queue import event_queue, poll_queue
 from bridge.storage import kinds, locks
@@ -35,11 +35,26 @@ class BridgeScheduler(RQScheduler):
     retry would wait a minute or two after each Redis blip.
     """
 
+    parent_pid: int | None = None
+    """The worker process that forked this scheduler; the scheduler stops when that process is gone."""
+
+    def start(self):
+        """Fork the scheduler process, remembering which process it serves."""
+        self.parent_pid = os.getpid()
+        return super().start()
+
     def work(self):
-        """Register, then heartbeat and enqueue due jobs every interval until asked to stop."""
+        """Register, then heartbeat and enqueue due jobs every interval until asked to stop.
+
+        Also stops when its worker process is gone (SIGKILL leaves no one to send the stop):
+        an orphan would keep the scheduler lock of a dead worker.
+        """
         self._install_signal_handlers()
         registered, delay = False, defaults.WORKER_REDIS_BACKOFF_FIRST_SECONDS
         while not self._stop_requested:
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                self.log.warning("Scheduler stopping: its worker process %s is gone", self.parent_pid)
+                break
             try:
                 if not registered:
                     self.register_birth()
@@ -76,6 +91,8 @@ class BridgeWorker(failure.OneLineExpectedFailures, SimpleWorker):
 
     companions: tuple[liveness.Companion, ...] = ()
     """The process's threads, looked after from RQ's loop too (the heartbeat looks after the rest)."""
+
+    max_connection_wait_time = defaults.WORKER_DEQUEUE_RECONNECT_MAX_SECONDS
 
     @property
     def dequeue_timeout(self) -> int:
@@ -175,11 +192,16 @@ def release_interrupted(worker: BridgeWorker, problem: str = "unavailable") -> i
 
 
 def companions_of(context: Context, process: str, stop: threading.Event) -> list[liveness.Companion]:
-    """The threads a worker process runs beside RQ's loop: the intake relay and, with the reverse sync, the poll trigger."""
+    """The threads a worker process runs beside RQ's loop: the intake relay, with the reverse sync the
+    poll trigger, and with alerts configured their evaluator."""
     conn, settings = context.redis, context.settings
     found = [liveness.Companion("intake-relay", lambda s: Relay(conn, process, settings.retry_intervals).run(s), stop)]
     if settings.reverse_sync_enabled:  # one LionDesk poll per slot across every worker
         found.append(liveness.Companion("poll-trigger", lambda s: poll_trigger.run_trigger(conn, settings, s), stop))
+    if settings.alerts_enabled:  # one evaluation per period across every web and worker process
+        found.append(liveness.Companion("alerts", lambda s: alerts.run_alerts(conn, settings, s), stop))
+    if settings.liondesk_configured:  # an idle account's grant is refreshed before it could lapse
+        found.append(liveness.Companion("liondesk-keepalive", context.clients.liondesk.auth.run_keep_alive, stop))
     return found
 
 
@@ -214,33 +236,58 @@ def run(context: Context, *, burst: bool = False, name: str | None = None) -> bo
             worker = build_worker(context, name=liveness.rq_worker_name(name, generation), companions=companions)
             generation += 1
             started = time.monotonic()
-            try:
-                heart.serve(worker.name)  # named in a beat before it takes a job (see Heart.serve)
-                log.info("worker %s listening on %s", worker.name, ", ".join(q.name for q in worker.queues))
-                worked = worker.work(with_scheduler=True, logging_level="WARNING") or worked
-                trouble, problem = "unavailable", "RQ's loop ended on an error"
-            except StopRequested:
-                return worked
-            except Exception as exc:  # noqa: BLE001 - only Redis trouble is waited out; the rest re-raises
-                trouble = redis_trouble(exc)
-                if trouble is None:
-                    raise
-                problem = f"Redis {trouble} ({exc.__class__.__name__}: {exc})"
-            if worker._shutdown_requested_date is not None:  # a warm shutdown (SIGTERM, Ctrl-C) ended the loop
+            trouble, did_work = _work_until_trouble(worker, heart)
+            worked = worked or did_work
+            if trouble is None:
                 return worked
             if time.monotonic() - started > defaults.WORKER_REDIS_BACKOFF_MAX_SECONDS:
                 delay = defaults.WORKER_REDIS_BACKOFF_FIRST_SECONDS  # it ran well for a while: start over
-            log.error("worker %s stopped working: %s; waiting for Redis, then starting again", worker.name, problem)
-            try:
-                if not wait_for_redis(heart, delay, stopping=lambda: worker._shutdown_requested_date is not None):
-                    return worked
-                if released := release_interrupted(worker, trouble):
-                    log.warning("worker %s: %d job(s) interrupted by the outage queued for retry", worker.name, released)
-            except StopRequested:
+            if not _recover(worker, heart, delay, trouble):
                 return worked
-            except redis.RedisError as exc:  # Redis went away again while releasing: the next round retries
-                log.error("worker %s: could not release interrupted jobs yet (%s)", worker.name, exc.__class__.__name__)
             delay = min(delay * 2, defaults.WORKER_REDIS_BACKOFF_MAX_SECONDS)
     finally:
         stop.set()
         heart.forget()
+
+
+def _stopping(worker: BridgeWorker) -> bool:
+    """Whether a warm shutdown (SIGTERM, Ctrl-C) was asked of `worker`."""
+    return worker._shutdown_requested_date is not None
+
+
+def _work_until_trouble(worker: BridgeWorker, heart: liveness.Heart) -> tuple[str | None, bool]:
+    """Run `worker`'s loop; return the Redis trouble that ended it (None when a stop did) and whether it ran a job.
+
+    Anything but Redis trouble re-raises.
+    """
+    worked = False
+    try:
+        heart.serve(worker.name)  # named in a beat before it takes a job (see Heart.serve)
+        log.info("worker %s listening on %s", worker.name, ", ".join(q.name for q in worker.queues))
+        worked = worker.work(with_scheduler=True, logging_level="WARNING")
+        trouble, problem = "unavailable", "RQ's loop ended on an error"
+    except StopRequested:
+        return None, worked
+    except Exception as exc:  # noqa: BLE001 - only Redis trouble is waited out; the rest re-raises
+        trouble = redis_trouble(exc)
+        if trouble is None:
+            raise
+        problem = f"Redis {trouble} ({exc.__class__.__name__}: {exc})"
+    if _stopping(worker):  # a warm shutdown ended the loop
+        return None, worked
+    log.error("worker %s stopped working: %s; waiting for Redis, then starting again", worker.name, problem)
+    return trouble, worked
+
+
+def _recover(worker: BridgeWorker, heart: liveness.Heart, delay: float, trouble: str) -> bool:
+    """Wait until Redis takes writes again and retry the jobs `worker` held; False when a stop came meanwhile."""
+    try:
+        if not wait_for_redis(heart, delay, stopping=lambda: _stopping(worker)):
+            return False
+        if released := release_interrupted(worker, trouble):
+            log.warning("worker %s: %d job(s) interrupted by the outage queued for retry", worker.name, released)
+    except StopRequested:
+        return False
+    except redis.RedisError as exc:  # Redis went away again while releasing: the next round retries
+        log.error("worker %s: could not release interrupted jobs yet (%s)", worker.name, exc.__class__.__name__)
+    return not _stopping(worker)  # SIGTERM while waiting: its handler may have met Redis away and not raised

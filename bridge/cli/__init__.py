@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from bridge.cli.environment import connection_reason, redis_location, redis_or_exit, settings_or_exit
+from bridge.cli.environment import connection_reason, redis_location, redis_or_exit, say, settings_or_exit
 from bridge.exceptions import ConfigError
 
 
@@ -25,11 +25,11 @@ class BridgeGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            click.echo(f"bridge: cannot reach Redis at {redis_location()}: {connection_reason(exc)}", err=True)
+            say(f"bridge: cannot reach Redis at {redis_location()}: {connection_reason(exc)}", err=True)
             sys.exit(1)
         except (requests.ConnectionError, requests.Timeout) as exc:
             url = getattr(getattr(exc, "request", None), "url", None) or "the server"
-            click.echo(f"bridge: cannot reach {url}: {connection_reason(exc)}", err=True)
+            say(f"bridge: cannot reach {url}: {connection_reason(exc)}", err=True)
             sys.exit(1)
         except ConfigError as exc:  # met after start-up, e.g. no REDIS_URL and no embedded Redis installed
             click.echo(f"bridge: configuration error: {exc}", err=True)
@@ -123,7 +123,7 @@ def webhook_send(payload, url, secret, action):
         headers[ACTION_HEADER] = action
     url = url or f"http://127.0.0.1:{settings.port}/webhooks/realgeeks"
     response = requests.post(url, data=body, headers=headers, timeout=10)
-    click.echo(f"{response.status_code} {response.text.strip()}")
+    say(f"{response.status_code} {response.text.strip()}")
     sys.exit(0 if response.ok else 1)
 
 
@@ -146,25 +146,35 @@ def liondesk_authorize(code, redirect_uri):
     try:
         client.auth.exchange_authorization_code(code, redirect_uri)
     except BridgeError as exc:
-        click.echo(f"bridge: LionDesk authorisation failed: {exc}", err=True)
+        say(f"bridge: LionDesk authorisation failed: {exc}", err=True)
         sys.exit(1)
     try:
         me = client.get_me() or {}
     except BridgeError as exc:  # the tokens are stored; only the check that they work failed
-        click.echo(f"bridge: tokens stored, but GET /me failed: {exc}", err=True)
+        say(f"bridge: tokens stored, but GET /me failed: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"authorised: LionDesk user {me.get('id')} ({me.get('email')})")
+    say(f"authorised: LionDesk user {me.get('id')} ({me.get('email')})")
 
 
 @liondesk.command("status")
 def liondesk_status():
     """Print the LionDesk authorisation state (never any token); exit 1 unless it is usable."""
     from bridge.clients.oauth import NEEDS_REAUTHORIZATION, NOT_CONFIGURED, auth_state
+    from bridge.ops.status import liondesk_channels
 
     settings = settings_or_exit()
-    state = auth_state(redis_or_exit(settings), settings)
+    conn = redis_or_exit(settings)
+    state = auth_state(conn, settings)
+    conflict = state.pop("app_conflict", None)
     for name, value in state.items():
-        click.echo(f"{name}: {value if value is not None else '-'}")
+        say(f"{name}: {value if value is not None else '-'}")  # the reason quotes LionDesk's answer
+    if conflict:
+        say(f"problem: {conflict['problem']} (LionDesk refuses {', '.join(conflict['scopes'])} since "
+            f"{conflict['since']}: {conflict['reason']})")
+    channels = liondesk_channels(conn, settings)
+    say(f"tasks channel: {channels['tasks']['channel']}"
+        + (f" ({channels['tasks']['reason']})" if channels['tasks']['reason'] else ""))
+    say(f"v1 channel: {channels['v1']['state'] or 'not checked yet'}")
     sys.exit(1 if state["state"] in (NEEDS_REAUTHORIZATION, NOT_CONFIGURED) else 0)
 
 
@@ -193,13 +203,20 @@ def poll(once, since):
     try:
         report = reverse.poll(Context(settings=settings, redis=redis_or_exit(settings)), since=since)
     except BridgeError as exc:
-        click.echo(f"bridge poll: failed: {exc.__class__.__name__}: {exc}", err=True)
+        say(f"bridge poll: failed: {exc.__class__.__name__}: {exc}", err=True)
         sys.exit(1)
-    click.echo(report.summary())
+    say(report.summary())
     sys.exit(0 if report.outcome in (reverse.OK, reverse.PARTIAL) else 1)
 
 
-from bridge.cli.commands import jobs as _jobs_commands, lead as _lead_command  # noqa: E402  (support tools)
+from bridge.cli.commands import find as _find_command, jobs as _jobs_commands, lead as _lead_command  # noqa: E402
 
 main.add_command(_jobs_commands)
 main.add_command(_lead_command)
+main.add_command(_find_command)
+
+from bridge.cli.admin import admin as _admin_commands  # noqa: E402  (console users and sessions)
+from bridge.cli.alerts import alerts as _alerts_commands  # noqa: E402
+
+main.add_command(_admin_commands)
+main.add_command(_alerts_commands)

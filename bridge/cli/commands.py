@@ -9,11 +9,11 @@ import sys
 
 import click
 
-from bridge.cli.environment import redis_or_exit, settings_or_exit
+from bridge.cli.environment import redis_or_exit, say, settings_or_exit
 from bridge.exceptions import JobNotFailed, JobNotFound
 from bridge.ops import jobs as job_tools
 from bridge.ops import leads as lead_tools
-from bridge.ops import present
+from bridge.ops import present, status
 
 
 def connect_or_exit():
@@ -36,7 +36,7 @@ def operator() -> str:
 
 
 def echo_json(data) -> None:
-    """Print data as indented JSON."""
+    """Print data as indented JSON (control characters in it come out escaped, as JSON writes them)."""
     click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
@@ -75,14 +75,14 @@ def _list_jobs(summaries, settings, as_json: bool, lines, noun: str, tail: str) 
         return
     zone = _zone(settings)
     for title, group in _by_kind(summaries):
-        click.echo(f"{title}:")
+        say(f"{title}:")
         for job in group:
             lead = f"lead {job.lead_id}" if job.lead_id else (job.description or "no lead")
             name = f" ({job.lead_name})" if job.lead_name else ""
-            click.echo(f"  {job.id}  {job.action or '-'}  {lead}{name}")
+            say(f"  {job.id}  {job.action or '-'}  {lead}{name}")
             for line in lines(job, zone):
-                click.echo(f"    {line}")
-    click.echo(f"{len(summaries)} {noun}{'s' if len(summaries) != 1 else ''}{tail}")
+                say(f"    {line}")
+    say(f"{len(summaries)} {noun}{'s' if len(summaries) != 1 else ''}{tail}")
 
 
 KIND_CHOICE = click.Choice([job_tools.LEAD, job_tools.POLL, job_tools.CONTACT, "any"])
@@ -104,10 +104,10 @@ def _show_preview(verb: str, plan: job_tools.Preview, as_json: bool, err: bool =
     if as_json:
         echo_json({"dry_run": True, **plan.to_json()})
         return
-    click.echo(f"would {verb} {plan.total} job{'s' if plan.total != 1 else ''}", err=err)
+    say(f"would {verb} {plan.total} job{'s' if plan.total != 1 else ''}", err=err)
     for title, counts in (("kind", plan.by_kind), ("action", plan.by_action), ("error", plan.by_error)):
         if counts:
-            click.echo(f"  by {title}: " + ", ".join(f"{name} {count}" for name, count in counts.items()), err=err)
+            say(f"  by {title}: " + ", ".join(f"{name} {count}" for name, count in counts.items()), err=err)
 
 
 def _confirm_bulk(verb: str, plan: job_tools.Preview, yes: bool, as_json: bool) -> bool:
@@ -116,7 +116,7 @@ def _confirm_bulk(verb: str, plan: job_tools.Preview, yes: bool, as_json: bool) 
         if as_json:
             echo_json([])
         else:
-            click.echo(f"nothing to {verb}")
+            say(f"nothing to {verb}")
         return False
     if not yes:  # the question goes to stderr, so that --json output stays JSON
         _show_preview(verb, plan, as_json=False, err=True)
@@ -142,7 +142,7 @@ def _bulk(conn, verb: str, job_ids, listing, dry_run: bool, yes: bool, as_json: 
         else:
             results = act(list(job_ids), False)
     except JobNotFound as exc:
-        click.echo(f"bridge: {exc}", err=True)
+        say(f"bridge: {exc}", err=True)
         sys.exit(1)
     if as_json:
         echo_json([result.to_json() for result in results])
@@ -170,7 +170,7 @@ def jobs_replay(job_ids, replay_all, since, kind, dry_run, yes, as_json):
     except ValueError:
         raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from None
     settings, conn = _settings_and_redis()
-    results = _bulk(conn, "replay", job_ids, replay_all and (lambda: job_tools.list_failed(
+    results = _bulk(conn, "replay", job_ids, replay_all and (lambda: job_tools.failed_briefly(
                         conn, _bulk_filter(kind, since_time))), dry_run, yes, as_json,
                     lambda ids, missing_ok: job_tools.replay(conn, ids, by=operator(), via=job_tools.CLI,
                                                              intervals=settings.retry_intervals,
@@ -179,10 +179,10 @@ def jobs_replay(job_ids, replay_all, since, kind, dry_run, yes, as_json):
         return
     for result in results:
         if result.replayed:
-            click.echo(f"replayed {result.job_id} (fresh retry budget)")
+            say(f"replayed {result.job_id} (fresh retry budget)")
         else:
-            click.echo(f"skipped {result.job_id}: not failed (status: {result.status})")
-    click.echo(f"{sum(r.replayed for r in results)} replayed, {sum(not r.replayed for r in results)} skipped")
+            say(f"skipped {result.job_id}: not failed (status: {result.status})")
+    say(f"{sum(r.replayed for r in results)} replayed, {sum(not r.replayed for r in results)} skipped")
 
 
 @jobs.command("retrying")
@@ -213,7 +213,8 @@ def jobs_retry_now(job_ids, retry_all, kind, dry_run, yes, as_json):
     if bool(job_ids) == retry_all:
         raise click.UsageError("give JOB_ID... or --all, not both")
     conn = connect_or_exit()
-    results = _bulk(conn, "run now", job_ids, retry_all and (lambda: job_tools.list_retrying(conn, _bulk_filter(kind))),
+    results = _bulk(conn, "run now", job_ids, retry_all and (lambda: job_tools.waiting_briefly(
+                        conn, _bulk_filter(kind).kinds)),
                     dry_run, yes, as_json,
                     lambda ids, missing_ok: job_tools.retry_now(conn, ids, by=operator(), via=job_tools.CLI,
                                                                 missing_ok=missing_ok))
@@ -221,11 +222,13 @@ def jobs_retry_now(job_ids, retry_all, kind, dry_run, yes, as_json):
         return
     for result in results:
         if result.due_now:
-            click.echo(f"running {result.job_id} now ({result.retries_left} retries left after this attempt)")
+            say(f"running {result.job_id} now ({result.retries_left} retries left after this attempt)")
         else:
-            click.echo(f"skipped {result.job_id}: not waiting (status: {result.status})")
+            say(f"skipped {result.job_id}: not waiting (status: {result.status})")
     due = sum(r.due_now for r in results)
-    click.echo(f"{due} due now, {len(results) - due} skipped; a running worker starts them within seconds")
+    say(f"{due} due now, {len(results) - due} skipped; a running worker starts them within seconds")
+    if due and status.worker_status(conn).no_worker:
+        say("bridge: warning: no worker is running: they run when one starts", err=True)
 
 
 @jobs.command("dismiss")
@@ -238,9 +241,9 @@ def jobs_dismiss(job_id, reason):
     try:
         dismissed = job_tools.dismiss(connect_or_exit(), job_id, reason, by=operator(), via=job_tools.CLI)
     except (JobNotFound, JobNotFailed) as exc:
-        click.echo(f"bridge: {exc}", err=True)
+        say(f"bridge: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"dismissed {job_id}" if dismissed else f"{job_id} was already dismissed")
+    say(f"dismissed {job_id}" if dismissed else f"{job_id} was already dismissed")
 
 
 @jobs.command("stats")
@@ -252,11 +255,11 @@ def jobs_stats(as_json):
         echo_json(stats)
         return
     queues = stats["queues"]
-    click.echo("queues:  " + ", ".join(f"{name} {count}" for name, count in queues.items()))
-    click.echo(f"oldest waiting job: {present.format_age(stats['oldest_waiting_seconds'])}")
-    click.echo(f"{'':<10}{'last hour':>10}{'last day':>10}")
+    say("queues:  " + ", ".join(f"{name} {count}" for name, count in queues.items()))
+    say(f"oldest waiting job: {present.format_age(stats['oldest_waiting_seconds'])}")
+    say(f"{'':<10}{'last hour':>10}{'last day':>10}")
     for outcome, counts in stats["outcomes"].items():
-        click.echo(f"{outcome:<10}{counts['last_hour']:>10}{counts['last_day']:>10}")
+        say(f"{outcome:<10}{counts['last_hour']:>10}{counts['last_day']:>10}")
 
 
 @click.command("lead")
@@ -268,26 +271,54 @@ def lead(lead_id, as_json):
     zone = _zone(settings)
     story = lead_tools.lead_story(conn, lead_id)
     if not story.known:
-        click.echo(f"bridge: no record of lead {story.lead_id}", err=True)
+        say(f"bridge: no record of lead {story.lead_id}", err=True)
         sys.exit(1)
     summary = lead_tools.lead_summary(conn, story, settings.liondesk_contact_url)
     if as_json:
         echo_json({**story.to_json(), "summary": summary.to_json()})
         return
-    click.echo(f"Real Geeks lead {story.lead_id}" + (f": {story.name}" if story.name else ""))
-    click.echo(f"  {summary.headline}" + (f" at {present.format_time(summary.at, zone)}" if summary.at else "")
+    say(f"Real Geeks lead {story.lead_id}" + (f": {story.name}" if story.name else ""))
+    say(f"  {summary.headline}" + (f" at {present.format_time(summary.at, zone)}" if summary.at else "")
                + (f"; next attempt at {present.format_time(summary.next_attempt_at, zone)}"
                   if summary.next_attempt_at else ""))
     if summary.reason:
-        click.echo(f"  {summary.reason}")
+        say(f"  {summary.reason}")
     contact = " ".join(filter(None, (story.email, story.phone)))
     if contact:
-        click.echo(f"  {contact}")
+        say(f"  {contact}")
     if story.mapping.linked:
-        click.echo(f"LionDesk: contact {story.mapping.contact_id}, lead {story.mapping.liondesk_lead_id or '-'}")
+        say(f"LionDesk: contact {story.mapping.contact_id}, lead {story.mapping.liondesk_lead_id or '-'}")
     else:
-        click.echo("LionDesk: not linked yet")
-    click.echo(f"History ({len(story.history)} entries, oldest first):")
+        say("LionDesk: not linked yet")
+    say(f"History ({len(story.history)} entries, oldest first):")
     for entry in story.history:
         when, kind = present.format_time(entry.get("at"), zone), entry.get("kind", "?")
-        click.echo(f"  {when}  {kind:<15} {present.describe_entry(entry, zone=zone)}")
+        say(f"  {when}  {kind:<15} {present.describe_entry(entry, zone=zone)}")
+
+
+@click.command("find")
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def find(query, as_json):
+    """Find leads by Real Geeks id, LionDesk contact id, e-mail (or its start), phone (or its last 7+ digits) or name.
+
+    Names match without accents or case, from the start of any of their words
+    ("zoe" finds Zoë Tanaka, "tan" finds her too). Exit 1 when nothing matches.
+    """
+    settings, conn = _settings_and_redis()
+    zone = _zone(settings)
+    cards = lead_tools.lead_cards(conn, lead_tools.search(conn, query))
+    if as_json:
+        echo_json([card.card_json() for card in cards])
+    else:
+        for card in cards:
+            say("  ".join(filter(None, (card.lead_id, card.name, card.email, card.phone))))
+            linked = card.mapping.linked
+            say(f"  LionDesk: contact {card.mapping.contact_id}" if linked else "  LionDesk: not linked yet")
+            last = card.history[-1] if card.history else None
+            if isinstance(last, dict):
+                when = present.format_time(last.get("at"), zone)
+                say(f"  last:     {when}  {present.describe_entry(last, zone=zone)}")
+        say(f"{len(cards)} lead{'s' if len(cards) != 1 else ''} found")
+    if not cards:
+        sys.exit(1)

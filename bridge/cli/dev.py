@@ -54,7 +54,7 @@ DEV_ENV_FILE = "dev.env"
 """In the state folder while `bridge dev` runs: JSON {pid, env}, mode 0600."""
 
 DEV_ENV_NAMES = ("REDIS_URL", "REALGEEKS_WEBHOOK_SECRET", "PORT", "ADMIN_USERNAME", "ADMIN_PASSWORD",
-                 "SECRET_KEY", "LIONDESK_API_URL", "LIONDESK_V1_URL", "REALGEEKS_API_URL", *SANDBOX_CREDENTIALS)
+                 "SECRET_KEY", "LIONDESK_API_URL", "LIONDESK_V1_URL", "LIONDESK_COMMUNICATIONS_URL", "REALGEEKS_API_URL", *SANDBOX_CREDENTIALS)
 """The variables `dev.env` hands to the commands of another terminal."""
 
 CREDENTIALS_FILE = "dev-credentials.json"
@@ -81,6 +81,7 @@ def sandbox_environment(sandbox_url: str) -> dict:
         **SANDBOX_CREDENTIALS,
         "LIONDESK_API_URL": f"{sandbox_url}/liondesk",
         "LIONDESK_V1_URL": f"{sandbox_url}/liondesk-v1",
+        "LIONDESK_COMMUNICATIONS_URL": f"{sandbox_url}/liondesk-communications/api/v1",
         "REALGEEKS_API_URL": f"{sandbox_url}/realgeeks/rest",
     }
 

@@ -9,6 +9,18 @@ import click
 from bridge.exceptions import ConfigError
 
 
+def say(line: str = "", *, err: bool = False) -> None:
+    """Print one line of text output with every control character escaped.
+
+    Lines show what leads and vendors sent (names, errors, payload facts): a name holding
+    ESC [2J would clear the screen, one holding a newline would forge a history line.
+    (JSON output needs none of this: JSON writes control characters as escapes.)
+    """
+    from bridge.ops.present import terminal_safe
+
+    click.echo(terminal_safe(line), err=err)
+
+
 def settings_or_exit():
     """Load settings, or stop with one message naming the offending variable."""
     from bridge.config import load_settings

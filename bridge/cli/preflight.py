@@ -89,6 +89,25 @@ def _without_credentials(text: str, url: str) -> str:
     return text.replace(password, "***") if password else text
 
 
+def v1_echo_problem(settings: Settings) -> str | None:
+    """Send v1 `Echo` (it changes nothing); a warning when v1 does not answer it.
+
+    A warning, not a problem: LionDesk announced v1's shutdown in 2018 (§8), and without
+    it activities still reach LionDesk, as tasks.
+    """
+    from bridge.clients.liondesk_v1 import LionDeskV1Client
+    from bridge.exceptions import UpstreamError
+
+    client = LionDeskV1Client(settings)
+    client.service.timeout = (defaults.HTTP_CONNECT_TIMEOUT_SECONDS, defaults.V1_ECHO_TIMEOUT_SECONDS)
+    try:
+        client.echo()
+    except UpstreamError as exc:
+        return (f"LIONDESK_V1_API_KEY/LIONDESK_V1_USER_KEY: the LionDesk v1 channel did not answer Echo ({exc}); "
+                "activities will be filed as LionDesk tasks instead.")
+    return None
+
+
 def _unset(env: Mapping[str, str], *names: str) -> bool:
     return not any((env.get(name) or "").strip() for name in names)
 
@@ -122,6 +141,10 @@ def check(env: Mapping[str, str]) -> Report:
     if _unset(env, "LIONDESK_CLIENT_ID", "LIONDESK_CLIENT_SECRET"):
         report.warnings.append("LIONDESK_CLIENT_ID and LIONDESK_CLIENT_SECRET are not set: leads are accepted "
                                "and stored, but their jobs wait and nothing reaches LionDesk until they are.")
+    if settings is not None and settings.liondesk_v1_enabled:
+        problem = v1_echo_problem(settings)
+        if problem:
+            report.warnings.append(problem)
     if _unset(env, "ADMIN_USERNAME", "ADMIN_PASSWORD"):
         report.warnings.append("ADMIN_USERNAME and ADMIN_PASSWORD are not set: the support console is off "
                                "(/admin answers 404).")

@@ -101,6 +101,15 @@ def error_message(response: requests.Response) -> str:
     return f"{response.status_code} {message}"[:MAX_MESSAGE_CHARS]
 
 
+def _answer_fields(response: requests.Response) -> list[str]:
+    """The field names a failed answer's Feathers `errors` complains about (none when not JSON)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    return _error_fields(body.get("errors")) if isinstance(body, dict) else []
+
+
 def _error_fields(errors: Any) -> list[str]:
     """Return the field names a Feathers `errors` value (object or list of objects) complains about."""
     if isinstance(errors, dict):
@@ -120,6 +129,7 @@ def error_for(response: requests.Response, *, service: str, method: str, path: s
     if cls is UpstreamRateLimited:
         return UpstreamRateLimited(f"{service}: {error_message(response)}", retry_after=retry_after, **facts)
     error = cls(f"{service}: {error_message(response)}", **facts)
+    error.fields = tuple(_answer_fields(response))
     if retry_after is not None and isinstance(error, RetryableError):  # a 503 may say when to come back too
         error.retry_after = retry_after
     return error

@@ -21,12 +21,16 @@ import requests
 from bridge import defaults
 from bridge.jsonlimits import parse
 from bridge.clients.http import Observer, Params, Service, query_pairs
+from bridge.clients import oauth
 from bridge.clients.oauth import LionDeskAuth
 from bridge.clients.ratelimit import RateLimiter
 from bridge.config import Settings
-from bridge.exceptions import (UpstreamAuthError, UpstreamError, UpstreamRateLimited, UpstreamTimeout,
-                               UpstreamUnavailable)
+from bridge.exceptions import (LionDeskAppConflict, UpstreamAuthError, UpstreamError, UpstreamRateLimited,
+                               UpstreamRejected, UpstreamTimeout, UpstreamUnavailable)
 from bridge.storage import keys
+from bridge.storage.redis import text_hash
+from bridge.translate.liondesk import (TASK_V20_DEFAULT_ACTION_TYPE, TASK_V21_UPDATE_STATUS_ONLY, task_text,
+                                       task_v20_body, task_v21_body)
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +42,65 @@ REFERENCE_PATHS = {
     "lead-routes": "/lead-routes",
     "campaigns": "/campaigns",
     "users": "/users",
+    "team-members": "/team-members",
+    "sub-accounts": "/sub-accounts",
     "hotnesses": "/hotnesses",
+    "custom-fields": "/custom-fields",
 }
 """The reference lists the bridge looks things up in, by kind, and where LionDesk serves them."""
+
+REFERENCE_PARAMS = {"team-members": {"request_status": "Accepted"}}
+"""Filters a reference list is fetched with: only accepted team memberships count (§4.11)."""
+
+OPTIONAL_REFERENCES = frozenset({"users", "team-members", "sub-accounts", "custom-fields"})
+"""Lists a refusal of which is an answer, not a failure: /sub-accounts exists only for brokers,
+and /users refuses an app registered under another account (§10). A refused list is cached
+empty, like any other, so the refusal costs one call per cache period."""
+
+TASKS_V21, TASKS_V20 = "v2.1", "v2.0"
+"""The two task channels: Tasks v2.1 on its own base URL (preferred by LionDesk) and v2.0 `/tasks`."""
+
+GONE_STATUSES = frozenset({404, 405, 410, 501})
+"""Answers meaning a whole channel is not there (retired or never deployed), not that one call was wrong."""
+
+FOREIGN_CLIENT_TEXT = "does not belong"
+"""What LionDesk's 401 says when the oauth_client_id belongs to another account (endpoints/users:
+"the oauth_client_id does not belong to the querying user"); the one place its wording is read."""
+
+
+def liondesk_now(clock=time.time) -> str:
+    """The current time the way LionDesk writes times ("2018-01-09T12:24:09.000Z")."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(clock()))
+
+
+def scope_of(path: str) -> str:
+    """The part of LionDesk a path belongs to, for app-conflict records: its first segment ("users")."""
+    return path.strip("/").split("/", 1)[0] or "/"
+
+
+def channels(conn: redis.Redis) -> dict:
+    """The channel state for people: the task channel in use and how v1 last answered."""
+    stored = text_hash(conn.hgetall(keys.liondesk_channels()))
+    tasks = {"channel": stored.get("tasks") or TASKS_V21, "since": stored.get("tasks_since"),
+             "reason": stored.get("tasks_reason")}
+    v1 = {"state": stored.get("v1"), "checked_at": stored.get("v1_checked_at"), "reason": stored.get("v1_reason")}
+    return {"tasks": tasks, "v1": v1}
+
+
+def record_v1_answer(conn: redis.Redis, ok: bool, reason: str | None = None, now: float | None = None) -> None:
+    """Remember how the v1 channel last answered (an Echo or a real call)."""
+    mapping = {"v1": "ok" if ok else "failing", "v1_checked_at": now if now is not None else time.time(),
+               "v1_reason": (reason or "")[:300]}
+    conn.hset(keys.liondesk_channels(), mapping=mapping)
+
+
+def v1_recently_failing(conn: redis.Redis, now: float | None = None) -> bool:
+    """Whether v1 failed within LIONDESK_CHANNEL_RECHECK_SECONDS (activities then go straight to tasks)."""
+    stored = text_hash(conn.hgetall(keys.liondesk_channels()))
+    if stored.get("v1") != "failing" or not stored.get("v1_checked_at"):
+        return False
+    now = time.time() if now is None else now
+    return now - float(stored["v1_checked_at"]) < defaults.LIONDESK_CHANNEL_RECHECK_SECONDS
 
 
 def inline_retry_pause(method: str, exc: UpstreamError, repeats_done: int, jitter: float = 0.0) -> float | None:
@@ -76,29 +136,79 @@ class LionDeskClient:
         self.sleep = sleep
         self.limiter = limiter or RateLimiter(conn, keys.liondesk_rate_limiter(),
                                               settings.liondesk_max_requests_per_second, service=SERVICE)
-        self.service = Service(SERVICE, settings.liondesk_api_url, session or requests.Session(),
+        session = session or requests.Session()
+        self.clock = clock
+        self.service = Service(SERVICE, settings.liondesk_api_url, session,
                                observer=observer, before_send=self.limiter.acquire)
+        # Tasks v2.1 lives on its own host but takes the same OAuth token (endpoints/tasks-v21).
+        self.communications = Service(SERVICE, settings.liondesk_communications_url, session,
+                                      observer=observer, before_send=self.limiter.acquire)
         self.auth = LionDeskAuth(settings, conn, self.service, clock=clock)
 
     # -- transport -------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, *, params: Params = None, body: Any = None) -> Any:
-        """Send one authorised call and return its JSON; a 401 refreshes the token once and retries once."""
+    def request(self, method: str, path: str, *, params: Params = None, body: Any = None,
+                service: Service | None = None) -> Any:
+        """Send one authorised call and return its JSON; a 401 refreshes the token once and retries once.
+
+        A 401 that is not expiry (LionDesk says the client id belongs to another account, or it
+        refuses here the token it has just issued while /me accepts it) raises LionDeskAppConflict and is recorded
+        for the path's scope: later calls of that scope fail at once, without a call or a
+        refresh, until LIONDESK_APP_CONFLICT_RECHECK_SECONDS have passed.
+        """
+        service = service or self.service
+        # Tasks v2.1 is another host: a refusal there must not stop v2.0 /tasks, its fallback.
+        scope = ("communications/" if service is self.communications else "") + scope_of(path)
+        refused_at = oauth.app_conflict_checked_at(self.conn, scope)
+        if refused_at is not None and self.clock() - refused_at < defaults.LIONDESK_APP_CONFLICT_RECHECK_SECONDS:
+            raise LionDeskAppConflict(f"{oauth.APP_CONFLICT}: {method} {path} skipped (LionDesk refused it)",
+                                      service=SERVICE, status=401, method=method, path=path)
         token = self.auth.access_token()
         try:
-            return self._send(method, path, token, params, body)
-        except UpstreamAuthError:
+            answer = self._send(service, method, path, token, params, body)
+        except UpstreamAuthError as exc:
+            if FOREIGN_CLIENT_TEXT in str(exc).casefold():
+                raise self._app_conflict(scope, exc) from exc
             log.info("liondesk answered 401 to %s %s: refreshing the token once", method, path)
             token = self.auth.refresh(rejected=token)
-        return self._send(method, path, token, params, body)  # a second 401 is raised as UpstreamAuthError
+            try:
+                answer = self._send(service, method, path, token, params, body)
+            except UpstreamAuthError as again:
+                if scope != "me" and self._token_works(token):
+                    raise self._app_conflict(scope, again) from again
+                raise  # the fresh token is refused everywhere: expired or revoked again, the retry ladder decides
+        if refused_at is not None:
+            oauth.clear_app_conflict(self.conn, scope)
+        return answer
 
-    def _send(self, method: str, path: str, token: str, params: Params, body: Any) -> Any:
+    def _token_works(self, token: str) -> bool:
+        """Whether LionDesk accepts `token` for GET /me: then a 401 elsewhere refuses that part, not the token.
+
+        Asked only after a fresh token was refused (rare): a token expired or revoked in between
+        (as the sandbox's expiry storms do) is not mistaken for an app of another account.
+        """
+        try:
+            self._send(self.service, "GET", "/me", token, None, None)
+        except UpstreamAuthError:
+            return False
+        return True
+
+    def _app_conflict(self, scope: str, exc: UpstreamAuthError) -> LionDeskAppConflict:
+        """Record a 401 that is not expiry for `scope` and return the named error to raise."""
+        oauth.record_app_conflict(self.conn, scope, str(exc), self.clock())
+        log.error("%s: LionDesk refused %s %s with a fresh token (%s)", oauth.APP_CONFLICT, exc.method, exc.path, exc)
+        return LionDeskAppConflict(f"{oauth.APP_CONFLICT}: {exc}", service=SERVICE, status=401,
+                                   method=exc.method, path=exc.path)
+
+    def _send(self, service: Service, method: str, path: str, token: str, params: Params, body: Any) -> Any:
         """Send one call with `token` and return its JSON, repeating it after a pause when that is safe."""
         repeats = 0
+        # Content-Type on every request, GETs included, as LionDesk's docs and both production plugins do (§1).
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
+                   "Content-Type": "application/json"}
         while True:
             try:
-                return self.service.call(method, path, params=params, json_body=body,
-                                         headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+                return service.call(method, path, params=params, json_body=body, headers=headers)
             except (UpstreamRateLimited, UpstreamUnavailable, UpstreamTimeout) as exc:
                 pause = inline_retry_pause(method, exc, repeats, jitter=random.random())
                 if pause is None:
@@ -174,16 +284,91 @@ class LionDeskClient:
         return self.first_page("/leads", params)
 
     def create_lead_offers(self, lead_id: int | str) -> list[dict]:
-        """Ask LionDesk to offer a lead to a team through its lead route (POST without a body)."""
-        return self.request("POST", f"/leads/{lead_id}/offers")
+        """Ask LionDesk to offer a lead to a team through its lead route (`{}` as the body, as Bit sends it)."""
+        return self.request("POST", f"/leads/{lead_id}/offers", body={})
+
+    def list_lead_offers(self, lead_id: int | str) -> list[dict]:
+        """The offers LionDesk made for a lead (GET /leads/{id}/offers; inferred from the POST)."""
+        return list(self.iter_pages(f"/leads/{lead_id}/offers"))
 
     def start_campaign(self, campaign_id: int | str, contact_id: int | str) -> dict:
         """Start a campaign (drip) for a contact."""
         return self.request("POST", f"/campaigns/{campaign_id}/contacts", body={"contact_id": contact_id})
 
-    def create_task(self, body: dict) -> dict:
-        """Create a task and return it."""
-        return self.request("POST", "/tasks", body=body)
+    def campaign_communications(self, contact_id: int | str) -> list[dict]:
+        """The campaign communications scheduled for a contact: the documented way to see its campaigns (§4.13)."""
+        return list(self.iter_pages(f"/contacts/{contact_id}/campaign-communications"))
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    def create_task(self, contact_id: int | str, *, title: str, description: str | None = None,
+                    due_at: str | None = None, assigned_user_id: int | str | None = None,
+                    completed: bool = False) -> str:
+        """Create a task on a contact and return its id (opaque text, e.g. "v2.1:17", for `complete_task`).
+
+        Tasks v2.1 first (it requires an assignee and a due time: the account's own user and
+        now stand in when not given); when v2.1 refuses, v2.0 `/tasks` takes it. A v2.1 that
+        is gone (404/405/410/501, or a 401 that is not expiry) is remembered, so the next
+        tasks go straight to v2.0 until LIONDESK_CHANNEL_RECHECK_SECONDS have passed.
+        `completed` files a done task: what a timeline entry is.
+        """
+        text, due_at = task_text(title, description), due_at or liondesk_now(self.clock)
+        if self.tasks_channel() == TASKS_V21:
+            owner = assigned_user_id if assigned_user_id is not None else self.account_user_id()
+            body = task_v21_body(contact_id, text=text, due_at=due_at, assigned_user_id=owner, completed=completed)
+            try:
+                created = self.request("POST", "/tasks", body=body, service=self.communications)
+                if channels(self.conn)["tasks"]["channel"] != TASKS_V21:  # back after a recheck
+                    self._record_tasks_channel(TASKS_V21, "Tasks v2.1 answered again")
+                return f"{TASKS_V21}:{created['id']}"
+            except (UpstreamRejected, LionDeskAppConflict) as exc:
+                gone = isinstance(exc, LionDeskAppConflict) or exc.status in GONE_STATUSES
+                if gone:
+                    self._record_tasks_channel(TASKS_V20, f"Tasks v2.1 refused: {exc}")
+                log.warning("liondesk Tasks v2.1 refused a task (%s): using v2.0 /tasks%s", exc,
+                            " from now on" if gone else " for this one")
+        body = task_v20_body(contact_id, text=text, due_at=due_at, assigned_user_id=assigned_user_id,
+                             completed=completed, action_type=self._task_action_type())
+        created = self.request("POST", "/tasks", body=body)
+        return f"{TASKS_V20}:{created['id']}"
+
+    def _task_action_type(self) -> str:
+        """The v2.0 `action_type` of the bridge's tasks: the rules' `activities.task_action_type`."""
+        configured = (self.settings.rules.get("activities") or {}).get("task_action_type")
+        return configured or TASK_V20_DEFAULT_ACTION_TYPE
+
+    def complete_task(self, task_id: int | str) -> None:
+        """Mark a task done, on the channel that created it (a bare id: the channel in use)."""
+        channel, _, number = str(task_id).rpartition(":")
+        channel = channel or self.tasks_channel()
+        if channel == TASKS_V21:
+            self.request("PATCH", f"/tasks/{number}", service=self.communications,
+                         body={"status": "complete", "update_type": TASK_V21_UPDATE_STATUS_ONLY})
+        else:
+            self.request("PATCH", f"/tasks/{number}", body={"status": "complete"})
+
+    def tasks_channel(self) -> str:
+        """The task channel to use now: v2.1 unless it was found gone within the recheck period."""
+        stored = channels(self.conn)["tasks"]
+        if stored["channel"] == TASKS_V20 and stored["since"] and \
+                self.clock() - float(stored["since"]) < defaults.LIONDESK_CHANNEL_RECHECK_SECONDS:
+            return TASKS_V20
+        return TASKS_V21
+
+    def _record_tasks_channel(self, channel: str, reason: str) -> None:
+        """Remember the task channel in use, since when and why (shown by /healthz and the console)."""
+        self.conn.hset(keys.liondesk_channels(), mapping={"tasks": channel, "tasks_since": self.clock(),
+                                                          "tasks_reason": reason[:300]})
+
+    def account_user_id(self):
+        """The id of the LionDesk user who authorised the app (GET /me), cached like reference data."""
+        cached = self.conn.get(keys.liondesk_reference("me"))
+        if cached is not None:
+            return json.loads(cached)["id"]
+        me = self.get_me()
+        self.conn.set(keys.liondesk_reference("me"), json.dumps({"id": me["id"], "email": me.get("email")}),
+                      ex=defaults.REFERENCE_CACHE_TTL_SECONDS)
+        return me["id"]
 
     def create_contact_source(self, name: str) -> dict:
         """Create a contact source and return it; the cached contact-source list is dropped."""
@@ -204,9 +389,20 @@ class LionDeskClient:
         return cached if cached is not None else self.refresh_reference(kind)
 
     def refresh_reference(self, kind: str) -> list[dict]:
-        """Fetch a reference list from LionDesk now, cache it for REFERENCE_CACHE_TTL_SECONDS and return it."""
-        params = {"oauth_client_id": self.settings.liondesk_client_id} if kind == "users" else None
-        records = list(self.iter_pages(REFERENCE_PATHS[kind], params))
+        """Fetch a reference list from LionDesk now, cache it for REFERENCE_CACHE_TTL_SECONDS and return it.
+
+        An optional list LionDesk refuses (OPTIONAL_REFERENCES) is cached as empty.
+        """
+        params = REFERENCE_PARAMS.get(kind)
+        if kind == "users":
+            params = {"oauth_client_id": self.settings.liondesk_client_id}
+        try:
+            records = list(self.iter_pages(REFERENCE_PATHS[kind], params))
+        except (UpstreamRejected, LionDeskAppConflict) as exc:
+            if kind not in OPTIONAL_REFERENCES:
+                raise
+            log.info("liondesk refused the %s list (%s): taken as empty", kind, exc)
+            records = []
         with self.conn.pipeline() as pipe:
             pipe.set(keys.liondesk_reference(kind), json.dumps(records, separators=(",", ":")),
                      ex=defaults.REFERENCE_CACHE_TTL_SECONDS)

@@ -24,6 +24,7 @@ from bridge import defaults
 from bridge.clients.http import Service, error_body, error_for, error_message, json_of
 from bridge.config import Settings
 from bridge.exceptions import (
+    BridgeError,
     LionDeskNeedsReauthorization,
     LionDeskNotConfigured,
     TokenRefreshBusy,
@@ -119,6 +120,50 @@ def store_tokens(conn: redis.Redis, tokens: Tokens, now: float, event: str = "re
     pipe.execute()
 
 
+APP_CONFLICT = "LionDesk app registered under another account"
+"""The named problem a 401 that is not expiry means (shown once in /healthz, the console and the CLI)."""
+
+
+def record_app_conflict(conn: redis.Redis, scope: str, reason: str, now: float) -> None:
+    """Record that LionDesk refused calls of `scope` (e.g. "users") for our app, why and when.
+
+    One hash for the account: `scopes` lists what is affected; `since` is the first refusal,
+    `checked_at` the latest (the client skips the scope until it is older than the recheck delay).
+    """
+    key = keys.liondesk_app_conflict()
+    pipe = conn.pipeline(transaction=True)
+    pipe.hsetnx(key, "since", now)
+    pipe.hset(key, mapping={"reason": reason[:300], "checked_at": now, f"scope:{scope}": now})
+    pipe.execute()
+
+
+def app_conflict_checked_at(conn: redis.Redis, scope: str) -> float | None:
+    """When LionDesk last refused `scope` for our app (unix seconds), or None."""
+    value = conn.hget(keys.liondesk_app_conflict(), f"scope:{scope}")
+    return float(value) if value else None
+
+
+def clear_app_conflict(conn: redis.Redis, scope: str | None = None) -> None:
+    """Forget a refusal of `scope` (it answered again), or every refusal (a new authorisation)."""
+    key = keys.liondesk_app_conflict()
+    if scope is None:
+        conn.delete(key)
+        return
+    conn.hdel(key, f"scope:{scope}")
+    if not any(name.startswith("scope:") for name in text_hash(conn.hgetall(key))):
+        conn.delete(key)
+
+
+def app_conflict(conn: redis.Redis) -> dict | None:
+    """Describe a recorded app conflict for people ({problem, scopes, reason, since}), or None."""
+    stored = text_hash(conn.hgetall(keys.liondesk_app_conflict()))
+    scopes = sorted(name.split(":", 1)[1] for name in stored if name.startswith("scope:"))
+    if not scopes:
+        return None
+    return {"problem": APP_CONFLICT, "scopes": scopes, "reason": stored.get("reason"),
+            "since": _iso(stored.get("since"))}
+
+
 def mark_needs_reauthorization(conn: redis.Redis, reason: str, refused_token: str | None, now: float) -> None:
     """Record that LionDesk refused our grant, why, when, and which refresh token it refused."""
     state = {"state": NEEDS_REAUTHORIZATION, "reason": reason, "since": now}
@@ -137,8 +182,11 @@ def auth_state(conn: redis.Redis, settings: Settings | None = None) -> dict:
     pipe.hgetall(keys.liondesk_tokens())
     state_raw, tokens_raw = pipe.execute()
     state, stored = text_hash(state_raw), text_hash(tokens_raw)
+    conflict = app_conflict(conn)
+    extra = {"app_conflict": conflict} if conflict else {}
     if state.get("state") == NEEDS_REAUTHORIZATION:
-        return {"state": NEEDS_REAUTHORIZATION, "reason": state.get("reason"), "since": _iso(state.get("since"))}
+        return {"state": NEEDS_REAUTHORIZATION, "reason": state.get("reason"), "since": _iso(state.get("since")),
+                **extra}
     if settings is not None and not settings.liondesk_configured:
         return {"state": NOT_CONFIGURED}
     tokens = _tokens_of(tokens_raw)
@@ -146,7 +194,8 @@ def auth_state(conn: redis.Redis, settings: Settings | None = None) -> dict:
         return {"state": NOT_YET_AUTHORIZED}
     return {"state": OK, "access_token_expires_at": _iso(tokens.expires_at),
             "has_refresh_token": bool(tokens.refresh_token),
-            "authorized_at": _iso(stored.get("authorized_at")), "refreshed_at": _iso(stored.get("refreshed_at"))}
+            "authorized_at": _iso(stored.get("authorized_at")), "refreshed_at": _iso(stored.get("refreshed_at")),
+            **extra}
 
 
 def refusal_reason(response: requests.Response) -> str:
@@ -174,6 +223,8 @@ class LionDeskAuth:
         self.service = service
         self.clock = clock
         self.margin = margin
+        self._unsaved: Tokens | None = None
+        """A refresh answer Redis could not take yet: the grant itself, stored before anything else."""
 
     def access_token(self) -> str:
         """Return an access token good for at least the refresh margin, refreshing first if needed."""
@@ -195,9 +246,12 @@ class LionDeskAuth:
                     return tokens.access_token  # another process refreshed while we waited for the lock
                 refresh_token = self._refresh_token_for(tokens, state)
                 body = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+                if self.settings.liondesk_redirect_uri:  # both production plugins send it (§10)
+                    body["redirect_uri"] = self.settings.liondesk_redirect_uri
                 answer = self._token_request(body, refused_token=refresh_token)
                 new = tokens_from_answer(answer, refresh_token, self.clock())
-                store_tokens(self.conn, new, self.clock())  # before first use: the old refresh token may be spent
+                self._unsaved = new
+                self._store_unsaved()  # before first use: the old refresh token may be spent
         except TokenRefreshBusy:
             tokens, state = self._load()
             if self._replaced(tokens, state, rejected):
@@ -205,6 +259,39 @@ class LionDeskAuth:
             raise
         log.info("liondesk access token refreshed")
         return new.access_token
+
+    def keep_alive(self) -> bool:
+        """Refresh the grant when no token was issued for LIONDESK_KEEPALIVE_SECONDS; return whether it did.
+
+        An account with no leads and no reverse poll makes no calls, and a refresh token
+        LionDesk lets lapse (lifetime unpublished, §2.3) would lose the grant silently.
+        """
+        if not self.settings.liondesk_configured:
+            return False
+        tokens, state = self._load()
+        if state.get("state") == NEEDS_REAUTHORIZATION or not (tokens.refresh_token or
+                                                                self.settings.liondesk_refresh_token):
+            return False
+        stored = text_hash(self.conn.hgetall(keys.liondesk_tokens()))
+        issued = max((float(stored[k]) for k in ("refreshed_at", "authorized_at") if stored.get(k)), default=None)
+        if issued is not None and self.clock() - issued < defaults.LIONDESK_KEEPALIVE_SECONDS:
+            return False
+        self.refresh(rejected=tokens.access_token)
+        log.info("liondesk grant kept alive with a refresh (idle account)")
+        return True
+
+    def run_keep_alive(self, stop, interval: float = defaults.LIONDESK_KEEPALIVE_CHECK_SECONDS) -> None:
+        """Call `keep_alive` every `interval` seconds until `stop` (a threading.Event) is set; a worker companion.
+
+        Failures are logged and tried again next time: a refresh LionDesk refuses marks the
+        grant dead through the usual path, and a busy lock means another worker is refreshing.
+        """
+        while not stop.wait(interval):
+            try:
+                self.keep_alive()
+            except (BridgeError, redis.RedisError) as exc:
+                log.warning("liondesk keep-alive refresh failed (%s: %s); next try in %.0f s",
+                            exc.__class__.__name__, exc, interval)
 
     def exchange_authorization_code(self, code: str, redirect_uri: str | None = None) -> dict:
         """Trade an authorisation code for tokens, store them, clear needs-reauthorisation; return auth_state."""
@@ -217,6 +304,7 @@ class LionDeskAuth:
             answer = self._token_request(body, refused_token=None)
             store_tokens(self.conn, tokens_from_answer(answer, None, self.clock()), self.clock(),
                          event="authorized_at")
+            clear_app_conflict(self.conn)  # a new grant, perhaps from the right account: look again
         log.info("liondesk authorised with a new code")
         return auth_state(self.conn)
 
@@ -225,8 +313,29 @@ class LionDeskAuth:
         if not self.settings.liondesk_configured:
             raise LionDeskNotConfigured("LIONDESK_CLIENT_ID and LIONDESK_CLIENT_SECRET are not set")
 
+    def _store_unsaved(self) -> None:
+        """Store the refresh answer this process holds, waiting out Redis trouble for TOKEN_STORE_WAIT_SECONDS.
+
+        LionDesk may have spent the refresh token it replaced, so the answer in hand is the grant:
+        lost with a Redis blip, it would cost an operator's re-authorisation. If Redis is still away
+        after the wait, the answer stays in this process and is stored before its next token use.
+        """
+        deadline, delay = time.monotonic() + defaults.TOKEN_STORE_WAIT_SECONDS, 0.25
+        while self._unsaved is not None:
+            try:
+                store_tokens(self.conn, self._unsaved, self.clock())
+                self._unsaved = None
+            except (redis.ConnectionError, redis.TimeoutError, redis.OutOfMemoryError):
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("liondesk tokens not stored yet (Redis away or full); trying again in %.2f s", delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     def _load(self) -> tuple[Tokens, dict]:
-        """Read the stored tokens and the authorisation state in one round trip."""
+        """Read the stored tokens and the authorisation state in one round trip (after storing unsaved ones)."""
+        if self._unsaved is not None:
+            self._store_unsaved()
         pipe = self.conn.pipeline(transaction=False)
         pipe.hgetall(keys.liondesk_tokens())
         pipe.hgetall(keys.liondesk_auth_state())

@@ -15,6 +15,7 @@ orders, and the lead's story says why.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -45,10 +46,8 @@ def delivery_digest(body_sha256: str, stamp: str | None) -> str:
     """
     if stamp is None or not stamp.strip():
         return body_sha256
-    try:
-        moment = str(parse_instant(stamp).ns)
-    except (ValueError, OverflowError):
-        moment = stamp.strip()
+    instant = _instant_ns(stamp)
+    moment = stamp.strip() if instant is None else str(instant)
     return hashlib.sha256(f"{body_sha256}|{moment}".encode("utf-8", "surrogateescape")).hexdigest()
 
 
@@ -59,9 +58,8 @@ def ordering(stamp: str | None, received_at: float, *,
     received_ns = int(received_at * 1_000_000_000)
     if stamp is None or not stamp.strip():
         return Ordering(received_ns, BY_RECEIPT, "no X-Lead-Router-Timestamp header")
-    try:
-        stamped = parse_instant(stamp).ns
-    except (ValueError, OverflowError):
+    stamped = _instant_ns(stamp)
+    if stamped is None:
         return Ordering(received_ns, BY_RECEIPT, f"X-Lead-Router-Timestamp {_quoted(stamp)} is not a timestamp")
     offset = (stamped - received_ns) / 1_000_000_000
     if offset > ahead_seconds:
@@ -71,6 +69,16 @@ def ordering(stamp: str | None, received_at: float, *,
         return Ordering(received_ns, BY_RECEIPT, f"X-Lead-Router-Timestamp {_quoted(stamp)} is {_span(-offset)} "
                                                  f"before receipt (more than {_span(behind_seconds)})")
     return Ordering(stamped, BY_TIMESTAMP)
+
+
+@functools.lru_cache(maxsize=256)
+def _instant_ns(stamp: str) -> int | None:
+    """The instant a timestamp header names (unix ns), None when it names none; cached, as the
+    intake asks twice per delivery (its identity, its ordering)."""
+    try:
+        return parse_instant(stamp).ns
+    except (ValueError, OverflowError):
+        return None
 
 
 def _quoted(stamp: str) -> str:

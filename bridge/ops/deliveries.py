@@ -10,15 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge import defaults
-from bridge.jsonlimits import parse
 from bridge.ops import leads, present
 from bridge.storage import events
 
-OUTCOMES = (events.QUEUED, "duplicate", events.IGNORED, events.REJECTED)
+OUTCOMES = (events.QUEUED, events.DUPLICATE, events.IGNORED, events.REJECTED)
 """What became of a delivery, as the filter offers it."""
-
-NAME_BODY_LIMIT = 64 * 1024
-"""Largest body (bytes) a list parses to name the lead; a larger one is named from its page."""
 
 SCAN_LIMIT = 5000
 """Most deliveries one page reads while looking for ones that match a filter (a count)."""
@@ -66,29 +62,53 @@ class Page:
 
 def page(conn, delivery_filter: DeliveryFilter = DeliveryFilter(), *, before: float | None = None,
          size: int = 50) -> Page:
-    """Return up to `size` deliveries matching the filter, newest first, received before `before`."""
+    """Return up to `size` deliveries matching the filter, newest first, received before `before`.
+
+    Stored deliveries and logged repeats are two time-ordered indexes, read side by side and
+    merged by receipt time; a filter on one outcome reads only the index that holds it.
+    """
+    wanted = delivery_filter.outcome
+    sources = [source for source, holds in ((_stored, wanted != events.DUPLICATE), (_repeats, wanted in (None, events.DUPLICATE)))
+               if holds]
     found: list[Delivery] = []
     scanned, cursor, exhausted = 0, before if before is not None else _after(delivery_filter.until), False
     while len(found) < size and scanned < SCAN_LIMIT:
-        batch = events.recent(conn, before=cursor, since=delivery_filter.since, count=min(500, SCAN_LIMIT - scanned))
+        batch = sorted((row for source in sources
+                        for row in source(conn, cursor, delivery_filter.since, min(500, SCAN_LIMIT - scanned))),
+                       key=lambda row: row.received_at, reverse=True)[:500]
         if not batch:
             exhausted = True
             break
         scanned += len(batch)
-        for (event_id, received_at), (meta, body_bytes) in zip(batch, events.metas(conn, [i for i, _ in batch])):
-            cursor = received_at
-            if meta is None:
-                continue  # expired a moment before its index entry
-            row = Delivery(event_id=event_id, received_at=received_at, outcome=meta["status"], action=meta["action"],
-                           lead_id=meta["lead_id"], lead_name=None, errors=meta["errors"], body_bytes=body_bytes)
-            if _matches(delivery_filter, row):
+        for row in batch:
+            cursor = row.received_at
+            if row.outcome is not None and _matches(delivery_filter, row):
                 found.append(row)
                 if len(found) == size:
                     break
     for row in found:
         row.lead_name = _name(conn, row)
-    more = not exhausted and bool(events.recent(conn, before=cursor, since=delivery_filter.since, count=1))
+    more = not exhausted and any(source(conn, cursor, delivery_filter.since, 1) for source in sources)
     return Page(found, cursor if more else None, scanned)
+
+
+def _stored(conn, before: float | None, since: float | None, count: int) -> list[Delivery]:
+    """Stored deliveries before `before`, newest first, from their metas (an expired one has outcome None)."""
+    batch = events.recent(conn, before=before, since=since, count=count)
+    rows = []
+    for (event_id, received_at), (meta, body_bytes) in zip(batch, events.metas(conn, [i for i, _ in batch])):
+        meta = meta or {"status": None, "action": None, "lead_id": None, "errors": None}  # expired meanwhile
+        rows.append(Delivery(event_id=event_id, received_at=received_at, outcome=meta["status"], action=meta["action"],
+                             lead_id=meta["lead_id"], lead_name=None, errors=meta["errors"], body_bytes=body_bytes))
+    return rows
+
+
+def _repeats(conn, before: float | None, since: float | None, count: int) -> list[Delivery]:
+    """Logged repeated deliveries before `before`, newest first."""
+    return [Delivery(event_id=record["of"] or "", received_at=received_at, outcome=events.DUPLICATE,
+                     action=record["action"], lead_id=record["lead_id"], lead_name=None, errors=None, body_bytes=0,
+                     duplicate_of=record["of"])
+            for record, received_at in events.duplicates(conn, before=before, since=since, count=count)]
 
 
 def _after(until: float | None) -> float | None:
@@ -103,12 +123,8 @@ def _matches(delivery_filter: DeliveryFilter, row: Delivery) -> bool:
 
 
 def _name(conn, row: Delivery) -> str | None:
-    """The lead's name from a small enough body (within the JSON limits), else None."""
-    body = events.body_of(conn, row.event_id, NAME_BODY_LIMIT)
-    if body is None:
-        return None
-    payload = parse(body).value
-    return present.shown(leads.person_name(payload if isinstance(payload, dict) else {}), 200) or None
+    """The lead's name from the delivery (a repeat's from the delivery it repeated), when its body is small."""
+    return leads.name_of_event(conn, row.event_id) if row.event_id else None
 
 
 PAGE_SIZE = min(50, defaults.CONSOLE_PAGE_SIZE)

@@ -260,6 +260,7 @@ def job_detail(conn, job_id: str) -> JobDetail | None:
         return None
     stories: dict[str, list[dict]] = {}
     summary = _describe(conn, job_id, job, event, stories, dismissal(conn, job_id))
+    summary.next_attempt_at = status.next_attempt_at(conn, job_id) if job else None
     result = job.latest_result() if job else None
     traceback = result.exc_string if result is not None and result.type == Result.Type.FAILED else None
     story = stories.get(event.lead_id, []) if event and event.lead_id else []
@@ -280,9 +281,10 @@ def replay(conn, job_ids: list[str], *, by: str, via: str,
             else ReplayResult(job, replayed=False, status="expired") for job in jobs]
 
 
-def summaries(conn, job_ids: list[str]) -> list[JobSummary]:
-    """Describe the given jobs (for a preview); raises JobNotFound when one is unknown."""
-    jobs = _fetch_all(conn, job_ids, missing_ok=False)
+def summaries(conn, job_ids: list[str], missing_ok: bool = False) -> list[JobSummary]:
+    """Describe the given jobs in full (story read); an unknown one raises JobNotFound, or with `missing_ok`
+    is left out."""
+    jobs = [job for job in _fetch_all(conn, job_ids, missing_ok) if isinstance(job, Job)]
     stories: dict[str, list[dict]] = {}
     return [_describe(conn, job.id, job, _event_of(conn, job.id), stories) for job in jobs]
 
@@ -301,30 +303,85 @@ def _fetch_all(conn, job_ids: list[str], missing_ok: bool) -> list:
 def replay_matching(conn, job_filter: JobFilter, *, by: str, via: str,
                     intervals=defaults.RETRY_INTERVALS_SECONDS) -> list[ReplayResult]:
     """Replay every failed job matching `job_filter` (see `replay`)."""
-    ids = [summary.id for summary in list_failed(conn, job_filter)]
+    ids = [summary.id for summary in failed_briefly(conn, job_filter)]
     return replay(conn, ids, by=by, via=via, intervals=intervals, missing_ok=True)
 
 
-def list_retrying(conn, job_filter: JobFilter = JobFilter()) -> list[JobSummary]:
+def waiting_ids(conn, kinds: frozenset[str] | None = None) -> list[tuple[str, float]]:
+    """Ids of the jobs waiting for their next attempt and when it is, soonest first (of `kinds` only)."""
+    due = [(text(raw), score) for name in status.QUEUE_NAMES
+           for raw, score in conn.zrange(ScheduledJobRegistry(name, connection=conn).key, 0, -1, withscores=True)]
+    due.sort(key=lambda pair: pair[1])
+    return [(job_id, score) for job_id, score in due if kinds is None or job_kind(job_id) in kinds]
+
+
+def list_retrying(conn, job_filter: JobFilter = JobFilter(), limit: int | None = None) -> list[JobSummary]:
     """Return the jobs waiting for their next attempt (on the retry ladder, or waiting for an operator),
-    soonest first, each with why it waits, its attempts and when it runs next."""
-    due: dict[str, float] = {}
-    for name in status.QUEUE_NAMES:
-        for raw, score in conn.zrange(ScheduledJobRegistry(name, connection=conn).key, 0, -1, withscores=True):
-            due[text(raw)] = score
-    ids = list(due)
+    soonest first, each with why it waits, its attempts and when it runs next; at most `limit` of them
+    (a page: each costs its job, its event and its lead's story)."""
+    due = waiting_ids(conn, job_filter.kinds)
     stories: dict[str, list[dict]] = {}
+    found: list[JobSummary] = []
+    for start in range(0, len(due), WAITING_CHUNK):
+        chunk = due[start:start + WAITING_CHUNK]
+        for (job_id, score), job in zip(chunk, Job.fetch_many([job_id for job_id, _ in chunk], connection=conn)):
+            if job is None:
+                continue  # its data expired; RQ's scheduler drops the entry
+            summary = _describe(conn, job_id, job, _event_of(conn, job_id), stories)
+            summary.next_attempt_at = score
+            if summary.outcome not in (RETRYING, WAITING):
+                summary.outcome = RETRYING  # scheduled without a recorded failure (an old job): it waits on its ladder
+            if job_filter.matches(summary):
+                found.append(summary)
+                if limit is not None and len(found) >= limit:
+                    return found
+    return found
+
+
+WAITING_CHUNK = 200
+"""Waiting jobs read per round of `list_retrying`."""
+
+
+def waiting_briefly(conn, kinds: frozenset[str] | None = None) -> list[JobSummary]:
+    """Every waiting job of `kinds` told briefly (kind, action, lead, error class, next attempt), for a
+    bulk preview: two round trips in all (each job's kept failure and each event's meta), no story read."""
+    due = waiting_ids(conn, kinds)
+    found = _briefly(conn, [job_id for job_id, _ in due], "scheduled")
+    for summary, (_, score) in zip(found, due):
+        summary.next_attempt_at = score
+    return found
+
+
+def failed_briefly(conn, job_filter: JobFilter = JobFilter()) -> list[JobSummary]:
+    """The failed jobs matching `job_filter`, most recently failed first, told briefly from each job's kept
+    failure and its event's meta (no story read): what the Failed page counts and filters, and a bulk
+    replay previews. A job that failed before failures were kept on it is described in full."""
+    ids = [job_id for name in status.QUEUE_NAMES for job_id in FailedJobRegistry(name, connection=conn).get_job_ids()]
+    found = _briefly(conn, ids, "failed")
+    unkept = [summary.id for summary in found if summary.last_attempt_at is None]
+    if unkept:
+        full = {summary.id: summary for summary in summaries(conn, unkept, missing_ok=True)}
+        found = [full.get(summary.id, summary) for summary in found]
+    found = [summary for summary in found if job_filter.matches(summary)]
+    found.sort(key=lambda summary: summary.last_attempt_at or 0, reverse=True)
+    return found
+
+
+def _briefly(conn, job_ids: list[str], state: str) -> list[JobSummary]:
+    """Jobs told from their kept failures and their events' metas: two round trips, whatever their number."""
+    event_ids = [event_id_of_job(job_id) for job_id in job_ids]
+    stored = [event_id for event_id in event_ids if event_id]
+    metas = dict(zip(stored, [meta for meta, _ in events.metas(conn, stored)]))
     found = []
-    for job_id, job in zip(ids, Job.fetch_many(ids, connection=conn)):
-        if job is None:
-            continue  # its data expired; RQ's scheduler drops the entry
-        summary = _describe(conn, job_id, job, _event_of(conn, job_id), stories)
-        summary.next_attempt_at = due[job_id]
-        if summary.outcome not in (RETRYING, WAITING):
-            summary.outcome = RETRYING  # scheduled without a recorded failure (an old job): it waits on its ladder
-        if job_filter.matches(summary):
-            found.append(summary)
-    found.sort(key=lambda summary: summary.next_attempt_at or 0)
+    for job_id, event_id, failure in zip(job_ids, event_ids, status.last_failures(conn, job_ids)):
+        meta = (metas.get(event_id) or {}) if event_id else {}
+        failure = failure or {}
+        found.append(JobSummary(id=job_id, queue=None, status=state, event_id=event_id, lead_id=meta.get("lead_id"),
+                                action=meta.get("action"), kind=job_kind(job_id),
+                                error_class=_text_or_none(failure.get("error_class")),
+                                error=_text_or_none(failure.get("error")), outcome=_text_or_none(failure.get("outcome")),
+                                first_attempt_at=_number_or_none(failure.get("first_at")),
+                                last_attempt_at=_number_or_none(failure.get("at"))))
     return found
 
 
@@ -356,12 +413,6 @@ def retry_now(conn, job_ids: list[str], *, by: str, via: str, now: float | None 
         _write_history(conn, job.id, kinds.RETRIED_NOW, by=by, via=via, retries_left=job.retries_left)
         results.append(RetryNowResult(job.id, due_now=True, status="scheduled", retries_left=job.retries_left))
     return results
-
-
-def retry_now_matching(conn, job_filter: JobFilter, *, by: str, via: str) -> list[RetryNowResult]:
-    """Run every waiting job matching `job_filter` now (see `retry_now`)."""
-    ids = [summary.id for summary in list_retrying(conn, job_filter)]
-    return retry_now(conn, ids, by=by, via=via) if ids else []
 
 
 def dismiss(conn, job_id: str, reason: str, *, by: str, via: str) -> bool:

@@ -1,5 +1,7 @@
-"""One lead's story for support (`bridge lead` and the console), and finding a lead by
-its Real Geeks id, email, phone or name (the index itself: bridge/storage/search.py).
+"""One lead's story for support (`bridge lead` and the console), and finding a lead by what
+support is told: its Real Geeks id, its LionDesk contact id, the start of an e-mail address,
+the last digits of a phone number, or a name typed without accents (the index itself:
+bridge/storage/search.py).
 """
 
 from __future__ import annotations
@@ -40,7 +42,18 @@ class LeadStory:
         """Return the story as JSON-ready data; each history entry gains `at_iso`."""
         return {"lead_id": self.lead_id, "name": self.name, "email": self.email, "phone": self.phone,
                 "mapping": self.mapping.facts(),
-                "history": [{**entry, "at_iso": present.iso_time(entry.get("at"))} for entry in self.history]}
+                "history": [_with_iso(entry) for entry in self.history]}
+
+    def card_json(self) -> dict:
+        """Return the lead as one search result: who it is, its LionDesk link and its latest story entry."""
+        last = self.history[-1] if self.history else None
+        return {"lead_id": self.lead_id, "name": self.name, "email": self.email, "phone": self.phone,
+                "mapping": self.mapping.facts(), "last_entry": _with_iso(last) if isinstance(last, dict) else None}
+
+
+def _with_iso(entry: dict) -> dict:
+    """A history entry for JSON output: as stored, plus `at_iso`."""
+    return {**entry, "at_iso": present.iso_time(entry.get("at"))}
 
 
 DELIVERED, RETRYING, WAITING, FAILED, QUEUED, REJECTED, IGNORED, UNKNOWN = (
@@ -202,15 +215,26 @@ def _route(conn, mapping: mappings.LeadLink) -> str | None:
     return f"{source} (no lead route)"
 
 
-def search(conn, query: str, limit: int = defaults.CONSOLE_PAGE_SIZE) -> list[str]:
-    """Return ids of leads matching `query`: the lead with that Real Geeks id first, then index matches."""
+MAX_QUERY_CHARACTERS = 200
+"""Longest query looked at; the rest is ignored."""
+
+
+def search(conn, query: str, limit: int = defaults.CONSOLE_PAGE_SIZE, now: float | None = None) -> list[str]:
+    """Return ids of leads matching `query`, best first: the lead with that Real Geeks id, the lead linked
+    to that LionDesk contact id, then index matches (exact values before longer ones)."""
+    query = query.strip()[:MAX_QUERY_CHARACTERS]
     found = []
     candidate = normalize_id(query)
     if candidate and re.fullmatch(r"[0-9a-z]+", candidate) and _exists(conn, candidate):
         found.append(candidate)
-    token = search_index.query_token(query)
-    if token:
-        found += sorted(member for member in search_index.lead_ids(conn, token) if member not in found)
+    if query.isdigit() and (linked := mappings.lead_of_contact(conn, query)) and linked not in found:
+        found.append(linked)
+    ranked = {(value != prefix, value, lead_id) for prefix in search_index.prefixes(query)
+              for value, lead_id in search_index.matches(conn, prefix, limit, now)}
+    for _, _, lead_id in sorted(ranked):
+        if lead_id not in found:
+            found.append(lead_id)
+    found += [lead_id for lead_id in sorted(search_index.legacy_lead_ids(conn, query)) if lead_id not in found]
     return found[:limit]
 
 
@@ -236,6 +260,20 @@ def event_payload(event: events.Event | None) -> dict:
     # integer Python will not convert, must not break every page that lists it.
     payload = parse(event.body).value
     return payload if isinstance(payload, dict) else {}
+
+
+NAME_BODY_LIMIT = 64 * 1024
+"""Largest stored body (bytes) a list parses to name its lead; a larger one is named on its own page."""
+
+
+def name_of_event(conn, event_id: str) -> str | None:
+    """The person a stored delivery is about, read from its body when that is small enough (a list
+    names each row without loading megabyte bodies), else None."""
+    body = events.body_of(conn, event_id, NAME_BODY_LIMIT)
+    if body is None:
+        return None
+    payload = parse(body).value
+    return present.shown(person_name(payload if isinstance(payload, dict) else {}), 200) or None
 
 
 def person_name(payload: dict) -> str | None:

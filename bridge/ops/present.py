@@ -5,7 +5,9 @@ The CLI and the console both use these, so a history entry reads the same everyw
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from datetime import datetime, timezone, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,11 +25,32 @@ _HEADLINE_FACTS = {
     kinds.RETRIED_NOW: ("job_id", "by", "via", "event_id", "retries_left"),
     kinds.DISMISSED: ("job_id", "by", "via", "reason", "event_id"),
     kinds.REJECTED: ("action", "errors", "event_id"),
+    kinds.DUPLICATE: ("action", "event_id"),
     kinds.CALL: ("service", "method", "path", "status", "ms", "event_id"),
     kinds.UNREADABLE: ("problem", "bytes"),
 }
 
 _SERVICE_NAMES = {"liondesk": "LionDesk", "liondesk_v1": "LionDesk v1", "realgeeks": "Real Geeks"}
+
+
+_UNSAFE_FOR_TERMINALS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""Characters a terminal acts on instead of showing: C0 and C1 controls (ESC starts ANSI
+sequences that move the cursor, clear the screen or set the window title; CR and LF start
+forged lines), DEL, and the Unicode line separators and bidirectional overrides that
+reorder what follows them."""
+
+
+def terminal_safe(text: str) -> str:
+    """Return `text` with every character a terminal would act on written as a visible escape
+    (ESC as `\\x1b`, a newline as `\\n`, U+202E as `\\u202e`), for plain-text CLI output."""
+    return _UNSAFE_FOR_TERMINALS.sub(_escape, text)
+
+
+def _escape(match: re.Match) -> str:
+    """The visible escape of one unsafe character, as Python writes it in a string literal."""
+    char = match.group()
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
 
 
 def format_time(timestamp: float | None, zone: tzinfo | None = None) -> str:
@@ -90,11 +113,11 @@ def format_age(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def parse_time(text: str) -> float:
-    """Parse an ISO 8601 date or time (naive means UTC, as every time the tools show is) into unix seconds."""
+def parse_time(text: str, zone: tzinfo | None = None) -> float:
+    """Parse an ISO 8601 date or time into unix seconds; one without an offset is in `zone` (None: UTC)."""
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=zone or timezone.utc)
     return value.timestamp()
 
 
@@ -121,6 +144,8 @@ def describe_entry(entry: dict, *, with_event: bool = True, zone: tzinfo | None 
             line += f": {_errors_text(entry['errors'])}"
     elif kind == kinds.REJECTED:
         line = f"{entry.get('action') or 'unknown'} delivery rejected: {_errors_text(entry.get('errors') or {})}"
+    elif kind == kinds.DUPLICATE:
+        line = f"{entry.get('action') or 'unknown'} delivery repeated an earlier one: acknowledged, nothing to do"
     elif kind == kinds.PROCESSED:
         line = f"{entry.get('action') or 'event'} processed (attempt {entry.get('attempt', '?')})"
         if entry.get("summary"):
@@ -187,10 +212,15 @@ def shown(value, limit: int | None = defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS
     return clip(value if isinstance(value, str) else _fact_text(value), limit)
 
 
-def error_items(errors, limit: int | None = defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS) -> list[tuple[str, str]]:
-    """Return stored validation errors as (field, message text) pairs, whatever their type."""
+def error_items(errors, limit: int | None = defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS,
+                most: int = defaults.CONSOLE_ERROR_FIELDS) -> list[tuple[str, str]]:
+    """Return stored validation errors as (field, message text) pairs, whatever their type; past `most`
+    fields, one last pair says how many more there are."""
     if isinstance(errors, dict):
-        return [(clip(str(field), 200), shown(messages, limit)) for field, messages in errors.items()]
+        items = [(clip(str(field), 200), shown(messages, limit)) for field, messages in itertools.islice(errors.items(), most)]
+        if len(errors) > most:
+            items.append(("", f"… and {len(errors) - most:,} more fields with errors"))
+        return items
     if errors in (None, "", [], ()):
         return []
     return [("", shown(errors, limit))]

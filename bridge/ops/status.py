@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 from rq.job import Job
+from rq.serializers import DefaultSerializer as DEFAULT_SERIALIZER
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 import redis
@@ -105,6 +106,33 @@ def liondesk_auth(conn, settings=None) -> dict:
     """Return LionDesk's authorisation state as the OAuth client records it (`state`, `reason`, `since`; no token)."""
 
     return {"reason": None, "since": None, **auth_state(conn, settings)}
+
+
+def liondesk_channels(conn, settings=None, *, echo: bool = False, now: float | None = None) -> dict:
+    """Return the LionDesk channels in use: the task channel (v2.1 or v2.0) and the v1 channel's last answer.
+
+    With `echo`, a v1 channel not checked within LIONDESK_V1_ECHO_MAX_AGE_SECONDS is checked
+    now with v1 `Echo` (changes nothing; short timeouts, so a dead v1 cannot hang /healthz).
+    """
+    from bridge.clients.liondesk import channels, record_v1_answer
+    from bridge.clients.liondesk_v1 import LionDeskV1Client
+    from bridge.exceptions import UpstreamError
+
+    now = time.time() if now is None else now
+    enabled = bool(settings is not None and settings.liondesk_v1_enabled)
+    current = channels(conn)
+    checked = current["v1"]["checked_at"]
+    if echo and enabled and (checked is None or now - float(checked) > defaults.LIONDESK_V1_ECHO_MAX_AGE_SECONDS):
+        client = LionDeskV1Client(settings)
+        client.service.timeout = (defaults.HTTP_CONNECT_TIMEOUT_SECONDS, defaults.V1_ECHO_TIMEOUT_SECONDS)
+        try:
+            client.echo()
+            record_v1_answer(conn, True, now=now)
+        except UpstreamError as exc:
+            record_v1_answer(conn, False, str(exc), now=now)
+        current = channels(conn)
+    v1 = {**current["v1"], "state": current["v1"]["state"] if enabled else "off"}
+    return {"tasks": current["tasks"], "v1": v1}
 
 
 def poll_status(conn) -> dict:
@@ -206,14 +234,15 @@ def worker_status(conn, now: float | None = None) -> WorkerStatus:
 def waiting_jobs(conn, limit: int = defaults.CONSOLE_BANNER_SCAN_JOBS) -> dict:
     """Count the lead jobs waiting for a next attempt: on LionDesk failing (and since when), and on an operator.
 
-    Read from what the failure policy keeps on each job, not from every lead's story, so that
-    the banner of every console page costs two round trips even during a long outage.
+    Read from what the failure policy keeps on each job (its meta field only, not the job nor the
+    lead's story), so the banner of every console page stays two small round trips during a long
+    outage. Past `limit` waiting jobs the counts are of the `limit` soonest (`more` says so).
     """
-    ids = [text(raw) for raw in conn.zrange(ScheduledJobRegistry(defaults.EVENT_QUEUE, connection=conn).key, 0, limit - 1)]
+    key = ScheduledJobRegistry(defaults.EVENT_QUEUE, connection=conn).key
+    ids = [text(raw) for raw in conn.zrange(key, 0, limit - 1)]
     failing, waiting, since = 0, 0, None
-    for job in Job.fetch_many(ids, connection=conn):
-        failure = job.meta.get(LAST_FAILURE) if job is not None and isinstance(job.meta, dict) else None
-        if not isinstance(failure, dict):
+    for failure in last_failures(conn, ids):
+        if failure is None:
             continue
         if failure.get("outcome") == "waiting":
             waiting += 1
@@ -222,7 +251,25 @@ def waiting_jobs(conn, limit: int = defaults.CONSOLE_BANNER_SCAN_JOBS) -> dict:
             first = failure.get("first_at")
             if isinstance(first, (int, float)) and not isinstance(first, bool):
                 since = first if since is None else min(since, first)
-    return {"liondesk_failing": failing, "waiting_for_operator": waiting, "liondesk_failing_since": since}
+    return {"liondesk_failing": failing, "waiting_for_operator": waiting, "liondesk_failing_since": since,
+            "more": len(ids) == limit and conn.zcard(key) > limit}
+
+
+def last_failures(conn, job_ids: list[str]) -> list[dict | None]:
+    """The last failure the failure policy kept on each job (None: none, or unreadable), reading only
+    each job's meta field (one round trip)."""
+    pipe = conn.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.hget(Job.key_for(job_id), "meta")
+    found = []
+    for raw in pipe.execute():
+        try:
+            meta = DEFAULT_SERIALIZER.loads(raw) if raw else None
+        except Exception:  # noqa: BLE001 (a record another program wrote: anything may fail to load)
+            meta = None
+        failure = meta.get(LAST_FAILURE) if isinstance(meta, dict) else None
+        found.append(failure if isinstance(failure, dict) else None)
+    return found
 
 
 def attention(conn, settings=None, now: float | None = None) -> list[Notice]:
@@ -239,7 +286,8 @@ def attention(conn, settings=None, now: float | None = None) -> list[Notice]:
                               since=_unix(auth.get("since")), count=held))
     if waiting["liondesk_failing"]:
         count = waiting["liondesk_failing"]
-        notices.append(Notice(LIONDESK_FAILING, f"LionDesk is failing: {count} lead{'s' if count != 1 else ''} "
+        notices.append(Notice(LIONDESK_FAILING, f"LionDesk is failing: {count}{'+' if waiting['more'] else ''} "
+                              f"lead{'s' if count != 1 else ''} "
                               "waiting for their next attempt", since=waiting["liondesk_failing_since"], count=count))
     workers = worker_status(conn, now)
     if workers.no_worker:

@@ -20,7 +20,10 @@ from bridge.sandbox.webhooks import Destination
 bp = Blueprint("control", __name__, url_prefix="/_sandbox")
 
 TOKEN_KNOBS = ("expire_access_tokens", "revoke_refresh_tokens", "access_token_lifetime_seconds")
-SETTINGS = {"address_edits_bump_contact": (True, False), "realgeeks_source_system_mode": ("writer", "lead")}
+SETTINGS = {"address_edits_bump_contact": (True, False), "realgeeks_source_system_mode": ("writer", "lead"),
+            "account_type": ("agent", "broker"), "app_owner": ("ours", "another_account"),
+            "single_value_in": ("accepted", "refused"), "mls_id_values": ("any", "numeric"),
+            "v1_service": ("on", "gone"), "tasks_v20": ("on", "gone"), "tasks_v21": ("on", "gone")}
 """Behaviour the vendors leave unknown, switchable per test: name -> allowed values."""
 
 
@@ -259,7 +262,8 @@ mirror_routes(data.USERS, "Every LionDesk user.")
 
 @bp.post("/liondesk/users")
 def add_user():
-    """Add a LionDesk user who has authorised the app ({"first_name", "last_name", "email"})."""
+    """Add a LionDesk user ({"first_name", "last_name", "email"}): an accepted member of the sandbox team
+    unless "team": false, and holding a token for our app (listed by /users) only with "authorised": true."""
     body = body_object()
     if not body.get("email"):
         raise ApiError(400, "email is required")
@@ -270,7 +274,20 @@ def add_user():
             "username": body.get("username") or body["email"].split("@")[0], "phone": body.get("phone"),
             "system_phone": None, "timezone_offset": -10, "timezone": "Pacific/Honolulu", "profile_picture": None,
             "is_active": 1, "created_at": now, "modified_at": now})
+        if body.get("team", True):
+            state.team_members.insert({"team_id": next(iter(state.teams))["id"], "user_id": user["id"],
+                                       "request_status": body.get("request_status") or "Accepted"})
+        if body.get("authorised"):
+            state.token_holders.add(user["id"])
         return jsonify(user), 201
+
+
+@bp.post("/liondesk/custom-fields")
+def add_custom_field():
+    """Define a custom field as the broker would in LionDesk ({"name", "data_type"})."""
+    values = data.load(data.CustomFieldSchema(), body_object())
+    with sandbox_state() as state:
+        return jsonify(data.create_custom_field(state, values)), 201
 
 
 @bp.post("/liondesk/lead-sources")

@@ -42,6 +42,10 @@ class FaultSettings:
     fail_next: int = 0
     fail_next_status: int = 503
     seed: int | None = None
+    lose_next_answer: str | None = None
+    """A path template ("/liondesk/campaigns/{campaign_id}/contacts"): the next call to it is carried
+    out, then its answer is lost (a 502 instead), as when the caller crashes or the network drops
+    between LionDesk's work and our record of it. Cleared after one use."""
 
 
 def validate_changes(changes: dict) -> dict:
@@ -62,6 +66,8 @@ def validate_changes(changes: dict) -> dict:
             raise ValueError("error_statuses must be a non-empty list of 5xx codes")
         if name == "fail_next_status" and value not in FAIL_NEXT_STATUSES:
             raise ValueError(f"fail_next_status must be one of {', '.join(map(str, FAIL_NEXT_STATUSES))}")
+        if name == "lose_next_answer" and value is not None and not (isinstance(value, str) and value.startswith("/")):
+            raise ValueError("lose_next_answer must be a path template starting with / or null")
         if name == "seed" and value is not None and not isinstance(value, int):
             raise ValueError("seed must be an integer or null")
     return changes
@@ -116,6 +122,15 @@ class FaultBoard:
         with self._lock:
             settings = self._settings[service]
             return settings.latency_ms, decide(settings, self._rngs[service])
+
+    def take_lost_answer(self, service: str, template: str) -> bool:
+        """Whether this answer of `service` to `template` is to be lost (consumes the knob)."""
+        with self._lock:
+            settings = self._settings[service]
+            if settings.lose_next_answer != template:
+                return False
+            settings.lose_next_answer = None
+            return True
 
     def retry_after(self, service: str) -> int:
         """The Retry-After value, in seconds, that `service` sends with a 429."""

@@ -12,12 +12,18 @@ from bridge.sandbox.state import sandbox_state
 from bridge.sandbox.tokens import CLIENT_ID
 
 bp = Blueprint("liondesk", __name__, url_prefix="/liondesk")
+communications_bp = Blueprint("liondesk_communications", __name__, url_prefix="/liondesk-communications/api/v1")
+"""Tasks v2.1, served from its own base URL as on communications.liondesk.com/api/v1 (endpoints/tasks-v21)."""
+
+FOREIGN_CLIENT_MESSAGE = "The oauth_client_id does not belong to the querying user"
+"""The documented 401 of /users for an app registered under another account (endpoints/users)."""
 
 TOKEN_OWNER_ID = 1
 """Every token the sandbox issues belongs to user 1, the account that authorised the app."""
 
 
 @bp.before_request
+@communications_bp.before_request
 def require_access_token():
     """Refuse a missing, unknown or expired access token with 401 NotAuthenticated."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -28,7 +34,9 @@ def require_access_token():
 
 def listing(records, resource: str, view=None, collation: Collation = Collation(), skip_params=()):
     """Answer a Feathers find: filter, sort and page `records` into the list envelope."""
-    query = parse_query(request.args.items(multi=True), skip_params=skip_params)
+    with sandbox_state() as state:
+        refuse_single_in = state.single_value_in == "refused"
+    query = parse_query(request.args.items(multi=True), skip_params=skip_params, refuse_single_in=refuse_single_in)
     check_fields(query, data.COLUMNS[resource])
     total, page = select(records, query, collation)
     return jsonify(envelope(total, query, [view(r) for r in page] if view else page))
@@ -101,10 +109,33 @@ def me():
 
 @bp.get("/users")
 def list_users():
-    """Users who authorised our app; `oauth_client_id` is required (400 missing, 403 unknown)."""
+    """Users holding a token for our app, usually only the one who authorised it (endpoints/users);
+    `oauth_client_id` is required (400 missing, 403 unknown, 401 when it belongs to another account)."""
     check_oauth_client_id()
     with sandbox_state() as state:
-        return listing(state.users, "users", skip_params=["oauth_client_id"])
+        holders = [u for u in state.users if u["id"] in state.token_holders and u["is_active"]]
+        return listing(holders, "users", skip_params=["oauth_client_id"])
+
+
+@bp.get("/team-members")
+def list_team_members():
+    """Memberships of the teams the token's user created or belongs to (?request_status=Accepted)."""
+    with sandbox_state() as state:
+        own = {t["id"] for t in state.teams if t["user_id"] == TOKEN_OWNER_ID} | {
+            m["team_id"] for m in state.team_members if m["user_id"] == TOKEN_OWNER_ID}
+        return listing([m for m in state.team_members if m["team_id"] in own], "team_members",
+                       lambda m: data.team_member_view(state, m))
+
+
+@bp.get("/sub-accounts")
+def list_sub_accounts():
+    """A broker's sub-accounts, one per agent; other accounts get 403 (the sandbox's reading)."""
+    with sandbox_state() as state:
+        if state.account_type != "broker":
+            raise ApiError(403, "Only broker accounts have sub-accounts")
+        users = [u for u in state.users if u["id"] != TOKEN_OWNER_ID]
+        return listing([{"id": u["id"], "user_id": u["id"], **u} for u in users], "sub_accounts",
+                       data.sub_account_view)
 
 
 @bp.get("/users/<int:user_id>")
@@ -122,6 +153,9 @@ def check_oauth_client_id() -> None:
         raise bad_request("oauth_client_id is required", oauth_client_id="required")
     if client_id != CLIENT_ID:
         raise ApiError(403, f"oauth_client_id {client_id!r} does not exist")
+    with sandbox_state() as state:
+        if state.app_owner == "another_account":
+            raise ApiError(401, FOREIGN_CLIENT_MESSAGE)
 
 
 read_routes(data.TEAMS, "Teams the token's user created or belongs to.")
@@ -158,6 +192,14 @@ def patch_contact(contact_id):
 
 
 delete_route(data.CONTACTS, remove=lambda state, contact_id: state.remove_contact(contact_id))  # addresses too
+
+
+@bp.get("/contacts/<int:contact_id>/campaign-communications")
+def list_campaign_communications(contact_id):
+    """The campaign communications scheduled for a contact (?campaign_name[$like]=...), one per enrolment."""
+    with sandbox_state() as state:
+        data.require_existing(state.contacts, contact_id, "contact")
+        return listing(data.campaign_communications(state, contact_id), "campaign_communications")
 
 
 @bp.get("/contacts/<int:contact_id>/addresses")
@@ -232,6 +274,17 @@ patch_route(data.CONTACT_SOURCES, data.ContactSourceSchema, rename_contact_sourc
 delete_route(data.CONTACT_SOURCES)
 
 
+read_routes(data.CUSTOM_FIELDS, "Custom field definitions (string ids, as documented).")
+
+
+@bp.post("/custom-fields")
+def create_custom_field():
+    """Define a custom field (name required, rank 99999 by default)."""
+    values = data.load(data.CustomFieldSchema(), body_object())
+    with sandbox_state() as state:
+        return jsonify(data.create_custom_field(state, values, TOKEN_OWNER_ID)), 201
+
+
 read_routes(data.LEAD_SOURCES, 'Lead sources (read-only: there is no POST, so a "Real Geeks" one cannot be created).')
 read_routes(data.HOTNESSES, "Hotnesses, by default in user_id then rank order.",
             order=lambda records: sorted(records, key=lambda h: (h["user_id"], h["rank"])))
@@ -269,6 +322,15 @@ def create_offers(lead_id):
         lead = data.LEADS.stored(state, lead_id)
         offers = data.make_offers(state, lead)
         return jsonify([data.offer_view(state, offer) for offer in offers]), 201
+
+
+@bp.get("/leads/<int:lead_id>/offers")
+def list_offers(lead_id):
+    """The offers made for a lead (inferred: the docs show only the POST)."""
+    with sandbox_state() as state:
+        data.require_existing(state.leads, lead_id, "lead")
+        offers = [data.offer_view(state, o) for o in state.offers if o["lead_id"] == lead_id]
+        return listing(offers, "offers_view")
 
 
 read_routes(data.LEAD_ROUTES, "Find lead routes (?lead_source_id=&contact_source_id=), answered with nested records.")
@@ -341,12 +403,22 @@ def enrol_contact(campaign_id):
         return jsonify(data.enrol(state, campaign, values["contact_id"])), 201
 
 
+@bp.before_request
+def require_tasks_v20():
+    """With `tasks_v20: gone`, answer /tasks as a host that retired it would (404 NotFound)."""
+    if request.path.startswith(f"{bp.url_prefix}/tasks"):
+        with sandbox_state() as state:
+            if state.tasks_v20 == "gone":
+                raise ApiError(404, "Page not found")
+
+
 read_routes(data.TASKS, "Find tasks (?contact_id=, ?campaign_contact_id=, ...).")
 
 
 @bp.post("/tasks")
 def create_task():
     """Create a task: description (at most 2000) and status are required, and an action_type."""
+    require_tasks_v20()
     values = data.load(data.TaskSchema(), body_object())
     with sandbox_state() as state:
         return jsonify(data.create_task(state, values, owner_user_id=TOKEN_OWNER_ID)), 201
@@ -364,3 +436,45 @@ def change_task(state, task, values):
 
 
 patch_route(data.TASKS, data.TaskSchema, change_task)
+
+
+# ---- Tasks v2.1 (communications.liondesk.com/api/v1) ---------------------------------------------
+
+@communications_bp.before_request
+def require_tasks_v21():
+    """With `tasks_v21: gone`, the v2.1 host answers 404 to everything."""
+    with sandbox_state() as state:
+        if state.tasks_v21 == "gone":
+            raise ApiError(404, "Page not found")
+
+
+@communications_bp.get("/tasks")
+def list_tasks_v21():
+    """Tasks v2.1 created on this host."""
+    with sandbox_state() as state:
+        return listing([t for t in state.tasks if t.get("channel") == "v2.1"], "tasks")
+
+
+@communications_bp.post("/tasks")
+def create_task_v21():
+    """Create a single Tasks v2.1 task: assigned_user_id and due_at are required."""
+    values = data.load(data.TaskV21Schema(), body_object())
+    with sandbox_state() as state:
+        return jsonify(data.create_task_v21(state, values, owner_user_id=TOKEN_OWNER_ID)), 201
+
+
+@communications_bp.patch("/tasks/<int:task_id>")
+def patch_task_v21(task_id):
+    """Change a v2.1 task; `update_type` 3 changes only its status."""
+    values = data.load(data.TaskV21Schema(), body_object(), partial=True)
+    with sandbox_state() as state:
+        task = data.require_existing(state.tasks, task_id, "task")
+        if task.get("channel") != "v2.1":
+            raise ApiError(404, f"No record found for id '{task_id}'")
+        if values.pop("update_type", None) == 3:
+            values = {k: v for k, v in values.items() if k == "status"}
+        values.pop("reminder_type", None)
+        task.update(values, modified_at=state.now())
+        if values.get("status") == "complete" and not task["completed_at"]:
+            task["completed_at"] = state.now()
+        return jsonify(task)

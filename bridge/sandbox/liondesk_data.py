@@ -75,6 +75,15 @@ class ContactSchema(_Body):
     tags = text(508)
     created_at, modified_at = Timestamp(), Timestamp()
     assigned_user_id, hotness_id, source_id = Reference(), Reference(), Reference()
+    custom_fields = fields.List(fields.Dict(), allow_none=True)
+
+
+class CustomFieldSchema(_Body):
+    """A custom field definition (endpoints/contacts/custom-fields): a name of at most 255, a data type, a rank."""
+
+    name = text(255, required=True)
+    data_type = text(choices=("Text", "Number", "Date", "Dollar Amt"))
+    rank = fields.Integer(allow_none=True)
 
 
 class AddressSchema(_Body):
@@ -106,8 +115,9 @@ class LeadRouteSchema(_Body):
     """Lead route fields (docs/vendors/liondesk-api.md §4.9, docs/vendors/seeds/001)."""
 
     team_id = Reference()
-    campaign_id, lead_source_id, contact_source_id = (Reference(required=True), Reference(required=True),
-                                                      Reference(required=True))
+    # The route page marks all three required, but offers need "a lead route created for a
+    # specific lead source and/or contact source" (endpoints/lead-offers): one of the two suffices.
+    campaign_id, lead_source_id, contact_source_id = Reference(required=True), Reference(), Reference()
     distribution_target = text(required=True, choices=DISTRIBUTION_TARGETS)
     team_selection_method = text(choices=TEAM_SELECTION_METHODS)
     filter = text(255)
@@ -126,6 +136,21 @@ class CampaignContactSchema(_Body):
     contact_id = Reference(required=True)
 
 
+class TaskV21Schema(_Body):
+    """Tasks v2.1 fields (endpoints/tasks-v21): `assigned_user_id` and `due_at` are required there."""
+
+    contact_id = Reference()
+    assigned_user_id = Reference(required=True)
+    due_at = Timestamp(required=True)
+    recurrence_rule = text()
+    is_all_day = fields.Boolean(allow_none=True)
+    reminder_type = fields.Integer(allow_none=True, validate=validate.OneOf((0, 1, 2, 3, 4)))
+    description = text(2000, required=True)
+    status = text(required=True, choices=TASK_STATUSES)
+    notes = text(2000)
+    update_type = fields.Integer(allow_none=True, validate=validate.OneOf((1, 2, 3)))
+
+
 class TaskSchema(_Body):
     """Task fields (docs/vendors/liondesk-api.md §4.14); action_type (alias reminder_type) is checked after loading."""
 
@@ -137,7 +162,7 @@ class TaskSchema(_Body):
     notes = text(2000)
 
 
-CONTACT_FIELDS = tuple(ContactSchema().fields)
+CONTACT_FIELDS = tuple(name for name in ContactSchema().fields if name != "custom_fields")
 ADDRESS_FIELDS = tuple(AddressSchema().fields)
 LEAD_FIELDS = tuple(LeadSchema().fields)
 TASK_FIELDS = tuple(TaskSchema().fields)
@@ -161,7 +186,14 @@ COLUMNS = {
     "distribution_options": ("id", "team_id", "user_id", "assign_automatically", "rank", "mins_until_lead_offer",
                              "has_call_alert", "has_text_alert", "has_email_alert"),
     "tasks": ("id", "owner_user_id", "campaign_contact_id", "completed_at", "is_all_day", "is_important",
-              "is_public", "category", "folder", *TASK_FIELDS),
+              "is_public", "category", "folder", "channel", *TASK_FIELDS),
+    "team_members": ("id", "request_status", "team_id", "user_id"),
+    "custom_fields": ("id", "user_id", "name", "rank", "data_type"),
+    "sub_accounts": ("id", "user_id"),
+    "campaign_communications": ("id", "campaign_id", "campaign_name", "campaign_contact_id", "contact_id",
+                                "type", "status", "scheduled_at"),
+    "offers": ("id", "lead_id", "team_id", "user_id", "status"),
+    "offers_view": ("id", "rank", "status", "notify_at"),
 }
 """The columns each resource can be filtered and sorted on."""
 
@@ -200,21 +232,79 @@ def contact_references(state: SandboxState) -> dict:
     return {"assigned_user_id": state.users, "hotness_id": state.hotnesses, "source_id": state.contact_sources}
 
 
+def check_assignable(state: SandboxState, values: dict, owner_user_id: int = 1) -> None:
+    """Refuse an `assigned_user_id` who is neither the submitter nor an accepted member of one of
+    the submitter's teams ("Assigned user must belong to one of your teams/groups", endpoints/contacts)."""
+    user_id = values.get("assigned_user_id")
+    if user_id is None or user_id == owner_user_id or state.users.get(user_id) is None:
+        return
+    own_teams = {t["id"] for t in state.teams if t["user_id"] == owner_user_id} | {
+        m["team_id"] for m in state.team_members if m["user_id"] == owner_user_id and m["request_status"] == "Accepted"}
+    if not any(m["user_id"] == user_id and m["team_id"] in own_teams and m["request_status"] == "Accepted"
+               for m in state.team_members):
+        raise bad_request(f"assigned_user_id {user_id} does not belong to one of your teams",
+                          assigned_user_id="must belong to one of your teams/groups")
+
+
+def team_member_view(state: SandboxState, member: dict) -> dict:
+    """A team membership as /team-members returns it: nested team and user (endpoints/team-members)."""
+    team, user = state.teams.get(member["team_id"]), state.users.get(member["user_id"])
+    return {"id": member["id"], "request_status": member["request_status"],
+            "team": {"id": team["id"], "name": team["name"]} if team else None,
+            "user": {k: user.get(k) for k in ("id", "first_name", "last_name", "email", "username", "phone")}
+            if user else None}
+
+
+def sub_account_view(user: dict) -> dict:
+    """A broker's sub-account as /sub-accounts returns it: the agent's `user` and sharing flags."""
+    return {"id": user["id"], "user_id": user["id"], "is_contact_sharing_enabled": True,
+            "user": {k: user.get(k) for k in ("id", "first_name", "last_name", "email", "username", "phone")}}
+
+
+def create_custom_field(state: SandboxState, values: dict, user_id: int = 1) -> dict:
+    """Store a custom field definition (rank 99999 and Text unless given)."""
+    return state.custom_fields.insert({"rank": 99999, "data_type": "Text",
+                                       **{k: v for k, v in values.items() if v is not None}, "user_id": user_id})
+
+
+def check_custom_fields(state: SandboxState, values: list[dict] | None) -> None:
+    """Refuse `custom_fields` naming a field that is not defined: a value needs its field first (§4.3)."""
+    for item in values or ():
+        if state.custom_fields.get(item.get("id")) is None:
+            raise bad_request(f"custom field {item.get('id')!r} does not exist", custom_fields="unknown field id")
+
+
+def store_custom_field_values(state: SandboxState, contact_id: int, values: list[dict] | None) -> None:
+    """Keep the checked `custom_fields: [{id, value}]` of a contact body (endpoints/contacts/custom-field-values)."""
+    check_custom_fields(state, values)
+    for item in values or ():
+        state.custom_field_values[f"{contact_id}:{item['id']}"] = None if item.get("value") is None else str(item["value"])
+
+
 def create_contact(state: SandboxState, values: dict, owner_user_id: int = 1) -> dict:
     """Store a new contact from validated `values`; timestamps default to now."""
+    values = dict(values)
+    custom = values.pop("custom_fields", None)
+    check_custom_fields(state, custom)
     check_references(values, contact_references(state))
+    check_assignable(state, values, owner_user_id)
     now = state.now()
     record = {"owner_user_id": owner_user_id, **dict.fromkeys(CONTACT_FIELDS)}
     record.update(values)
     record["created_at"] = values.get("created_at") or now
     record["modified_at"] = values.get("modified_at") or now
-    return state.contacts.insert(record)
+    contact = state.contacts.insert(record)
+    store_custom_field_values(state, contact["id"], custom)
+    return contact
 
 
 def update_contact(state: SandboxState, contact: dict, values: dict) -> bool:
     """Apply validated `values`; bump modified_at when a value really changed (MySQL's ON
     UPDATE CURRENT_TIMESTAMP does the same) unless the caller set it. Return whether it changed."""
+    values = dict(values)
+    store_custom_field_values(state, contact["id"], values.pop("custom_fields", None))
     check_references(values, contact_references(state))
+    check_assignable(state, values, contact.get("owner_user_id") or 1)
     changed = any(contact.get(field) != value for field, value in values.items())
     contact.update(values)
     if changed and "modified_at" not in values:
@@ -238,7 +328,10 @@ def contact_view(state: SandboxState, contact: dict) -> dict:
         **contact,
         "addresses": [address_view(a) for a in state.addresses_of(contact["id"])],
         "hotness": {k: hotness[k] for k in ("name", "rank", "color")} if hotness else None,
-        "custom_fields": [],
+        "custom_fields": [{**{k: field[k] for k in ("id", "user_id", "name", "rank", "data_type")},
+                           "value": state.custom_field_values[f"{contact['id']}:{field['id']}"]}
+                          for field in state.custom_fields
+                          if f"{contact['id']}:{field['id']}" in state.custom_field_values],
         "source": {k: source[k] for k in ("id", "name", "user_id", "created_at")} if source else None,
     }
 
@@ -256,8 +349,18 @@ def touch_for_address(state: SandboxState, contact: dict) -> None:
 
 # ---- leads, routes, offers ----------------------------------------------------------------
 
+def check_lead_values(state: SandboxState, values: dict) -> None:
+    """With `mls_id_values: numeric`, refuse an mls_id that is not a number (LionDesk's example sends
+    2000; whether the column takes text is unknown, so this is the pessimistic reading)."""
+    mls = values.get("mls_id")
+    if state.mls_id_values == "numeric" and mls is not None and not (
+            isinstance(mls, int) and not isinstance(mls, bool) or isinstance(mls, str) and mls.isdigit()):
+        raise bad_request(f"mls_id must be a number, got {mls!r}", mls_id="must be a number")
+
+
 def create_lead(state: SandboxState, values: dict) -> dict:
     """Store a new, unclaimed lead for an existing contact."""
+    check_lead_values(state, values)
     if state.contacts.get(values.get("contact_id")) is None:
         raise bad_request(f"contact_id {values.get('contact_id')} does not exist", contact_id="does not exist")
     check_references(values, {"source_id": state.lead_sources})
@@ -275,6 +378,9 @@ def lead_view(lead: dict) -> dict:
 
 def apply_route_rules(state: SandboxState, route: dict) -> dict:
     """Enforce the documented route rules on a complete route; return it normalised."""
+    if route.get("lead_source_id") is None and route.get("contact_source_id") is None:
+        raise bad_request("A lead route needs a lead source, a contact source or both",
+                          lead_source_id="required without contact_source_id")
     check_references(route, {"campaign_id": state.campaigns, "lead_source_id": state.lead_sources,
                              "contact_source_id": state.contact_sources, "team_id": state.teams})
     if route["distribution_target"] == "Myself":
@@ -302,22 +408,31 @@ def route_view(state: SandboxState, route: dict) -> dict:
     team = state.teams.get(route.get("team_id"))
     return {"id": route["id"], "team": team_view(team) if team else None,
             "campaign": named(state.campaigns, route["campaign_id"]),
-            "lead_source": named(state.lead_sources, route["lead_source_id"]),
-            "contact_source": named(state.contact_sources, route["contact_source_id"]),
+            "lead_source": named(state.lead_sources, route.get("lead_source_id")),
+            "contact_source": named(state.contact_sources, route.get("contact_source_id")),
             "distribution_target": route["distribution_target"],
             "team_selection_method": route.get("team_selection_method"), "filter": route.get("filter")}
 
 
+def route_score(route: dict, lead_source_id, contact_source_id) -> int:
+    """How specifically a route matches a lead: 3 both sources, 2 its lead source only, 1 its contact
+    source only, 0 no match. Every source a route names must match ("lead source and/or contact
+    source", endpoints/lead-offers); the ranking among matches is the sandbox's reading."""
+    named = {"lead": route.get("lead_source_id"), "contact": route.get("contact_source_id")}
+    if named["lead"] is not None and named["lead"] != lead_source_id:
+        return 0
+    if named["contact"] is not None and named["contact"] != contact_source_id:
+        return 0
+    return (2 if named["lead"] is not None else 0) + (1 if named["contact"] is not None else 0)
+
+
 def matching_team_rollout_route(state: SandboxState, lead: dict) -> dict | None:
-    """The Team Rollout route for the lead's source or its contact's source (both matching wins)."""
+    """The most specific Team Rollout route for the lead's source and its contact's source (oldest on a tie)."""
     contact = state.contacts.get(lead["contact_id"]) or {}
-
-    def score(route):
-        return ((lead.get("source_id") is not None and route["lead_source_id"] == lead.get("source_id"))
-                + (contact.get("source_id") is not None and route["contact_source_id"] == contact.get("source_id")))
-
-    candidates = [r for r in state.lead_routes if r["distribution_target"] == "Team Rollout" and score(r)]
-    return max(candidates, key=score, default=None)
+    scored = [(route_score(r, lead.get("source_id"), contact.get("source_id")), -r["id"], r)
+              for r in state.lead_routes if r["distribution_target"] == "Team Rollout"]
+    best = max((item for item in scored if item[0]), key=lambda item: item[:2], default=None)
+    return best[2] if best else None
 
 
 def target_team(state: SandboxState, route: dict, lead: dict) -> dict | None:
@@ -382,14 +497,31 @@ def check_campaign_name(state: SandboxState, name: str, own_id=None) -> None:
 
 
 def enrol(state: SandboxState, campaign: dict, contact_id: int) -> dict:
-    """Start a campaign for a contact; a second enrolment of the same contact is a 400."""
+    """Start a campaign for a contact. A second enrolment is accepted and makes a second drip:
+    LionDesk documents no refusal, so the sandbox takes the pessimistic reading (docs/sandbox.md)."""
     if state.contacts.get(contact_id) is None:
         raise bad_request(f"contact_id {contact_id} does not exist", contact_id="does not exist")
-    if any(cc["campaign_id"] == campaign["id"] and cc["contact_id"] == contact_id for cc in state.campaign_contacts):
-        raise bad_request(f"Contact {contact_id} is already in campaign {campaign['id']}",
-                          contact_id="already in this campaign")
     return state.campaign_contacts.insert({"campaign_id": campaign["id"], "contact_id": contact_id,
                                            "created_at": state.now()})
+
+
+def campaign_communications(state: SandboxState, contact_id: int) -> list[dict]:
+    """The communications scheduled for a contact, one per enrolment (a campaign's first action):
+    what GET /contacts/{id}/campaign-communications shows (endpoints/campaign-contacts)."""
+    return [{"id": cc["id"], "campaign_id": cc["campaign_id"], "campaign_contact_id": cc["id"],
+             "campaign_name": (state.campaigns.get(cc["campaign_id"]) or {}).get("name"),
+             "contact_id": contact_id, "type": "Email", "status": "Scheduled", "scheduled_at": cc["created_at"]}
+            for cc in state.campaign_contacts if cc["contact_id"] == contact_id]
+
+
+def create_task_v21(state: SandboxState, values: dict, owner_user_id: int = 1) -> dict:
+    """Store a Tasks v2.1 task (a single event); the assignee must belong to one of our teams."""
+    check_references(values, {"contact_id": state.contacts, "assigned_user_id": state.users})
+    check_assignable(state, values, owner_user_id)
+    values = {k: v for k, v in values.items() if k not in ("update_type", "recurrence_rule")}
+    reminder = values.pop("reminder_type", 0)
+    return _store_task(state, {**values, "action_type": "None" if not reminder else str(reminder),
+                               "channel": "v2.1"}, owner_user_id)
 
 
 def create_task(state: SandboxState, values: dict, owner_user_id: int = 1) -> dict:
@@ -398,6 +530,12 @@ def create_task(state: SandboxState, values: dict, owner_user_id: int = 1) -> di
     if not action_type:
         raise bad_request("action_type is required", action_type="Missing data for required field.")
     check_references(values, {"contact_id": state.contacts, "assigned_user_id": state.users})
+    return _store_task(state, {**values, "action_type": action_type, "channel": "v2.0"}, owner_user_id)
+
+
+def _store_task(state: SandboxState, values: dict, owner_user_id: int) -> dict:
+    """Store a validated task of either version."""
+    action_type = values["action_type"]
     now = state.now()
     record = dict.fromkeys(TASK_FIELDS)
     record.update(owner_user_id=owner_user_id, campaign_contact_id=None, is_all_day=False, is_important=False,
@@ -449,6 +587,7 @@ class Resource:
 
 CONTACTS = Resource("contacts", "contact", "contact_id", contact_view)
 CONTACT_SOURCES = Resource("contact_sources", "contact source", "source_id")
+CUSTOM_FIELDS = Resource("custom_fields", "custom field", "field_id")
 LEAD_SOURCES = Resource("lead_sources", "lead source", "source_id")
 HOTNESSES = Resource("hotnesses", "hotness", "hotness_id")
 LEADS = Resource("leads", "lead", "lead_id", lambda state, lead: lead_view(lead))

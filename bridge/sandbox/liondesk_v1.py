@@ -9,7 +9,7 @@ v1 writes land in the same contacts the v2 API serves: it is one LionDesk accoun
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from bridge.sandbox import liondesk_data as data
 from bridge.sandbox.errors import json_body
@@ -48,7 +48,14 @@ class V1Error(Exception):
 
 @bp.post("/", strict_slashes=False)
 def endpoint():
-    """Authenticate, then run the body's `action`."""
+    """Authenticate, then run the body's `action`; with `v1_service: gone`, a retired host's 404 page.
+
+    v1 was announced as shutting down in 2018 (docs/vendors/liondesk-api.md §8); what it answers
+    once gone is unknown, so the knob answers an HTML 404, the harder case (not even JSON).
+    """
+    with sandbox_state() as state:
+        if state.v1_service == "gone":
+            return Response("<html><body><h1>404 Not Found</h1></body></html>", status=404, mimetype="text/html")
     body = json_body()
     try:
         if not isinstance(body, dict):

@@ -65,8 +65,13 @@ class Collation:
     exact_fields: frozenset[str] = frozenset()
 
 
-def parse_query(pairs: Iterable[tuple[str, str]], *, skip_params: Iterable[str] = ()) -> Query:
-    """Parse query-string pairs (repeated keys kept, in order) into a Query; raise QueryError."""
+def parse_query(pairs: Iterable[tuple[str, str]], *, skip_params: Iterable[str] = (),
+                refuse_single_in: bool = False) -> Query:
+    """Parse query-string pairs (repeated keys kept, in order) into a Query; raise QueryError.
+
+    `refuse_single_in`: a `field[$in]=x` given once is refused, as a Feathers server whose query
+    parser reads one value as a string (not a list) would (a knob: LionDesk's behaviour is unknown).
+    """
     skip_params = set(skip_params)
     grouped: dict[tuple[str, str], list[str]] = {}
     sort: list[tuple[str, int]] = []
@@ -90,6 +95,8 @@ def parse_query(pairs: Iterable[tuple[str, str]], *, skip_params: Iterable[str] 
     conditions = []
     for (field, op), values in grouped.items():
         if op in MULTI_VALUE_OPERATORS:
+            if refuse_single_in and len(values) == 1:
+                raise QueryError(f"Invalid query: {field}[{op}] must be an array")
             conditions.append(Condition(field, op, tuple(values)))
         else:
             # A repeated scalar key: every occurrence must hold (qs would make it a list,

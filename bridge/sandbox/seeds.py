@@ -44,6 +44,10 @@ def seed_reference_data(state) -> None:
     team = state.teams.insert({"name": TEAM_NAME, "user_id": 1, "is_contact_resource_sharing_enabled": True,
                                "order_method": "Rank", "mins_until_next_alert": 5,
                                "distribution_zipcodes": "96815,96816"})
+    for user in state.users:
+        # Everyone is an accepted member of the team; /team-members is how the app sees
+        # agents who never authorised it themselves (endpoints/team-members).
+        state.team_members.insert({"team_id": team["id"], "user_id": user["id"], "request_status": "Accepted"})
     for rank, user in enumerate(state.users, start=1):
         # The third agent has every alert off: a member who gets no offer.
         alerts = rank < 3

@@ -25,7 +25,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from bridge.sandbox import control, liondesk, liondesk_v1, oauth, realgeeks
 from bridge.sandbox.errors import ApiError, error_response, json_body
-from bridge.sandbox.faults import SERVICES
+from bridge.sandbox.faults import SERVICES, Fault
 from bridge.sandbox.query import QueryError
 from bridge.sandbox.seeds import DEFAULT_SITE_UUID
 from bridge.sandbox.state import V1_API_KEY, V1_USER_KEY, SandboxState
@@ -52,7 +52,8 @@ class CollapseSlashes:
 def service_of(path: str) -> str:
     """Which simulated service a path belongs to: liondesk | liondesk_v1 | realgeeks | control."""
     first = path.lstrip("/").split("/", 1)[0]
-    return {"liondesk": "liondesk", "liondesk-v1": "liondesk_v1", "realgeeks": "realgeeks"}.get(first, "control")
+    return {"liondesk": "liondesk", "liondesk-communications": "liondesk", "liondesk-v1": "liondesk_v1",
+            "realgeeks": "realgeeks"}.get(first, "control")
 
 
 def path_template(rule) -> str:
@@ -109,11 +110,12 @@ def create_sandbox_app(state: SandboxState | None = None, latency_ms: float = 0.
     state.latency_ms = latency_ms
     app.extensions["sandbox"] = state
     app.wsgi_app = CollapseSlashes(app.wsgi_app)
-    for blueprint in (oauth.bp, liondesk.bp, liondesk_v1.bp, realgeeks.bp, control.bp):
+    for blueprint in (oauth.bp, liondesk.bp, liondesk.communications_bp, liondesk_v1.bp, realgeeks.bp, control.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "index", index)
     app.before_request(delay_and_inject_faults)
     app.after_request(log_call)
+    app.after_request(lose_answer)  # after_request runs in reverse order: this one first, then the log
     if state_file is not None:
         state_file.load(state)
         app.extensions["sandbox_state_file"] = state_file
@@ -187,6 +189,17 @@ def logged_body():
         return json_body()
     except ApiError:
         return request.get_data(cache=True, as_text=True)[:2000]
+
+
+def lose_answer(response):
+    """After an API request that did its work: answer 502 instead when the `lose_next_answer` knob names it."""
+    service = service_of(request.path)
+    if service in SERVICES and response.status_code < 400:
+        state: SandboxState = current_app.extensions["sandbox"]
+        if state.faults.take_lost_answer(service, path_template(request.url_rule)):
+            g.fault = Fault("lost_answer", 502)
+            return answer_error(502, "Bad gateway")
+    return response
 
 
 def log_call(response):

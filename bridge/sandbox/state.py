@@ -100,6 +100,21 @@ class SandboxState:
             self.contacts, self.addresses = Table(), Table(string_ids=True)
             self._address_ids: dict[int, list[str]] = {}
             self.leads, self.offers, self.tasks = Table(), Table(), Table()
+            self.team_members = Table()
+            # Custom field definitions (string ids, as documented) and their values per contact.
+            self.custom_fields = Table(string_ids=True)
+            self.custom_field_values: dict[str, str] = {}
+            # Users holding a token for our app: /users lists only them (endpoints/users).
+            self.token_holders: set[int] = {1}
+            # LionDesk behaviours the docs leave open, as knobs (docs/sandbox.md): the
+            # defaults are the documented or the pessimistic reading; see control.SETTINGS.
+            self.account_type = "agent"            # "broker": /sub-accounts lists the agents
+            self.app_owner = "ours"                # "another_account": /users answers the documented 401
+            self.single_value_in = "accepted"      # "refused": field[$in]=x alone is a 400
+            self.mls_id_values = "any"             # "numeric": a non-numeric mls_id is a 400
+            self.v1_service = "on"                 # "gone": the v1 host answers 404
+            self.tasks_v20 = "on"                  # "gone": api-v2 /tasks answers 404
+            self.tasks_v21 = "on"                  # "gone": the Tasks v2.1 host answers 404
             # Whether an address edit bumps its contact's modified_at is unknown for
             # LionDesk: off by default, the harder case for a poller.
             self.address_edits_bump_contact = False
@@ -166,7 +181,7 @@ class SandboxState:
         """How many records each table holds."""
         tables = ("users", "teams", "lead_sources", "contact_sources", "hotnesses", "campaigns",
                   "campaign_contacts", "lead_routes", "contacts", "addresses", "leads", "offers",
-                  "tasks", "v1_activities", "realgeeks_requests")
+                  "tasks", "team_members", "v1_activities", "realgeeks_requests")
         with self.lock:
             counts = {name: len(getattr(self, name)) for name in tables}
             counts["realgeeks_leads"] = len(self.realgeeks_leads)

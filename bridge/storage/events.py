@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import secrets
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -19,9 +19,13 @@ QUEUED, IGNORED, REJECTED = "queued", "ignored", "rejected"
 
 
 def new_event_id(now: float | None = None) -> str:
-    """Return a new event id that sorts by receipt time: 12 hex digits of ms, 8 random."""
+    """Return a new event id that sorts by receipt time: 12 hex digits of ms, 8 random.
+
+    The random part need only differ between deliveries of one millisecond, not be secret:
+    `random` (reseeded in every forked process) spares each delivery a system call.
+    """
     millis = int((time.time() if now is None else now) * 1000)
-    return f"{millis:012x}{secrets.token_hex(4)}"
+    return f"{millis:012x}{random.getrandbits(32):08x}"
 
 
 @dataclass
@@ -150,3 +154,37 @@ def mark_rejected(conn, event: Event, errors: dict) -> None:
     pipe.zadd(keys.rejected_events(), {event.id: event.received_at})
     if pipe is not conn:
         pipe.execute()
+
+
+DUPLICATE = "duplicate"
+"""Outcome of a delivery that repeated an earlier one (kept in its own log, not as an event)."""
+
+
+def record_duplicate(pipe, original_id: str, received_at: float, action: str | None, lead_id: str | None) -> None:
+    """Log, on an open pipeline, that a delivery repeated the one stored as `original_id`.
+
+    Kept for the dedupe window and at most DUPLICATE_LOG_MAX_ENTRIES: a sender repeating itself
+    forever cannot grow it without bound.
+    """
+    record = json.dumps({"of": original_id, "at": round(received_at, 6), "action": action, "lead_id": lead_id},
+                        separators=(",", ":"))
+    key = keys.duplicate_deliveries()
+    pipe.zadd(key, {record: received_at})
+    pipe.zremrangebyscore(key, "-inf", received_at - defaults.DEDUPE_TTL_SECONDS)
+    pipe.zremrangebyrank(key, 0, -defaults.DUPLICATE_LOG_MAX_ENTRIES - 1)
+    pipe.expire(key, defaults.DEDUPE_TTL_SECONDS)
+
+
+def duplicates(conn, *, before: float | None = None, since: float | None = None,
+               count: int = 200) -> list[tuple[dict, float]]:
+    """Logged repeated deliveries, newest first (each `{"of", "at", "action", "lead_id"}`), like `recent`."""
+    top = f"({before!r}" if before is not None else "+inf"
+    bottom = since if since is not None else "-inf"
+    found = conn.zrevrangebyscore(keys.duplicate_deliveries(), top, bottom, start=0, num=count, withscores=True)
+    rows = []
+    for raw, score in found:
+        parsed = parse(raw)
+        value = parsed.value if parsed.problem is None and isinstance(parsed.value, dict) else {}
+        rows.append(({name: value.get(name) if isinstance(value.get(name), str) else None
+                      for name in ("of", "action", "lead_id")}, score))
+    return rows

@@ -26,6 +26,11 @@ def rejected_events() -> str:
     return f"{PREFIX}events:rejected"
 
 
+def duplicate_deliveries() -> str:
+    """Sorted set of repeated deliveries (what each repeated, when, for which lead), scored by receipt time."""
+    return f"{PREFIX}events:duplicates"
+
+
 def delivery_dedupe(digest: str) -> str:
     """String holding the event id first stored for a delivery (7-day TTL): the digest of its
     body, with its X-Lead-Router-Timestamp when it has one (bridge/intake/identity.py)."""
@@ -122,6 +127,36 @@ def admin_login_failures(who: str) -> str:
     return f"{PREFIX}admin:login-failures:{who}"
 
 
+def admin_login_throttle(who: str) -> str:
+    """Hash (failures, last_at) of recent failed console logins for one account: its growing delay."""
+    return f"{PREFIX}admin:login-throttle:{who}"
+
+
+def console_users() -> str:
+    """Hash of the named console users: casefolded name → JSON record with the password's scrypt hash."""
+    return f"{PREFIX}admin:users"
+
+
+def console_session(session_digest: str) -> str:
+    """Hash of one open console session (user, password version, opened at, address), expiring with it."""
+    return f"{PREFIX}admin:session:{session_digest}"
+
+
+def console_sessions() -> str:
+    """Sorted set of every open console session's digest, scored by its expiry time (unix seconds)."""
+    return f"{PREFIX}admin:sessions"
+
+
+def alert_state(condition: str) -> str:
+    """Hash of one alert condition's state: announced or not, since when, what it last saw."""
+    return f"{PREFIX}alerts:state:{condition}"
+
+
+def alert_tick() -> str:
+    """Marker that one process is evaluating the alerts of the current period."""
+    return f"{PREFIX}alerts:tick"
+
+
 def webhook_secret_dev() -> str:
     """The generated webhook secret `bridge dev` keeps for local runs."""
     return f"{PREFIX}dev:webhook-secret"
@@ -138,8 +173,17 @@ def liondesk_rate_limiter() -> str:
 
 
 def lead_search_token(token_digest: str) -> str:
-    """Set of Real Geeks lead ids carrying one search token (a hashed email, phone or name)."""
+    """Set of Real Geeks lead ids carrying one search token (a hashed email, phone or name).
+
+    Written before the prefix index (lead_search_bucket) replaced it; only read now, until
+    the last of these sets expires a history lifetime after its last write."""
     return f"{PREFIX}index:lead:{token_digest}"
+
+
+def lead_search_bucket(bucket: int) -> str:
+    """Sorted set (all scores 0) of `field:value<NUL>lead id` members: the leads indexed in one
+    SEARCH_INDEX_BUCKET_SECONDS period (bucket = unix time // that period), searched by prefix."""
+    return f"{PREFIX}index:lead-prefix:{bucket}"
 
 
 def intake_stream() -> str:
@@ -156,6 +200,20 @@ def poll_slot(slot_start: int) -> str:
     """Marker that the LionDesk poll of the slot starting at `slot_start` (unix seconds) was claimed."""
     return f"{PREFIX}poll:slot:{slot_start}"
 
+
+def liondesk_channels() -> str:
+    """Hash: which LionDesk channel the bridge uses for tasks and how v1 answered (owner: clients/liondesk.py)."""
+    return f"{PREFIX}liondesk:channels"
+
+
+def liondesk_app_conflict() -> str:
+    """Hash: LionDesk refused our app for another account's client id (owner: clients/oauth.py)."""
+    return f"{PREFIX}liondesk:app-conflict"
+
+
+def liondesk_connect_state(state: str) -> str:
+    """String: a pending console "Connect LionDesk" round trip, by its `state` (owner: web/liondesk_connect.py)."""
+    return f"{PREFIX}liondesk:connect:{state}"
 
 def worker_beat(process: str) -> str:
     """Hash of one worker process's heartbeat (host, pid, RQ worker, last beat); expires when it stops beating."""

@@ -42,6 +42,8 @@ class LeadLink:
     """The LionDesk lead the forward sync made for it (stored as `lead_id` by the previous release)."""
     lead_source_id: str | None = None
     """The LionDesk lead source that lead was filed under (its lead route picks the campaign)."""
+    contact_source_id: str | None = None
+    """The contact source of the LionDesk contact (ours, or its own when it existed): routes match on it too."""
     address_id: str | None = None
     """The LionDesk address record the bridge writes the lead's address to."""
     site_uuid: str | None = None

@@ -14,16 +14,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bridge.exceptions import LeadNotYetSynced, UpstreamRejected
+from bridge.clients import liondesk as liondesk_channels
+from bridge.exceptions import LeadNotYetSynced, LionDeskAppConflict, UpstreamError, UpstreamRejected
 from bridge.storage import history, kinds, mappings
 from bridge.sync import conflicts, references
 from bridge.translate import activity as activities
 from bridge.translate import phones
 from bridge.translate.contact import contact_body, email_search_forms, phone_region
 from bridge.translate.lead import campaign_name, lead_body, lead_source_name
+from bridge.translate.liondesk import LEAD_REQUIRED_FIELDS, custom_field_values, with_numbers
 from bridge.translate.realgeeks import parse_instant
+from bridge.translate.limits import fit_tags, split_tags
 from bridge.translate.snapshot import (diff, empty_snapshot, liondesk_patch, merge_snapshot,
-                                       snapshot_from_liondesk, snapshot_from_realgeeks)
+                                       snapshot_from_liondesk, snapshot_from_realgeeks, synced_tags)
 from bridge.translate.text import folded
 
 PENDING = "pending"
@@ -122,19 +125,34 @@ def add_activities(job: Job) -> None:
 # -- contact -------------------------------------------------------------------------------
 
 
+PHONE_SEARCH_FIELDS = ("mobile_phone", "home_phone", "office_phone")
+"""The contact phone fields LionDesk names as dedupe keys (§4.1, §10): all searched and matched alike."""
+
+
+def search_params(field_name: str, values: list[str]) -> list[tuple[str, str]]:
+    """Query pairs finding `field_name` equal to any of `values`: equality for one value, repeated `$in` keys for several.
+
+    One value goes as plain equality: a Feathers parser may read a lone `field[$in]=x` as a
+    string rather than a list (§10), and equality means the same thing.
+    """
+    if len(values) == 1:
+        return [(field_name, values[0])]
+    return [(f"{field_name}[$in]", value) for value in values]
+
+
 def find_existing_contact(job: Job) -> tuple[dict | None, str | None]:
     """Find a LionDesk contact for the lead: by e-mail (case-insensitive), then by every phone form.
 
-    Costs at most three searches: one for the e-mails, one `$in` over every form of every
-    phone on `mobile_phone` and one on `home_phone` (where the bridge writes phones).
-    Returns the contact and how it matched.
+    Costs at most four searches: one for the e-mails, then one over every form of every
+    phone on each of `mobile_phone`, `home_phone` and `office_phone`, stopping at the first
+    that matches. Returns the contact and how it matched.
     """
     lead, client = job.lead, job.liondesk
     emails = [lead.get("email"), lead.get("second_email")]
     forms = email_search_forms(emails)
     if forms:
         wanted = {folded(form) for form in forms}
-        found = [c for c in client.find_contacts([("email[$in]", form) for form in forms])
+        found = [c for c in client.find_contacts(search_params("email", forms))
                  if folded(c.get("email")) in wanted]
         if found:
             return _oldest(found), "email"
@@ -142,10 +160,10 @@ def find_existing_contact(job: Job) -> tuple[dict | None, str | None]:
     numbers = [lead.get("phone"), lead.get("phone2")]
     forms = phones.search_forms(numbers, region)
     wanted = {phones.normalize(n, region) for n in numbers if n} - {None}
-    for field_name in ("mobile_phone", "home_phone"):
+    for field_name in PHONE_SEARCH_FIELDS:
         if not forms:
             break
-        found = [c for c in client.find_contacts([(f"{field_name}[$in]", form) for form in forms])
+        found = [c for c in client.find_contacts(search_params(field_name, forms))
                  if phones.normalize(str(c.get(field_name) or ""), region) in wanted]
         if found:
             return _oldest(found), field_name
@@ -198,14 +216,18 @@ def link_or_create_contact(job: Job):
         contact, matched_by = _contact_of_a_dead_attempt(job, ids["source_id"])
     if contact is not None:
         contact_id = contact["id"]
-        job.relink(contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
-                   received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
         translation = contact_body(job.lead, job.rules, first_sync=True, existing_tags=contact.get("tags"), **ids)
-        changed = {key: value for key, value in translation.body.items() if contact.get(key) != value}
+        _add_custom_fields(job, translation)
+        kept = theirs(contact, translation.body)
+        job.relink(contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
+                   received_id=job.lead.get("received_id"), applied_ns=job.received_ns,
+                   contact_source_id=contact.get("source_id") or ids["source_id"])
+        changed = {key: value for key, value in translation.body.items()
+                   if contact.get(key) != value and key not in kept}
         if changed:
             client.update_contact(contact_id, changed)
         job.note(kinds.CONTACT_LINKED, contact_id=contact_id, matched_by=matched_by,
-                 changed=sorted(changed) or None, **translation.facts())
+                 changed=sorted(changed) or None, kept=sorted(kept) or None, **translation.facts())
         job.did(f"linked contact {contact_id} by {matched_by}")
         _save_address(job, contact_id, translation.address, contact)
         agreed = merge_snapshot(snapshot_from_liondesk(contact, job.rules),
@@ -214,11 +236,13 @@ def link_or_create_contact(job: Job):
         return contact_id
 
     translation = contact_body(job.lead, job.rules, first_sync=True, **ids)
+    _add_custom_fields(job, translation)
     mappings.mark_effect(job.conn, job.lead_id, "contact", PENDING)
     created = client.create_contact(translation.body)
     contact_id = created["id"]
     job.relink(contact_id=contact_id, site_uuid=job.lead.get("site_uuid"),
-               received_id=job.lead.get("received_id"), applied_ns=job.received_ns)
+               received_id=job.lead.get("received_id"), applied_ns=job.received_ns,
+               contact_source_id=ids["source_id"])
     mappings.mark_effect(job.conn, job.lead_id, "contact", "done")
     job.note(kinds.CONTACT_CREATED, contact_id=contact_id, **translation.facts())
     job.did(f"created contact {contact_id}")
@@ -226,6 +250,26 @@ def link_or_create_contact(job: Job):
     mappings.save_snapshot(job.conn, job.lead_id,
                            merge_snapshot(empty_snapshot(), snapshot_from_realgeeks(job.lead, job.rules)))
     return contact_id
+
+
+def _add_custom_fields(job: Job, translation) -> None:
+    """Put the rules' `[custom_fields]` values into a contact body (nothing, and no call, when none are mapped)."""
+    if not any((job.rules.get("custom_fields") or {}).values()):
+        return
+    values, notes = custom_field_values(job.lead, job.rules, references.custom_field_ids_by_name(job.liondesk))
+    translation.notes.extend(notes)
+    if values:
+        translation.body["custom_fields"] = values
+
+
+KEPT_ON_LINK = ("source_id", "hotness_id")
+"""What an existing contact keeps when a lead is linked to it: its contact source is its origin
+(a Zillow or referral contact stays one, §10) and its hotness the agent's judgement."""
+
+
+def theirs(contact: dict, body: dict) -> set[str]:
+    """The fields of `body` an existing contact already has a value for that is not ours to replace."""
+    return {key for key in KEPT_ON_LINK if key in body and contact.get(key) not in (None, 0, "")}
 
 
 def _save_address(job: Job, contact_id, address: dict | None, contact: dict | None) -> None:
@@ -263,6 +307,8 @@ def apply_changes(job: Job) -> None:
         if "agent_email" in changed:
             ids["user_ids"] = references.user_ids_by_email(client)
         translation = liondesk_patch(changed, job.rules, **ids)
+        if "tags" in translation.body:
+            translation.body["tags"] = _with_their_tags(job, link.contact_id, translation.body["tags"], old)
         if translation.body:
             client.update_contact(link.contact_id, translation.body)
         _save_address(job, link.contact_id, translation.address, None)
@@ -270,6 +316,23 @@ def apply_changes(job: Job) -> None:
         job.did(f"updated {', '.join(sorted(changed))}")
     mappings.save_snapshot(job.conn, job.lead_id, merge_snapshot(old, changed))
     job.relink(applied_ns=job.received_ns)
+
+
+def _with_their_tags(job: Job, contact_id, tags: str, old: dict) -> str:
+    """Our new `tags` string plus the contact's tags the bridge never synced (added in LionDesk), kept after ours.
+
+    LionDesk holds tags as one string (§4.6), so writing Real Geeks' list alone would erase
+    the tags agents added there; one read of the contact tells which those are.
+    """
+    current = synced_tags(job.liondesk.get_contact(contact_id).get("tags"), job.rules)
+    known = {tag.casefold() for tag in old.get("tags") or ()} | {t.casefold() for t in split_tags(tags)}
+    theirs_only = [tag for tag in current if tag.casefold() not in known]
+    if not theirs_only:
+        return tags
+    merged, _, dropped = fit_tags([*split_tags(tags), *theirs_only])
+    job.note(kinds.TAGS_KEPT, tags=theirs_only, dropped=dropped or None,
+             detail="tags added in LionDesk kept beside Real Geeks' own")
+    return merged
 
 
 def _without_overruled(job: Job, link: mappings.LeadLink, changed: dict, change_ns: int) -> dict:
@@ -307,7 +370,7 @@ def ensure_lead(job: Job, contact_id):
                                           "the lead is sent without one (lead sources are read-only)")
     translation = lead_body(job.lead, job.rules, contact_id=contact_id, source_id=source_id)
     mappings.mark_effect(job.conn, job.lead_id, "lead", PENDING)
-    created = client.create_lead(translation.body)
+    created = _create_lead(job, with_numbers(translation.body))
     job.relink(liondesk_lead_id=created["id"], lead_source_id=source_id)
     mappings.mark_effect(job.conn, job.lead_id, "lead", "done")
     job.note(kinds.LEAD_CREATED, liondesk_lead_id=created["id"], source_id=source_id, **translation.facts())
@@ -315,20 +378,48 @@ def ensure_lead(job: Job, contact_id):
     return created["id"]
 
 
-def _once(job: Job, effect: str, kind: str, call, describe: str) -> None:
+def _create_lead(job: Job, body: dict) -> dict:
+    """POST the lead; a 400 naming optional fields is retried once without them (recorded in the story).
+
+    A property detail LionDesk will not take (an alphanumeric MLS number where it wants a
+    number, §10) must not lose the lead: the text body still carries what Real Geeks sent.
+    """
+    try:
+        return job.liondesk.create_lead(body)
+    except UpstreamRejected as exc:
+        dropped = sorted(set(exc.fields) & set(body) - LEAD_REQUIRED_FIELDS)
+        if not dropped:
+            raise
+        job.note(kinds.LEAD_FIELDS_DROPPED, fields=dropped,
+                 detail=f"LionDesk refused them ({exc}); the lead was sent without them")
+        return job.liondesk.create_lead({key: value for key, value in body.items() if key not in dropped})
+
+
+def _once(job: Job, effect: str, kind: str, call, describe: str, already_done=None) -> None:
     """Run a once-only LionDesk call for the lead, marking it pending first and done after.
 
-    A retry that finds the mark still pending knows the call may have reached LionDesk:
-    if LionDesk now refuses it (e.g. the contact is already in the campaign), it was.
+    A retry that finds the mark still pending knows the call may have reached LionDesk, and
+    LionDesk may accept a duplicate (a second drip, a second round of offers): so it asks
+    `already_done()` first and repeats the call only when LionDesk shows no trace of it. A
+    refusal is success when LionDesk then shows the effect ("already in this campaign").
+    Without `already_done`, a refusal of a repeat counts as done.
     """
     state = mappings.effect_state(job.conn, job.lead_id, effect)
     if state is not None and state != PENDING:
         return
+    if state == PENDING and already_done is not None:
+        seen = _seen_in_liondesk(job, effect, already_done)
+        if seen is not False:
+            mappings.mark_effect(job.conn, job.lead_id, effect, "done")
+            return
     mappings.mark_effect(job.conn, job.lead_id, effect, PENDING)
     try:
         call()
     except UpstreamRejected as exc:
-        if state is None:
+        if already_done is not None:
+            if _seen_in_liondesk(job, effect, already_done) is not True:
+                raise
+        elif state is None:
             raise
         job.note(kinds.EFFECT_ALREADY_DONE, effect=effect, detail=f"LionDesk refused a repeat: {exc}")
     mappings.mark_effect(job.conn, job.lead_id, effect, "done")
@@ -336,10 +427,28 @@ def _once(job: Job, effect: str, kind: str, call, describe: str) -> None:
     job.did(describe)
 
 
+def _seen_in_liondesk(job: Job, effect: str, already_done) -> bool | None:
+    """Ask LionDesk whether an effect happened: True, False, or None when it cannot tell (story entry each)."""
+    try:
+        seen = bool(already_done())
+    except (UpstreamRejected, LionDeskAppConflict) as exc:
+        job.note(kinds.EFFECT_UNVERIFIED, effect=effect,
+                 detail=f"LionDesk could not say whether it happened ({exc}); not repeated, to avoid a duplicate")
+        return None
+    if seen:
+        job.note(kinds.EFFECT_ALREADY_DONE, effect=effect, detail="LionDesk shows it happened before the crash")
+    return seen
+
+
 def start_campaign_and_offers(job: Job, contact_id, lead_id) -> None:
-    """Start the campaign of the lead route (or the role's configured one) and make team-rollout offers."""
+    """Start the campaign of the lead route (or the role's configured one) and make team-rollout offers.
+
+    The route is the most specific one for the lead's lead source and its contact's source
+    (references.route_specificity); with no route and no configured campaign the story says so.
+    """
     client = job.liondesk
-    contact_source = references.contact_source_id(client, job.rules["contact"]["source_name"])
+    contact_source = job.link.contact_source_id or references.contact_source_id(
+        client, job.rules["contact"]["source_name"])
     route = references.lead_route(client, job.link.lead_source_id, contact_source)
     campaign_id = references.route_campaign_id(route) if route else None
     if campaign_id is None:
@@ -347,11 +456,26 @@ def start_campaign_and_offers(job: Job, contact_id, lead_id) -> None:
         campaign_id = references.campaign_id_by_name(client, name) if name else None
         if name and campaign_id is None:
             job.note(kinds.NO_CAMPAIGN, detail=f"LionDesk has no campaign named {name!r}")
+        elif not name and route is None:
+            job.note(kinds.NO_CAMPAIGN, detail="no LionDesk lead route matches this lead's lead source or contact "
+                                           "source, and no campaign is configured for its role")
     if campaign_id is not None:
         _once(job, f"campaign:{campaign_id}", kinds.CAMPAIGN, lambda: client.start_campaign(campaign_id, contact_id),
-              f"started campaign {campaign_id}")
+              f"started campaign {campaign_id}", already_done=lambda: _in_campaign(client, contact_id, campaign_id))
     if route and references.is_team_rollout(route):
-        _once(job, "offers", kinds.OFFERS, lambda: client.create_lead_offers(lead_id), f"created lead offers for lead {lead_id}")
+        _once(job, "offers", kinds.OFFERS, lambda: client.create_lead_offers(lead_id), f"created lead offers for lead {lead_id}",
+              already_done=lambda: bool(client.list_lead_offers(lead_id)))
+
+
+def _in_campaign(client, contact_id, campaign_id) -> bool:
+    """Whether LionDesk lists communications of this campaign for the contact (the documented check, §4.13)."""
+    name = references.campaign_name_of(client, campaign_id)
+    for communication in client.campaign_communications(contact_id):
+        if str(references.communication_campaign_id(communication)) == str(campaign_id):
+            return True
+        if name and folded(communication.get("campaign_name")) == name:
+            return True
+    return False
 
 
 # -- activities ----------------------------------------------------------------------------
@@ -394,28 +518,59 @@ def _assign(job: Job, contact_id, item: dict, kind: str) -> None:
 
 
 def _comment(job: Job, contact_id, item: dict) -> None:
-    """A note: a v1 comment when the v1 channel is on, else a completed task."""
-    v1 = job.context.clients.liondesk_v1
-    if v1 is None:
-        _timeline(job, contact_id, item)
-        return
-    body = activities.v1_comment(item, lead_id=job.lead_id, contact_id=contact_id).body
-    v1.call(body.pop("action"), **body)
-    job.note(kinds.ACTIVITY_DELIVERED, type=item.get("type"), channel="v1 comment")
+    """A note: a v1 comment when the v1 channel is on and answering, else a completed task."""
+    if _v1_usable(job):
+        body = activities.v1_comment(item, lead_id=job.lead_id, contact_id=contact_id).body
+        if _sent_through_v1(job, item, body, "v1 comment"):
+            return
+    _timeline_task(job, contact_id, item)
 
 
 def _timeline(job: Job, contact_id, item: dict) -> None:
-    """Anything else: a v1 activity when v1 knows the type, else a completed v2 task."""
-    v1 = job.context.clients.liondesk_v1
-    translation = activities.v1_activity(item, job.lead, job.rules, contact_id=contact_id) if v1 else None
-    if translation is not None:
-        body = translation.body
-        v1.call(body.pop("action"), **body)
-        channel = "v1 activity"
-    else:
-        job.liondesk.create_task(activities.task_body(item, job.lead, job.rules, contact_id=contact_id).body)
-        channel = "v2 task"
+    """Anything else: a v1 activity when v1 knows the type and answers, else a completed task."""
+    translation = activities.v1_activity(item, job.lead, job.rules, contact_id=contact_id) if _v1_usable(job) else None
+    if translation is None or not _sent_through_v1(job, item, translation.body, "v1 activity"):
+        _timeline_task(job, contact_id, item)
+
+
+def _v1_usable(job: Job) -> bool:
+    """Whether to try v1 for an activity: it is configured and did not fail within the recheck period."""
+    return job.context.clients.liondesk_v1 is not None and not liondesk_channels.v1_recently_failing(job.conn)
+
+
+def _sent_through_v1(job: Job, item: dict, body: dict, channel: str) -> bool:
+    """Send one v1 call; on any failure record v1 as failing and return False, so a v2 task carries it.
+
+    v1 was announced as shutting down in 2018 (§8): a dead v1 must not fail activities. A v1
+    call that timed out may still have landed, so the task can duplicate it: better twice than never.
+    """
+    body = dict(body)
+    try:
+        job.context.clients.liondesk_v1.call(body.pop("action"), **body)
+    except UpstreamError as exc:
+        liondesk_channels.record_v1_answer(job.conn, False, str(exc))
+        job.note(kinds.V1_FAILED, type=item.get("type"), detail=f"{exc}; sent as a LionDesk task instead")
+        return False
     job.note(kinds.ACTIVITY_DELIVERED, type=item.get("type"), channel=channel)
+    return True
+
+
+def _timeline_task(job: Job, contact_id, item: dict) -> None:
+    """File the activity as a completed LionDesk task (Tasks v2.1, else v2.0).
+
+    When both task channels refuse it, the story says so and the lead carries on: no activity
+    fails a lead because of its timeline channel. Retryable failures still retry the job.
+    """
+    entry = activities.task_body(item, job.lead, job.rules, contact_id=contact_id).body
+    title, _, details = entry["description"].partition("\n")
+    details = "\n".join(part for part in (details, entry.get("notes")) if part)
+    try:
+        task_id = job.liondesk.create_task(contact_id, title=title, description=details, due_at=entry.get("due_at"),
+                                           completed=True)
+    except (UpstreamRejected, LionDeskAppConflict) as exc:
+        job.note(kinds.ACTIVITY_NOT_DELIVERED, type=item.get("type"), detail=f"LionDesk refused the task: {exc}")
+        return
+    job.note(kinds.ACTIVITY_DELIVERED, type=item.get("type"), channel=f"{task_id.split(':')[0]} task")
 
 
 def received_ns(event) -> int:

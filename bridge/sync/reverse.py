@@ -55,7 +55,7 @@ import redis
 from marshmallow import ValidationError
 
 from bridge import defaults
-from bridge.exceptions import LockTimeout, RealGeeksSiteUnknown, RetryableError, UpstreamError
+from bridge.exceptions import LionDeskAppConflict, LockTimeout, RealGeeksSiteUnknown, RetryableError, UpstreamError
 from bridge.ops import logs
 from bridge.queue import JobAlreadyQueued, JobTimedOut, contact_job_id, enqueue_contact_sync, poll_queue
 from bridge.storage import events, history, kinds, mappings, pending, polls
@@ -110,8 +110,8 @@ class Sync:
         if self._user_emails is None:
             self._user_emails = references.user_emails_by_id(self.liondesk)
         if str(user_id) not in self._user_emails:
-            found = self.liondesk.find_reference("users", lambda user: str(user.get("id")) == str(user_id))
-            if found and found.get("email"):
+            found = references.agent_by_id(self.liondesk, user_id)
+            if found:
                 self._user_emails[str(user_id)] = folded(found["email"])
         return self._user_emails
 
@@ -302,7 +302,9 @@ def concerns_one_contact(exc: BaseException) -> bool:
 
     The job's own time running out (RQ's timeout) is the poll's, never a contact's.
     """
-    if isinstance(exc, LockTimeout):
+    if isinstance(exc, (LockTimeout, LionDeskAppConflict)):
+        # An app conflict is named once in /healthz; the contact gets a job of its own (recorded)
+        # and the poll moves on instead of stalling on every poll.
         return True
     if isinstance(exc, UpstreamError):
         return exc.status is not None and 400 <= exc.status < 500 and exc.status not in SERVICE_WIDE_STATUSES

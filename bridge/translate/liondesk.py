@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from bridge import defaults
 from bridge.exceptions import TranslationError
 from bridge.translate import limits
 from bridge.translate.realgeeks import Instant
+from bridge.translate.text import folded
 
 ADDRESS_TYPES = ("Home", "Main Office", "Branch Office", "Second Home", "Investment", "Mailing")
 """Address `type` values LionDesk documents (docs/vendors/liondesk-api.md §4.2)."""
@@ -69,6 +71,8 @@ class ContactBodySchema(Schema):
     hotness_id = _id(allow_none=True)
     source_id = _id(allow_none=True)
     assigned_user_id = _id(allow_none=True)
+    custom_fields = fields.List(fields.Dict(), validate=lambda values: all(
+        set(v) == {"id", "value"} and isinstance(v["value"], str) for v in values))
 
 
 class AddressSchema(Schema):
@@ -83,25 +87,76 @@ class AddressSchema(Schema):
 
 
 class LeadBodySchema(Schema):
-    """A POST body for /leads (§4.7); `state` abbreviated, `zipcode` and `mls_id` sent as text.
+    """A POST body for /leads (§4.7); `state` abbreviated, `zipcode` and `mls_id` as text or number.
 
-    LionDesk's example sends `zipcode` and `mls_id` as numbers; we send text because a
-    number would lose a zip's leading zero and MLS ids may hold letters. Whether
-    LionDesk coerces them is (unknown); both are free text in its UI.
+    LionDesk's example sends `zipcode` and `mls_id` as numbers; `with_numbers` does so where
+    that loses nothing, and text stays text (a zip's leading zero, MLS ids with letters).
     """
 
     contact_id = _id(required=True)
     source_id = _id()
     text_body = fields.String()
     html_body = fields.String()
-    mls_id = fields.String()
+    mls_id = fields.Raw(validate=lambda v: isinstance(v, (str, int)) and not isinstance(v, bool))
     listing_status = fields.String()
     listing_price = fields.String()
     street_address = fields.String()
     city = fields.String()
     state = fields.String()
-    zipcode = fields.String()
+    zipcode = fields.Raw(validate=lambda v: isinstance(v, (str, int)) and not isinstance(v, bool))
     type = fields.String()
+
+
+CUSTOM_FIELD_SOURCES = ("timeframe", "region", "source_details", "estimated_value")
+"""The Real Geeks fields the rules may map to LionDesk custom fields (`[custom_fields]`)."""
+
+
+def custom_field_values(lead: dict, rules: dict, field_ids: dict) -> tuple[list[dict], list[str]]:
+    """The `custom_fields` of a contact body for the lead's mapped fields, and notes for names LionDesk lacks.
+
+    `field_ids` maps a custom field's name (casefolded) to its id (`GET /custom-fields`, §4.3).
+    `estimated_value` comes from the latest activity naming a property with one.
+    """
+    values, notes = [], []
+    for source, name in (rules.get("custom_fields") or {}).items():
+        if not name:
+            continue
+        value = lead.get(source) if source != "estimated_value" else _estimated_value(lead)
+        if value in (None, ""):
+            continue
+        field_id = field_ids.get(folded(name))
+        if field_id is None:
+            notes.append(f"LionDesk has no custom field named {name!r}; {source} not written there")
+            continue
+        values.append({"id": field_id, "value": str(value).strip()})
+    return values, notes
+
+
+def _estimated_value(lead: dict):
+    """The estimated value of the property of the lead's latest activity that has one, or None."""
+    priced = [act for act in lead.get("activities") or () if (act.get("property") or {}).get("estimated_value")]
+    return priced[-1]["property"]["estimated_value"] if priced else None
+
+
+NUMERIC_LEAD_FIELDS = ("mls_id", "zipcode")
+"""Lead fields LionDesk's example sends as numbers (§4.7, §10); their column types are unknown."""
+
+LEAD_REQUIRED_FIELDS = frozenset({"contact_id"})
+"""The only lead field LionDesk requires: any other it refuses can be left out (§4.7)."""
+
+
+def with_numbers(body: dict) -> dict:
+    """The lead body with numeric-looking `mls_id` / `zipcode` as numbers, as LionDesk's example sends them.
+
+    Numeric-looking means digits without a leading zero: "98112" → 98112, while "02134" (a zip
+    whose zero a number would lose) and "A1234" (Real Geeks MLS numbers can hold letters) stay text.
+    """
+    numbered = dict(body)
+    for name in NUMERIC_LEAD_FIELDS:
+        value = numbered.get(name)
+        if isinstance(value, str) and value.isdigit() and value.isascii() and not value.startswith("0"):
+            numbered[name] = int(value)
+    return numbered
 
 
 class TaskBodySchema(Schema):
@@ -114,6 +169,62 @@ class TaskBodySchema(Schema):
     description = fields.String(required=True, validate=validate.Length(min=1, max=limits.TASK["description"]))
     status = fields.String(required=True, validate=validate.OneOf(TASK_STATUSES))
     notes = _text(limits.TASK["notes"])
+
+
+TASK_V20_DEFAULT_ACTION_TYPE = "Agent Task - No Reminder"
+"""The v2.0 `action_type` of a task that reminds nobody (the rules' default too)."""
+
+TASK_V21_NO_REMINDER = 0
+"""Tasks v2.1 `reminder_type` 0: "No reminder will be sent" (endpoints/tasks-v21)."""
+
+TASK_V21_UPDATE_STATUS_ONLY = 3
+"""Tasks v2.1 `update_type` 3: "Updates ONLY the status field" (endpoints/tasks-v21)."""
+
+
+class TaskV21BodySchema(Schema):
+    """A POST body for Tasks v2.1 (§4.14, endpoints/tasks-v21): `assigned_user_id` and `due_at` are required there.
+
+    The page lists `contact_id`, `assigned_user_id`, `due_at`, `recurrence_rule`, `is_all_day`
+    and numeric reminder codes; the text and status fields are taken to be named as in v2.0
+    (inferred: the rest of the page's table is not in our copy).
+    """
+
+    contact_id = _id(required=True)
+    assigned_user_id = _id(required=True)
+    due_at = fields.String(required=True)
+    is_all_day = fields.Boolean(required=True)
+    reminder_type = fields.Integer(required=True, strict=True)
+    description = fields.String(required=True, validate=validate.Length(min=1, max=limits.TASK["description"]))
+    status = fields.String(required=True, validate=validate.OneOf(TASK_STATUSES))
+
+
+def task_text(title: str, description: str | None) -> str:
+    """The one text a LionDesk task carries: the title on the first line, the details below, at most 2000 characters.
+
+    Neither task version has a title field, so the title leads the description (what
+    agents see in their task list); a description that already starts with it is kept as is.
+    """
+    title = " ".join(str(title or "").split())[:defaults.LIONDESK_TASK_TITLE_CHARS]
+    details = str(description or "").strip()
+    text = details if details.startswith(title) else "\n".join(part for part in (title, details) if part)
+    return (text or "Real Geeks")[:limits.TASK["description"]]
+
+
+def task_v21_body(contact_id, *, text: str, due_at: str, assigned_user_id, completed: bool) -> dict:
+    """A checked Tasks v2.1 body: a single (non-recurring) task without reminder."""
+    body = {"contact_id": contact_id, "assigned_user_id": assigned_user_id, "due_at": due_at, "is_all_day": False,
+            "reminder_type": TASK_V21_NO_REMINDER, "description": text,
+            "status": "complete" if completed else "incomplete"}
+    return checked(TASK_V21_BODY, body)
+
+
+def task_v20_body(contact_id, *, text: str, due_at: str, assigned_user_id, completed: bool, action_type: str) -> dict:
+    """A checked v2.0 /tasks body (the fallback channel); `assigned_user_id` is optional there."""
+    body = {"contact_id": contact_id, "action_type": action_type, "due_at": due_at, "description": text,
+            "status": "complete" if completed else "incomplete"}
+    if assigned_user_id is not None:
+        body["assigned_user_id"] = assigned_user_id
+    return checked(TASK_BODY, body)
 
 
 class V1PropertySchema(Schema):
@@ -175,6 +286,7 @@ CONTACT_BODY = ContactBodySchema()
 ADDRESS = AddressSchema()
 LEAD_BODY = LeadBodySchema()
 TASK_BODY = TaskBodySchema()
+TASK_V21_BODY = TaskV21BodySchema()
 V1_ACTIVITY = V1ActivitySchema()
 V1_COMMENT = V1CommentSchema()
 

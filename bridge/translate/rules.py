@@ -85,7 +85,7 @@ _TEXTS = ("contact.source_name", "contact.phone_region", "contact.address_type",
 _OPTIONAL_TEXTS = ("lead.default_type", "reverse.site_uuid")
 _LISTS = ("contact.extra_tags", "lead.own_address_roles", "activities.ignore")
 _TABLES = ("hotness.by_urgency", "lead.type_by_role", "lead.source_names", "campaigns.by_role",
-           "agents.liondesk_email", "activities.v1_types")
+           "agents.liondesk_email", "activities.v1_types", "custom_fields")
 _FLAGS = ("reverse.create_leads_from_liondesk",)
 
 
@@ -120,6 +120,9 @@ def check_rules(rules: dict, variable: str) -> None:
     for urgency, name in rules["hotness"]["by_urgency"].items():
         if len(name) > limits.HOTNESS_NAME:
             fail(f"hotness.by_urgency.{urgency}", f"longer than LionDesk's {limits.HOTNESS_NAME} characters")
+    for name in rules["custom_fields"]:
+        if name not in liondesk.CUSTOM_FIELD_SOURCES:
+            fail(f"custom_fields.{name}", f"is not a field the bridge maps; one of {', '.join(liondesk.CUSTOM_FIELD_SOURCES)}")
     for kind, v1_type in rules["activities"]["v1_types"].items():
         if v1_type and v1_type not in liondesk.V1_ACTIVITY_TYPES:
             fail(f"activities.v1_types.{kind}", f"must be one of {', '.join(liondesk.V1_ACTIVITY_TYPES)} or \"\"")

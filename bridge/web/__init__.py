@@ -13,10 +13,11 @@ from bridge import defaults
 from bridge.config import Settings, load_settings
 from bridge.intake import webhook
 from bridge.intake.store import DeliveryStore
-from bridge.ops import logs
+from bridge.ops import alerts, logs
 from bridge.ops.metrics import Metrics
 from bridge.storage.redis import connect, redis_url
 from bridge.web import auth, health, prometheus
+from bridge.web import liondesk_connect
 from bridge.web import console as admin
 
 
@@ -51,13 +52,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["bridge.store"] = DeliveryStore(conn)
     app.extensions["bridge.metrics"] = Metrics(conn)
 
-    app.register_blueprint(webhook.bp)
+    webhook.mount(app, webhook.Intake(settings, app.extensions["bridge.store"], app.extensions["bridge.metrics"],
+                                      max_body=defaults.WEBHOOK_MAX_BODY_BYTES))
     app.register_blueprint(health.bp)
 
     auth.configure_sessions(app)  # console-only sessions: no cookie work on any other route
 
     app.register_blueprint(prometheus.bp)
     admin.init_app(app)  # the support console, only when ADMIN_USERNAME and ADMIN_PASSWORD are set
+    liondesk_connect.init_app(app)  # the console's "Connect LionDesk" round trip
+    if settings.alerts_enabled:
+        # Web processes evaluate alerts too: with no worker running, they are the ones left to say so.
+        # Started at the first request, in the process serving it (gunicorn forks after loading the app).
+        app.before_request(lambda: alerts.ensure_alert_thread(conn, settings))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

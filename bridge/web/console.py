@@ -14,7 +14,8 @@ import logging
 
 import redis
 
-from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request, url_for)
+from flask import (Blueprint, abort, current_app, flash, make_response, redirect, render_template, request,
+                   url_for)
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
@@ -94,6 +95,7 @@ bp.add_app_template_filter(present.shown, "shown")
 bp.add_app_template_filter(present.error_items, "error_items")
 bp.add_app_template_filter(present.errors_sentence, "errors_sentence")
 bp.add_app_template_filter(event_job_id, "job_of_event")
+bp.add_app_template_filter(lambda event: leads.person_name(leads.event_payload(event)), "lead_name_of")
 bp.add_app_template_global(kinds, "kinds")  # a global, not context: the imported macros see it too
 
 
@@ -110,7 +112,8 @@ def _template_globals():
     user = auth.current_user()
     return {"user": user, "csrf_token": auth.csrf_token, "csrf_field": auth.CSRF_FIELD,
             "preview_limit": defaults.CONSOLE_PAYLOAD_PREVIEW_CHARACTERS,
-            "notices": _notices() if user else [], "status_kinds": status}
+            "notices": _notices() if user else [], "status_kinds": status,
+            "zone_name": current_app.config["BRIDGE_SETTINGS"].bridge_timezone}
 
 
 def _notices() -> list[status.Notice] | None:
@@ -162,29 +165,26 @@ def login():
         if auth.current_user():
             return redirect(url_for(".overview"))
         return render_template("login.html", next=safe_next(request.args.get("next")))
-    settings = current_app.config["BRIDGE_SETTINGS"]
     username, password = request.form.get("username", ""), request.form.get("password", "")
-    address = auth.client_address()
     next_url = safe_next(request.form.get("next"))
-    if auth.login_locked(redis_client(), username, address):
-        logs.event_line(log, "console_login", outcome="locked_out")
-        minutes = defaults.ADMIN_LOGIN_WINDOW_SECONDS // 60
-        return render_template("login.html", next=next_url,
-                               error=f"Too many failed logins. Try again in {minutes} minutes."), 429
-    if not auth.credentials_ok(settings, username, password):
-        auth.record_login_failure(redis_client(), username, address)
-        logs.event_line(log, "console_login", outcome="failed")
-        return render_template("login.html", next=next_url, error="Wrong username or password."), 403
-    auth.clear_login_failures(redis_client(), username, address)
-    auth.log_in(settings, username)
-    logs.event_line(log, "console_login", outcome="ok")
-    return redirect(next_url or url_for(".overview"))
+    result = auth.attempt_login(redis_client(), current_app.config["BRIDGE_SETTINGS"], username, password,
+                                auth.client_address(), request.cookies.get(auth.DEVICE_COOKIE))
+    logs.event_line(log, "console_login", outcome=result.outcome, user=result.user)
+    if not result.ok:
+        response = make_response(render_template("login.html", next=next_url, error=result.message), result.status)
+        if result.retry_after:
+            response.headers["Retry-After"] = str(result.retry_after)
+        return response
+    auth.log_in(redis_client(), result)
+    response = redirect(next_url or url_for(".overview"))
+    auth.remember_device(response, result.user)
+    return response
 
 
 @bp.post("/logout")
 def logout():
     """End the session."""
-    auth.log_out()
+    auth.log_out(redis_client())
     flash("Logged out.", "info")
     return redirect(url_for(".login"))
 
@@ -221,14 +221,16 @@ def chart_of(hours: list[dict]) -> dict:
 def failed():
     """Failed jobs, filtered by action, error class and time, with bulk replay; poll and contact jobs apart."""
     job_filter, values = _filter_from(request.args)
-    everything = job_tools.list_failed(redis_client())
+    conn = redis_client()
+    everything = job_tools.failed_briefly(conn)  # counts and filters from each job's kept failure: no story read
     matching = [job for job in everything if job_filter.matches(job)]
     leads = [job for job in matching if job.kind == job_tools.LEAD]
     others = [job for job in everything if job.kind != job_tools.LEAD]
-    lead_total = sum(job.kind == job_tools.LEAD for job in everything)
+    size = defaults.CONSOLE_PAGE_SIZE
+    shown = job_tools.summaries(conn, [job.id for job in leads[:size]], missing_ok=True)  # the page, in full
     return render_template(
-        "failed.html", jobs=leads[:defaults.CONSOLE_PAGE_SIZE], matching=len(leads), total=lead_total,
-        others=others[:defaults.CONSOLE_PAGE_SIZE], values=values,
+        "failed.html", jobs=shown, matching=len(leads), total=sum(job.kind == job_tools.LEAD for job in everything),
+        others=job_tools.summaries(conn, [job.id for job in others[:size]], missing_ok=True), values=values,
         actions=sorted({job.action for job in everything if job.action}),
         error_classes=sorted({job.error_class for job in everything if job.error_class}))
 
@@ -245,7 +247,7 @@ def replay():
     scope = request.form.get("scope")
     if scope in ("matching", "others") and not request.form.get("confirm"):
         kinds = job_tools.LEAD_JOBS if scope == "matching" else job_tools.NON_LEAD_JOBS
-        found = job_tools.list_failed(conn, dataclasses.replace(job_filter, kinds=kinds))
+        found = job_tools.failed_briefly(conn, dataclasses.replace(job_filter, kinds=kinds))
         return confirm_page("replay", found, url_for(".replay"), back, values)
     selected = request.form.getlist("job_id")
     if not selected:
@@ -267,9 +269,9 @@ def replay():
 
 
 CONFIRM_VERBS = {
-    "replay": ("Replay {n}?", "Replay these {n}", "with a fresh retry budget: each runs again from the first step "
+    "replay": ("Replay {n}?", "Yes, replay {n}", "with a fresh retry budget: each runs again from the first step "
                "of the retry ladder"),
-    "run now": ("Run {n} now?", "Run these {n} now", "ahead of their next attempt; the attempt counts as one of "
+    "run now": ("Run {n} now?", "Yes, run {n} now", "ahead of their next attempt; the attempt counts as one of "
                 "each job's retries"),
 }
 """The bulk actions the confirmation page asks about: its title, its button, and what the action does."""
@@ -285,10 +287,14 @@ def confirm_page(verb: str, found: list, action: str, back: str, values: dict | 
         flash(f"Nothing to {verb}: no job matches.", "error")
         return redirect(back)
     plan = job_tools.preview(found)
+    listed = found[:defaults.CONSOLE_PAGE_SIZE]
+    for summary in listed:  # a brief preview names no one: name the rows shown
+        if summary.lead_name is None and summary.event_id:
+            summary.lead_name = leads.name_of_event(redis_client(), summary.event_id)
     jobs = f"{plan.total} job{'s' if plan.total != 1 else ''}"
     title, button, meaning = (text.format(n=jobs) for text in CONFIRM_VERBS[verb])
     return render_template("confirm.html", verb=verb, title=title, button=button, meaning=meaning,
-                           plan=plan, jobs=found[:defaults.CONSOLE_PAGE_SIZE],
+                           plan=plan, jobs=listed,
                            action=action, back=back, values=values or {})
 
 
@@ -323,7 +329,7 @@ def job(job_id: str):
 def rejected():
     """Signed deliveries that failed validation, newest first, with their errors and payloads."""
     page = max(request.args.get("page", 1, type=int) or 1, 1)
-    size = defaults.CONSOLE_PAGE_SIZE
+    size = defaults.CONSOLE_REJECTED_PAGE_SIZE  # each reads its whole body (up to 1 MiB) to show part of it
     conn = redis_client()
     found = events.list_rejected(conn, (page - 1) * size, size)
     total = conn.zcard(keys.rejected_events())
@@ -377,17 +383,24 @@ def redis_client() -> redis.Redis:
 def _filter_from(values) -> tuple[job_tools.JobFilter, dict[str, str]]:
     """Build a failed-jobs filter from query or form fields; an unreadable time is flashed and ignored."""
     raw = {name: (values.get(name) or "").strip() for name in FILTER_FIELDS}
-    times = {}
-    for name in ("since", "until"):
-        if raw[name]:
-            try:
-                times[name] = present.parse_time(raw[name])
-            except ValueError:
-                flash(f"Ignored {name}: {raw[name]!r} is not a date and time.", "error")
-                raw[name] = ""
+    times = form_times(raw)
     job_filter = job_tools.JobFilter(action=raw["action"] or None, error_class=raw["error_class"] or None,
                                      since=times.get("since"), until=times.get("until"))
     return job_filter, raw
+
+
+def form_times(raw: dict[str, str]) -> dict[str, float]:
+    """Read a filter's `since` and `until` fields, in BRIDGE_TIMEZONE when they give no offset (as the page
+    shows times); an unreadable one is flashed, blanked in `raw` and ignored."""
+    times = {}
+    for name in ("since", "until"):
+        if raw.get(name):
+            try:
+                times[name] = present.parse_time(raw[name], zone())
+            except ValueError:
+                flash(f"Ignored {name}: {raw[name]!r} is not a date and time.", "error")
+                raw[name] = ""
+    return times
 
 
 def safe_next(target: str | None) -> str | None:

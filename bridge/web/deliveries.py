@@ -3,10 +3,10 @@ action and time, paginated; rejected ones with their errors as sentences and the
 
 from __future__ import annotations
 
-from flask import flash, render_template, request
+from flask import render_template, request
 
-from bridge.ops import deliveries, present
-from bridge.web.console import bp, redis_client
+from bridge.ops import deliveries
+from bridge.web.console import bp, form_times, redis_client
 
 ACTIONS = ("created", "updated", "activity_added", "user_created", "user_updated", "user_deleted", "unknown")
 """Real Geeks actions offered by the filter (any other is still listed under "any")."""
@@ -16,14 +16,7 @@ ACTIONS = ("created", "updated", "activity_added", "user_created", "user_updated
 def deliveries_log():
     """One page of the deliveries log."""
     values = {name: (request.args.get(name) or "").strip() for name in ("outcome", "action", "since", "until")}
-    times = {}
-    for name in ("since", "until"):
-        if values[name]:
-            try:
-                times[name] = present.parse_time(values[name])
-            except ValueError:
-                flash(f"Ignored {name}: {values[name]!r} is not a date and time.", "error")
-                values[name] = ""
+    times = form_times(values)
     if values["outcome"] and values["outcome"] not in deliveries.OUTCOMES:
         values["outcome"] = ""
     wanted = deliveries.DeliveryFilter(outcome=values["outcome"] or None, action=values["action"] or None,

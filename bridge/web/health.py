@@ -44,14 +44,21 @@ def healthz():
             raise redis.ConnectionError(redis_health["message"])
         backlog = queue_backlog(conn)
         intake = status.intake_backlog(conn)
-        liondesk = status.liondesk_auth(conn, current_app.config["BRIDGE_SETTINGS"])
+        settings = current_app.config["BRIDGE_SETTINGS"]
+        liondesk = status.liondesk_auth(conn, settings)
+        channels = status.liondesk_channels(conn, settings, echo=True)
         poll = status.poll_status(conn)
         workers = status.worker_status(conn)
     except redis.RedisError as exc:
         message = redis_health["message"] or f"Redis unreachable ({exc.__class__.__name__})"
         return jsonify(status="unavailable", redis=status.REDIS_UNREACHABLE, redis_message=message), 503
     # The reason may quote LionDesk's answer; it is for the console, not an unauthenticated probe.
-    liondesk = {"state": liondesk["state"], "since": liondesk["since"]}
+    conflict = liondesk.get("app_conflict")
+    liondesk = {"state": liondesk["state"], "since": liondesk["since"],
+                "tasks_channel": channels["tasks"]["channel"], "v1": channels["v1"]["state"]}
+    if conflict:  # named once here, whatever number of leads it touched
+        liondesk["app_conflict"] = {"problem": conflict["problem"], "since": conflict["since"],
+                                    "scopes": conflict["scopes"]}
     # Likewise the poll's error text: the probe gets when it ran, how far it read, and how it ended.
     poll = {name: poll.get(name) for name in ("last_run", "cursor", "outcome")}
     # Host names and pids are for the console too: the probe gets the count and the alarm.

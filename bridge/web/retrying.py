@@ -19,11 +19,11 @@ from bridge.web.console import bp, confirm_page, redis_client, safe_next
 @bp.get("/retrying")
 def retrying():
     """Every job waiting for its next attempt, soonest first: lead jobs, then poll and contact jobs."""
-    waiting = job_tools.list_retrying(redis_client())
-    leads = [job for job in waiting if job.kind == job_tools.LEAD]
-    others = [job for job in waiting if job.kind != job_tools.LEAD]
-    return render_template("retrying.html", jobs=leads[:defaults.CONSOLE_PAGE_SIZE], total=len(leads),
-                           others=others[:defaults.CONSOLE_PAGE_SIZE])
+    conn, size = redis_client(), defaults.CONSOLE_PAGE_SIZE
+    leads = job_tools.list_retrying(conn, job_tools.JobFilter(kinds=job_tools.LEAD_JOBS), limit=size)
+    others = job_tools.list_retrying(conn, job_tools.JobFilter(kinds=job_tools.NON_LEAD_JOBS), limit=size)
+    return render_template("retrying.html", jobs=leads, total=len(job_tools.waiting_ids(conn, job_tools.LEAD_JOBS)),
+                           others=others)
 
 
 @bp.post("/retrying/run")
@@ -38,8 +38,7 @@ def run_now():
         selected = [one]
     elif scope in ("all", "others") and not confirmed:
         kinds = job_tools.LEAD_JOBS if scope == "all" else job_tools.NON_LEAD_JOBS
-        return confirm_page("run now", job_tools.list_retrying(conn, job_tools.JobFilter(kinds=kinds)),
-                            url_for(".run_now"), back)
+        return confirm_page("run now", job_tools.waiting_briefly(conn, kinds), url_for(".run_now"), back)
     else:
         selected = request.form.getlist("job_id")
     if not selected:

@@ -136,6 +136,11 @@ class BufferedThreadWorker(gthread.ThreadWorker):
                 closed = True
                 break
             buffer.write(piece)
+            if len(piece) < READ_SIZE:
+                # Less than asked: the socket held no more just now. Not asking again spares the
+                # request a system call (and a GIL hand-over); whatever comes later makes the
+                # socket readable again.
+                break
         data = buffer.getvalue()
         if not data:
             # Nothing yet (a new or kept-alive connection): wait on the poller, or close if the client did.
