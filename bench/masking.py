@@ -6,20 +6,16 @@ and the ratio to the smallest size. Linear growth gives ratios close to the size
 (8 × the length, about 8 × the time); a pattern that rescans the run from every position
 gives about 64 ×.
 
-    python bench/masking.py [--sizes 1000,8000,64000] [--repeats 5]
+    python -m bench.masking [--sizes 1000,8000,64000] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bridge.ops import logs  # noqa: E402
+from bridge.ops import logs
 
 VALUES = {
     "letters": lambda n: "a" * n,

@@ -13,7 +13,7 @@ Counts come from the sandbox's call log. LionDesk requests go through the bridge
 shared rate ceiling (LIONDESK_MAX_REQUESTS_PER_SECOND, production default unless
 --rate is given), which bounds any poll that reads many pages. Medians of --runs runs.
 
-    python bench/poll.py [--contacts 10000] [--changed 100] [--runs 3] [--rate 10]
+    python -m bench.poll [--contacts 10000] [--changed 100] [--runs 3] [--rate 10]
 """
 
 from __future__ import annotations
@@ -29,11 +29,10 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bridge import defaults
+from tests.support import link_bulk_contacts
 
-from bridge import defaults  # noqa: E402
-from tests.support import link_bulk_contacts  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Sandbox:

@@ -5,7 +5,7 @@ spread over the buckets of a year, into a private redis-server; then times queri
 kind (a whole e-mail, an e-mail's start, a phone's last 7 digits, a name's start, no match)
 through bridge.ops.leads.search, and reports the index's memory per lead.
 
-    python bench/search.py [--leads 20000] [--repeats 50]
+    python -m bench.search [--leads 20000] [--repeats 50]
 """
 
 from __future__ import annotations
@@ -13,18 +13,15 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bridge import defaults  # noqa: E402
-from bridge.ops import leads  # noqa: E402
-from bridge.storage import keys, search  # noqa: E402
-from bridge.storage.embedded import start_server  # noqa: E402
-from bridge.storage.redis import connect  # noqa: E402
+from bridge import defaults
+from bridge.ops import leads
+from bridge.storage import keys, search
+from bridge.storage.embedded import start_server
+from bridge.storage.redis import connect
 
 FIRST = ["Mei", "Ana", "Kai", "Zoë", "Noah", "Liam", "Ava", "José", "Keoni", "Sofia", "Ivan", "Leilani"]
 LAST = ["Wong", "Silva", "Akana", "Tanaka-Åberg", "Lee", "Brown", "Nakamura", "Núñez", "Smith", "Kalani"]

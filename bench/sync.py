@@ -17,8 +17,8 @@ Everything runs on 127.0.0.1 against a private redis-server and a `bridge sandbo
 process this script starts; the LionDesk request ceiling is lifted (1000/s) so that only
 latency and the bridge's own overhead count.
 
-    python bench/sync.py calls [--or-operator honoured|refused|ignored]
-    python bench/sync.py drain [--leads 1000] [--workers 1 4 8] [--latency-ms 50] [--rounds 1]
+    python -m bench.sync calls [--or-operator honoured|refused|ignored]
+    python -m bench.sync drain [--leads 1000] [--workers 1 4 8] [--latency-ms 50] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -39,21 +39,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import requests
+from rq import Worker
+from rq.job import Job
+from rq.registry import FailedJobRegistry, FinishedJobRegistry
+from rq.suspension import resume, suspend
 
-import requests  # noqa: E402
-from rq import Worker  # noqa: E402
-from rq.job import Job  # noqa: E402
-from rq.registry import FailedJobRegistry, FinishedJobRegistry  # noqa: E402
-from rq.suspension import resume, suspend  # noqa: E402
-
-from bridge.sandbox.sample import body_of, sample_lead  # noqa: E402
-from bridge.storage.embedded import start_server  # noqa: E402
-from bridge.storage.redis import connect  # noqa: E402
-from tests.support import (Processes, free_port, procfile_command, signed_post, start_sandbox_process,  # noqa: E402
+from bridge.sandbox.sample import body_of, sample_lead
+from bridge.storage.embedded import start_server
+from bridge.storage.redis import connect
+from tests.support import (Processes, free_port, procfile_command, signed_post, start_sandbox_process,
                            wait_until)
-from bridge.queue import event_job_id, event_queue  # noqa: E402
+from bridge.queue import event_job_id, event_queue
+
+ROOT = Path(__file__).resolve().parents[1]
 
 MYSELF, TEAM_ROLLOUT = "Website Property Valuation", "Website Property Search"
 """Lead sources of the sandbox demo preset's two routes (Seller Drip / Buyer Drip campaigns)."""

@@ -9,7 +9,7 @@ connections; each round measures the three in turn so that machine noise hits al
 and the report gives medians and the ratios of each round. A second, paced run per round
 measures latency at a fixed offered load (--paced-rate) rather than at saturation.
 
-    python bench/webhook.py [--rounds 3] [--seconds 10] [--connections 32] [--paced-rate 1000]
+    python -m bench.webhook [--rounds 3] [--seconds 10] [--connections 32] [--paced-rate 1000]
 
 Needs `wrk` (Debian package `wrk`).
 """
@@ -28,15 +28,14 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bridge.intake.signature import sign
+from bridge.sandbox.sample import body_of, sample_lead
+from bridge.sandbox.webhooks import timestamp_header
+from bridge.storage.embedded import start_server
+from bridge.storage.redis import connect
+from tests.support import free_port, wait_until
 
-from bridge.intake.signature import sign  # noqa: E402
-from bridge.sandbox.sample import body_of, sample_lead  # noqa: E402
-from bridge.sandbox.webhooks import timestamp_header  # noqa: E402
-from bridge.storage.embedded import start_server  # noqa: E402
-from bridge.storage.redis import connect  # noqa: E402
-from tests.support import free_port, wait_until  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SECRET = "bench-secret-" + os.urandom(8).hex()
 

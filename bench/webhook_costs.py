@@ -7,8 +7,8 @@ processes, of redis-server and of wrk (utime + stime from /proc) and the context
 switches of every gunicorn thread. Variants run one after another, so compare figures
 of one run only.
 
-    python bench/webhook_costs.py [--seconds 6] [--rounds 1]
-    python bench/webhook_costs.py --loop     # the request path's parts, timed in one thread, no server
+    python -m bench.webhook_costs [--seconds 6] [--rounds 1]
+    python -m bench.webhook_costs --loop     # the request path's parts, timed in one thread, no server
 
 The variants are measurement tools, not configurations: they patch a built app.
 """
@@ -25,12 +25,9 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.webhook import load_test_setup, run_wrk, start_gunicorn, write_deliveries  # noqa: E402
-from bridge.storage.redis import connect  # noqa: E402
-from tests.support import free_port  # noqa: E402
+from bench.webhook import load_test_setup, run_wrk, start_gunicorn, write_deliveries
+from bridge.storage.redis import connect
+from tests.support import free_port
 
 
 def _silence_webhook_log():

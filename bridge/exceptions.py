@@ -30,10 +30,6 @@ class WaitingError(RetryableError):
     retry budget."""
 
 
-class StorageUnavailable(RetryableError):
-    """Redis could not be reached or did not answer."""
-
-
 class LockTimeout(RetryableError):
     """Another job held the per-lead lock for too long."""
 

@@ -42,7 +42,7 @@ def sent(call) -> dict:
 
 def test_echo_posts_the_action_with_basic_auth_and_the_user_key(http, client, keys_):
     http.add(responses.POST, URL, json={"error": 0, "errorText": "", "msg": "ping"})
-    assert client.echo()["msg"] == "ping"
+    assert client.call("Echo", msg="ping")["msg"] == "ping"
     request = http.calls[0].request
     assert request.url.rstrip("/") == URL
     assert sent(http.calls[0]) == {"action": "Echo", "msg": "ping"}
@@ -52,19 +52,13 @@ def test_echo_posts_the_action_with_basic_auth_and_the_user_key(http, client, ke
     assert request.headers["Content-Type"] == "application/json"
 
 
-def test_get_users_returns_the_users_list(http, client):
-    http.add(responses.POST, URL, json={"error": 0, "users": [{"userkey": "abc", "email": "a@b.c"}]})
-    assert client.get_users() == [{"userkey": "abc", "email": "a@b.c"}]
-    assert sent(http.calls[0]) == {"action": "GetUsers"}
-
-
 def test_submission_comment_and_activity_send_their_fields(http, client):
     http.add(responses.POST, URL, json={"error": 0, "id": 4321})
-    assert client.new_submission(firstname="Jack", email="jack@mail.com", contactid="a27c",
-                                 **{"assigned user email": "ben@mail.com"})["id"] == 4321
-    client.new_comment(liondeskcontactid=4321, type=1, description="Called back")
-    client.new_activity(contactid="a27c", type="property_viewed", created="2015-10-01T06:14:01+00:00",
-                        property={"street_address": "123 Keolu Rd", "beds": 2, "listing_price": "100500"})
+    assert client.call("NewSubmission", firstname="Jack", email="jack@mail.com", contactid="a27c",
+                       **{"assigned user email": "ben@mail.com"})["id"] == 4321
+    client.call("NewComment", liondeskcontactid=4321, type=1, description="Called back")
+    client.call("NewActivity", contactid="a27c", type="property_viewed", created="2015-10-01T06:14:01+00:00",
+                property={"street_address": "123 Keolu Rd", "beds": 2, "listing_price": "100500"})
     bodies = [sent(c) for c in http.calls]
     assert bodies[0] == {"action": "NewSubmission", "firstname": "Jack", "email": "jack@mail.com", "contactid": "a27c",
                          "assigned user email": "ben@mail.com"}
@@ -79,7 +73,7 @@ def test_submission_comment_and_activity_send_their_fields(http, client):
 def test_a_nonzero_error_is_permanent_with_its_error_text(http, client, observed, answer):
     http.add(responses.POST, URL, json=answer)
     with pytest.raises(UpstreamRejected, match="User Validation Error") as caught:
-        client.new_comment(contactid="x", type=1)
+        client.call("NewComment", contactid="x", type=1)
     assert isinstance(caught.value, PermanentError)
     assert (caught.value.service, caught.value.method, caught.value.path) == ("liondesk_v1", "POST", "/NewComment")
     assert "error 10" in str(caught.value)
@@ -92,14 +86,14 @@ def test_codes_listed_as_retryable_are_retryable(http, client, monkeypatch):
     monkeypatch.setattr(liondesk_v1, "RETRYABLE_ERROR_CODES", frozenset({99}))
     http.add(responses.POST, URL, json={"error": 99, "errorText": "Try later"})
     with pytest.raises(UpstreamUnavailable, match="Try later"):
-        client.echo()
+        client.call("Echo")
 
 
 @pytest.mark.parametrize("body", ['{"ok": true}', "<html>gateway</html>", "[]"])
 def test_an_answer_that_is_not_a_v1_result_is_retryable(http, client, body):
     http.add(responses.POST, URL, body=body, status=200)
     with pytest.raises(UpstreamUnavailable) as caught:
-        client.echo()
+        client.call("Echo")
     assert isinstance(caught.value, RetryableError)
 
 
@@ -107,13 +101,13 @@ def test_transport_failures_are_retryable(http, client):
     http.add(responses.POST, URL, status=502)
     http.add(responses.POST, URL, body=requests.ReadTimeout("slow"))
     with pytest.raises(UpstreamUnavailable):
-        client.echo()
+        client.call("Echo")
     with pytest.raises(UpstreamTimeout):
-        client.echo()
+        client.call("Echo")
 
 
 def test_the_observer_names_the_action_and_never_the_keys(http, client, observed, keys_):
     http.add(responses.POST, URL, json={"error": 0})
-    client.echo()
+    client.call("Echo")
     assert observed[0][:4] == ("liondesk_v1", "POST", "/Echo", 200)
     assert keys_["liondesk_v1_api_key"] not in repr(observed) and keys_["liondesk_v1_user_key"] not in repr(observed)

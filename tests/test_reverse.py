@@ -180,7 +180,8 @@ def test_a_phone_edited_in_liondesk_reaches_realgeeks_as_one_patch_and_its_echo_
     assert write["body"] == {"phone": "(808) 555-0123"} and write["lead_id"] == payload["id"]
     assert len(bridge.realgeeks_calls(mark)) == 1
     assert mappings.get_snapshot(redis_conn, payload["id"])["phone"] == "+18085550123"
-    # The echo's `received` entry is written by the intake as it arrives, possibly between these two.
+    # The echo's `received` entry is written at intake, whenever its webhook lands: before, between
+    # or after the two entries of the poll's work. The rest of the story is in order.
     story = [entry for entry in history.read(redis_conn, payload["id"]) if entry["kind"] != "received"]
     assert story[-1]["kind"] == "reverse_sync" and story[-1]["fields"] == ["phone"]
     assert (story[-2]["kind"], story[-2]["service"], story[-2]["method"]) == ("call", "realgeeks", "PATCH")

@@ -8,7 +8,7 @@ from rq.registry import FailedJobRegistry
 
 from bridge.config import load_settings
 from bridge.sandbox.sample import sample_lead
-from bridge.storage import history, mappings, parked
+from bridge.storage import history, keys, mappings, parked
 from tests.support import signed_post
 from bridge.context import Context
 from bridge.queue import event_queue
@@ -94,6 +94,18 @@ def test_the_same_lead_delivered_again_with_another_body_makes_no_write(bridge):
                                     headers={"X-Lead-Router-Timestamp": "2030-01-01T00:00:00Z"})
     assert writes(again) == []
     assert len(bridge.contacts()) == 1 and len(bridge.leads()) == 1
+
+
+def test_a_lead_linked_by_the_previous_release_keeps_its_liondesk_lead(bridge, redis_conn):
+    payload = sample_lead()
+    bridge.deliver_and_work(payload)
+    (lead,) = bridge.leads()
+    # As the previous release stored it: the LionDesk lead under `lead_id`, no liondesk_lead_id.
+    redis_conn.hdel(keys.lead_mapping(payload["id"]), "liondesk_lead_id")
+    redis_conn.hset(keys.lead_mapping(payload["id"]), "lead_id", lead["id"])
+    bridge.deliver_and_work({**payload, "action": "unknown", "notes": "sent again after the upgrade"})
+    assert [found["id"] for found in bridge.leads()] == [lead["id"]]  # no second LionDesk lead
+    assert mappings.load_link(redis_conn, payload["id"]).liondesk_lead_id == str(lead["id"])
 
 
 def test_update_before_create_creates_the_contact_once(bridge):

@@ -64,7 +64,9 @@ def test_display_writes_national_at_home_and_international_abroad(phone, region,
 @pytest.mark.parametrize("phone", ["808-817-2382", "+44 20 7946 0958", "+55 83 91234-1234", "(604) 555-4572 ext 3"])
 def test_no_search_form_names_a_different_number(phone):
     number = normalize(phone, "US").split(";")[0]
-    for form in search_forms([phone], "US"):
+    forms = search_forms([phone], "US")
+    assert forms  # the loop below judges real forms, never none
+    for form in forms:
         found = normalize(form, "US")  # None: a spelling only a human reads, like "44 20 7946 0958"
         assert found is None or found.split(";")[0] == number, form
 

@@ -373,14 +373,6 @@ class LionDeskClient:
         if contact_id is not None:
             self.conn.hset(keys.liondesk_contact_search(), "anchor_id", str(contact_id))
 
-    def iter_contacts(self, params: Params = None) -> Iterator[dict]:
-        """Yield every contact matching `params`, across all pages."""
-        return self.iter_pages("/contacts", params)
-
-    def iter_changed_contacts(self, modified_after_iso: str) -> Iterator[dict]:
-        """Yield every contact modified after the given ISO time, oldest change first (the reverse poll)."""
-        return self.iter_pages("/contacts", [("modified_at[$gt]", modified_after_iso), ("$sort[modified_at]", 1)])
-
     def get_contact(self, contact_id: int | str) -> dict:
         """Return one contact."""
         return self.request("GET", f"/contacts/{contact_id}")
@@ -395,10 +387,6 @@ class LionDeskClient:
         """Change only the given fields of a contact (PATCH) and return it."""
         return self.request("PATCH", f"/contacts/{contact_id}", body=body)
 
-    def list_addresses(self, contact_id: int | str) -> list[dict]:
-        """Return every address of a contact."""
-        return list(self.iter_pages(f"/contacts/{contact_id}/addresses"))
-
     def create_address(self, contact_id: int | str, body: dict) -> dict:
         """Add an address to a contact and return it."""
         return self.request("POST", f"/contacts/{contact_id}/addresses", body=body)
@@ -411,17 +399,9 @@ class LionDeskClient:
         """Create a lead (an enquiry of a contact) and return it."""
         return self.request("POST", "/leads", body=body)
 
-    def update_lead(self, lead_id: int | str, body: dict) -> dict:
-        """Change only the given fields of a lead (PATCH) and return it."""
-        return self.request("PATCH", f"/leads/{lead_id}", body=body)
-
     def find_leads(self, params: Params) -> list[dict]:
         """Return the first page of leads matching `params` (e.g. contact_id)."""
         return self.first_page("/leads", params)
-
-    def get_lead(self, lead_id: int | str) -> dict:
-        """Return one lead (claim fields included)."""
-        return self.request("GET", f"/leads/{lead_id}")
 
     def create_lead_offers(self, lead_id: int | str) -> list[dict]:
         """Ask LionDesk to offer a lead to a team through its lead route (`{}` as the body, as Bit sends it)."""

@@ -59,23 +59,3 @@ class LionDeskV1Client:
             "POST", "", json_body={"action": action, **fields}, headers=self.headers, auth=self.auth,
             check=lambda r: check_result(r, action), observed_path=f"/{action}")
         return response.json()
-
-    def echo(self, msg: str = "ping") -> dict:
-        """Check the v1 API answers our credentials; changes nothing."""
-        return self.call("Echo", msg=msg)
-
-    def get_users(self) -> list[dict]:
-        """Return the users (USERKEY and e-mail) who authorised our partner key."""
-        return self.call("GetUsers").get("users") or []
-
-    def new_submission(self, **fields) -> dict:
-        """Create (or, on a matching e-mail/phone, comment on) a contact; the result's `id` is LionDesk's."""
-        return self.call("NewSubmission", **fields)
-
-    def new_comment(self, **fields) -> dict:
-        """Add a comment (type 1), sent text (5) or received text (8) to a contact's timeline."""
-        return self.call("NewComment", **fields)
-
-    def new_activity(self, **fields) -> dict:
-        """Add a website activity (visit, property_viewed, ...) to a contact's timeline."""
-        return self.call("NewActivity", **fields)

@@ -11,7 +11,7 @@ from flask import Blueprint, jsonify, request
 from bridge.sandbox import liondesk_data as data
 from bridge.sandbox import liondesk, realgeeks
 from bridge.sandbox.calls import count_by_template
-from bridge.sandbox.errors import ApiError, json_body
+from bridge.sandbox.errors import ApiError, body_object
 from bridge.sandbox.faults import SERVICES, validate_changes
 from bridge.sandbox.query import OR_READINGS
 from bridge.sandbox.seeds import DEFAULT_SITE_UUID, load_demo_preset
@@ -27,16 +27,6 @@ SETTINGS = {"address_edits_bump_contact": (True, False), "realgeeks_source_syste
             "v1_service": ("on", "gone"), "tasks_v20": ("on", "gone"), "tasks_v21": ("on", "gone"),
             "realgeeks_v2_paths": ("both", "v2/rest", "rest/v2"), "realgeeks_plain_unset": ("ignore", "reject")}
 """Behaviour the vendors leave unknown, switchable per test: name -> allowed values."""
-
-
-def body_object() -> dict:
-    """The control request's JSON object body ({} when empty)."""
-    body = json_body()
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise ApiError(400, "The body must be a JSON object")
-    return body
 
 
 def listed(records) -> dict:
@@ -216,8 +206,8 @@ def agent_claims_lead(lead_id):
     """An agent claims (or a broker assigns) a lead: {"claimed_by_user_id": 2, "claimed_via": "Phone"}."""
     body = body_object()
     with sandbox_state() as state:
-        lead = data.require_existing(state.leads, lead_id, "lead")
-        user = data.require_existing(state.users, body.get("claimed_by_user_id"), "user")
+        lead = data.LEADS.stored(state, lead_id)
+        user = data.USERS.stored(state, body.get("claimed_by_user_id"))
         lead.update(claimed_by_user_id=user["id"], claimed_at=state.now(),
                     claimed_via=body.get("claimed_via", "Assigned"), modified_at=state.now())
         return jsonify(data.lead_view(lead))
@@ -350,7 +340,7 @@ def add_v1_keys():
         if body.get("api_key"):
             state.v1_api_keys.add(body["api_key"])
         if body.get("user_key"):
-            data.require_existing(state.users, body.get("user_id", 1), "user")
+            data.USERS.stored(state, body.get("user_id", 1))
             state.v1_user_keys[body["user_key"]] = int(body.get("user_id", 1))
         return jsonify({"api_keys": sorted(state.v1_api_keys), "user_keys": state.v1_user_keys})
 

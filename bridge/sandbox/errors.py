@@ -52,6 +52,16 @@ def json_body():
         raise ApiError(400, "Invalid JSON in request body") from None
 
 
+def body_object() -> dict:
+    """The request's JSON body, which must be an object ({} when empty); 400 otherwise."""
+    body = json_body()
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object")
+    return body
+
+
 def feathers_body(status: int, message: str, errors: dict | None = None) -> dict:
     """The Feathers error body {"name","message","code","className","errors"}."""
     name = FEATHERS_NAMES.get(status, "GeneralError")

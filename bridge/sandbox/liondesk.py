@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from bridge.sandbox import liondesk_data as data
-from bridge.sandbox.errors import ApiError, bad_request, json_body
+from bridge.sandbox.errors import ApiError, bad_request, body_object
 from bridge.sandbox.query import Collation, check_fields, envelope, parse_query, select
 from bridge.sandbox.state import sandbox_state
 from bridge.sandbox.tokens import CLIENT_ID
@@ -30,16 +30,6 @@ def require_access_token():
     with sandbox_state() as state:
         if scheme.lower() != "bearer" or not state.tokens.is_valid(token.strip()):
             raise ApiError(401, "Invalid or expired access token")
-
-
-def body_object() -> dict:
-    """The request's JSON body, which must be an object."""
-    body = json_body()
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object")
-    return body
 
 
 def listing(records, resource: str, view=None, collation: Collation = Collation(), skip_params=()):
@@ -154,7 +144,7 @@ def get_user(user_id):
     """One user; `oauth_client_id` is required."""
     check_oauth_client_id()
     with sandbox_state() as state:
-        return jsonify(data.require_existing(state.users, user_id, "user"))
+        return jsonify(data.USERS.stored(state, user_id))
 
 
 def check_oauth_client_id() -> None:
@@ -217,7 +207,7 @@ def list_campaign_communications(contact_id):
 def list_addresses(contact_id):
     """A contact's addresses."""
     with sandbox_state() as state:
-        data.require_existing(state.contacts, contact_id, "contact")
+        data.CONTACTS.stored(state, contact_id)
         return listing(state.addresses_of(contact_id), "addresses", data.address_view)
 
 
@@ -226,7 +216,7 @@ def create_address(contact_id):
     """Add an address to a contact."""
     values = data.load(data.AddressSchema(), body_object())
     with sandbox_state() as state:
-        contact = data.require_existing(state.contacts, contact_id, "contact")
+        contact = data.CONTACTS.stored(state, contact_id)
         address = state.add_address(contact_id, {**dict.fromkeys(data.ADDRESS_FIELDS), **values})
         data.touch_for_address(state, contact)
         return jsonify(data.address_view(address)), 201
@@ -253,7 +243,7 @@ def patch_address(contact_id, address_id):
 
 def _address(state, contact_id, address_id) -> dict:
     """Address `address_id` of contact `contact_id`, or a 404."""
-    data.require_existing(state.contacts, contact_id, "contact")
+    data.CONTACTS.stored(state, contact_id)
     address = state.addresses.get(address_id)
     if address is None or address["contact_id"] != contact_id:
         raise ApiError(404, f"No record found for id '{address_id}'")
@@ -330,7 +320,7 @@ patch_route(data.LEADS, data.LeadSchema, change_lead)
 def create_offers(lead_id):
     """Offer the lead to the members of the matching Team Rollout route's team (no body)."""
     with sandbox_state() as state:
-        lead = data.require_existing(state.leads, lead_id, "lead")
+        lead = data.LEADS.stored(state, lead_id)
         offers = data.make_offers(state, lead)
         return jsonify([data.offer_view(state, offer) for offer in offers]), 201
 
@@ -400,7 +390,7 @@ patch_route(data.CAMPAIGNS, data.CampaignSchema, change_campaign)
 def list_campaign_contacts(campaign_id):
     """Contacts enrolled in a campaign."""
     with sandbox_state() as state:
-        data.require_existing(state.campaigns, campaign_id, "campaign")
+        data.CAMPAIGNS.stored(state, campaign_id)
         return listing([cc for cc in state.campaign_contacts if cc["campaign_id"] == campaign_id],
                        "campaign_contacts")
 
@@ -410,7 +400,7 @@ def enrol_contact(campaign_id):
     """Start the campaign for {"contact_id"}; enrolling the same contact twice is a 400."""
     values = data.load(data.CampaignContactSchema(), body_object())
     with sandbox_state() as state:
-        campaign = data.require_existing(state.campaigns, campaign_id, "campaign")
+        campaign = data.CAMPAIGNS.stored(state, campaign_id)
         return jsonify(data.enrol(state, campaign, values["contact_id"])), 201
 
 

@@ -315,7 +315,7 @@ def update_contact(state: SandboxState, contact: dict, values: dict) -> bool:
 def patch_contact(state: SandboxState, contact_id: int, body: dict) -> dict:
     """Change only the fields of `body` on one contact (API call or agent edit alike); return its view."""
     values = load(ContactSchema(), body, partial=True)
-    contact = require_existing(state.contacts, contact_id, "contact")
+    contact = CONTACTS.stored(state, contact_id)
     update_contact(state, contact, values)
     return contact_view(state, contact)
 

@@ -114,11 +114,6 @@ def lead_activities(lead_id: str) -> str:
     return f"{PREFIX}activities:{lead_id}"
 
 
-def lead_search_index() -> str:
-    """Hash from a normalised email, phone or name token to the lead ids that carry it."""
-    return f"{PREFIX}index:lead-search"
-
-
 def liondesk_tokens() -> str:
     """Hash holding the LionDesk OAuth access token, refresh token and expiry."""
     return f"{PREFIX}liondesk:tokens"
@@ -137,11 +132,6 @@ def liondesk_auth_state() -> str:
 def liondesk_reference(kind: str) -> str:
     """Cached LionDesk reference list (lead-sources, campaigns, users, ...)."""
     return f"{PREFIX}liondesk:ref:{kind}"
-
-
-def liondesk_rate_limit(window: int) -> str:
-    """Counter of LionDesk requests made in one rate-limit window."""
-    return f"{PREFIX}liondesk:rate:{window}"
 
 
 def realgeeks_users(site_uuid: str) -> str:

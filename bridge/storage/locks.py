@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from bridge import defaults
 from bridge.storage import keys
 from bridge.storage.redis import text, text_hash
+from bridge.translate.text import folded
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def end_all(conn, user: str | None = None) -> int:
             pipe.hget(keys.console_session(digest), "user")
         owners = pipe.execute()
         digests = [digest for digest, owner in zip(digests, owners)
-                   if owner is not None and text(owner).casefold() == user.strip().casefold()]
+                   if owner is not None and folded(text(owner)) == folded(user)]
     if not digests:
         return 0
     pipe = conn.pipeline(transaction=True)

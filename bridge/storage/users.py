@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from bridge import defaults
 from bridge.jsonlimits import parse
 from bridge.storage import keys
+from bridge.translate.text import folded
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 """A console user name: what the audit lines show, so plain and at most 64 characters."""
@@ -51,7 +52,7 @@ def password_problem(name: str, password: str) -> str | None:
     """Why `password` is too weak for a console user, or None when it will do."""
     if len(password) < defaults.ADMIN_PASSWORD_MIN_CHARACTERS:
         return f"use at least {defaults.ADMIN_PASSWORD_MIN_CHARACTERS} characters"
-    if password.strip().casefold() == name.strip().casefold():
+    if folded(password) == folded(name):
         return "the password must not be the user name"
     return None
 
@@ -137,7 +138,7 @@ def _user_of(raw) -> User | None:
 
 def _field(name: str) -> str:
     """The hash field of a user name: names are unique whatever their case."""
-    return name.strip().casefold()
+    return folded(name)
 
 
 _AT_ONCE = threading.BoundedSemaphore(defaults.ADMIN_PASSWORD_CHECKS_AT_ONCE)

@@ -128,7 +128,7 @@ def custom_field_values(lead: dict, rules: dict, field_ids: dict) -> tuple[list[
         value = lead.get(source) if source != "estimated_value" else _estimated_value(lead)
         if value in (None, ""):
             continue
-        field_id = field_ids.get(str(name).strip().casefold())
+        field_id = field_ids.get(folded(name))
         if field_id is None:
             notes.append(f"LionDesk has no custom field named {name!r}; {source} not written there")
             continue

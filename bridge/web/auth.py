@@ -17,6 +17,7 @@ from flask.sessions import SecureCookieSessionInterface
 from bridge import defaults
 from bridge.storage import keys, sessions, users
 from bridge.storage.redis import text
+from bridge.translate.text import folded
 
 CONSOLE_PATH = "/admin"
 """URL prefix of the support console."""
@@ -177,7 +178,7 @@ def check_credentials(conn, settings, username: str, password: str) -> tuple[str
         return None
     if credentials_ok(settings, username, password):
         return settings.admin_username, _first_user_version(settings)
-    if username.strip().casefold() == settings.admin_username.casefold():
+    if folded(username) == folded(settings.admin_username):
         users.burn_time(password)
         return None
     user = users.authenticate(conn, username, password)
@@ -233,7 +234,7 @@ def _session_user() -> str | None:
     record = sessions.load(conn, session["sid"])
     if record is None or time.time() - record.created_at > defaults.ADMIN_SESSION_SECONDS:
         return None
-    if record.user.casefold() == settings.admin_username.casefold():
+    if folded(record.user) == folded(settings.admin_username):
         current = _first_user_version(settings)
     else:
         user = users.get(conn, record.user)
@@ -266,7 +267,7 @@ def _trusted_device(cookie: str | None, username: str, now: float) -> str | None
 
 def _device_signature(user: str, issued: int, nonce: str) -> str:
     """The signature tying a device cookie to a user name (any case) and its issue time."""
-    material = f"device\0{user.strip().casefold()}\0{issued}\0{nonce}".encode("utf-8")
+    material = f"device\0{folded(user)}\0{issued}\0{nonce}".encode("utf-8")
     return hmac.new(current_app.secret_key.encode("utf-8"), material, hashlib.sha256).hexdigest()[:32]
 
 
@@ -302,7 +303,7 @@ def _account(username: str) -> str:
     Hashed: the key name holds neither a typed password (users mistype into the
     username box) nor an unbounded string.
     """
-    return hashlib.sha256(username.strip().casefold().encode("utf-8")).hexdigest()[:24]
+    return hashlib.sha256(folded(username).encode("utf-8")).hexdigest()[:24]
 
 
 def _first_user_version(settings) -> str:
