@@ -148,8 +148,8 @@ def fixed_keys() -> list[str]:
     - the event indexes: entries trimmed to their events' lifetime (`trim_event_indexes`);
     - the intake stream: entries trimmed once relayed (`trim_relayed`), INTAKE_STREAM_MAX_LENGTH at most;
     - metrics counters: one field per label value (outcomes, services, statuses);
-    - LionDesk tokens, authorisation state and channels, the poll state, each alert condition's
-      state: one small hash each;
+    - LionDesk tokens, authorisation state and channels, the contact-search verdict, the poll
+      state, each alert condition's state: one small hash each;
     - the console's users (one field per support person) and its open-session index (trimmed by expiry);
     - the worker heartbeat index: trimmed by age and count;
     - RQ's queues and registries: one per queue, entries going with their jobs' lifetimes.
@@ -158,7 +158,7 @@ def fixed_keys() -> list[str]:
     rq = rq_key_prefix()
     return [keys.events_by_time(), keys.rejected_events(), keys.intake_stream(), keys.metric("*"), keys.worker_beats(),
             keys.liondesk_tokens(), keys.liondesk_auth_state(), keys.poll_state(), keys.webhook_secret_dev(),
-            keys.liondesk_channels(), keys.liondesk_app_conflict(), keys.alert_state("*"), keys.console_users(),
+            keys.liondesk_channels(), keys.liondesk_app_conflict(), keys.liondesk_contact_search(), keys.alert_state("*"), keys.console_users(),
             keys.console_sessions(),
             f"{rq}queues", f"{rq}queue:*", f"{rq}workers", f"{rq}workers:*", f"{rq}finished:*", f"{rq}failed:*",
             f"{rq}scheduled:*", f"{rq}wip:*", f"{rq}deferred:*", f"{rq}canceled:*", f"{rq}clean_*",
