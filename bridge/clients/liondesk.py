@@ -399,6 +399,10 @@ class LionDeskClient:
         """Create a lead (an enquiry of a contact) and return it."""
         return self.request("POST", "/leads", body=body)
 
+    def update_lead(self, lead_id: int | str, body: dict) -> dict:
+        """Change only the given fields of a lead (PATCH) and return it."""
+        return self.request("PATCH", f"/leads/{lead_id}", body=body)
+
     def find_leads(self, params: Params) -> list[dict]:
         """Return the first page of leads matching `params` (e.g. contact_id)."""
         return self.first_page("/leads", params)

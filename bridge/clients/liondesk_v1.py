@@ -59,3 +59,7 @@ class LionDeskV1Client:
             "POST", "", json_body={"action": action, **fields}, headers=self.headers, auth=self.auth,
             check=lambda r: check_result(r, action), observed_path=f"/{action}")
         return response.json()
+
+    def echo(self, msg: str = "ping") -> dict:
+        """Check the v1 API answers our credentials; changes nothing."""
+        return self.call("Echo", msg=msg)
