@@ -23,7 +23,7 @@ import redis
 from bridge import defaults
 from bridge.exceptions import LockTimeout
 from bridge.storage import beats, keys
-from bridge.storage.redis import text
+from bridge.storage.redis import delete_if_equal, text
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +38,9 @@ _held: set[str] = set()  # tokens the jobs of this process hold right now
 _left: dict[str, str] = {}  # key -> token of locks whose release Redis refused (it was away or full)
 _held_guard = threading.Lock()
 
-_DELETE_IF_TOKEN = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-
-
 def delete_if_token(conn: redis.Redis, key: str, token: str) -> bool:
     """Delete the lock at `key` only if it still carries `token` (one atomic step); return whether it did."""
-    return bool(conn.eval(_DELETE_IF_TOKEN, 1, key, token))
+    return delete_if_equal(conn, key, token)
 
 
 def set_holder(process: str | None) -> None:

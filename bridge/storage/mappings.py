@@ -20,7 +20,7 @@ import redis
 
 from bridge import defaults
 from bridge.storage import keys
-from bridge.storage.redis import text, text_hash
+from bridge.storage.redis import delete_if_equal, text, text_hash
 from bridge.translate.snapshot import empty_snapshot
 
 
@@ -286,12 +286,9 @@ def claim_contact(conn: redis.Redis, contact_id: int | str, lead_id: str) -> boo
     return bool(conn.set(keys.contact_mapping(contact_id), lead_id, nx=True, ex=keys.lifetimes.link))
 
 
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-
-
 def release_contact(conn: redis.Redis, contact_id: int | str, lead_id: str) -> None:
     """Drop a contact's reverse map if it still names `lead_id` (a stale map: that lead links another contact)."""
-    conn.eval(_RELEASE, 1, keys.contact_mapping(contact_id), lead_id)
+    delete_if_equal(conn, keys.contact_mapping(contact_id), lead_id)
 
 
 LIONDESK_ORIGIN = "liondesk"

@@ -85,3 +85,14 @@ def text(value) -> str | None:
 def text_hash(raw: dict) -> dict[str, str]:
     """A Redis hash (HGETALL) with its names and values as text."""
     return {text(name): text(value) for name, value in raw.items()}
+
+
+_DELETE_IF_EQUAL = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def delete_if_equal(conn: redis.Redis, key: str, value: str) -> bool:
+    """Delete the string at `key` only if it still holds `value`, in one atomic step; return whether it did.
+
+    Compare-and-delete: what another process wrote there meanwhile is never touched (a lock
+    taken by a live job, a contact map claimed by another lead)."""
+    return bool(conn.eval(_DELETE_IF_EQUAL, 1, key, value))
