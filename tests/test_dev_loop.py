@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from bridge.cli.dev import STOP_BUDGET_SECONDS
 from tests.support import ROOT, wait_until
 from tests.test_dev import free_port_pair
 
@@ -179,7 +180,10 @@ def test_two_runs_with_ctrl_c_and_a_second_terminal_in_another_folder(tmp_path):
         finally:
             terminal.close()
         text = terminal.output()
-        assert seconds <= 3.0, f"run {run} took {seconds:.2f} s to stop:\n{text}"
+        # A hang check, not a benchmark: `bridge dev` kills what has not stopped within its budget
+        # (gunicorn's graceful stop alone can take its whole share), so only a stop that ignored the
+        # budget takes longer than it plus a loaded machine's slack.
+        assert seconds <= STOP_BUDGET_SECONDS + 5, f"run {run} took {seconds:.2f} s to stop:\n{text}"
         assert "Traceback" not in text, text
         assert terminal.status == 0, text
         stopping = text.split("Stopping:", 1)[1]
