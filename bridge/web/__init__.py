@@ -13,7 +13,7 @@ from bridge import defaults
 from bridge.config import Settings, load_settings
 from bridge.intake import webhook
 from bridge.intake.store import DeliveryStore
-from bridge.ops import alerts, logs
+from bridge.ops import logs
 from bridge.ops.metrics import Metrics
 from bridge.storage import keys
 from bridge.storage.redis import connect, redis_url
@@ -63,10 +63,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(prometheus.bp)
     admin.init_app(app)  # the support console, only when ADMIN_USERNAME and ADMIN_PASSWORD are set
     liondesk_connect.init_app(app)  # the console's "Connect LionDesk" round trip
-    if settings.alerts_enabled:
-        # Web processes evaluate alerts too: with no worker running, they are the ones left to say so.
-        # Started at the first request, in the process serving it (gunicorn forks after loading the app).
-        app.before_request(lambda: alerts.ensure_alert_thread(conn, settings))
+    # Web processes evaluate alerts too (with no worker running, they are the ones left to say so): each
+    # gunicorn worker starts its evaluator as it boots (gunicorn.conf.py `post_worker_init`), after the
+    # fork, so no request pays for it and a thread is never started in the master.
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
