@@ -52,9 +52,6 @@ log = logging.getLogger("bridge.alerts")
 PROBLEM, REMINDER, RECOVERY, TEST = "problem", "reminder", "recovery", "test"
 """Kinds of alert message."""
 
-LIONDESK_SERVICES = ("liondesk", "liondesk_v1")
-"""Service names LionDesk's calls are counted under (bridge.ops.metrics `calls`)."""
-
 APP_REFUSED_REASONS = ("invalid_client", "unauthorized_client")
 """Words in a recorded refusal that mean LionDesk refused the app itself, not only the grant."""
 
@@ -185,7 +182,7 @@ def observe_liondesk_failing(conn, settings, state: store.AlertState, now: float
     ok = failed = 0
     for name, count in Metrics(conn).counts("calls").items():
         service, _, outcome = name.partition("|")
-        if service in LIONDESK_SERVICES:
+        if service in status.LIONDESK_SERVICES:
             if outcome.isdigit() and int(outcome) < 500 and int(outcome) != 429:
                 ok += count
             else:

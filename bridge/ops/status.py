@@ -31,7 +31,7 @@ LAST_FAILURE = "last_failure"
 attempt: error class and text, outcome, when, when the job first failed, which vendor failed."""
 
 LIONDESK_SERVICES = ("liondesk", "liondesk_v1")
-"""Service names of LionDesk's APIs in an UpstreamError."""
+"""Service names of LionDesk's APIs, in an UpstreamError and in the call counters (bridge.ops.metrics `calls`)."""
 
 LIONDESK_FAILING, REAUTHORIZE, NO_WORKER, REDIS_FULL_NOTICE = "liondesk_failing", "reauthorize", "no_worker", "redis_full"
 """What the console's banner can ask a person to look at (kinds of `Notice`)."""
