@@ -214,7 +214,9 @@ def test_full_redis_refuses_deliveries_keeps_workers_up_and_resumes_when_the_lim
         # The workers meet the refusals in their jobs, relay, heartbeat and scheduler; they wait, they do not exit.
         time.sleep(15)
         stack.assert_all_alive()
-        assert stack.health()["workers"]["live"] == WORKERS, "beats keep their records alive while Redis is full"
+        # The running workers' beats keep their records alive (the one started while full may get a beat
+        # in too, when a worker's DEL frees a little room: so at least, not exactly, the two).
+        assert stack.health()["workers"]["live"] >= WORKERS, "beats keep their records alive while Redis is full"
 
         conn.config_set("maxmemory", 0)  # the operator raises the limit (here: removes it); nothing is restarted
         leads += stack.deliver(4)
