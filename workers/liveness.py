@@ -37,7 +37,7 @@ from bridge import defaults
 from bridge.ops.status import redis_trouble
 from bridge.queue import event_id_of_job
 from bridge.storage import beats, events, history, kinds, locks
-from bridge.storage.redis import text
+from bridge.storage.redis import delete_if_equal, text
 from workers import failure
 
 log = logging.getLogger("bridge.worker")
@@ -74,7 +74,7 @@ def free_dead_schedulers_locks(conn: redis.Redis, queues: Iterable[Queue]) -> li
         holder = text(conn.get(key))
         process = locks.holder_of(holder)
         if process and beats.known(conn, process) and not beats.alive(conn, process) \
-                and locks.delete_if_token(conn, key, holder):
+                and delete_if_equal(conn, key, holder):
             log.warning("freed %s, held by the scheduler of dead worker %s", key, process)
             freed.append(key)
     return freed

@@ -38,10 +38,6 @@ _held: set[str] = set()  # tokens the jobs of this process hold right now
 _left: dict[str, str] = {}  # key -> token of locks whose release Redis refused (it was away or full)
 _held_guard = threading.Lock()
 
-def delete_if_token(conn: redis.Redis, key: str, token: str) -> bool:
-    """Delete the lock at `key` only if it still carries `token` (one atomic step); return whether it did."""
-    return delete_if_equal(conn, key, token)
-
 
 def set_holder(process: str | None) -> None:
     """Name the process whose jobs take locks from now on (a worker that beats); None for anonymous tokens."""
@@ -118,7 +114,7 @@ def release_left(conn: redis.Redis) -> int:
         left = dict(_left)
     released = 0
     for key, token in left.items():
-        released += int(delete_if_token(conn, key, token))
+        released += int(delete_if_equal(conn, key, token))
         with _held_guard:
             _left.pop(key, None)
     return released
@@ -140,7 +136,7 @@ def take_over_if_dead(conn: redis.Redis, key: str) -> bool:
                 return False  # a job of ours holds it now
     elif beats.alive(conn, process):
         return False
-    if not delete_if_token(conn, key, token):
+    if not delete_if_equal(conn, key, token):
         return False
     log.warning("took over %s from %s, which no longer runs the job that held it", key,
                 "this process" if process == _holder else f"dead worker {process}")
