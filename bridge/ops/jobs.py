@@ -280,7 +280,7 @@ def replay(conn, job_ids: list[str], *, by: str, via: str,
     """
     jobs = _fetch_all(conn, job_ids, missing_ok)
     return [_replay_one(conn, job, by=by, via=via, intervals=intervals) if isinstance(job, Job)
-            else ReplayResult(getattr(job, "job_id", job), replayed=False, status=_gone(job)) for job in jobs]
+            else ReplayResult(_id_of(job), replayed=False, status=_gone(job)) for job in jobs]
 
 
 def summaries(conn, job_ids: list[str], missing_ok: bool = False) -> list[JobSummary]:
@@ -288,7 +288,7 @@ def summaries(conn, job_ids: list[str], missing_ok: bool = False) -> list[JobSum
     is left out."""
     jobs = [job for job in _fetch_all(conn, job_ids, missing_ok) if not isinstance(job, str)]
     stories: dict[str, list[dict]] = {}
-    return [_summary_of(conn, job.id if isinstance(job, Job) else job.job_id, job, stories) for job in jobs]
+    return [_summary_of(conn, _id_of(job), job, stories) for job in jobs]
 
 
 def _fetch_all(conn, job_ids: list[str], missing_ok: bool) -> list:
@@ -402,7 +402,7 @@ def retry_now(conn, job_ids: list[str], *, by: str, via: str, now: float | None 
     results = []
     for job in _fetch_all(conn, job_ids, missing_ok):
         if not isinstance(job, Job):
-            results.append(RetryNowResult(getattr(job, "job_id", job), due_now=False, status=_gone(job)))
+            results.append(RetryNowResult(_id_of(job), due_now=False, status=_gone(job)))
             continue
         registry = ScheduledJobRegistry(job.origin, connection=conn)
         pipe = conn.pipeline(transaction=True)
@@ -585,16 +585,23 @@ def _jobs(conn, job_ids: list[str]) -> list:
 
 def _summary_of(conn, job_id: str, job, stories: dict) -> JobSummary:
     """Summarise a fetched job for a list; an unreadable one (or one that fails to describe) still gets its row."""
+    event = _event_of(conn, job_id)
     if not isinstance(job, Unreadable):
         try:
-            return _describe(conn, job_id, job, _event_of(conn, job_id), stories)
+            return _describe(conn, job_id, job, event, stories)
         except Exception as exc:  # noqa: BLE001 (a stored record may hold anything)
             job = Unreadable(job_id, f"{exc.__class__.__name__}: {str(exc)[:200]}")
-    event = _event_of(conn, job_id)
     return JobSummary(id=job_id, queue=None, status="unreadable", event_id=event_id_of_job(job_id),
                       lead_id=event.lead_id if event else None, action=event.action if event else None,
                       kind=job_kind(job_id), error_class="UnreadableJob",
                       error=f"RQ's record of this job cannot be read ({job.problem})")
+
+
+def _id_of(job) -> str:
+    """The job id of what `_fetch_all` gives: a Job, an Unreadable, or the id of a job RQ does not have."""
+    if isinstance(job, Job):
+        return job.id
+    return job.job_id if isinstance(job, Unreadable) else job
 
 
 def _gone(job) -> str:
