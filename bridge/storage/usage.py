@@ -158,8 +158,8 @@ def fixed_keys() -> list[str]:
     rq = rq_key_prefix()
     return [keys.events_by_time(), keys.rejected_events(), keys.intake_stream(), keys.metric("*"), keys.worker_beats(),
             keys.liondesk_tokens(), keys.liondesk_auth_state(), keys.poll_state(), keys.webhook_secret_dev(),
-            keys.liondesk_channels(), keys.liondesk_app_conflict(), keys.liondesk_contact_search(), keys.alert_state("*"), keys.console_users(),
-            keys.console_sessions(),
+            keys.liondesk_channels(), keys.liondesk_app_conflict(), keys.liondesk_contact_search(), keys.alert_state("*"),
+            keys.console_users(), keys.console_sessions(),
             f"{rq}queues", f"{rq}queue:*", f"{rq}workers", f"{rq}workers:*", f"{rq}finished:*", f"{rq}failed:*",
             f"{rq}scheduled:*", f"{rq}wip:*", f"{rq}deferred:*", f"{rq}canceled:*", f"{rq}clean_*",
             f"{rq}scheduler*", f"{rq}suspended"]

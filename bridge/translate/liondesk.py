@@ -316,7 +316,6 @@ def v1_time(instant: Instant) -> str:
     return instant.datetime.isoformat(timespec="seconds")
 
 
-
 # -- contact search (GET /contacts) ------------------------------------------------------------
 
 PHONE_SEARCH_FIELDS = ("mobile_phone", "home_phone", "office_phone")
